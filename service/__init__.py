@@ -1,0 +1,3 @@
+"""voucherify-fanout: Voucherify async-action webhooks to typed Redis Streams events."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,203 @@
+"""Settings: one frozen object built from the environment at start-up.
+
+Every variable of the contract is read here and nowhere else. A bad value stops
+start-up with a ``ConfigError`` whose message names the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; ``str()`` is one line naming the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {problem}")
+
+
+class Secret:
+    """A webhook secret that never prints."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    @property
+    def key(self) -> bytes:
+        return self._value.encode("utf-8")
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """When a 2xx may be sent: ``none`` (write applied), ``aof`` (fsynced), ``replicas``."""
+
+    mode: Literal["none", "aof", "replicas"] = "none"
+    replicas: int = 0
+
+    def __str__(self) -> str:
+        return f"replicas:{self.replicas}" if self.mode == "replicas" else self.mode
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    secrets: tuple[Secret, ...] = ()
+    stream_prefix: str = "voucherify"
+    dedup_ttl: int = 604_800
+    stream_maxlen: int = 1_000_000
+    max_body_bytes: int = 1_048_576
+    allow_ips: tuple[IPNetwork, ...] | None = None
+    durability: Durability = field(default_factory=Durability)
+    data_dir: Path = Path(".fanout")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_timeout: float = 2.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``FANOUT_*`` variable; unset or empty means the default."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return None if value is None or value.strip() == "" else value.strip()
+
+        default = cls()
+        return cls(
+            redis_url=_redis_url(get("FANOUT_REDIS_URL")),
+            redis_cluster=_flag("FANOUT_REDIS_CLUSTER", get("FANOUT_REDIS_CLUSTER")),
+            secrets=_secrets(get("FANOUT_SECRETS")),
+            stream_prefix=_prefix(get("FANOUT_STREAM_PREFIX") or default.stream_prefix),
+            dedup_ttl=_positive_int("FANOUT_DEDUP_TTL", get("FANOUT_DEDUP_TTL"), default.dedup_ttl),
+            stream_maxlen=_positive_int(
+                "FANOUT_STREAM_MAXLEN", get("FANOUT_STREAM_MAXLEN"), default.stream_maxlen
+            ),
+            max_body_bytes=_positive_int(
+                "FANOUT_MAX_BODY_BYTES", get("FANOUT_MAX_BODY_BYTES"), default.max_body_bytes
+            ),
+            allow_ips=_networks(get("FANOUT_ALLOW_IPS")),
+            durability=_durability(get("FANOUT_DURABILITY")),
+            data_dir=Path(get("FANOUT_DATA_DIR") or default.data_dir),
+            host=get("FANOUT_HOST") or default.host,
+            port=_port(get("FANOUT_PORT"), default.port),
+            redis_timeout=_positive_float(
+                "FANOUT_REDIS_TIMEOUT", get("FANOUT_REDIS_TIMEOUT"), default.redis_timeout
+            ),
+        )
+
+
+def _redis_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "FANOUT_REDIS_URL", f"expected a redis://, rediss:// or unix:// URL, got {value!r}"
+        )
+    return value
+
+
+def _flag(name: str, value: str | None) -> bool:
+    if value is None or value in ("0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigError(name, f"expected 0 or 1, got {value!r}")
+
+
+def _secrets(value: str | None) -> tuple[Secret, ...]:
+    if value is None:
+        return ()
+    parts = [part.strip() for part in value.split(",")]
+    if any(not part for part in parts):
+        raise ConfigError("FANOUT_SECRETS", "contains an empty secret (check the commas)")
+    return tuple(Secret(part) for part in parts)
+
+
+def _prefix(value: str) -> str:
+    if any(ch in value for ch in "{}: \t\r\n"):
+        raise ConfigError(
+            "FANOUT_STREAM_PREFIX", f"must not contain braces, colons or spaces, got {value!r}"
+        )
+    return value
+
+
+def _positive_int(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(name, f"expected a positive integer, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(name, f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _positive_float(name: str, value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(name, f"expected a number of seconds, got {value!r}") from None
+    if not 0 < number < 3600:
+        raise ConfigError(name, f"expected a number of seconds above 0, got {value!r}")
+    return number
+
+
+def _port(value: str | None, default: int) -> int:
+    port = _positive_int("FANOUT_PORT", value, default)
+    if port > 65535:
+        raise ConfigError("FANOUT_PORT", f"expected a port from 1 to 65535, got {value!r}")
+    return port
+
+
+def _networks(value: str | None) -> tuple[IPNetwork, ...] | None:
+    if value is None:
+        return None
+    networks = []
+    for part in value.split(","):
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                "FANOUT_ALLOW_IPS", f"expected comma-separated CIDRs, got {part.strip()!r}"
+            ) from None
+    return tuple(networks)
+
+
+def _durability(value: str | None) -> Durability:
+    if value is None or value == "none":
+        return Durability()
+    if value == "aof":
+        return Durability("aof")
+    if value.startswith("replicas:"):
+        count = value.removeprefix("replicas:")
+        if count.isdigit() and int(count) > 0:
+            return Durability("replicas", int(count))
+    raise ConfigError("FANOUT_DURABILITY", f"expected none, aof or replicas:N, got {value!r}")

@@ -1,0 +1,90 @@
+"""Settings from the environment: defaults, every variable, and one-line errors."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, Durability, Secret, Settings
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = Settings.from_env({})
+    assert settings.redis_url is None
+    assert settings.redis_cluster is False
+    assert settings.secrets == ()
+    assert settings.stream_prefix == "voucherify"
+    assert settings.dedup_ttl == 604_800
+    assert settings.stream_maxlen == 1_000_000
+    assert settings.max_body_bytes == 1_048_576
+    assert settings.allow_ips is None
+    assert settings.durability == Durability("none")
+    assert settings.data_dir == Path(".fanout")
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "FANOUT_REDIS_URL": "rediss://cache:6380/1",
+            "FANOUT_REDIS_CLUSTER": "1",
+            "FANOUT_SECRETS": "new, old",
+            "FANOUT_STREAM_PREFIX": "vf",
+            "FANOUT_DEDUP_TTL": "60",
+            "FANOUT_STREAM_MAXLEN": "1000",
+            "FANOUT_MAX_BODY_BYTES": "4096",
+            "FANOUT_ALLOW_IPS": "10.0.0.0/8, 2001:db8::/32",
+            "FANOUT_DURABILITY": "replicas:2",
+            "FANOUT_DATA_DIR": "/var/lib/fanout",
+            "FANOUT_HOST": "0.0.0.0",
+            "FANOUT_PORT": "9000",
+        }
+    )
+    assert settings.redis_url == "rediss://cache:6380/1"
+    assert settings.redis_cluster is True
+    assert [s.reveal() for s in settings.secrets] == ["new", "old"]
+    assert settings.stream_prefix == "vf"
+    assert (settings.dedup_ttl, settings.stream_maxlen, settings.max_body_bytes) == (60, 1000, 4096)
+    assert settings.allow_ips == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("2001:db8::/32"),
+    )
+    assert settings.durability == Durability("replicas", 2)
+    assert settings.data_dir == Path("/var/lib/fanout")
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FANOUT_REDIS_URL", "http://localhost"),
+        ("FANOUT_REDIS_CLUSTER", "maybe"),
+        ("FANOUT_SECRETS", "a,,b"),
+        ("FANOUT_STREAM_PREFIX", "a{b}"),
+        ("FANOUT_DEDUP_TTL", "-1"),
+        ("FANOUT_DEDUP_TTL", "a week"),
+        ("FANOUT_STREAM_MAXLEN", "0"),
+        ("FANOUT_MAX_BODY_BYTES", "1e6"),
+        ("FANOUT_ALLOW_IPS", "10.0.0.0/8,not-an-ip"),
+        ("FANOUT_DURABILITY", "fsync"),
+        ("FANOUT_DURABILITY", "replicas:0"),
+        ("FANOUT_PORT", "70000"),
+        ("FANOUT_REDIS_TIMEOUT", "0"),
+    ],
+)
+def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({variable: value})
+    message = str(error.value)
+    assert message.startswith(f"{variable}: ")
+    assert "\n" not in message
+
+
+def test_secrets_never_print() -> None:
+    settings = Settings.from_env({"FANOUT_SECRETS": "hunter2"})
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.secrets[0])
+    assert settings.secrets[0] == Secret("hunter2")
+    assert settings.secrets[0].key == b"hunter2"
