@@ -1,0 +1,365 @@
+"""Inbound model: the Voucherify async action object, one tagged Struct per type.
+
+The shapes follow the vendor's documentation of the async action object, widened
+where real payloads differ from it (each widening has a test in
+``tests/test_events.py``). Every field other than ``id``, ``type`` and ``status``
+is optional: list responses and ENQUEUED/IN_PROGRESS updates carry no ``result``,
+and the vendor adds fields over time (unknown fields are ignored).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, TypeAlias
+
+import msgspec
+
+Status: TypeAlias = Literal["ENQUEUED", "IN_PROGRESS", "DONE", "FAILED"]
+COMPLETED_STATUSES = frozenset({"DONE", "FAILED"})
+
+
+class _Record(msgspec.Struct, omit_defaults=True):
+    """Base of result parts: absent fields stay absent when re-encoded."""
+
+
+# --- failed records of imports ---------------------------------------------
+
+
+class VoucherImportFailure(_Record):
+    code: str | None = None
+    reason: str | None = None
+
+
+class VoucherCsvImportFailure(_Record):
+    code: str | None = None
+    row: int | None = None
+    reason: str | None = None
+
+
+class CustomerCsvImportFailure(_Record):
+    source_id: str | None = None
+    row: int | None = None
+    reason: str | None = None
+
+
+class ProductCsvImportFailure(_Record):
+    row: int | None = None
+    source_id: str | None = None
+    reason: str | None = None
+
+
+class SkuCsvImportFailure(_Record):
+    row: int | None = None
+    reason: str | None = None
+
+
+class OrderImportFailure(_Record):
+    source_id: str | None = None
+    reason: str | None = None
+
+
+# --- errors of bulk and metadata updates -----------------------------------
+
+
+class UpdateError(_Record):
+    message: str | None = None
+    details: str | None = None
+    key: str | None = None
+
+
+class CustomerUpdateError(UpdateError):
+    source_id: str | None = None
+
+
+class ProductUpdateError(UpdateError):
+    source_id: str | None = None
+
+
+class VoucherUpdateError(UpdateError):
+    code: str | None = None
+
+
+# --- results ----------------------------------------------------------------
+
+
+class CountResult(_Record):
+    """Result of updates, deletes, generation and metadata key purges."""
+
+    message: str | None = None
+    done_count: int | None = None
+
+
+class _ImportResult(_Record):
+    message: str | None = None
+    done_count: int | None = None
+    failed_count: int | None = None
+
+
+class CampaignVoucherImportResult(_ImportResult):
+    failed: list[VoucherImportFailure] | None = None
+
+
+class VoucherCsvImportResult(_ImportResult):
+    failed: list[VoucherCsvImportFailure] | None = None
+
+
+class CustomerCsvImportResult(_ImportResult):
+    failed: list[CustomerCsvImportFailure] | None = None
+
+
+class ProductCsvImportResult(_ImportResult):
+    failed: list[ProductCsvImportFailure] | None = None
+
+
+class SkuCsvImportResult(_ImportResult):
+    failed: list[SkuCsvImportFailure] | None = None
+
+
+class VoucherImportResult(_ImportResult):
+    # Documented as an object; sent as an array of objects. Both are accepted and
+    # a lone object is wrapped, so consumers always see a list.
+    failed: list[VoucherImportFailure] | VoucherImportFailure | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.failed, VoucherImportFailure):
+            self.failed = [self.failed]
+
+
+class OrderImportResult(_ImportResult):
+    # Same quirk as VOUCHERS.IMPORT: documented as an object, sent as an array.
+    failed: list[OrderImportFailure] | OrderImportFailure | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.failed, OrderImportFailure):
+            self.failed = [self.failed]
+
+
+class _UpdateResult(_Record):
+    """Bulk and metadata updates: counts, downloadable reports and errors."""
+
+    done_count: int | None = None
+    failed_count: int | None = None
+    reports: list[str] | None = None
+    reports_available_till: datetime | None = None
+    operation_status: str | None = None
+
+
+class MetadataUpdateResult(_UpdateResult):
+    errors: list[UpdateError] | None = None
+
+
+class CustomerBulkUpdateResult(_UpdateResult):
+    errors: list[CustomerUpdateError] | None = None
+
+
+class ProductBulkUpdateResult(_UpdateResult):
+    errors: list[ProductUpdateError] | None = None
+
+
+class VoucherBulkUpdateResult(_UpdateResult):
+    errors: list[VoucherUpdateError] | None = None
+
+
+Result: TypeAlias = (
+    CountResult
+    | CampaignVoucherImportResult
+    | VoucherCsvImportResult
+    | CustomerCsvImportResult
+    | ProductCsvImportResult
+    | SkuCsvImportResult
+    | VoucherImportResult
+    | OrderImportResult
+    | MetadataUpdateResult
+    | CustomerBulkUpdateResult
+    | ProductBulkUpdateResult
+    | VoucherBulkUpdateResult
+)
+
+
+# --- the async action -------------------------------------------------------
+
+
+class AsyncAction(msgspec.Struct, tag_field="type", kw_only=True):
+    """Fields shared by every async action type."""
+
+    id: str
+    status: Status
+    operation_status: str | None = None
+    request_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    processing_time: int | None = None
+    progress: int | None = None
+    object: str = "async_action"
+    result: Result | None = None
+
+    @property
+    def type(self) -> str:
+        tag = type(self).__struct_config__.tag
+        assert isinstance(tag, str)
+        return tag
+
+    @property
+    def completed(self) -> bool:
+        return self.status in COMPLETED_STATUSES
+
+
+class CampaignVouchersImport(AsyncAction, tag="CAMPAIGN.VOUCHERS_IMPORT"):
+    result: CampaignVoucherImportResult | None = None
+
+
+class CampaignVouchersImportCsv(AsyncAction, tag="CAMPAIGN.VOUCHERS_IMPORT_CSV"):
+    result: VoucherCsvImportResult | None = None
+
+
+class CampaignVouchersUpdate(AsyncAction, tag="CAMPAIGN.VOUCHERS_UPDATE"):
+    result: CountResult | None = None
+
+
+class CampaignVouchersDelete(AsyncAction, tag="CAMPAIGN.VOUCHERS_DELETE"):
+    result: CountResult | None = None
+
+
+class CampaignVouchersGenerate(AsyncAction, tag="CAMPAIGN.VOUCHERS_GENERATE"):
+    result: CountResult | None = None
+
+
+class CampaignsMetadataKeyPurge(AsyncAction, tag="CAMPAIGNS.METADATA_KEY_PURGE"):
+    result: CountResult | None = None
+
+
+class CustomersImportCsv(AsyncAction, tag="CUSTOMERS.IMPORT_CSV"):
+    result: CustomerCsvImportResult | None = None
+
+
+class CustomersBulkUpdate(AsyncAction, tag="CUSTOMERS.BULK_UPDATE"):
+    result: CustomerBulkUpdateResult | None = None
+
+
+class CustomersMetadataUpdate(AsyncAction, tag="CUSTOMERS.METADATA_UPDATE"):
+    result: MetadataUpdateResult | None = None
+
+
+class CustomersMetadataKeyPurge(AsyncAction, tag="CUSTOMERS.METADATA_KEY_PURGE"):
+    result: CountResult | None = None
+
+
+class ProductsBulkUpdate(AsyncAction, tag="PRODUCTS.BULK_UPDATE"):
+    result: ProductBulkUpdateResult | None = None
+
+
+class ProductsMetadataUpdate(AsyncAction, tag="PRODUCTS.METADATA_UPDATE"):
+    result: MetadataUpdateResult | None = None
+
+
+class ProductsMetadataKeyPurge(AsyncAction, tag="PRODUCTS.METADATA_KEY_PURGE"):
+    result: CountResult | None = None
+
+
+class ProductsImportCsv(AsyncAction, tag="PRODUCTS.IMPORT_CSV"):
+    result: ProductCsvImportResult | None = None
+
+
+class SkusImportCsv(AsyncAction, tag="SKUS.IMPORT_CSV"):
+    result: SkuCsvImportResult | None = None
+
+
+class VouchersImport(AsyncAction, tag="VOUCHERS.IMPORT"):
+    result: VoucherImportResult | None = None
+
+
+class VouchersImportCsv(AsyncAction, tag="VOUCHERS.IMPORT_CSV"):
+    result: VoucherCsvImportResult | None = None
+
+
+class VouchersBulkUpdate(AsyncAction, tag="VOUCHERS.BULK_UPDATE"):
+    result: VoucherBulkUpdateResult | None = None
+
+
+class VouchersMetadataUpdate(AsyncAction, tag="VOUCHERS.METADATA_UPDATE"):
+    result: MetadataUpdateResult | None = None
+
+
+class VouchersMetadataKeyPurge(AsyncAction, tag="VOUCHERS.METADATA_KEY_PURGE"):
+    result: CountResult | None = None
+
+
+class OrdersImport(AsyncAction, tag="ORDERS.IMPORT"):
+    result: OrderImportResult | None = None
+
+
+class OrdersMetadataKeyPurge(AsyncAction, tag="ORDERS.METADATA_KEY_PURGE"):
+    result: CountResult | None = None
+
+
+ACTION_TYPES: tuple[type[AsyncAction], ...] = (
+    CampaignVouchersImport,
+    CampaignVouchersImportCsv,
+    CampaignVouchersUpdate,
+    CampaignVouchersDelete,
+    CampaignVouchersGenerate,
+    CampaignsMetadataKeyPurge,
+    CustomersImportCsv,
+    CustomersBulkUpdate,
+    CustomersMetadataUpdate,
+    CustomersMetadataKeyPurge,
+    ProductsBulkUpdate,
+    ProductsMetadataUpdate,
+    ProductsMetadataKeyPurge,
+    ProductsImportCsv,
+    SkusImportCsv,
+    VouchersImport,
+    VouchersImportCsv,
+    VouchersBulkUpdate,
+    VouchersMetadataUpdate,
+    VouchersMetadataKeyPurge,
+    OrdersImport,
+    OrdersMetadataKeyPurge,
+)
+
+#: Every type name, in the vendor's documented order.
+TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in ACTION_TYPES)
+BY_TYPE: dict[str, type[AsyncAction]] = dict(zip(TYPES, ACTION_TYPES, strict=True))
+
+AnyAction: TypeAlias = (
+    CampaignVouchersImport
+    | CampaignVouchersImportCsv
+    | CampaignVouchersUpdate
+    | CampaignVouchersDelete
+    | CampaignVouchersGenerate
+    | CampaignsMetadataKeyPurge
+    | CustomersImportCsv
+    | CustomersBulkUpdate
+    | CustomersMetadataUpdate
+    | CustomersMetadataKeyPurge
+    | ProductsBulkUpdate
+    | ProductsMetadataUpdate
+    | ProductsMetadataKeyPurge
+    | ProductsImportCsv
+    | SkusImportCsv
+    | VouchersImport
+    | VouchersImportCsv
+    | VouchersBulkUpdate
+    | VouchersMetadataUpdate
+    | VouchersMetadataKeyPurge
+    | OrdersImport
+    | OrdersMetadataKeyPurge
+)
+
+_decoder: msgspec.json.Decoder[AnyAction] = msgspec.json.Decoder(AnyAction)
+_encoder = msgspec.json.Encoder()
+
+
+def decode(body: bytes) -> AnyAction:
+    """Decode one async action.
+
+    Raises ``msgspec.ValidationError`` for JSON that is not a valid async action
+    (the message names the path) and ``msgspec.DecodeError`` for bytes that are
+    not JSON at all.
+    """
+    return _decoder.decode(body)
+
+
+def encode(action: AsyncAction) -> bytes:
+    """Canonical JSON of a decoded action: what was understood, in field order."""
+    return _encoder.encode(action)
