@@ -1,0 +1,45 @@
+"""Every Redis key the service uses is built here and nowhere else.
+
+``{...}`` is a Redis Cluster hash tag: all keys of one async action type share
+one slot, so one script can check the dedup key and append to the stream
+atomically. Dead letters and their dedup keys share the ``{dead}`` slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "voucherify"
+
+    def completed(self, type_: str) -> str:
+        return f"{self.prefix}:{{{type_}}}:completed"
+
+    def progress(self, type_: str) -> str:
+        return f"{self.prefix}:{{{type_}}}:progress"
+
+    def seen(self, type_: str, id_: str, request_id: str) -> str:
+        """Completion of one (id, request_id): holds the entry id and a content digest."""
+        return f"{self.prefix}:{{{type_}}}:seen:{id_}:{request_id}"
+
+    def done(self, type_: str, id_: str) -> str:
+        """Set once any completion of the action is published; later progress is stale."""
+        return f"{self.prefix}:{{{type_}}}:done:{id_}"
+
+    def progress_seen(
+        self, type_: str, id_: str, request_id: str, status: str, progress: int | None
+    ) -> str:
+        step = "" if progress is None else str(progress)
+        return f"{self.prefix}:{{{type_}}}:pseen:{id_}:{request_id}:{status}:{step}"
+
+    def dead_letters(self) -> str:
+        return f"{self.prefix}:{{dead}}:letters"
+
+    def dead_seen(self, sha256: str) -> str:
+        return f"{self.prefix}:{{dead}}:seen:{sha256}"
+
+    def stream_pattern(self) -> str:
+        """Matches every stream of this prefix, for SCAN."""
+        return f"{self.prefix}:{{*}}:*"
