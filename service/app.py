@@ -5,10 +5,12 @@ bytes -> verified -> decoded action -> publish outcome -> HTTP answer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeAlias
 
 import msgspec
 from prometheus_client import generate_latest
@@ -30,7 +32,6 @@ from .errors import (
     Unavailable,
     json_response,
 )
-from .keys import Keys
 from .publish import Accepted, Conflict, Outcome, Publisher
 from .signature import HEADER, Verifier
 
@@ -126,19 +127,24 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings, redis: Redis | RedisCluster | None = None) -> Starlette:
-    """The ASGI app. Without ``redis`` a client is made from ``settings`` and closed on exit."""
+BackgroundTask: TypeAlias = Callable[[Publisher], Coroutine[Any, Any, None]]
+
+
+def create_app(
+    settings: Settings,
+    redis: Redis | RedisCluster | None = None,
+    *,
+    background: Sequence[BackgroundTask] = (),
+) -> Starlette:
+    """The ASGI app. Without ``redis`` a client is made from ``settings`` and closed on exit.
+
+    Each of ``background`` is started with the app's publisher once the app is up
+    and cancelled when it shuts down.
+    """
     if not settings.secrets:
         raise ValueError("FANOUT_SECRETS: at least one webhook secret is required")
     client = redis if redis is not None else connection.from_settings(settings)
-    publisher = Publisher(
-        client,
-        Keys(settings.stream_prefix),
-        dedup_ttl=settings.dedup_ttl,
-        stream_maxlen=settings.stream_maxlen,
-        timeout=settings.redis_timeout,
-        durability=settings.durability,
-    )
+    publisher = Publisher.from_settings(client, settings)
     receiver = Receiver(settings, publisher)
 
     @contextlib.asynccontextmanager
@@ -146,9 +152,13 @@ def create_app(settings: Settings, redis: Redis | RedisCluster | None = None) ->
         await publisher.check_durability()
         if not await publisher.ping():
             logger.warning("redis does not answer yet; webhooks get 503 until it does")
+        tasks = [asyncio.create_task(run(publisher)) for run in background]
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if redis is None:
                 await client.aclose()
 

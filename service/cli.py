@@ -126,25 +126,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _preflight(settings: Settings) -> None:
     """Refuse to start on a durability mode the server cannot give."""
     from . import connection
-    from .keys import Keys
     from .publish import Publisher
 
     client = connection.from_settings(settings)
     try:
-        publisher = Publisher(
-            client,
-            Keys(settings.stream_prefix),
-            dedup_ttl=settings.dedup_ttl,
-            stream_maxlen=settings.stream_maxlen,
-            timeout=settings.redis_timeout,
-            durability=settings.durability,
-        )
+        publisher = Publisher.from_settings(client, settings)
         try:
             await publisher.check_durability()
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
     finally:
         await client.aclose()
+
+
+def redis_url_for_tools(settings: Settings) -> str:
+    """Where operator commands find Redis: the configured URL, else a running embedded server."""
+    from .embedded import url_if_running
+
+    url = settings.redis_url or url_if_running(settings.data_dir)
+    if url is None:
+        raise CommandError(
+            f"FANOUT_REDIS_URL is not set and no embedded server runs in {settings.data_dir} "
+            "(start `fanout serve` or set FANOUT_REDIS_URL)"
+        )
+    return url
 
 
 def _send_secret(args: argparse.Namespace) -> bytes:

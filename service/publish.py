@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from . import completion, events
-from .config import Durability
+from .config import Durability, Settings
 from .errors import Unavailable
 from .keys import Keys
 
@@ -145,6 +145,25 @@ class Publisher:
             "aof": ("WAITAOF", 1, 0, wait_ms),
             "replicas": ("WAIT", durability.replicas, wait_ms),
         }[durability.mode]
+
+    @classmethod
+    def from_settings(cls, redis: Client, settings: Settings) -> Publisher:
+        return cls(
+            redis,
+            Keys(settings.stream_prefix),
+            dedup_ttl=settings.dedup_ttl,
+            stream_maxlen=settings.stream_maxlen,
+            timeout=settings.redis_timeout,
+            durability=settings.durability,
+        )
+
+    @property
+    def redis(self) -> Client:
+        return self._redis
+
+    @property
+    def keys(self) -> Keys:
+        return self._keys
 
     async def check_durability(self) -> None:
         """Fail fast when the server cannot give the configured durability."""

@@ -14,10 +14,12 @@ import pytest
 from redis.asyncio import Redis
 
 from service import completion, events, samples, signature
-from service.app import WEBHOOK_PATH
+from service.app import WEBHOOK_PATH, create_app
 from service.config import Settings
 from service.keys import Keys
+from service.publish import Publisher
 from tests.conftest import SECRET, post, serving, signed
+from tests.servers import running_uvicorn
 
 
 def fields(entry: dict[bytes, bytes]) -> dict[str, str]:
@@ -330,3 +332,21 @@ async def test_concurrent_identical_deliveries_give_one_entry(
     entry_ids = {r.json()["entry_id"] for r in responses}
     assert len(entry_ids) == 1
     assert await redis.xlen(keys.completed("VOUCHERS.BULK_UPDATE")) == 1
+
+
+async def test_background_tasks_run_with_the_app_and_stop_with_it(settings: Settings) -> None:
+    seen: list[object] = []
+
+    async def task(publisher: Publisher) -> None:
+        seen.append(await publisher.ping())
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            seen.append("stopped")
+
+    async with running_uvicorn(create_app(settings, background=[task])):
+        for _ in range(200):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+    assert seen == [True, "stopped"]
