@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
+import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from . import completion, events
+from .batch import GroupCommit
 from .config import Durability, Settings
 from .errors import Unavailable
 from .keys import Keys
@@ -108,9 +110,12 @@ class DeadLetter:
     new: bool
 
 
+_msgpack = msgspec.msgpack.Encoder()
+
+
 def digest(action: events.AsyncAction) -> str:
     """Identifies the decoded content of a delivery (not its bytes)."""
-    return hashlib.blake2b(events.encode(action), digest_size=16).hexdigest()
+    return hashlib.blake2b(_msgpack.encode(action), digest_size=16).hexdigest()
 
 
 def timestamp(moment: datetime) -> str:
@@ -145,6 +150,18 @@ class Publisher:
             "aof": ("WAITAOF", 1, 0, wait_ms),
             "replicas": ("WAIT", durability.replicas, wait_ms),
         }[durability.mode]
+        # A single server gets group commit; a cluster client routes each call
+        # to its slot's node itself (and has no durability modes, see below).
+        self._batch = (
+            GroupCommit(
+                redis,
+                timeout,
+                self._wait,
+                required=durability.replicas if durability.mode == "replicas" else 1,
+            )
+            if isinstance(redis, Redis)
+            else None
+        )
 
     @classmethod
     def from_settings(cls, redis: Client, settings: Settings) -> Publisher:
@@ -232,33 +249,10 @@ class Publisher:
         self, script: AsyncScript, keys: tuple[str, ...], args: tuple[Any, ...]
     ) -> list[Any]:
         try:
+            if self._batch is not None:
+                return await self._batch.call(script, keys, args)  # bounded by the batcher
             async with asyncio.timeout(self._timeout):
-                if self._wait is None:
-                    reply: list[Any] = await script(keys=keys, args=args)
-                    return reply
-                return await self._run_durable(script, keys, args)
+                reply: list[Any] = await script(keys=keys, args=args)
+                return reply
         except (RedisError, OSError, TimeoutError) as exc:
             raise Unavailable() from exc
-
-    async def _run_durable(
-        self, script: AsyncScript, keys: tuple[str, ...], args: tuple[Any, ...]
-    ) -> list[Any]:
-        # The wait must run on the connection that wrote, hence one pipeline.
-        assert self._wait is not None and isinstance(self._redis, Redis)
-        for attempt in (1, 2):
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-            pipe.execute_command(*self._wait)
-            try:
-                reply, acks = await pipe.execute()
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self._redis.script_load(script.script)
-                continue
-            confirmed = acks[0] if isinstance(acks, list) else acks
-            if int(confirmed) < (1 if self._wait[0] == "WAITAOF" else self._durability.replicas):
-                raise TimeoutError(f"{self._wait[0]} not confirmed in time")
-            result: list[Any] = reply
-            return result
-        raise AssertionError("unreachable")
