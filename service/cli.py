@@ -108,6 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             lifespan="on",
             log_level=args.log_level,
             server_header=False,
+            access_log=False,
             timeout_graceful_shutdown=10,
         )
         server = uvicorn.Server(config)

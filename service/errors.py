@@ -70,12 +70,20 @@ def json_response(
     return Response(msgspec.json.encode(content), status, headers, media_type="application/json")
 
 
+def render(problem: Problem) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, raw headers and JSON body of the answer to ``problem``."""
+    body: dict[str, str] = {"error": problem.error}
+    if problem.detail is not None:
+        body["detail"] = problem.detail
+    headers = [(b"content-type", b"application/json")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+    return problem.status, headers, msgspec.json.encode(body)
+
+
 def _problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
-    body: dict[str, str] = {"error": exc.error}
-    if exc.detail is not None:
-        body["detail"] = exc.detail
-    return json_response(body, exc.status, exc.headers)
+    status, headers, body = render(exc)
+    return Response(body, status, {name.decode(): value.decode() for name, value in headers})
 
 
 def _redis_error(request: Request, exc: Exception) -> Response:

@@ -12,3 +12,13 @@ DELIVERIES = Counter(
     ["type", "outcome"],
     registry=REGISTRY,
 )
+
+_deliveries: dict[tuple[str, str], Counter] = {}
+
+
+def delivery(type_: str, outcome: str) -> None:
+    """Count one delivery; the labelled child is looked up once per pair."""
+    child = _deliveries.get((type_, outcome))
+    if child is None:
+        child = _deliveries[(type_, outcome)] = DELIVERIES.labels(type_, outcome)
+    child.inc()

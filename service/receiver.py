@@ -1,0 +1,115 @@
+"""The webhook endpoint: bytes -> verified -> decoded action -> publish outcome -> answer.
+
+It is a plain ASGI app mounted on the route (no per-request Response object or
+exception-handler wrapping): this is the hot path, and every answer it gives is
+rendered by the same ``errors.render`` the rest of the app uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import msgspec
+from starlette.types import Receive, Scope, Send
+
+from . import events, intake, metrics
+from .config import Settings
+from .errors import InvalidPayload, MalformedJSON, Problem, render
+from .publish import Accepted, Conflict, Outcome, Publisher
+from .signature import Verifier
+
+logger = logging.getLogger("service")
+
+_JSON = (b"content-type", b"application/json")
+_encoder = msgspec.json.Encoder()
+
+
+def _classify(error: msgspec.ValidationError) -> str:
+    """Dead-letter reason of a body that is JSON but not a known async action."""
+    message = str(error)
+    if message.endswith("at `$.type`") or "required field `type`" in message:
+        return "unknown_type"
+    return "invalid_payload"
+
+
+class Receiver:
+    """``POST /webhooks/voucherify``, with the state it needs, built once per app."""
+
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.verifier = Verifier(secret.key for secret in settings.secrets)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, body = await self.handle(scope, receive)
+            headers = [_JSON]
+        except Problem as problem:
+            status, headers, body = render(problem)
+        except intake.ClientGone:
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", b"%d" % len(body))],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        """The answer's status and JSON body; a ``Problem`` for every refusal."""
+        type_ = "unknown"
+        try:
+            head = intake.Head.of(scope)
+            intake.check_client(scope, self.settings.allow_ips)
+            intake.check_declared_length(head, self.settings.max_body_bytes)
+            intake.check_media_type(head)
+            body = await intake.read_body(receive, self.settings.max_body_bytes)
+            self.verifier.verify(body, head.signatures)
+            received_at = datetime.now(UTC)
+            action = await self._decode(body, received_at)
+            type_ = action.type
+            outcome = await self.publisher.publish(action, received_at)
+            if isinstance(outcome, Conflict):
+                await self.publisher.dead_letter(
+                    "conflict",
+                    f"same id and request_id as entry {outcome.entry_id}, different content",
+                    body,
+                    received_at,
+                )
+        except Problem as problem:
+            metrics.delivery(type_, problem.error)
+            if problem.status >= 500:
+                logger.warning("webhook answered %s: %s", problem.status, problem.__cause__)
+            raise
+        metrics.delivery(type_, type(outcome).__name__.lower())
+        return _answer(action, outcome)
+
+    async def _decode(self, body: bytes, received_at: datetime) -> events.AnyAction:
+        try:
+            return events.decode(body)
+        except msgspec.ValidationError as exc:
+            await self.publisher.dead_letter(_classify(exc), str(exc), body, received_at)
+            raise InvalidPayload(str(exc)) from None
+        except msgspec.DecodeError as exc:
+            # Authenticated, so kept: nothing the sender signed is lost.
+            await self.publisher.dead_letter("malformed_json", str(exc), body, received_at)
+            raise MalformedJSON(str(exc)) from None
+
+
+def _answer(action: events.AsyncAction, outcome: Outcome) -> tuple[int, bytes]:
+    if isinstance(outcome, Accepted):
+        return 202, _encoder.encode(
+            {
+                "status": "accepted",
+                "id": action.id,
+                "stream": outcome.stream,
+                "entry_id": outcome.entry_id,
+            }
+        )
+    # Duplicates, conflicts and stale progress all mean: already have it.
+    return 200, _encoder.encode(
+        {"status": "duplicate", "id": action.id, "entry_id": outcome.entry_id}
+    )
