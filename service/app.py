@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeAlias
 
-from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -44,8 +43,14 @@ async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+def metrics_endpoint(
+    stats: metrics.StreamStats,
+) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    async def scrape(request: Request) -> Response:
+        await stats.refresh()
+        return Response(metrics.exposition(stats), media_type=CONTENT_TYPE_LATEST)
+
+    return scrape
 
 
 BackgroundTask: TypeAlias = Callable[[Publisher], Coroutine[Any, Any, None]]
@@ -67,6 +72,7 @@ def create_app(
     client = redis if redis is not None else connection.from_settings(settings)
     publisher = Publisher.from_settings(client, settings)
     receiver = Receiver(settings, publisher)
+    stream_stats = metrics.StreamStats(client, publisher.keys, settings.redis_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -88,7 +94,7 @@ def create_app(
             Route(WEBHOOK_PATH, receiver, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readiness(publisher), methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/metrics", metrics_endpoint(stream_stats), methods=["GET"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

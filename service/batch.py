@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+
+from . import metrics
 
 #: Calls in one pipeline at most; more wait for the next one.
 MAX_BATCH = 256
@@ -113,9 +116,12 @@ class GroupCommit:
         batch = [call for call in batch if not call.future.done()]
         if not batch:
             return
+        metrics.BATCH_SIZE.observe(len(batch))
+        started = time.perf_counter()
         try:
             async with asyncio.timeout_at(min(call.deadline for call in batch)):
                 replies = await self._round_trip(batch)
+            metrics.REDIS_SECONDS.observe(time.perf_counter() - started)
         except Exception as exc:  # the round trip failed: every call fails with it
             for call in batch:
                 call.settle(exc)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import secrets
 import signal
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from . import events, samples, signature
+from . import events, logs, samples, signature
 from .config import ConfigError, Settings
 
 SECRET_FILE = "webhook-secret"
@@ -107,6 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             http="httptools",
             lifespan="on",
             log_level=args.log_level,
+            log_config=None,  # keep the structured logging set up in main()
             server_header=False,
             access_log=False,
             timeout_graceful_shutdown=10,
@@ -219,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    serve.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "json", "text"],
+        help="JSON lines, readable text, or auto: text on a terminal, JSON otherwise",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     send = commands.add_parser("send", help="sign and post an async action to the receiver")
@@ -238,7 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log_format = getattr(args, "log_format", "text")
+    logs.setup(
+        getattr(args, "log_level", "info"),
+        json=None if log_format == "auto" else log_format == "json",
+    )
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -20,13 +22,15 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from . import completion, events
+from . import completion, events, metrics
 from .batch import GroupCommit
 from .config import Durability, Settings
 from .errors import Unavailable
 from .keys import Keys
 
 Client: TypeAlias = "Redis | RedisCluster"
+
+logger = logging.getLogger("service.publish")
 
 # A completion: answer from the (id, request_id) key if it is there, else append.
 # The key holds "<entry id> <digest>"; a different digest is a conflict.
@@ -122,6 +126,26 @@ def timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _Health:
+    """Logs once when Redis starts failing and once when it answers again."""
+
+    __slots__ = ("_down_since",)
+
+    def __init__(self) -> None:
+        self._down_since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            logger.error("redis unavailable", extra={"fields": {"error": repr(exc)}})
+
+    def succeeded(self) -> None:
+        if self._down_since is not None:
+            down = time.monotonic() - self._down_since
+            self._down_since = None
+            logger.warning("redis recovered", extra={"fields": {"down_seconds": round(down, 3)}})
+
+
 class Publisher:
     """Runs the publish scripts with a bounded time, honouring the durability mode."""
 
@@ -141,6 +165,7 @@ class Publisher:
         self._maxlen = stream_maxlen
         self._timeout = timeout
         self._durability = durability
+        self._health = _Health()
         self._complete = redis.register_script(COMPLETE_LUA)
         self._progress = redis.register_script(PROGRESS_LUA)
         self._dead = redis.register_script(DEAD_LETTER_LUA)
@@ -236,7 +261,14 @@ class Publisher:
         keys = (self._keys.dead_seen(sha), self._keys.dead_letters())
         args = (self._ttl, self._maxlen, reason, detail, body, sha, timestamp(received_at))
         code, entry = await self._run(self._dead, keys, args)
-        return DeadLetter(entry.decode() if isinstance(entry, bytes) else str(entry), code == 1)
+        letter = DeadLetter(entry.decode() if isinstance(entry, bytes) else str(entry), code == 1)
+        if letter.new:
+            metrics.dead_letter(reason)
+            logger.warning(
+                "dead letter",
+                extra={"fields": {"reason": reason, "entry_id": letter.entry_id, "sha256": sha}},
+            )
+        return letter
 
     async def ping(self) -> bool:
         try:
@@ -250,9 +282,12 @@ class Publisher:
     ) -> list[Any]:
         try:
             if self._batch is not None:
-                return await self._batch.call(script, keys, args)  # bounded by the batcher
-            async with asyncio.timeout(self._timeout):
-                reply: list[Any] = await script(keys=keys, args=args)
-                return reply
+                reply = await self._batch.call(script, keys, args)  # bounded by the batcher
+            else:
+                async with asyncio.timeout(self._timeout):
+                    reply = await script(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
+            self._health.failed(exc)
             raise Unavailable() from exc
+        self._health.succeeded()
+        return reply

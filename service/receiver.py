@@ -8,6 +8,7 @@ rendered by the same ``errors.render`` the rest of the app uses.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 import msgspec
@@ -42,6 +43,7 @@ class Receiver:
         self.verifier = Verifier(secret.key for secret in settings.secrets)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         try:
             status, body = await self.handle(scope, receive)
             headers = [_JSON]
@@ -49,6 +51,8 @@ class Receiver:
             status, headers, body = render(problem)
         except intake.ClientGone:
             return
+        finally:
+            metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
         await send(
             {
                 "type": "http.response.start",
@@ -60,7 +64,7 @@ class Receiver:
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         """The answer's status and JSON body; a ``Problem`` for every refusal."""
-        type_ = "unknown"
+        action: events.AnyAction | None = None
         try:
             head = intake.Head.of(scope)
             intake.check_client(scope, self.settings.allow_ips)
@@ -70,7 +74,6 @@ class Receiver:
             self.verifier.verify(body, head.signatures)
             received_at = datetime.now(UTC)
             action = await self._decode(body, received_at)
-            type_ = action.type
             outcome = await self.publisher.publish(action, received_at)
             if isinstance(outcome, Conflict):
                 await self.publisher.dead_letter(
@@ -80,11 +83,14 @@ class Receiver:
                     received_at,
                 )
         except Problem as problem:
-            metrics.delivery(type_, problem.error)
-            if problem.status >= 500:
-                logger.warning("webhook answered %s: %s", problem.status, problem.__cause__)
+            outcome_name = _OUTCOMES.get(problem.error, problem.error)
+            metrics.delivery(action.type if action else "unknown", outcome_name)
+            _log_refusal(problem, outcome_name, action)
             raise
-        metrics.delivery(type_, type(outcome).__name__.lower())
+        if isinstance(outcome, Accepted) and action.completed:
+            failed_count = getattr(action.result, "failed_count", None)
+            metrics.completion(action.type, action.status, failed_count)
+        metrics.delivery(action.type, type(outcome).__name__.lower())
         return _answer(action, outcome)
 
     async def _decode(self, body: bytes, received_at: datetime) -> events.AnyAction:
@@ -97,6 +103,26 @@ class Receiver:
             # Authenticated, so kept: nothing the sender signed is lost.
             await self.publisher.dead_letter("malformed_json", str(exc), body, received_at)
             raise MalformedJSON(str(exc)) from None
+
+
+# Outcome labels of refusals, where they differ from the error code.
+_OUTCOMES = {"body_too_large": "too_large"}
+
+
+def _log_refusal(problem: Problem, outcome: str, action: events.AnyAction | None) -> None:
+    fields = {
+        "status": problem.status,
+        "outcome": outcome,
+        "type": action.type if action else None,
+        "id": action.id if action else None,
+        "request_id": action.request_id if action else None,
+        "detail": problem.detail,
+    }
+    if problem.status >= 500:
+        fields["cause"] = repr(problem.__cause__) if problem.__cause__ else None
+        logger.warning("webhook refused", extra={"fields": fields})
+    else:
+        logger.info("webhook refused", extra={"fields": fields})
 
 
 def _answer(action: events.AsyncAction, outcome: Outcome) -> tuple[int, bytes]:
