@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from . import connection, metrics
 from .config import Settings
+from .dashboard import Dashboard
 from .errors import EXCEPTION_HANDLERS, Unavailable, json_response
 from .publish import Publisher
 from .receiver import Receiver
@@ -89,8 +90,10 @@ def create_app(
             if redis is None:
                 await client.aclose()
 
+    dashboard = Dashboard(settings, publisher)
     return Starlette(
         routes=[
+            *dashboard.routes(),
             Route(WEBHOOK_PATH, receiver, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readiness(publisher), methods=["GET"]),

@@ -39,6 +39,7 @@ _SERVE_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--host", "FANOUT_HOST", "listen address"),
     ("--port", "FANOUT_PORT", "listen port"),
     ("--redis-timeout", "FANOUT_REDIS_TIMEOUT", "seconds any Redis call may take"),
+    ("--admin-token", "FANOUT_ADMIN_TOKEN", "token for /dashboard (default: localhost only)"),
 )
 
 
@@ -108,6 +109,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             log_config=None,  # keep the structured logging set up in main()
             server_header=False,
+            # Client addresses are the peer's: X-Forwarded-For is not trusted by default.
+            proxy_headers=False,
             access_log=False,
             timeout_graceful_shutdown=10,
         )

@@ -77,6 +77,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     redis_timeout: float = 2.0
+    admin_token: Secret | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,7 +109,16 @@ class Settings:
             redis_timeout=_positive_float(
                 "FANOUT_REDIS_TIMEOUT", get("FANOUT_REDIS_TIMEOUT"), default.redis_timeout
             ),
+            admin_token=_admin_token(get("FANOUT_ADMIN_TOKEN")),
         )
+
+
+def _admin_token(value: str | None) -> Secret | None:
+    if value is None:
+        return None
+    if len(value) < 16:
+        raise ConfigError("FANOUT_ADMIN_TOKEN", "must be at least 16 characters")
+    return Secret(value)
 
 
 def _redis_url(value: str | None) -> str | None:

@@ -31,6 +31,11 @@ class InvalidSignature(Problem):
     error = "invalid_signature"
 
 
+class Unauthorized(Problem):
+    status = 401
+    error = "unauthorized"
+
+
 class Forbidden(Problem):
     status = 403
     error = "forbidden"

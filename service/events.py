@@ -360,6 +360,14 @@ def decode(body: bytes) -> AnyAction:
     return _decoder.decode(body)
 
 
+def failure_reason(error: msgspec.ValidationError) -> str:
+    """Dead-letter reason of JSON that is not a valid async action."""
+    message = str(error)
+    if message.endswith("at `$.type`") or "required field `type`" in message:
+        return "unknown_type"
+    return "invalid_payload"
+
+
 def encode(action: AsyncAction) -> bytes:
     """Canonical JSON of a decoded action: what was understood, in field order."""
     return _encoder.encode(action)

@@ -26,14 +26,6 @@ _JSON = (b"content-type", b"application/json")
 _encoder = msgspec.json.Encoder()
 
 
-def _classify(error: msgspec.ValidationError) -> str:
-    """Dead-letter reason of a body that is JSON but not a known async action."""
-    message = str(error)
-    if message.endswith("at `$.type`") or "required field `type`" in message:
-        return "unknown_type"
-    return "invalid_payload"
-
-
 class Receiver:
     """``POST /webhooks/voucherify``, with the state it needs, built once per app."""
 
@@ -97,7 +89,9 @@ class Receiver:
         try:
             return events.decode(body)
         except msgspec.ValidationError as exc:
-            await self.publisher.dead_letter(_classify(exc), str(exc), body, received_at)
+            await self.publisher.dead_letter(
+                events.failure_reason(exc), str(exc), body, received_at
+            )
             raise InvalidPayload(str(exc)) from None
         except msgspec.DecodeError as exc:
             # Authenticated, so kept: nothing the sender signed is lost.

@@ -1,0 +1,240 @@
+"""The ops dashboard: one page, kept live by server-sent events read from the streams.
+
+``GET /dashboard`` serves the page (plain HTML and JS, uPlot for charts);
+``/dashboard/snapshot`` gives the state to draw first, ``/dashboard/events``
+streams every new entry and, every two seconds, group and dead-letter figures.
+With ``FANOUT_ADMIN_TOKEN`` set, every route but the static files needs it (a
+``?token=`` on the page sets a cookie); without it, only localhost may look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from redis.asyncio.cluster import RedisCluster
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .config import Settings
+from .errors import Forbidden, Unauthorized, json_response
+from .events import TYPES
+from .publish import Publisher
+from .replay import replay
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "fanout_admin"
+#: Failed records shown per action.
+MAX_FAILURES = 20
+STATS_EVERY = 2.0
+
+_encoder = msgspec.json.Encoder()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _summary(stream_kind: str, entry_id: str, fields: dict[Any, Any]) -> dict[str, Any]:
+    """What the page needs of one stream entry (never a raw body)."""
+    data = {_text(k): v for k, v in fields.items()}
+    if stream_kind == "dead":
+        return {
+            "kind": "dead",
+            "entry_id": entry_id,
+            "reason": _text(data.get("reason", b"")),
+            "detail": _text(data.get("detail", b""))[:300],
+            "received_at": _text(data.get("received_at", b"")),
+            "size": len(data.get("body", b"")),
+        }
+    event = msgspec.json.decode(data.get("event", b"{}"))
+    result = event.get("result") or {}
+    records = result.get("failed") or result.get("errors") or []
+    if isinstance(records, dict):
+        records = [records]
+    return {
+        "kind": stream_kind,
+        "entry_id": entry_id,
+        "type": _text(data.get("type", b"")),
+        "status": _text(data.get("status", b"")),
+        "id": _text(data.get("id", b"")),
+        "request_id": _text(data.get("request_id", b"")),
+        "progress": event.get("progress"),
+        "done_count": event.get("done_count"),
+        "failed_count": event.get("failed_count"),
+        "received_at": event.get("received_at"),
+        "failures": [
+            {
+                "row": r.get("row"),
+                "code": r.get("code"),
+                "source_id": r.get("source_id"),
+                "reason": r.get("reason") or r.get("message") or r.get("details"),
+            }
+            for r in records[:MAX_FAILURES]
+            if isinstance(r, dict)
+        ],
+    }
+
+
+class Dashboard:
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+        self._token = settings.admin_token
+        self._publisher = publisher
+        self._keys = publisher.keys
+        # redis-py's annotations of stream replies are loose unions; read them as Any.
+        self._redis: Any = publisher.redis
+        self._streams: dict[str, str] = {self._keys.dead_letters(): "dead"}
+        for type_ in TYPES:
+            self._streams[self._keys.completed(type_)] = "completed"
+            self._streams[self._keys.progress(type_)] = "progress"
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/dashboard", self.page, methods=["GET"]),
+            Route("/dashboard/snapshot", self.snapshot, methods=["GET"]),
+            Route("/dashboard/events", self.events, methods=["GET"]),
+            Route(
+                "/dashboard/dead-letters/{entry_id}/replay", self.replay_letter, methods=["POST"]
+            ),
+            Mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static"),
+        ]
+
+    def _authorize(self, request: Request) -> None:
+        if self._token is None:
+            host = request.client.host if request.client else ""
+            try:
+                if ipaddress.ip_address(host).is_loopback:
+                    return
+            except ValueError:
+                pass
+            raise Forbidden("the dashboard is for localhost unless FANOUT_ADMIN_TOKEN is set")
+        offered = request.cookies.get(COOKIE) or request.query_params.get("token") or ""
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            offered = auth[7:].strip()
+        if not hmac.compare_digest(offered.encode(), self._token.key):
+            raise Unauthorized("a valid admin token is required")
+
+    async def page(self, request: Request) -> Response:
+        self._authorize(request)
+        if "token" in request.query_params and self._token is not None:
+            # Keep the token out of the address bar and history: a cookie from now on.
+            response: Response = RedirectResponse("/dashboard", status_code=303)
+            response.set_cookie(
+                COOKIE, self._token.reveal(), httponly=True, samesite="strict", path="/dashboard"
+            )
+            return response
+        return FileResponse(STATIC / "dashboard.html", headers={"cache-control": "no-store"})
+
+    async def snapshot(self, request: Request) -> Response:
+        self._authorize(request)
+        now_ms = int(time.time() * 1000)
+        hour_start = now_ms - 3_600_000
+        done = [0] * 60
+        failed = [0] * 60
+        recent_failed: list[dict[str, Any]] = []
+        in_flight: dict[str, dict[str, Any]] = {}
+        for stream, kind in self._streams.items():
+            if kind == "completed":
+                for entry_id, fields in await self._redis.xrange(
+                    stream, min=hour_start, count=20_000
+                ):
+                    minute = min(59, (int(_text(entry_id).split("-")[0]) - hour_start) // 60_000)
+                    bucket = failed if fields.get(b"status") == b"FAILED" else done
+                    bucket[minute] += 1
+                for entry_id, fields in await self._redis.xrevrange(stream, count=20):
+                    item = _summary(kind, _text(entry_id), fields)
+                    if item["status"] == "FAILED" or item["failed_count"]:
+                        recent_failed.append(item)
+            elif kind == "progress":
+                for entry_id, fields in reversed(await self._redis.xrevrange(stream, count=200)):
+                    item = _summary(kind, _text(entry_id), fields)
+                    in_flight[item["id"]] = item
+        for item in list(in_flight.values()):
+            if await self._redis.exists(self._keys.done(item["type"], item["id"])):
+                del in_flight[item["id"]]
+        dead = [
+            _summary("dead", _text(entry_id), fields)
+            for entry_id, fields in await self._redis.xrevrange(self._keys.dead_letters(), count=50)
+        ]
+        recent_failed.sort(key=lambda item: str(item["entry_id"]), reverse=True)
+        return json_response(
+            {
+                "now": now_ms,
+                "types": TYPES,
+                "hour": {"start": hour_start, "done": done, "failed": failed},
+                "failed": recent_failed[:30],
+                "in_flight": sorted(in_flight.values(), key=lambda i: str(i["entry_id"])),
+                "dead": dead,
+                **await self._stats(),
+            }
+        )
+
+    async def _stats(self) -> dict[str, Any]:
+        groups = []
+        for stream in self._streams:
+            if not await self._redis.exists(stream):
+                continue
+            for group in await self._redis.xinfo_groups(stream):
+                groups.append(
+                    {
+                        "stream": stream,
+                        "group": _text(group["name"]),
+                        "consumers": int(group["consumers"]),
+                        "pending": int(group["pending"]),
+                        "lag": group.get("lag"),
+                    }
+                )
+        return {
+            "groups": groups,
+            "dead_count": int(await self._redis.xlen(self._keys.dead_letters())),
+        }
+
+    async def events(self, request: Request) -> Response:
+        self._authorize(request)
+        return StreamingResponse(
+            self._feed(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    async def _feed(self) -> AsyncIterator[bytes]:
+        yield b"retry: 2000\n\n"
+        start = f"{int(time.time() * 1000)}-0"
+        last = dict.fromkeys(self._streams, start)
+        next_stats = 0.0
+        while True:
+            if time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + STATS_EVERY
+                yield b"event: stats\ndata: " + _encoder.encode(await self._stats()) + b"\n\n"
+            for stream, entries in await self._read(last):
+                name = _text(stream)
+                for entry_id, fields in entries:
+                    last[name] = _text(entry_id)
+                    item = _summary(self._streams[name], last[name], fields)
+                    yield b"event: entry\ndata: " + _encoder.encode(item) + b"\n\n"
+
+    async def _read(self, last: dict[str, str]) -> list[Any]:
+        if isinstance(self._redis, RedisCluster):
+            # Streams of different types live in different slots: one read each.
+            replies: list[Any] = []
+            for stream, entry_id in last.items():
+                replies += await self._redis.xread({stream: entry_id}, count=200) or []
+            if not replies:
+                await asyncio.sleep(1)
+            return replies
+        replies = await self._redis.xread(last, count=200, block=1000)
+        return list(replies or [])
+
+    async def replay_letter(self, request: Request) -> Response:
+        self._authorize(request)
+        outcome = await replay(self._publisher, request.path_params["entry_id"])
+        return json_response(msgspec.to_builtins(outcome), 200 if outcome.replayed else 422)
