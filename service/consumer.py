@@ -131,6 +131,12 @@ class Consumer:
                 f"min_idle ({min_idle}s) must be longer than handler_timeout "
                 f"({handler_timeout}s), or entries in progress would be claimed by others"
             )
+        socket_timeout = _socket_timeout(redis)
+        if socket_timeout is not None and block >= socket_timeout:
+            raise ValueError(
+                f"block ({block}s) must be shorter than the client's socket_timeout "
+                f"({socket_timeout}s), or every idle read would time out"
+            )
         self.redis = redis
         self.group = group
         self.name = name or default_name()
@@ -174,10 +180,13 @@ class Consumer:
             async with asyncio.TaskGroup() as tasks:
                 for loop in loops:
                     tasks.create_task(loop)
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
         finally:
             self._ready.clear()
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self._leave()
 
     def stop(self) -> None:
         """Ask ``run()`` to return: no new reads, handlers in flight finish and ack."""
@@ -188,6 +197,19 @@ class Consumer:
         await self._ready.wait()
 
     # --- groups -------------------------------------------------------------
+
+    async def _leave(self) -> None:
+        """After a graceful stop, remove this consumer from the group where it holds nothing,
+        so the group's consumer list shows live members (entries it holds stay claimable)."""
+        for stream in self.streams:
+            try:
+                held = await self.redis.xpending_range(
+                    stream, self.group, min="-", max="+", count=1, consumername=self.name
+                )
+                if not held:
+                    await self.redis.xgroup_delconsumer(stream, self.group, self.name)
+            except (RedisError, *_CONNECTION_ERRORS) as exc:
+                logger.debug("could not leave %s: %s", stream, exc)
 
     async def _ensure_groups(self, streams: Iterable[str], start_id: str) -> None:
         for stream in streams:
@@ -398,6 +420,16 @@ class Consumer:
             return
         logger.error("dead-lettered %s %s: %s", delivery.stream, delivery.entry_id, detail)
         await self._ack(delivery)
+
+
+def _socket_timeout(redis: Client) -> float | None:
+    kwargs: dict[str, Any] = (
+        redis.connection_kwargs
+        if isinstance(redis, RedisCluster)
+        else redis.connection_pool.connection_kwargs
+    )
+    value = kwargs.get("socket_timeout")
+    return None if value is None else float(value)
 
 
 def _stream_entries(reply: Any) -> list[tuple[Any, list[tuple[Any, Any]]]]:

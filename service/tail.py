@@ -199,7 +199,7 @@ def event_table(header: bool = True) -> Table:
         ("failed", 6),
     ):
         justify: Any = "right" if name in ("progress", "done", "failed") else "left"
-        table.add_column(name, width=width, no_wrap=True, justify=justify)
+        table.add_column(name, width=width, min_width=width, no_wrap=True, justify=justify)
     return table
 
 
@@ -207,11 +207,9 @@ def dead_table(header: bool = True) -> Table:
     from rich.table import Table
 
     table = Table(show_header=header, box=None, pad_edge=False)
-    table.add_column("entry_id", width=16, no_wrap=True)
-    table.add_column("time", width=24, no_wrap=True)
-    table.add_column("reason", width=15, no_wrap=True)
-    table.add_column("sha256", width=12, no_wrap=True)
-    table.add_column("detail", no_wrap=True, overflow="ellipsis", max_width=90)
+    for name, width in (("entry_id", 16), ("time", 24), ("reason", 15), ("sha256", 12)):
+        table.add_column(name, width=width, min_width=width, no_wrap=True)
+    table.add_column("detail", no_wrap=True, overflow="ellipsis", max_width=80)
     return table
 
 

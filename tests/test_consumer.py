@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,13 +17,13 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from service import completion, events, samples
+from service import completion, connection, events, samples
 from service.completion import CompletionEvent
 from service.config import Settings
 from service.consumer import Consumer
 from service.keys import Keys
 from service.publish import Accepted, Publisher
-from tests.feed import append, running, until
+from tests.feed import append, event_json, running, until
 from tests.servers import ValkeyProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,6 +232,8 @@ async def test_stop_finishes_handlers_in_flight_and_acks(redis: Redis, keys: Key
     await asyncio.wait_for(task, 5)
     assert sorted(finished) == sorted(ids)
     assert await pending(redis, keys.completed("ORDERS.IMPORT"), "g") == 0
+    # It left the group, holding nothing: the group lists live members only.
+    assert await redis.xinfo_consumers(keys.completed("ORDERS.IMPORT"), "g") == []
 
 
 async def test_concurrency_is_bounded(redis: Redis, keys: Keys) -> None:
@@ -432,3 +436,50 @@ def test_min_idle_must_exceed_the_handler_timeout(redis: Redis) -> None:
         Consumer(redis, "g", handler_timeout=10, min_idle=5)
     with pytest.raises(ValueError, match="unknown async action type"):
         Consumer(redis, "g", types=["NOT.A_TYPE"])
+
+
+async def test_block_must_be_shorter_than_the_socket_timeout(redis_url: str) -> None:
+    client = Redis.from_url(redis_url, socket_timeout=2)
+    try:
+        with pytest.raises(ValueError, match="socket_timeout"):
+            Consumer(client, "g", block=5)
+        Consumer(client, "g", block=1)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("FANOUT_TEST_CLUSTER_URL"),
+    reason="FANOUT_TEST_CLUSTER_URL is not set (a Redis Cluster node URL)",
+)
+async def test_on_a_cluster_each_type_is_read_in_its_own_slot() -> None:
+    client = connection.connect(os.environ["FANOUT_TEST_CLUSTER_URL"], cluster=True, timeout=2)
+    keys = Keys(f"t{uuid.uuid4().hex[:12]}")
+    types = ["VOUCHERS.IMPORT", "ORDERS.IMPORT", "SKUS.IMPORT_CSV"]
+    counts: collections.Counter[str] = collections.Counter()
+
+    async def handle(event: CompletionEvent) -> None:
+        counts[event.id] += 1
+
+    try:
+        ids: list[str] = []
+        for type_ in types:  # a pipeline would cross slots: one append per entry
+            for _ in range(20):
+                id_, data = event_json(type_)
+                fields = {"type": type_, "status": "DONE", "id": id_, "event": data}
+                await client.xadd(keys.completed(type_), fields)  # type: ignore[arg-type]
+                ids.append(id_)
+        async with running(consumer(client, keys, "g", types=types, progress=True), handle):
+            await until(lambda: len(counts) == len(ids))
+        assert set(counts) == set(ids) and set(counts.values()) == {1}
+        for type_ in types:
+            assert await client.xpending(keys.completed(type_), "g") == {
+                "pending": 0,
+                "min": None,
+                "max": None,
+                "consumers": [],
+            }
+    finally:
+        for type_ in types:
+            await client.delete(keys.completed(type_), keys.progress(type_))
+        await client.aclose()
