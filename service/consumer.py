@@ -243,6 +243,8 @@ class Consumer:
                     raise
                 logger.warning("group %s is gone (%s); creating it again", self.group, exc)
                 await self._recreate(streams)
+                await self._sleep(backoff)  # never a hot loop, whatever the server answers
+                backoff = min(backoff * 2, 2.0)
                 continue
             except _CONNECTION_ERRORS as exc:
                 logger.warning("reading %s failed: %s; retrying in %.2fs", streams, exc, backoff)

@@ -73,7 +73,8 @@ def handler(command: Command) -> Callable[[argparse.Namespace], int]:
         try:
             return asyncio.run(_with_client(command, args, config, url))
         except KeyboardInterrupt:
-            return 0
+            # Ctrl-C is how a follow ends; anywhere else it cut the work short.
+            return 0 if getattr(args, "follow", False) else 130
         except (RedisError, OSError, TimeoutError) as exc:
             raise CommandError(f"Redis at {url} failed: {exc or type(exc).__name__}") from None
 
