@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
 from redis.asyncio import Redis
@@ -41,25 +39,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import events
+from . import events, replies
 from .completion import CompletionEvent, decode_event
 from .keys import Keys
+from .poison import Poison, PoisonLetters
 
 logger = logging.getLogger("service.consumer")
 
 Client: TypeAlias = "Redis | RedisCluster"
 Handler: TypeAlias = Callable[[CompletionEvent], Awaitable[object]]
 Start: TypeAlias = Literal["beginning", "now"]
-
-# A poison entry, dead-lettered once per (group, stream, entry id).
-# KEYS: seen, dead stream.  ARGV: ttl, maxlen, then field/value pairs.
-POISON_LUA = """
-local seen = redis.call('GET', KEYS[1])
-if seen then return seen end
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[1])
-return entry
-"""
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
@@ -70,19 +59,6 @@ class _Delivery:
     entry_id: str
     fields: dict[bytes, bytes] | None
     deliveries: int
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _bytes_fields(fields: dict[Any, Any] | None) -> dict[bytes, bytes] | None:
-    if fields is None:
-        return None
-    return {
-        (k.encode() if isinstance(k, str) else k): (v.encode() if isinstance(v, str) else v)
-        for k, v in fields.items()
-    }
 
 
 def default_name() -> str:
@@ -149,9 +125,9 @@ class Consumer:
         self.claim_interval = claim_interval if claim_interval is not None else min_idle / 2
         self.max_deliveries = max_deliveries
         self.block = block
-        self._dead_ttl = dead_letter_ttl
-        self._dead_maxlen = dead_letter_maxlen
-        self._poison = redis.register_script(POISON_LUA)
+        self._poison = PoisonLetters(
+            redis, self.keys, ttl=dead_letter_ttl, maxlen=dead_letter_maxlen
+        )
         streams = [
             [self.keys.completed(t)] + ([self.keys.progress(t)] if progress else []) for t in types
         ]
@@ -251,12 +227,10 @@ class Consumer:
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
-            for stream, entries in _stream_entries(reply):
+            for stream, entries in replies.streams(reply):
                 for entry_id, fields in entries:
-                    await self._dispatch(
-                        _Delivery(_text(stream), _text(entry_id), _bytes_fields(fields), 1),
-                        handler,
-                    )
+                    delivery = _Delivery(stream, replies.text(entry_id), replies.fields(fields), 1)
+                    await self._dispatch(delivery, handler)
 
     async def _recreate(self, streams: Sequence[str]) -> None:
         with contextlib.suppress(*_CONNECTION_ERRORS):
@@ -293,13 +267,13 @@ class Consumer:
                         start_id=cursor,
                         count=self.concurrency,
                     )
-                    cursor = _text(reply[0])
-                    claimed = [(_text(i), f) for i, f in reply[1]]
+                    cursor = replies.text(reply[0])
+                    claimed = [(replies.text(i), f) for i, f in reply[1]]
                     if claimed:
                         counts = await self._delivery_counts(stream, claimed)
                         for entry_id, fields in claimed:
                             delivery = _Delivery(
-                                stream, entry_id, _bytes_fields(fields), counts.get(entry_id, 1)
+                                stream, entry_id, replies.fields(fields), counts.get(entry_id, 1)
                             )
                             logger.info(
                                 "claimed %s %s (delivery %d)", stream, entry_id, delivery.deliveries
@@ -326,10 +300,7 @@ class Consumer:
         )
         counts: dict[str, int] = {}
         for row in rows:
-            message_id = (
-                str(row["message_id"]) if isinstance(row["message_id"], int) else row["message_id"]
-            )
-            counts[_text(message_id)] = int(row["times_delivered"])
+            counts[replies.text(row["message_id"])] = int(row["times_delivered"])
         return counts
 
     # --- handling -----------------------------------------------------------
@@ -392,35 +363,22 @@ class Consumer:
             logger.warning("could not ack %s %s: %s", delivery.stream, delivery.entry_id, exc)
 
     async def _dead(self, delivery: _Delivery, body: bytes, error: str) -> None:
-        detail = (
-            f"delivered {delivery.deliveries} times to group {self.group} "
-            f"(max {self.max_deliveries}); last consumer {self.name}; last error: {error}"
+        poison = Poison(
+            group=self.group,
+            consumer=self.name,
+            stream=delivery.stream,
+            entry_id=delivery.entry_id,
+            deliveries=delivery.deliveries,
+            max_deliveries=self.max_deliveries,
+            body=body,
+            error=error,
         )
-        sha = hashlib.sha256(body).hexdigest()
-        seen = self.keys.poison_seen(self.group, delivery.stream, delivery.entry_id)
-        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        fields = {
-            "reason": "poison",
-            "detail": detail,
-            "body": body,
-            "sha256": sha,
-            "received_at": now,
-            "group": self.group,
-            "consumer": self.name,
-            "stream": delivery.stream,
-            "entry_id": delivery.entry_id,
-            "deliveries": str(delivery.deliveries),
-            "error": error,
-        }
-        args: list[Any] = [self._dead_ttl, self._dead_maxlen]
-        for key, value in fields.items():
-            args += [key, value]
         try:
-            await self._poison(keys=[seen, self.keys.dead_letters()], args=args)
+            await self._poison.send(poison)
         except (RedisError, *_CONNECTION_ERRORS) as exc:
             logger.warning("could not dead-letter %s: %s", delivery.entry_id, exc)
             return
-        logger.error("dead-lettered %s %s: %s", delivery.stream, delivery.entry_id, detail)
+        logger.error("dead-lettered %s %s: %s", delivery.stream, delivery.entry_id, poison.detail)
         await self._ack(delivery)
 
 
@@ -432,15 +390,3 @@ def _socket_timeout(redis: Client) -> float | None:
     )
     value = kwargs.get("socket_timeout")
     return None if value is None else float(value)
-
-
-def _stream_entries(reply: Any) -> list[tuple[Any, list[tuple[Any, Any]]]]:
-    """XREADGROUP's reply as (stream, entries) pairs, for RESP2 and RESP3 shapes."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        return [
-            (stream, entries[0] if entries and isinstance(entries[0], list) else entries)
-            for stream, entries in reply.items()
-        ]
-    return [(stream, entries) for stream, entries in reply]

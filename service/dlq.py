@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from . import events, ops
+from . import events, ops, replies
 from .cli import CommandError
 from .completion import decode_event
 from .config import Settings
@@ -96,7 +96,7 @@ async def list_letters(args: argparse.Namespace, client: ops.Client, config: Set
 
 
 async def _letter(client: ops.Client, keys: Keys, id_: str) -> Entry | None:
-    found = ops.rows(await client.xrange(keys.dead_letters(), min=id_, max=id_, count=1))
+    found = replies.rows(await client.xrange(keys.dead_letters(), min=id_, max=id_, count=1))
     if not found:
         return None
     [(letter_id, fields)] = found
@@ -152,7 +152,7 @@ class Replayer:
         if fields.get(b"reason") == b"poison":
             return await self._requeue(letter)
         body = fields.get(b"body", b"")
-        received_at = _parse_time(ops.text(fields.get(b"received_at")))
+        received_at = _parse_time(replies.text(fields.get(b"received_at")))
         try:
             action = events.decode(body)
         except msgspec.ValidationError as exc:
@@ -175,7 +175,7 @@ class Replayer:
 
     async def _requeue(self, letter: Entry) -> Replayed:
         body = letter.fields.get(b"body", b"")
-        stream = ops.text(letter.fields.get(b"stream"))
+        stream = replies.text(letter.fields.get(b"stream"))
         try:
             event = decode_event(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -195,21 +195,24 @@ class Replayer:
             approximate=True,
         )
         await self.client.xdel(self.keys.dead_letters(), letter.entry_id)
-        return Replayed(letter.entry_id, "requeued", f"{stream} {ops.text(entry)}")
+        return Replayed(letter.entry_id, "requeued", f"{stream} {replies.text(entry)}")
 
     async def _keep(self, letter: Entry, reason: str, detail: str) -> Replayed:
         fields = letter.fields
-        if ops.text(fields.get(b"reason")) == reason and ops.text(fields.get(b"detail")) == detail:
+        if (
+            replies.text(fields.get(b"reason")) == reason
+            and replies.text(fields.get(b"detail")) == detail
+        ):
             return Replayed(letter.entry_id, "dead", f"{reason}: {detail}")
         updated = dict(fields) | {b"reason": reason.encode(), b"detail": detail.encode()}
         args: list[Any] = [letter.entry_id, self.config.dedup_ttl, self.config.stream_maxlen]
         for key, value in updated.items():
             args += [key, value]
-        sha = ops.text(fields.get(b"sha256"))
+        sha = replies.text(fields.get(b"sha256"))
         new = await self._replace(
             keys=[self.keys.dead_seen(sha), self.keys.dead_letters()], args=args
         )
-        return Replayed(letter.entry_id, "dead", f"{reason}: {detail} (now {ops.text(new)})")
+        return Replayed(letter.entry_id, "dead", f"{reason}: {detail} (now {replies.text(new)})")
 
 
 def _classify(error: msgspec.ValidationError) -> str:
@@ -232,7 +235,7 @@ async def _all_ids(client: ops.Client, keys: Keys) -> list[str]:
     start = "-"
     while True:
         page = await client.xrange(keys.dead_letters(), min=start, max="+", count=1000) or []
-        ids += [ops.text(entry_id) for entry_id, _ in page]
+        ids += [replies.text(entry_id) for entry_id, _ in page]
         if len(page) < 1000:
             return ids
         start = "(" + ids[-1]

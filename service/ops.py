@@ -13,15 +13,15 @@ import asyncio
 import os
 import shutil
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from . import connection
+from . import connection, replies
 from .cli import CommandError, redis_url_for_tools
 from .config import Settings
 from .keys import Keys
@@ -103,17 +103,11 @@ def keys(config: Settings) -> Keys:
     return Keys(config.stream_prefix)
 
 
-def text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
 def entry_time(entry_id: bytes | str | None) -> str:
     """The time in a stream entry id (milliseconds since the epoch), in RFC 3339."""
     if not entry_id:
         return ""
-    millis = int(text(entry_id).split("-", 1)[0])
+    millis = int(replies.text(entry_id).split("-", 1)[0])
     moment = datetime.fromtimestamp(millis / 1000, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -125,20 +119,3 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else max(shutil.get_terminal_size((160, 24)).columns, 160)
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
-
-
-def as_bytes(value: bytes | str | None) -> bytes:
-    if value is None:
-        return b""
-    return value.encode() if isinstance(value, str) else value
-
-
-def rows(reply: Iterable[tuple[Any, Any]] | None) -> list[tuple[str, dict[bytes, bytes]]]:
-    """Stream entries as ``(entry id, fields)`` with byte fields, whatever the client decodes."""
-    out = []
-    for entry_id, fields in reply or ():
-        if fields is not None:
-            out.append(
-                (text(entry_id), {as_bytes(k): as_bytes(v) for k, v in dict(fields).items()})
-            )
-    return out

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from . import ops
+from . import ops, replies
 from .config import Settings
 from .keys import Keys
 
@@ -27,14 +27,14 @@ async def collect(client: ops.Client, keys: Keys) -> dict[str, Any]:
     dedup: Counter[str] = Counter()
     names: list[str] = []
     async for raw in client.scan_iter(match=f"{keys.prefix}:{{*}}:*", count=1000):
-        key = ops.text(raw)
+        key = replies.text(raw)
         parsed = keys.parse_stream(key)
         if parsed is not None or key == keys.dead_letters():
             names.append(key)
         else:
             dedup[_dedup_kind(key, keys)] += 1
     for key in sorted(set(names)):
-        if ops.text(await client.type(key)) != "stream":
+        if replies.text(await client.type(key)) != "stream":
             continue
         streams.append(await _stream(client, keys, key))
     dead = next((s["length"] for s in streams if s["stream"] == keys.dead_letters()), 0)
@@ -71,11 +71,11 @@ async def _stream(client: ops.Client, keys: Keys, key: str) -> dict[str, Any]:
         lag = group.get("lag")
         groups.append(
             {
-                "name": ops.text(group["name"]),
+                "name": replies.text(group["name"]),
                 "consumers": int(group["consumers"]),
                 "pending": int(group["pending"]),
                 "lag": None if lag is None else int(lag),
-                "last_delivered_id": ops.text(group.get("last-delivered-id")),
+                "last_delivered_id": replies.text(group.get("last-delivered-id")),
             }
         )
     return {

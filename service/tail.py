@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from redis.asyncio.cluster import RedisCluster
 
-from . import events, ops
+from . import events, ops, replies
 from .cli import CommandError
 from .completion import decode_event
 from .config import Settings
@@ -94,19 +94,19 @@ async def tail(args: argparse.Namespace, client: ops.Client, config: Settings) -
     block_ms = max(10, min(1000, int(config.redis_timeout * 500)))
     groups = _by_slot(streams, keys) if isinstance(client, RedisCluster) else [streams]
     while True:
-        replies = await asyncio.gather(
+        answers = await asyncio.gather(
             *(
                 client.xread({s: last_ids[s] for s in group}, count=500, block=block_ms)
                 for group in groups
             )
         )
         batch: list[Entry] = []
-        for reply in replies:
-            for stream, entries in _pairs(reply):
-                for entry_id, fields in ops.rows(entries):
-                    last_ids[ops.text(stream)] = entry_id
+        for reply in answers:
+            for stream, found in replies.streams(reply):
+                for entry_id, fields in replies.rows(found):
+                    last_ids[stream] = entry_id
                     if keep(fields):
-                        batch.append(Entry(ops.text(stream), entry_id, fields))
+                        batch.append(Entry(stream, entry_id, fields))
         batch.sort(key=lambda e: e.order)
         show(batch, False)
 
@@ -127,7 +127,7 @@ async def recent(
         end, scanned = "+", 0
         while True:
             reply = await client.xrevrange(stream, max=end, min="-", count=page_size)
-            page = ops.rows(reply)
+            page = replies.rows(reply)
             if stream not in last_ids:
                 last_ids[stream] = page[0][0] if page else "0-0"
             for entry_id, fields in page:
@@ -136,7 +136,7 @@ async def recent(
             scanned += len(reply or ())
             if len(matched) >= count or len(reply or ()) < page_size or scanned >= _SCAN_LIMIT:
                 break
-            end = "(" + ops.text(reply[-1][0]) if reply else "-"
+            end = "(" + replies.text(reply[-1][0]) if reply else "-"
         found += matched[:count]
     found.sort(key=lambda e: e.order)
     return found[len(found) - count :] if count else [], last_ids
@@ -148,14 +148,6 @@ def _by_slot(streams: Sequence[str], keys: Keys) -> list[list[str]]:
         parsed = keys.parse_stream(stream)
         groups.setdefault(parsed[0] if parsed else stream, []).append(stream)
     return list(groups.values())
-
-
-def _pairs(reply: Any) -> list[tuple[Any, Any]]:
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        return [(k, v[0] if v and isinstance(v[0], list) else v) for k, v in reply.items()]
-    return [(stream, rows) for stream, rows in reply]
 
 
 # --- output -------------------------------------------------------------------
@@ -170,7 +162,7 @@ def _printer(args: argparse.Namespace) -> Callable[[list[Entry], bool], None]:
 
 def dead_letter_object(entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
     obj: dict[str, Any] = {"entry_id": entry_id}
-    obj.update({ops.text(k): ops.text(v) for k, v in fields.items()})
+    obj.update({replies.text(k): replies.text(v) for k, v in fields.items()})
     return obj
 
 
@@ -179,7 +171,7 @@ def _print_json(entries: list[Entry], *, dead: bool) -> None:
         if dead:
             line = msgspec.json.encode(dead_letter_object(entry.entry_id, entry.fields)).decode()
         else:
-            line = ops.text(entry.fields.get(b"event"))
+            line = replies.text(entry.fields.get(b"event"))
         sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
@@ -217,10 +209,10 @@ def event_row(entry: Entry) -> list[str]:
     fields = entry.fields
     row = [
         ops.entry_time(entry.entry_id),
-        ops.text(fields.get(b"type")),
-        ops.text(fields.get(b"status")),
-        ops.text(fields.get(b"id")),
-        ops.text(fields.get(b"request_id")),
+        replies.text(fields.get(b"type")),
+        replies.text(fields.get(b"status")),
+        replies.text(fields.get(b"id")),
+        replies.text(fields.get(b"request_id")),
         "",
         "",
         "",
@@ -240,10 +232,10 @@ def event_row(entry: Entry) -> list[str]:
 def dead_row(entry_id: str, fields: dict[bytes, bytes]) -> list[str]:
     return [
         entry_id,
-        ops.text(fields.get(b"received_at")) or ops.entry_time(entry_id),
-        ops.text(fields.get(b"reason")),
-        ops.text(fields.get(b"sha256"))[:12],
-        ops.text(fields.get(b"detail")).replace("\n", " "),
+        replies.text(fields.get(b"received_at")) or ops.entry_time(entry_id),
+        replies.text(fields.get(b"reason")),
+        replies.text(fields.get(b"sha256"))[:12],
+        replies.text(fields.get(b"detail")).replace("\n", " "),
     ]
 
 
