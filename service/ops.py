@@ -16,6 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -76,7 +77,9 @@ def handler(command: Command) -> Callable[[argparse.Namespace], int]:
             # Ctrl-C is how a follow ends; anywhere else it cut the work short.
             return 0 if getattr(args, "follow", False) else 130
         except (RedisError, OSError, TimeoutError) as exc:
-            raise CommandError(f"Redis at {url} failed: {exc or type(exc).__name__}") from None
+            raise CommandError(
+                f"Redis at {shown(url)} failed: {exc or type(exc).__name__}"
+            ) from None
 
     return run
 
@@ -87,16 +90,27 @@ async def _with_client(
     try:
         client = connection.connect(url, cluster=config.redis_cluster, timeout=config.redis_timeout)
     except (ValueError, RedisError) as exc:
-        raise CommandError(f"cannot use Redis URL {url}: {exc}") from None
+        raise CommandError(f"cannot use Redis URL {shown(url)}: {exc}") from None
     try:
         try:
             async with asyncio.timeout(config.redis_timeout + 1):
                 await client.ping()
         except (RedisError, OSError, TimeoutError) as exc:
-            raise CommandError(f"cannot reach Redis at {url}: {exc or 'timed out'}") from None
+            raise CommandError(
+                f"cannot reach Redis at {shown(url)}: {exc or 'timed out'}"
+            ) from None
         return await command(args, client, config)
     finally:
         await client.aclose()
+
+
+def shown(url: str) -> str:
+    """``url`` with its password masked, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def keys(config: Settings) -> Keys:

@@ -319,6 +319,13 @@ async def test_unreachable_redis_is_one_line_and_exit_1(tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+async def test_the_password_of_an_unreachable_url_is_not_printed() -> None:
+    url = f"redis://user:s3cret@127.0.0.1:{free_port()}/0"
+    result = await fanout(url, "p", "stats")
+    assert result.returncode == 1
+    assert "s3cret" not in result.stderr and "user:***@127.0.0.1" in result.stderr
+
+
 async def test_wrong_url_and_no_server_are_named(tmp_path: Path) -> None:
     wrong = await fanout("http://localhost:6379", "p", "stats")
     assert wrong.returncode == 2
