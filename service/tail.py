@@ -139,7 +139,7 @@ async def recent(
             end = "(" + replies.text(reply[-1][0]) if reply else "-"
         found += matched[:count]
     found.sort(key=lambda e: e.order)
-    return found[len(found) - count :] if count else [], last_ids
+    return found[max(0, len(found) - count) :], last_ids
 
 
 def _by_slot(streams: Sequence[str], keys: Keys) -> list[list[str]]:

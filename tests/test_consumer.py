@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from service.config import Settings
 from service.consumer import Consumer
 from service.keys import Keys
 from service.publish import Accepted, Publisher
-from tests.feed import append, event_json, running, until
+from tests.feed import LocalCluster, append, event_json, running, until
 from tests.servers import ValkeyProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -464,38 +465,76 @@ async def test_block_must_be_shorter_than_the_socket_timeout(redis_url: str) -> 
         await client.aclose()
 
 
-@pytest.mark.skipif(
-    not os.environ.get("FANOUT_TEST_CLUSTER_URL"),
-    reason="FANOUT_TEST_CLUSTER_URL is not set (a Redis Cluster node URL)",
-)
-async def test_on_a_cluster_each_type_is_read_in_its_own_slot() -> None:
-    client = connection.connect(os.environ["FANOUT_TEST_CLUSTER_URL"], cluster=True, timeout=2)
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """FANOUT_TEST_CLUSTER_URL (a node of a Redis Cluster), else a local three-node cluster."""
+    url = os.environ.get("FANOUT_TEST_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+async def test_on_a_cluster_each_type_is_read_in_its_own_slot(cluster_url: str) -> None:
+    client = connection.connect(cluster_url, cluster=True, timeout=2)
     keys = Keys(f"t{uuid.uuid4().hex[:12]}")
     types = ["VOUCHERS.IMPORT", "ORDERS.IMPORT", "SKUS.IMPORT_CSV"]
     counts: collections.Counter[str] = collections.Counter()
+    ids: list[str] = []
 
     async def handle(event: CompletionEvent) -> None:
         counts[event.id] += 1
+        if event.id == ids[0]:
+            raise RuntimeError("poison on a cluster")
 
     try:
-        ids: list[str] = []
         for type_ in types:  # a pipeline would cross slots: one append per entry
             for _ in range(20):
                 id_, data = event_json(type_)
                 fields = {"type": type_, "status": "DONE", "id": id_, "event": data}
                 await client.xadd(keys.completed(type_), fields)  # type: ignore[arg-type]
                 ids.append(id_)
-        async with running(consumer(client, keys, "g", types=types, progress=True), handle):
+        member = consumer(client, keys, "g", types=types, progress=True, max_deliveries=1)
+        async with running(member, handle):
             await until(lambda: len(counts) == len(ids))
+            async with asyncio.timeout(5):
+                while not await client.xlen(keys.dead_letters()):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
         assert set(counts) == set(ids) and set(counts.values()) == {1}
         for type_ in types:
-            assert await client.xpending(keys.completed(type_), "g") == {
-                "pending": 0,
-                "min": None,
-                "max": None,
-                "consumers": [],
-            }
+            assert (await client.xpending(keys.completed(type_), "g"))["pending"] == 0
+
+        # The operator commands work with the cluster client too.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
+        env |= {
+            "FANOUT_REDIS_URL": cluster_url,
+            "FANOUT_REDIS_CLUSTER": "1",
+            "FANOUT_STREAM_PREFIX": keys.prefix,
+        }
+        fanout = str(Path(sys.executable).parent / "fanout")
+        stats = await asyncio.to_thread(
+            subprocess.run, [fanout, "stats", "--json"], env=env, capture_output=True, text=True
+        )
+        assert stats.returncode == 0, stats.stderr
+        data = json.loads(stats.stdout)
+        assert data["dead_letters"] == 1
+        assert sum(s["length"] for s in data["streams"] if s["kind"] == "completed") == 60
+        tail = await asyncio.to_thread(
+            subprocess.run,
+            [fanout, "tail", "--json", "-n", "100"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert sorted(json.loads(line)["id"] for line in tail.stdout.splitlines()) == sorted(ids)
     finally:
         for type_ in types:
             await client.delete(keys.completed(type_), keys.progress(type_))
+        async for key in client.scan_iter(match=f"{keys.prefix}:{{dead}}:*"):
+            await client.delete(key)
         await client.aclose()

@@ -78,6 +78,23 @@ async def test_tail_json_prints_the_events_as_published(
     ]
     done = await fanout(redis_url, keys.prefix, "tail", "--json", "--status", "DONE", "-n", "1")
     assert [json.loads(line)["id"] for line in done.stdout.splitlines()] == [last]
+    none = await fanout(redis_url, keys.prefix, "tail", "--json", "-n", "0")
+    assert none.returncode == 0 and none.stdout == ""
+
+
+async def test_tail_count_is_the_newest_n_over_all_streams(
+    redis: Redis, keys: Keys, redis_url: str
+) -> None:
+    # Entries of different streams are ordered by their ids' time: keep the batches
+    # a few milliseconds apart so that order is the order of appending.
+    ids: list[str] = []
+    for type_ in ("ORDERS.IMPORT", "SKUS.IMPORT_CSV", "ORDERS.IMPORT"):
+        ids += await append(redis, keys, type_, 4)
+        await asyncio.sleep(0.005)
+    fewer = await fanout(redis_url, keys.prefix, "tail", "--json", "-n", "20")
+    assert [json.loads(line)["id"] for line in fewer.stdout.splitlines()] == ids
+    newest = await fanout(redis_url, keys.prefix, "tail", "--json", "-n", "6")
+    assert [json.loads(line)["id"] for line in newest.stdout.splitlines()] == ids[-6:]
 
 
 async def test_tail_table_and_dead_letters(
