@@ -47,6 +47,9 @@ async def publish(settings: Settings, redis: Redis, type_: str, status: str = "D
     action = events.decode(msgspec.json.encode(samples.sample(type_, status=status)))
     outcome = await publisher.publish(action, datetime.now(UTC))
     assert isinstance(outcome, Accepted)
+    # Entries of different streams are shown in the order of their ids' milliseconds:
+    # keep publications apart so that order is the order of publishing.
+    await asyncio.sleep(0.003)
     return action.id
 
 
