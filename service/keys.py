@@ -46,13 +46,13 @@ class Keys:
         digest = hashlib.sha256(f"{group}\0{stream}\0{entry_id}".encode()).hexdigest()
         return f"{self.prefix}:{{dead}}:poison:{digest}"
 
+    def all_pattern(self) -> str:
+        """Matches every key of this prefix (streams and dedup keys), for SCAN."""
+        return f"{self.prefix}:*"
+
     def dead_pattern(self) -> str:
         """Matches the dedup keys of dead letters (body digests and poison markers), for SCAN."""
         return f"{self.prefix}:{{dead}}:*"
-
-    def dedup_pattern(self, type_: str) -> str:
-        """Matches the dedup keys of one type (completions, progress steps, done markers)."""
-        return f"{self.prefix}:{{{type_}}}:*"
 
     def parse_stream(self, key: str) -> tuple[str, str] | None:
         """``(type, "completed" | "progress")`` of a stream key of this prefix, else None."""

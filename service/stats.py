@@ -26,7 +26,7 @@ async def collect(client: ops.Client, keys: Keys) -> dict[str, Any]:
     streams: list[dict[str, Any]] = []
     dedup: Counter[str] = Counter()
     names: list[str] = []
-    async for raw in client.scan_iter(match=f"{keys.prefix}:{{*}}:*", count=1000):
+    async for raw in client.scan_iter(match=keys.all_pattern(), count=1000):
         key = replies.text(raw)
         parsed = keys.parse_stream(key)
         if parsed is not None or key == keys.dead_letters():

@@ -535,6 +535,6 @@ async def test_on_a_cluster_each_type_is_read_in_its_own_slot(cluster_url: str) 
     finally:
         for type_ in types:
             await client.delete(keys.completed(type_), keys.progress(type_))
-        async for key in client.scan_iter(match=f"{keys.prefix}:{{dead}}:*"):
+        async for key in client.scan_iter(match=keys.dead_pattern()):
             await client.delete(key)
         await client.aclose()
