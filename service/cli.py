@@ -241,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--url", help="webhook URL (default: from FANOUT_HOST and FANOUT_PORT)")
     send.add_argument("--secret", help="secret to sign with (default: FANOUT_SECRETS or local)")
     send.set_defaults(handler=cmd_send)
+
+    from . import ops
+
+    ops.register(commands)
     return parser
 
 

@@ -7,6 +7,7 @@ atomically. Dead letters and their dedup keys share the ``{dead}`` slot.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 
@@ -39,6 +40,27 @@ class Keys:
 
     def dead_seen(self, sha256: str) -> str:
         return f"{self.prefix}:{{dead}}:seen:{sha256}"
+
+    def poison_seen(self, group: str, stream: str, entry_id: str) -> str:
+        """Set once a consumer group dead-lettered one entry of one stream as poison."""
+        digest = hashlib.sha256(f"{group}\0{stream}\0{entry_id}".encode()).hexdigest()
+        return f"{self.prefix}:{{dead}}:poison:{digest}"
+
+    def all_pattern(self) -> str:
+        """Matches every key of this prefix (streams and dedup keys), for SCAN."""
+        return f"{self.prefix}:*"
+
+    def dead_pattern(self) -> str:
+        """Matches the dedup keys of dead letters (body digests and poison markers), for SCAN."""
+        return f"{self.prefix}:{{dead}}:*"
+
+    def parse_stream(self, key: str) -> tuple[str, str] | None:
+        """``(type, "completed" | "progress")`` of a stream key of this prefix, else None."""
+        head = f"{self.prefix}:{{"
+        if not key.startswith(head) or "}:" not in key:
+            return None
+        type_, _, kind = key[len(head) :].partition("}:")
+        return (type_, kind) if kind in ("completed", "progress") and type_ != "dead" else None
 
     def stream_pattern(self) -> str:
         """Matches every stream of this prefix, for SCAN."""

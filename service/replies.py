@@ -1,0 +1,49 @@
+"""Stream replies of redis-py in one shape, whether the client decodes or not, RESP2 or RESP3."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def text(value: bytes | str | int | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def as_bytes(value: bytes | str | None) -> bytes:
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else value
+
+
+def fields(raw: Any) -> dict[bytes, bytes] | None:
+    """An entry's fields with byte names and values; None for an entry deleted meanwhile."""
+    if raw is None:
+        return None
+    return {as_bytes(k): as_bytes(v) for k, v in dict(raw).items()}
+
+
+def rows(reply: Iterable[tuple[Any, Any]] | None) -> list[tuple[str, dict[bytes, bytes]]]:
+    """XRANGE-like entries as ``(entry id, fields)``, leaving out deleted ones."""
+    out = []
+    for entry_id, raw in reply or ():
+        entry = fields(raw)
+        if entry is not None:
+            out.append((text(entry_id), entry))
+    return out
+
+
+def streams(reply: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
+    """XREAD/XREADGROUP's reply as ``(stream, entries)`` pairs."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [
+            (text(stream), entries[0] if entries and isinstance(entries[0], list) else entries)
+            for stream, entries in reply.items()
+        ]
+    return [(text(stream), entries) for stream, entries in reply]
