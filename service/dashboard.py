@@ -25,10 +25,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .config import Settings
+from .dlq import Replayer
 from .errors import Forbidden, Unauthorized, json_response
 from .events import TYPES
 from .publish import Publisher
-from .replay import replay
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "fanout_admin"
@@ -87,7 +87,7 @@ def _summary(stream_kind: str, entry_id: str, fields: dict[Any, Any]) -> dict[st
 class Dashboard:
     def __init__(self, settings: Settings, publisher: Publisher) -> None:
         self._token = settings.admin_token
-        self._publisher = publisher
+        self._replayer = Replayer(publisher.redis, settings)
         self._keys = publisher.keys
         # redis-py's annotations of stream replies are loose unions; read them as Any.
         self._redis: Any = publisher.redis
@@ -236,5 +236,16 @@ class Dashboard:
 
     async def replay_letter(self, request: Request) -> Response:
         self._authorize(request)
-        outcome = await replay(self._publisher, request.path_params["entry_id"])
-        return json_response(msgspec.to_builtins(outcome), 200 if outcome.replayed else 422)
+        replayed = await self._replayer.replay(request.path_params["entry_id"])
+        return json_response(
+            {
+                "entry_id": replayed.letter,
+                "replayed": replayed.ok,
+                "outcome": replayed.outcome,
+                # A letter that failed again is re-filed under the reason it fails with now.
+                "reason": replayed.detail.split(":", 1)[0] if replayed.outcome == "dead" else None,
+                "detail": replayed.detail,
+                "new_entry_id": replayed.new_entry_id,
+            },
+            200 if replayed.ok else 422,
+        )

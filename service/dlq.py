@@ -128,6 +128,8 @@ class Replayed:
     letter: str
     outcome: str  # accepted, duplicate, stale, requeued, dead, missing
     detail: str
+    #: The letter's new entry id when it failed again and was re-filed.
+    new_entry_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -156,7 +158,7 @@ class Replayer:
         try:
             action = events.decode(body)
         except msgspec.ValidationError as exc:
-            return await self._keep(letter, _classify(exc), str(exc))
+            return await self._keep(letter, events.failure_reason(exc), str(exc))
         except msgspec.DecodeError as exc:
             return await self._keep(letter, "malformed_json", str(exc))
         outcome = await self.publisher.publish(action, received_at)
@@ -212,14 +214,8 @@ class Replayer:
         new = await self._replace(
             keys=[self.keys.dead_seen(sha), self.keys.dead_letters()], args=args
         )
-        return Replayed(letter.entry_id, "dead", f"{reason}: {detail} (now {replies.text(new)})")
-
-
-def _classify(error: msgspec.ValidationError) -> str:
-    message = str(error)
-    if message.endswith("at `$.type`") or "required field `type`" in message:
-        return "unknown_type"
-    return "invalid_payload"
+        now = replies.text(new)
+        return Replayed(letter.entry_id, "dead", f"{reason}: {detail} (now {now})", now)
 
 
 def _parse_time(value: str) -> datetime:

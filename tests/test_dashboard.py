@@ -190,7 +190,8 @@ async def test_replay_endpoint_keeps_a_letter_that_fails_again(
         )
     assert answer.status_code == 422
     assert answer.json()["replayed"] is False
-    assert answer.json()["outcome"] == "unknown_type"
+    assert answer.json()["outcome"] == "dead"
+    assert answer.json()["reason"] == "unknown_type"
     assert await redis.xlen(keys.dead_letters()) == 1
 
 

@@ -180,7 +180,7 @@ async function replay(entryId, button) {
   state.dead.delete(entryId);
   if (!outcome.replayed && outcome.new_entry_id) {
     // Still failing: it was re-filed under its new reason.
-    state.dead = new Map([[outcome.new_entry_id, { entry_id: outcome.new_entry_id, reason: outcome.outcome, detail: outcome.detail, size: "" }], ...state.dead]);
+    state.dead = new Map([[outcome.new_entry_id, { entry_id: outcome.new_entry_id, reason: outcome.reason, detail: outcome.detail, size: "" }], ...state.dead]);
   }
   renderDead();
 }
