@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from . import events, samples, signature
+from . import events, poll_cli, samples, signature
 from .config import ConfigError, Settings
 
 SECRET_FILE = "webhook-secret"
@@ -100,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"webhook URL: http://{settings.host}:{settings.port}/webhooks/voucherify")
         sys.stdout.flush()
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, background=poll_cli.serve_background(args, settings)),
             host=settings.host,
             port=settings.port,
             loop="uvloop",
@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--url", help="webhook URL (default: from FANOUT_HOST and FANOUT_PORT)")
     send.add_argument("--secret", help="secret to sign with (default: FANOUT_SECRETS or local)")
     send.set_defaults(handler=cmd_send)
+
+    poll_cli.register(commands)
     return parser
 
 

@@ -102,6 +102,13 @@ def _created(raw: bytes) -> tuple[str | None, datetime | None]:
     return stamp.id, created
 
 
+def _raise_if_cancelling() -> None:
+    """Honour a cancellation that a library absorbed while shielding its clean-up."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
 def _reason(error: msgspec.ValidationError) -> str:
     """Dead-letter reason, as the webhook gives it (see ``app._classify``)."""
     message = str(error)
@@ -175,6 +182,7 @@ class Poller:
                     else:
                         logger.info("poll: %s", report.summary())
                 await asyncio.sleep(interval)
+                _raise_if_cancelling()
 
     async def poll(
         self, *, since: datetime | None = None, on_page: PageCallback | None = None
