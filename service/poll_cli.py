@@ -59,8 +59,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     poll = commands.add_parser(
         "poll", help="fetch async actions from the Voucherify API and publish what is missing"
     )
-    mode = poll.add_mutually_exclusive_group()
-    mode.add_argument("--once", action="store_true", help="one pass, then exit")
+    poll.add_argument("--once", action="store_true", help="one pass, then exit")
     poll.add_argument(
         "--since", type=_date, metavar="DATE", help="backfill from DATE (UTC unless given)"
     )
