@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from .config import PollSettings, Settings
 from .errors import Unavailable
+from .lease import LeaseLost
 from .poller import LeaseBusy, PageCallback, Poller, Report
 from .publish import Publisher
 from .voucherify_api import APIError, VoucherifyAPI, iso
@@ -122,8 +123,10 @@ def cmd_poll(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         report = asyncio.run(_run(args, settings, poll, url))
-    except (APIError, LeaseBusy, Unavailable, RedisError, OSError) as exc:
-        raise CommandError(f"poll failed: {exc or type(exc).__name__}") from None
+    except Unavailable:
+        raise CommandError("poll failed: redis is unreachable or too slow") from None
+    except (APIError, LeaseBusy, LeaseLost, RedisError, OSError) as exc:
+        raise CommandError(f"poll failed: {str(exc) or type(exc).__name__}") from None
     if report is None:
         return 0
     print(f"poll: {report.summary()}")

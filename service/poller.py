@@ -193,7 +193,9 @@ class Poller:
         calls_before = self._api.calls
         start = datetime.now(UTC)
         stored = await self.mark()
-        lower = since or stored or start - self._lookback
+        # An action stuck unfinished holds the mark back at most ``lookback``.
+        oldest = start - self._lookback
+        lower = since or (max(stored, oldest) if stored else oldest)
         oldest_open: datetime | None = None
         handled: set[str] = set()
         end: datetime | None = None
@@ -236,8 +238,9 @@ class Poller:
         mark = start - self._overlap
         if oldest_open is not None:
             mark = min(mark, oldest_open)
-        if stored is not None and stored < lower:
+        if since is not None and stored is not None and stored < since:
             mark = min(mark, stored)  # a --since later than the mark did not cover the gap
+        mark = mark.replace(microsecond=mark.microsecond // 1000 * 1000)  # as stored
         if not await self._set_mark(
             keys=[self.lease.key, self._keys.poll_mark()], args=[self.lease.token, iso(mark)]
         ):

@@ -350,3 +350,17 @@ async def test_wrong_token_fails_fast_without_printing_it(
     assert fake.calls["list"] == 1, "a 401 is not retried"
     assert "wrong-token" not in str(caught.value)
     assert "FANOUT_VOUCHERIFY_APP_TOKEN" in str(caught.value)
+
+
+async def test_an_action_stuck_in_progress_holds_the_mark_no_longer_than_the_lookback(
+    settings: Settings, redis: Redis, keys: Keys, fake: FakeVoucherify, api_url: str
+) -> None:
+    now = datetime.now(UTC)
+    stuck = fake.populate(1, newest=now - timedelta(days=10), status_of=lambda n: "IN_PROGRESS")
+    recent = fake.populate(5, newest=now - timedelta(days=1), spacing=timedelta(hours=1), first=1)
+    await redis.set(keys.poll_mark(), stuck[0]["created_at"])  # held by it for 10 days
+    async with make_poller(settings, redis, api_url) as poller:  # lookback: 7 days
+        report = await poller.run_once()
+    assert report.published == len(recent) and report.unfinished == 0
+    assert report.mark is not None and report.mark > now - timedelta(minutes=2)
+    assert await poller.mark() == report.mark
