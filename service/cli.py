@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from . import events, logs, samples, signature
+from . import events, logs, poll_cli, samples, signature
 from .config import ConfigError, Settings
 
 SECRET_FILE = "webhook-secret"
@@ -100,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"webhook URL: http://{settings.host}:{settings.port}/webhooks/voucherify")
         sys.stdout.flush()
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, background=poll_cli.serve_background(args, settings)),
             host=settings.host,
             port=settings.port,
             loop="uvloop",
@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import ops
 
     ops.register(commands)
+    poll_cli.register(commands)
     return parser
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
+from urllib.parse import urlsplit
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -211,3 +212,79 @@ def _durability(value: str | None) -> Durability:
         if count.isdigit() and int(count) > 0:
             return Durability("replicas", int(count))
     raise ConfigError("FANOUT_DURABILITY", f"expected none, aof or replicas:N, got {value!r}")
+
+
+# --- the reconciler (``fanout poll``) ----------------------------------------
+
+DEFAULT_API_URL = "https://api.voucherify.io"
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    """How ``fanout poll`` (and ``fanout serve --poll``) reaches the Voucherify API.
+
+    The app token is a ``Secret``: it is sent as a header and never printed.
+    """
+
+    api_url: str = DEFAULT_API_URL
+    app_id: str | None = None
+    app_token: Secret | None = None
+    enabled: bool = False
+    interval: float = 60.0
+    rate: float = 10.0
+    page_size: int = 100
+    timeout: float = 10.0
+
+    @property
+    def configured(self) -> bool:
+        return self.app_id is not None and self.app_token is not None
+
+    def require_credentials(self, why: str) -> None:
+        """Raise a ``ConfigError`` naming the first missing credential."""
+        if self.app_id is None:
+            raise ConfigError("FANOUT_VOUCHERIFY_APP_ID", f"not set; it is required {why}")
+        if self.app_token is None:
+            raise ConfigError("FANOUT_VOUCHERIFY_APP_TOKEN", f"not set; it is required {why}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PollSettings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return None if value is None or value.strip() == "" else value.strip()
+
+        default = cls()
+        token = get("FANOUT_VOUCHERIFY_APP_TOKEN")
+        return cls(
+            api_url=_api_url(get("FANOUT_VOUCHERIFY_API_URL") or default.api_url),
+            app_id=get("FANOUT_VOUCHERIFY_APP_ID"),
+            app_token=None if token is None else Secret(token),
+            enabled=_flag("FANOUT_POLL", get("FANOUT_POLL")),
+            interval=_positive_float(
+                "FANOUT_POLL_INTERVAL", get("FANOUT_POLL_INTERVAL"), default.interval
+            ),
+            rate=_positive_float("FANOUT_POLL_RATE", get("FANOUT_POLL_RATE"), default.rate),
+            page_size=_page_size(get("FANOUT_POLL_PAGE_SIZE"), default.page_size),
+            timeout=_positive_float(
+                "FANOUT_VOUCHERIFY_TIMEOUT", get("FANOUT_VOUCHERIFY_TIMEOUT"), default.timeout
+            ),
+        )
+
+
+def _api_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
+        raise ConfigError(
+            "FANOUT_VOUCHERIFY_API_URL",
+            f"expected the API's base URL such as {DEFAULT_API_URL} or "
+            f"https://us1.api.voucherify.io, got {value!r}",
+        )
+    return value.rstrip("/")
+
+
+def _page_size(value: str | None, default: int) -> int:
+    size = _positive_int("FANOUT_POLL_PAGE_SIZE", value, default)
+    if size > 100:
+        raise ConfigError("FANOUT_POLL_PAGE_SIZE", f"expected 1 to 100, got {value!r}")
+    return size

@@ -65,3 +65,14 @@ class Keys:
     def stream_pattern(self) -> str:
         """Matches every stream of this prefix, for SCAN."""
         return f"{self.prefix}:{{*}}:*"
+
+    # The reconciler's keys share the ``{poll}`` slot, so the mark is written
+    # only by the lease holder, in one script.
+
+    def poll_lease(self) -> str:
+        """Token of the one poller allowed to call the Voucherify API."""
+        return f"{self.prefix}:{{poll}}:lease"
+
+    def poll_mark(self) -> str:
+        """High-water mark: actions created before it need no more polling."""
+        return f"{self.prefix}:{{poll}}:mark"
