@@ -6,6 +6,7 @@ They follow what the sender really sends (arrays where the docs say object,
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ _FAILURE_VALUES: dict[str, Any] = {
 }
 
 
+@functools.cache
 def _field_type(cls: type[Any], name: str) -> Any:
     return next(f.type for f in msgspec.structs.fields(cls) if f.name == name)
 
@@ -43,7 +45,7 @@ def _member(optional: Any) -> Any:
 
 
 def _failures(record: type[events._Record], count: int) -> list[dict[str, Any]]:
-    names = [f.name for f in msgspec.structs.fields(record)]
+    names = record.__struct_fields__
     out = []
     for n in range(count):
         item = {name: _FAILURE_VALUES[name] for name in names}
