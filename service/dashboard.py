@@ -25,10 +25,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .config import Settings
-from .dlq import Replayer
 from .errors import Forbidden, Unauthorized, json_response
 from .events import TYPES
 from .publish import Publisher
+from .replay import Replayer
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "fanout_admin"

@@ -13,28 +13,15 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 
-from . import events, ops, replies
+from . import ops, replies
 from .cli import CommandError
-from .completion import decode_event
 from .config import Settings
 from .keys import Keys
-from .publish import Accepted, Conflict, Duplicate, Publisher, Stale
+from .replay import Replayed, Replayer, find_letter
 from .tail import Entry, dead_letter_object, dead_row, dead_table, recent
-
-# Replace a letter by one with a new reason, and point its dedup key at it.
-# KEYS: dead seen, dead stream.  ARGV: old entry id, ttl, maxlen, field/value pairs.
-REPLACE_LUA = """
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
-redis.call('XDEL', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
-return entry
-"""
 
 _ENTRY_ID = re.compile(r"^\d+(-\d+)?$")
 
@@ -96,11 +83,8 @@ async def list_letters(args: argparse.Namespace, client: ops.Client, config: Set
 
 
 async def _letter(client: ops.Client, keys: Keys, id_: str) -> Entry | None:
-    found = replies.rows(await client.xrange(keys.dead_letters(), min=id_, max=id_, count=1))
-    if not found:
-        return None
-    [(letter_id, fields)] = found
-    return Entry(keys.dead_letters(), letter_id, fields)
+    found = await find_letter(client, keys, id_)
+    return None if found is None else Entry(keys.dead_letters(), *found)
 
 
 async def show_letter(args: argparse.Namespace, client: ops.Client, config: Settings) -> int:
@@ -121,109 +105,6 @@ async def show_letter(args: argparse.Namespace, client: ops.Client, config: Sett
     print("body:")
     print(pretty)
     return 0
-
-
-@dataclass(frozen=True, slots=True)
-class Replayed:
-    letter: str
-    outcome: str  # accepted, duplicate, stale, requeued, dead, missing
-    detail: str
-    #: The letter's new entry id when it failed again and was re-filed.
-    new_entry_id: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in ("accepted", "duplicate", "stale", "requeued")
-
-
-class Replayer:
-    """Sends dead letters through the publish path again, one at a time."""
-
-    def __init__(self, client: ops.Client, config: Settings) -> None:
-        self.client = client
-        self.keys = ops.keys(config)
-        self.config = config
-        self.publisher = Publisher.from_settings(client, config)
-        self._replace = client.register_script(REPLACE_LUA)
-
-    async def replay(self, id_: str) -> Replayed:
-        letter = await _letter(self.client, self.keys, id_)
-        if letter is None:
-            return Replayed(id_, "missing", "no dead letter with this id")
-        fields = letter.fields
-        if fields.get(b"reason") == b"poison":
-            return await self._requeue(letter)
-        body = fields.get(b"body", b"")
-        received_at = _parse_time(replies.text(fields.get(b"received_at")))
-        try:
-            action = events.decode(body)
-        except msgspec.ValidationError as exc:
-            return await self._keep(letter, events.failure_reason(exc), str(exc))
-        except msgspec.DecodeError as exc:
-            return await self._keep(letter, "malformed_json", str(exc))
-        outcome = await self.publisher.publish(action, received_at)
-        if isinstance(outcome, Conflict):
-            detail = f"same id and request_id as entry {outcome.entry_id}, different content"
-            return await self._keep(letter, "conflict", detail)
-        await self.client.xdel(self.keys.dead_letters(), letter.entry_id)
-        match outcome:
-            case Accepted(stream=stream, entry_id=entry):
-                return Replayed(letter.entry_id, "accepted", f"{stream} {entry}")
-            case Duplicate(entry_id=entry):
-                return Replayed(letter.entry_id, "duplicate", f"published before as {entry}")
-            case Stale(entry_id=entry):
-                return Replayed(letter.entry_id, "stale", f"progress after completion {entry}")
-        raise AssertionError(outcome)
-
-    async def _requeue(self, letter: Entry) -> Replayed:
-        body = letter.fields.get(b"body", b"")
-        stream = replies.text(letter.fields.get(b"stream"))
-        try:
-            event = decode_event(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return Replayed(letter.entry_id, "dead", f"poison: cannot decode the event: {exc}")
-        if stream not in (self.keys.completed(event.type), self.keys.progress(event.type)):
-            return Replayed(letter.entry_id, "dead", f"poison: unknown stream {stream!r}")
-        entry = await self.client.xadd(
-            stream,
-            {
-                "type": event.type,
-                "status": event.status,
-                "id": event.id,
-                "request_id": event.request_id or "",
-                "event": body,
-            },
-            maxlen=self.config.stream_maxlen,
-            approximate=True,
-        )
-        await self.client.xdel(self.keys.dead_letters(), letter.entry_id)
-        return Replayed(letter.entry_id, "requeued", f"{stream} {replies.text(entry)}")
-
-    async def _keep(self, letter: Entry, reason: str, detail: str) -> Replayed:
-        fields = letter.fields
-        if (
-            replies.text(fields.get(b"reason")) == reason
-            and replies.text(fields.get(b"detail")) == detail
-        ):
-            return Replayed(letter.entry_id, "dead", f"{reason}: {detail}")
-        updated = dict(fields) | {b"reason": reason.encode(), b"detail": detail.encode()}
-        args: list[Any] = [letter.entry_id, self.config.dedup_ttl, self.config.stream_maxlen]
-        for key, value in updated.items():
-            args += [key, value]
-        sha = replies.text(fields.get(b"sha256"))
-        new = await self._replace(
-            keys=[self.keys.dead_seen(sha), self.keys.dead_letters()], args=args
-        )
-        now = replies.text(new)
-        return Replayed(letter.entry_id, "dead", f"{reason}: {detail} (now {now})", now)
-
-
-def _parse_time(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.now(UTC)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def _all_ids(client: ops.Client, keys: Keys) -> list[str]:

@@ -64,7 +64,7 @@ def _result_class(type_: str) -> type[Any]:
 
 def result_for(type_: str, *, done: int = 40, failed: int = 2) -> dict[str, Any]:
     """A result of ``type_`` with ``done`` processed and ``failed`` failed records."""
-    cls = _result_class(type_)
+    cls: Any = _result_class(type_)
     noun = _NOUNS[type_.split(".", 1)[0]]
     if cls is events.CountResult:
         return {"message": f"{done} {noun} processed successfully.", "done_count": done}
