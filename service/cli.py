@@ -10,7 +10,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -47,13 +47,20 @@ class CommandError(Exception):
     """A failure to report in one line, exit status 1."""
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def environ_with_flags(
+    args: argparse.Namespace, flags: Iterable[tuple[str, str, str]]
+) -> dict[str, str]:
+    """The environment, with each given ``(flag, variable, help)`` flag overriding its variable."""
     env = dict(os.environ)
-    for flag, variable, _ in _SERVE_FLAGS:
+    for flag, variable, _ in flags:
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None:
             env[variable] = str(value)
-    return Settings.from_env(env)
+    return env
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(environ_with_flags(args, _SERVE_FLAGS))
 
 
 def _local_secret(data_dir: Path) -> tuple[str, bool]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from . import connection, replies
-from .cli import CommandError, redis_url_for_tools
+from .cli import CommandError, environ_with_flags, redis_url_for_tools
 from .config import Settings
 from .keys import Keys
 
@@ -57,12 +56,7 @@ def add_redis_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def settings(args: argparse.Namespace) -> Settings:
-    env = dict(os.environ)
-    for flag, variable, _ in _TOOL_FLAGS:
-        value = getattr(args, flag[2:].replace("-", "_"), None)
-        if value is not None:
-            env[variable] = str(value)
-    return Settings.from_env(env)
+    return Settings.from_env(environ_with_flags(args, _TOOL_FLAGS))
 
 
 def handler(command: Command) -> Callable[[argparse.Namespace], int]:

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
@@ -84,12 +83,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _environ(args: argparse.Namespace) -> dict[str, str]:
-    env = dict(os.environ)
-    for flag, variable, _ in _POLL_FLAGS:
-        value = getattr(args, flag[2:].replace("-", "_"), None)
-        if value is not None:
-            env[variable] = str(value)
-    return env
+    from .cli import environ_with_flags
+
+    return environ_with_flags(args, _POLL_FLAGS)
 
 
 def _poller(publisher: Publisher, api: VoucherifyAPI, poll: PollSettings, ttl: int) -> Poller:
