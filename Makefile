@@ -43,7 +43,7 @@ $(DEPLOY_STAMP): $(STAMP)
 	touch $(DEPLOY_STAMP)
 
 deploy-check: $(DEPLOY_STAMP)
-	BIN=$(BIN) scripts/check-deploy
+	BIN=$(BIN) bash scripts/check-deploy
 
 # Pin the runtime dependencies for the image: a clean venv, then pip freeze.
 lock:
