@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test lint format typecheck check bench clean
+.PHONY: install serve test lint format typecheck check deploy-check lock bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,27 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# Dockerfile, compose file, Kubernetes manifests, Prometheus rules, Grafana JSON,
+# checked offline. Needs docker-compose and promtool (Debian: docker-compose,
+# prometheus); .ci/run installs them.
+DEPLOY_STAMP := $(VENV)/.deploy-installed
+$(DEPLOY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,deploy]'
+	touch $(DEPLOY_STAMP)
+
+deploy-check: $(DEPLOY_STAMP)
+	BIN=$(BIN) bash scripts/check-deploy
+
+# Pin the runtime dependencies for the image: a clean venv, then pip freeze.
+lock:
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet .
+	{ echo "# Runtime dependencies of voucherify-fanout, pinned; the Dockerfile installs exactly these."; \
+	  echo "# Regenerate with 'make lock' after changing [project].dependencies in pyproject.toml."; \
+	  $(VENV)-lock/bin/python -m pip freeze --exclude voucherify-fanout; } > requirements.lock
+	rm -rf $(VENV)-lock
 
 # Needs wrk (Debian: apt-get install wrk). Prints ratios; see README "Performance".
 bench: $(STAMP)
