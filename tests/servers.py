@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -28,11 +28,19 @@ class ValkeyProcess:
     """A ``valkey-server`` on a port of its own that a test may stop, kill or pause."""
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, *, appendonly: bool = False
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        appendonly: bool = False,
+        appendfsync: str = "everysec",
+        extra: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.extra = tuple(extra)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,8 +59,11 @@ class ValkeyProcess:
             "",
             "--appendonly",
             "yes" if self.appendonly else "no",
+            "--appendfsync",
+            self.appendfsync,
             "--dir",
             str(self.data_dir),
+            *self.extra,
         ]
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -70,7 +81,8 @@ class ValkeyProcess:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                # -NOAUTH also means the server is up (a test may require a password).
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

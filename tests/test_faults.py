@@ -1,0 +1,99 @@
+"""Fault injection with real processes: Redis killed, replies lost, scripts flushed.
+
+The promise under test: a 2xx means the event is in its stream exactly once;
+while Redis is in trouble the sender gets a 503 and retries; nothing is lost.
+Figures printed here (``-s``) are the ones quoted in RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from service import events
+from service.app import create_app
+from service.config import Durability, Settings
+from service.keys import Keys
+from tests.load import Delivery, Tally, make_deliveries, run_load, until
+from tests.servers import ValkeyProcess, running_uvicorn
+
+
+async def stream_ids(url: str, keys: Keys, types: tuple[str, ...]) -> collections.Counter[str]:
+    """How many times each action id appears in the completed streams."""
+    client = Redis.from_url(url)
+    try:
+        seen: collections.Counter[str] = collections.Counter()
+        for type_ in types:
+            for _, fields in await client.xrange(keys.completed(type_)):
+                seen[fields[b"id"].decode()] += 1
+        return seen
+    finally:
+        await client.aclose()
+
+
+def check_exactly_once(deliveries: list[Delivery], seen: collections.Counter[str]) -> None:
+    acked = [d for d in deliveries if d.status is not None and 200 <= d.status < 300]
+    assert len(acked) == len(deliveries), "every delivery was eventually acknowledged"
+    missing = [d.id for d in acked if seen[d.id] == 0]
+    doubled = [i for i, n in seen.items() if n > 1]
+    assert missing == []
+    assert doubled == []
+    assert sum(seen.values()) == len(deliveries)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_redis_killed_three_times_under_load_loses_and_doubles_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # appendfsync always: WAITAOF is answered as soon as the write is on disk, in
+    # the same event-loop turn. With everysec it would wait up to a second per call.
+    server = ValkeyProcess(tmp_path / "valkey", appendonly=True, appendfsync="always")
+    server.start()
+    own = dataclasses.replace(
+        settings, redis_url=server.url, durability=Durability("aof"), redis_timeout=1.0
+    )
+    keys = Keys(own.stream_prefix)
+    deliveries = make_deliveries(5000, events.TYPES)
+    tally = Tally()
+    outages: list[tuple[float, float]] = []  # (seconds down, seconds from restart to a 2xx)
+
+    async def chaos() -> None:
+        for threshold in (1000, 2300, 3600):
+            await until(lambda: len(tally.acks) >= threshold, 30)  # noqa: B023
+            killed = time.monotonic()
+            await asyncio.to_thread(server.kill)
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(server.start)
+            restarted = time.monotonic()
+            before = len(tally.acks)
+            await until(lambda: len(tally.acks) > before, 10)  # noqa: B023
+            first_ack = tally.acks[before]
+            outages.append((first_ack - killed, first_ack - restarted))
+
+    try:
+        async with running_uvicorn(create_app(own)) as base_url:
+            started = time.monotonic()
+            chaos_task = asyncio.create_task(chaos())
+            await run_load(base_url, deliveries, concurrency=32, seconds=70, tally=tally)
+            elapsed = time.monotonic() - started
+            await asyncio.wait_for(chaos_task, 5)
+        seen = await stream_ids(server.url, keys, events.TYPES)
+    finally:
+        server.stop()
+
+    print(
+        f"\nkill -9 x3: {len(deliveries)} events in {elapsed:.1f}s, answers {dict(tally.answers)},"
+        f" transport errors {tally.transport_errors},"
+        f" outages (down s, restart->2xx s) {[(round(a, 2), round(b, 2)) for a, b in outages]}"
+    )
+    assert len(outages) == 3
+    assert tally.answers[503] > 0, "the kills were seen by the sender"
+    assert set(tally.answers) <= {200, 202, 503}
+    check_exactly_once(deliveries, seen)
