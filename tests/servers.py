@@ -135,3 +135,85 @@ async def running_uvicorn(app: ASGIApp) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+class CuttingProxy:
+    """A TCP proxy to a Redis server that can lose the reply of a script call.
+
+    While ``cuts`` is above zero, a chunk from the app that carries an EVALSHA
+    is forwarded, the server's reply is awaited and thrown away, and both
+    connections are closed: the write happened, the app cannot know it.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.cuts = 0
+        self.cut_done = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> CuttingProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        # Closing every socket ends every handler by itself; nothing is cancelled.
+        for writer in list(self._writers):
+            writer.close()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
+        await self._server.wait_closed()
+
+    async def _handle(self, app_r: asyncio.StreamReader, app_w: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        self._writers.add(app_w)
+        redis_w: asyncio.StreamWriter | None = None
+        back: asyncio.Task[None] | None = None
+        try:
+            redis_r, redis_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+            self._writers.add(redis_w)
+            back = asyncio.create_task(self._pipe(redis_r, app_w))
+            while chunk := await app_r.read(65536):
+                cut = self.cuts > 0 and b"EVALSHA" in chunk.upper()
+                if cut:
+                    # Stop forwarding replies before the script call goes out.
+                    self.cuts -= 1
+                    back.cancel()
+                    await asyncio.wait([back])
+                redis_w.write(chunk)
+                await redis_w.drain()
+                if cut:
+                    # Let the server run the script and answer, then lose the answer.
+                    with contextlib.suppress(TimeoutError, OSError):
+                        await asyncio.wait_for(redis_r.read(65536), 2)
+                    self.cut_done += 1
+                    break
+        except OSError:
+            pass
+        finally:
+            if back is not None:
+                back.cancel()
+                await asyncio.wait([back])
+            for writer in (app_w, redis_w):
+                if writer is not None:
+                    writer.close()
+                    self._writers.discard(writer)
+            self._handlers.discard(handler)
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()

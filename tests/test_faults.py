@@ -13,15 +13,17 @@ import dataclasses
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from service import events
+from service import events, samples
 from service.app import create_app
 from service.config import Durability, Settings
 from service.keys import Keys
+from tests.conftest import post, serving
 from tests.load import Delivery, Tally, make_deliveries, run_load, until
-from tests.servers import ValkeyProcess, running_uvicorn
+from tests.servers import CuttingProxy, ValkeyProcess, running_uvicorn
 
 
 async def stream_ids(url: str, keys: Keys, types: tuple[str, ...]) -> collections.Counter[str]:
@@ -97,3 +99,64 @@ async def test_redis_killed_three_times_under_load_loses_and_doubles_nothing(
     assert tally.answers[503] > 0, "the kills were seen by the sender"
     assert set(tally.answers) <= {200, 202, 503}
     check_exactly_once(deliveries, seen)
+
+
+@pytest.mark.parametrize("durability", [Durability(), Durability("aof")], ids=str)
+async def test_reply_lost_after_the_write_gives_503_then_duplicate(
+    settings: Settings, tmp_path: Path, durability: Durability
+) -> None:
+    server = ValkeyProcess(tmp_path / "valkey", appendonly=True, appendfsync="always")
+    server.start()
+    keys = Keys(settings.stream_prefix)
+    try:
+        async with CuttingProxy(server.port) as proxy:
+            own = dataclasses.replace(settings, redis_url=proxy.url, durability=durability)
+            async with serving(own) as http:
+                # A first delivery loads the script, so the cut call is the real one.
+                assert (await post(http, samples.sample("VOUCHERS.IMPORT"))).status_code == 202
+                body = msgspec.json.encode(samples.sample("VOUCHERS.IMPORT"))
+                # The client retries a dropped connection once, so lose both replies.
+                proxy.cuts = 2
+                first = await post(http, body)
+                assert proxy.cut_done == 2
+                assert first.status_code == 503
+                assert "retry-after" in first.headers
+
+                again = await post(http, body)
+                assert again.status_code == 200
+                assert again.json()["status"] == "duplicate"
+                client = Redis.from_url(server.url)
+                try:
+                    entries = await client.xrange(keys.completed("VOUCHERS.IMPORT"))
+                finally:
+                    await client.aclose()
+                assert [e.decode() for e, _ in entries][1:] == [again.json()["entry_id"]]
+    finally:
+        server.stop()
+
+
+async def test_reply_lost_once_is_recovered_inside_the_request(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # One lost reply is absorbed by the client's single retry: the retried script
+    # finds its own write and the sender is told "duplicate" at once, no 503.
+    server = ValkeyProcess(tmp_path / "valkey")
+    server.start()
+    keys = Keys(settings.stream_prefix)
+    try:
+        async with CuttingProxy(server.port) as proxy:
+            own = dataclasses.replace(settings, redis_url=proxy.url)
+            async with serving(own) as http:
+                assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
+                proxy.cuts = 1
+                answer = await post(http, samples.sample("ORDERS.IMPORT"))
+                assert proxy.cut_done == 1
+                assert answer.status_code == 200
+                client = Redis.from_url(server.url)
+                try:
+                    entries = await client.xrange(keys.completed("ORDERS.IMPORT"))
+                finally:
+                    await client.aclose()
+                assert [e.decode() for e, _ in entries][1:] == [answer.json()["entry_id"]]
+    finally:
+        server.stop()
