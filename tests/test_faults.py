@@ -160,3 +160,41 @@ async def test_reply_lost_once_is_recovered_inside_the_request(
                 assert [e.decode() for e, _ in entries][1:] == [answer.json()["entry_id"]]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("durability", [Durability(), Durability("aof")], ids=str)
+async def test_script_flush_under_load_costs_no_answer(
+    settings: Settings, tmp_path: Path, durability: Durability
+) -> None:
+    server = ValkeyProcess(tmp_path / "valkey", appendonly=True, appendfsync="always")
+    server.start()
+    own = dataclasses.replace(settings, redis_url=server.url, durability=durability)
+    keys = Keys(own.stream_prefix)
+    deliveries = make_deliveries(2000, events.TYPES)
+    tally = Tally()
+    flushes = 0
+
+    async def flush_scripts() -> None:
+        nonlocal flushes
+        admin = Redis.from_url(server.url)
+        try:
+            for threshold in range(200, 1800, 300):
+                await until(lambda: len(tally.acks) >= threshold, 20)  # noqa: B023
+                await admin.script_flush()
+                flushes += 1
+        finally:
+            await admin.aclose()
+
+    try:
+        async with running_uvicorn(create_app(own)) as base_url:
+            flusher = asyncio.create_task(flush_scripts())
+            await run_load(base_url, deliveries, concurrency=32, seconds=40, tally=tally)
+            await asyncio.wait_for(flusher, 5)
+        seen = await stream_ids(server.url, keys, events.TYPES)
+    finally:
+        server.stop()
+
+    print(f"\nSCRIPT FLUSH x{flushes} ({durability}): answers {dict(tally.answers)}")
+    assert flushes == 6
+    assert dict(tally.answers) == {202: len(deliveries)}
+    check_exactly_once(deliveries, seen)
