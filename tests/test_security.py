@@ -1,0 +1,118 @@
+"""Hostile input at the edge: signature headers, body sizes, slow senders, secrets, proxies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from service import samples, signature
+from service.app import WEBHOOK_PATH
+from service.config import Settings
+from service.factory import build
+from service.keys import Keys
+from tests.conftest import SECRET
+from tests.servers import running_uvicorn
+
+
+@contextlib.asynccontextmanager
+async def raw_server(settings: Settings) -> AsyncIterator[int]:
+    """The app under a real uvicorn; yields its port for raw-socket clients."""
+    async with running_uvicorn(build(settings)) as base_url:
+        yield int(base_url.rsplit(":", 1)[1])
+
+
+async def raw_request(port: int, request: bytes, *, within: float = 10) -> tuple[int, bytes]:
+    """Send ``request`` as bytes (no client library to tidy it up); the status and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(within):
+            answer = await reader.read(65536)
+            while answer.count(b"\r\n\r\n") == 0 and (more := await reader.read(65536)):
+                answer += more
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(status_line.split(b" ")[1]), answer.partition(b"\r\n\r\n")[2]
+
+
+def webhook_request(body: bytes, signature_lines: list[bytes]) -> bytes:
+    head = [
+        b"POST " + WEBHOOK_PATH.encode() + b" HTTP/1.1",
+        b"host: 127.0.0.1",
+        b"content-type: application/json",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+        *signature_lines,
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+BODY = msgspec.json.encode(samples.sample("VOUCHERS.IMPORT"))
+GOOD = signature.sign(BODY, SECRET.encode()).encode()
+NAME = signature.HEADER.encode()
+
+HOSTILE: dict[str, list[bytes]] = {
+    "missing": [],
+    "empty": [NAME + b":"],
+    "blank": [NAME + b":    "],
+    "non-hex": [NAME + b": " + b"zz" * 32],
+    "too short": [NAME + b": " + GOOD[:-2]],
+    "too long": [NAME + b": " + GOOD + b"00"],
+    "upper-case name, wrong value": [NAME.upper() + b": " + b"0" * 64],
+    "latin-1 bytes": [NAME + b": " + "é".encode("latin-1") * 64],
+    "utf-8 multibyte": [NAME + b": " + "é".encode() * 32],
+    "invalid utf-8": [NAME + b": " + b"\xff\xfe" * 32],
+    "repeated, both good": [NAME + b": " + GOOD, NAME + b": " + GOOD],
+    "repeated, good and bad": [NAME + b": " + GOOD, NAME + b": " + b"0" * 64],
+    "comma list": [NAME + b": " + GOOD + b"," + GOOD],
+    "hundred copies": [NAME + b": " + b"0" * 64] * 100,
+    "16 KB": [NAME + b": " + b"a" * 16384],
+    "1 MB": [NAME + b": " + b"a" * 1_048_576],
+    "NUL inside": [NAME + b": " + GOOD[:10] + b"\x00" + GOOD[11:]],
+    "control characters": [NAME + b": " + b"\x01\x02\x1b[2J" + GOOD[4:]],
+    "obs-fold continuation": [NAME + b": " + GOOD[:32], b"  " + GOOD[32:]],
+    "space before colon": [NAME + b" : " + GOOD],
+    "sha1-sized hex": [NAME + b": " + b"ab" * 20],
+    "sha512-sized hex": [NAME + b": " + b"ab" * 64],
+    "prefixed like GitHub": [NAME + b": sha256=" + GOOD],
+}
+
+
+async def test_hostile_signature_headers_never_get_a_2xx_or_a_5xx(
+    settings: Settings, redis: Redis, keys: Keys
+) -> None:
+    answers = {}
+    async with raw_server(settings) as port:
+        for case, lines in HOSTILE.items():
+            status, body = await raw_request(port, webhook_request(BODY, lines))
+            answers[case] = status
+            if status == 401:
+                assert msgspec.json.decode(body)["error"] == "invalid_signature", case
+        # Still serving, and the same body with its good signature is accepted.
+        status, _ = await raw_request(port, webhook_request(BODY, [NAME + b": " + GOOD]))
+        assert status == 202
+    print(f"\nhostile signature headers: {answers}")
+    bad = {case: status for case, status in answers.items() if status not in (400, 401, 431)}
+    assert bad == {}
+    assert await redis.xlen(keys.completed("VOUCHERS.IMPORT")) == 1
+    assert await redis.xlen(keys.dead_letters()) == 0
+
+
+@pytest.mark.parametrize("spaces", [b" ", b"\t", b"  \t "])
+async def test_signature_with_surrounding_whitespace_is_accepted(
+    settings: Settings, spaces: bytes
+) -> None:
+    async with raw_server(settings) as port:
+        line = NAME + b":" + spaces + GOOD.upper() + spaces
+        status, _ = await raw_request(port, webhook_request(BODY, [line]))
+    assert status == 202
