@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -15,8 +17,9 @@ from service.app import WEBHOOK_PATH
 from service.config import Settings
 from service.factory import build
 from service.keys import Keys
-from tests.conftest import SECRET
-from tests.servers import running_uvicorn
+from tests.conftest import SECRET, signed
+from tests.load import Connection, make_deliveries, until
+from tests.servers import FanoutProcess, running_uvicorn
 
 
 @contextlib.asynccontextmanager
@@ -116,3 +119,129 @@ async def test_signature_with_surrounding_whitespace_is_accepted(
         line = NAME + b":" + spaces + GOOD.upper() + spaces
         status, _ = await raw_request(port, webhook_request(BODY, [line]))
     assert status == 202
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident memory of a process, in bytes (Linux VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def fanout_process(tmp_path: Path, redis_url: str, prefix: str) -> FanoutProcess:
+    return FanoutProcess(
+        tmp_path / "fanout.log",
+        f"--redis-url={redis_url}",
+        f"--secrets={SECRET}",
+        f"--stream-prefix={prefix}",
+    )
+
+
+async def test_declared_length_over_the_limit_is_413_before_any_body(settings: Settings) -> None:
+    async with raw_server(settings) as port:
+        head = webhook_request(b"", [NAME + b": " + GOOD]).replace(
+            b"content-length: 0", b"content-length: 104857600"
+        )
+        # Not one byte of the 100 MB follows: the answer cannot wait for it.
+        status, body = await raw_request(port, head, within=3)
+    assert status == 413
+    assert msgspec.json.decode(body) == {"error": "body_too_large"}
+
+
+@pytest.mark.slow
+async def test_chunked_body_over_the_limit_is_413_with_flat_memory(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    fanout = fanout_process(tmp_path, redis_url, prefix)
+    fanout.start()
+    assert fanout.process is not None
+    pid = fanout.process.pid
+    offered = 64 * 1024 * 1024
+    try:
+        # Warm up so the baseline includes everything a normal request allocates.
+        status, _ = await raw_request(fanout.port, webhook_request(BODY, [NAME + b": " + GOOD]))
+        assert status == 202
+        before = peak_rss(pid)
+        reader, writer = await asyncio.open_connection("127.0.0.1", fanout.port)
+        head = webhook_request(b"", [NAME + b": " + GOOD]).replace(
+            b"content-length: 0", b"transfer-encoding: chunked"
+        )
+        writer.write(head)
+        answer = asyncio.create_task(reader.read(65536))
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        sent = 0
+        with contextlib.suppress(ConnectionError):
+            while sent < offered and not answer.done():
+                writer.write(chunk)
+                await writer.drain()
+                sent += 0x10000
+        async with asyncio.timeout(10):
+            reply = await answer
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        after = peak_rss(pid)
+    finally:
+        fanout.stop()
+    print(
+        f"\nchunked body: {sent / 2**20:.1f} MiB sent before the answer, "
+        f"peak RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB"
+    )
+    assert reply.startswith(b"HTTP/1.1 413 ")
+    assert after - before < 8 * 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_a_thousand_slow_senders_do_not_stop_real_deliveries(
+    redis_url: str, prefix: str, tmp_path: Path, redis: Redis, keys: Keys
+) -> None:
+    fanout = fanout_process(tmp_path, redis_url, prefix)
+    fanout.start()
+    writers: list[asyncio.StreamWriter] = []
+    stop = asyncio.Event()
+
+    async def trickle(index: int) -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", fanout.port)
+        writers.append(writer)
+        body = msgspec.json.encode(samples.sample("ORDERS.IMPORT"))
+        request = webhook_request(body, [NAME + b": " + b"0" * 64])
+        # Half stall in the headers, half in the body: one byte every 0.5 s.
+        cut = request.index(b"\r\n\r\n") // 2 if index % 2 else request.index(b"\r\n\r\n") + 4
+        writer.write(request[:cut])
+        for byte in request[cut : cut + 60]:
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+            writer.write(bytes([byte]))
+
+    try:
+        slow = [asyncio.create_task(trickle(n)) for n in range(1000)]
+        await until(lambda: len(writers) == 1000, 20)
+        await asyncio.sleep(1)
+        latencies = []
+        deliveries = make_deliveries(50, ["VOUCHERS.IMPORT"])
+        connection = Connection("127.0.0.1", fanout.port)
+        try:
+            for delivery in deliveries:
+                started = time.monotonic()
+                answer = await connection.post(WEBHOOK_PATH, delivery.body, signed(delivery.body))
+                latencies.append(time.monotonic() - started)
+                assert answer.status_code == 202
+        finally:
+            await connection.close()
+        stop.set()
+        await asyncio.gather(*slow)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.close()
+        fanout.stop()
+    print(
+        f"\n1000 slow senders: 50 deliveries answered 202, latency max "
+        f"{max(latencies) * 1000:.0f} ms, median {sorted(latencies)[25] * 1000:.0f} ms"
+    )
+    assert max(latencies) < 2
+    assert await redis.xlen(keys.completed("VOUCHERS.IMPORT")) == 50
