@@ -355,9 +355,17 @@ def decode(body: bytes) -> AnyAction:
 
     Raises ``msgspec.ValidationError`` for JSON that is not a valid async action
     (the message names the path) and ``msgspec.DecodeError`` for bytes that are
-    not JSON at all.
+    not JSON at all, or JSON that cannot be decoded safely: msgspec reports
+    invalid UTF-8 inside some strings as ``UnicodeDecodeError`` and nesting
+    deeper than the interpreter's recursion limit as ``RecursionError``; both
+    are turned into ``DecodeError`` here so that they are answered 400, not 500.
     """
-    return _decoder.decode(body)
+    try:
+        return _decoder.decode(body)
+    except UnicodeDecodeError as exc:
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string ({exc.reason})") from None
+    except RecursionError:
+        raise msgspec.DecodeError("JSON nested too deeply to decode") from None
 
 
 def encode(action: AsyncAction) -> bytes:
