@@ -37,6 +37,11 @@ _SERVE_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--stream-maxlen", "FANOUT_STREAM_MAXLEN", "approximate cap per stream"),
     ("--max-body-bytes", "FANOUT_MAX_BODY_BYTES", "largest accepted body"),
     ("--allow-ips", "FANOUT_ALLOW_IPS", "comma-separated CIDRs allowed to post"),
+    (
+        "--trusted-proxies",
+        "FANOUT_TRUSTED_PROXIES",
+        "CIDRs of reverse proxies whose X-Forwarded-For is believed",
+    ),
     ("--durability", "FANOUT_DURABILITY", "none, aof or replicas:N"),
     ("--data-dir", "FANOUT_DATA_DIR", "embedded server's files"),
     ("--host", "FANOUT_HOST", "listen address"),
@@ -112,6 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             lifespan="on",
             log_level=args.log_level,
             server_header=False,
+            proxy_headers=False,  # FANOUT_TRUSTED_PROXIES decides, see factory.build
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         server = uvicorn.Server(config)
@@ -147,6 +153,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
             "FANOUT_STREAM_MAXLEN": str(settings.stream_maxlen),
             "FANOUT_MAX_BODY_BYTES": str(settings.max_body_bytes),
             "FANOUT_ALLOW_IPS": ",".join(map(str, settings.allow_ips or ())),
+            "FANOUT_TRUSTED_PROXIES": ",".join(map(str, settings.trusted_proxies)),
             "FANOUT_DURABILITY": str(settings.durability),
             "FANOUT_REDIS_TIMEOUT": str(settings.redis_timeout),
         }
@@ -162,6 +169,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
         lifespan="on",
         log_level=args.log_level,
         server_header=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0

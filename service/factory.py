@@ -11,11 +11,17 @@ from starlette.types import ASGIApp
 
 from .app import create_app
 from .config import Settings
+from .intake import TrustedProxies
 
 
 def build(settings: Settings) -> ASGIApp:
-    """The ASGI app for ``settings``, as ``fanout serve`` runs it."""
-    return create_app(settings)
+    """The ASGI app for ``settings``, as ``fanout serve`` runs it.
+
+    The sender's address is taken from ``X-Forwarded-For`` only when the peer
+    is one of ``settings.trusted_proxies`` (uvicorn's own proxy-header
+    handling is turned off by ``fanout serve``, so this is the only place).
+    """
+    return TrustedProxies(create_app(settings), settings.trusted_proxies)
 
 
 def app() -> ASGIApp:

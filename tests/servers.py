@@ -123,6 +123,7 @@ async def running_uvicorn(app: ASGIApp) -> AsyncIterator[str]:
         log_level="warning",
         loop="none",
         http="httptools",
+        proxy_headers=False,  # as fanout serve: FANOUT_TRUSTED_PROXIES decides
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from redis.asyncio import Redis
@@ -17,7 +18,7 @@ from service.app import WEBHOOK_PATH
 from service.config import Settings
 from service.factory import build
 from service.keys import Keys
-from tests.conftest import SECRET, signed
+from tests.conftest import SECRET, serving, signed
 from tests.load import Connection, make_deliveries, until
 from tests.servers import FanoutProcess, running_uvicorn
 
@@ -245,3 +246,101 @@ async def test_a_thousand_slow_senders_do_not_stop_real_deliveries(
     )
     assert max(latencies) < 2
     assert await redis.xlen(keys.completed("VOUCHERS.IMPORT")) == 50
+
+
+async def test_secret_rotation_end_to_end(redis_url: str, prefix: str) -> None:
+    def configured(secrets: str) -> Settings:
+        return Settings.from_env(
+            {
+                "FANOUT_REDIS_URL": redis_url,
+                "FANOUT_SECRETS": secrets,
+                "FANOUT_STREAM_PREFIX": prefix,
+            }
+        )
+
+    first = msgspec.json.encode(samples.sample("CUSTOMERS.BULK_UPDATE"))
+
+    async def post_with(http: httpx.AsyncClient, body: bytes, secret: str) -> int:
+        response = await http.post(WEBHOOK_PATH, content=body, headers=signed(body, secret))
+        return response.status_code
+
+    async with serving(configured("old-secret")) as http:
+        assert await post_with(http, first, "old-secret") == 202
+        assert await post_with(http, BODY, "new-secret") == 401
+    # Step 1: both are configured while the sender switches over.
+    async with serving(configured("old-secret,new-secret")) as http:
+        assert await post_with(http, first, "new-secret") == 200  # a resend, newly signed
+        second = msgspec.json.encode(samples.sample("CUSTOMERS.BULK_UPDATE"))
+        assert await post_with(http, second, "old-secret") == 202
+        third = msgspec.json.encode(samples.sample("CUSTOMERS.BULK_UPDATE"))
+        assert await post_with(http, third, "new-secret") == 202
+    # Step 2: the old one is removed.
+    async with serving(configured("new-secret")) as http:
+        fourth = msgspec.json.encode(samples.sample("CUSTOMERS.BULK_UPDATE"))
+        assert await post_with(http, fourth, "old-secret") == 401
+        assert await post_with(http, fourth, "new-secret") == 202
+        assert await post_with(http, first, "old-secret") == 401
+
+
+ALLOWED = "203.0.113.0/24"
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "status"),
+    [
+        (None, 403),  # the proxy itself is not an allowed sender
+        ("203.0.113.7", 202),
+        ("198.51.100.1", 403),
+        ("198.51.100.9, 203.0.113.7", 202),  # the client's own entry, then the proxy's
+        ("203.0.113.7, 198.51.100.9", 403),  # a spoofed entry left of the real one
+        ("203.0.113.7, 127.0.0.1", 202),  # two trusted proxies in a row
+        ("not-an-address", 403),
+        ("", 403),
+    ],
+)
+async def test_forwarded_for_is_believed_from_a_trusted_proxy(
+    settings: Settings, forwarded_for: str | None, status: int
+) -> None:
+    own = Settings.from_env(
+        {
+            "FANOUT_REDIS_URL": settings.redis_url or "",
+            "FANOUT_SECRETS": SECRET,
+            "FANOUT_STREAM_PREFIX": settings.stream_prefix,
+            "FANOUT_ALLOW_IPS": ALLOWED,
+            "FANOUT_TRUSTED_PROXIES": "127.0.0.0/8",
+        }
+    )
+    body = msgspec.json.encode(samples.sample("ORDERS.IMPORT"))
+    headers = signed(body)
+    if forwarded_for is not None:
+        headers["x-forwarded-for"] = forwarded_for
+    async with running_uvicorn(build(own)) as base_url, httpx.AsyncClient(base_url=base_url) as c:
+        response = await c.post(WEBHOOK_PATH, content=body, headers=headers)
+    assert response.status_code == status
+
+
+async def test_a_direct_client_cannot_spoof_forwarded_for(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    # fanout serve as deployed, allowlist on, no trusted proxy: the header is ignored
+    # (uvicorn alone would believe it from 127.0.0.1).
+    fanout = FanoutProcess(
+        tmp_path / "fanout.log",
+        f"--redis-url={redis_url}",
+        f"--secrets={SECRET}",
+        f"--stream-prefix={prefix}",
+        f"--allow-ips={ALLOWED}",
+    )
+    fanout.start()
+    try:
+        async with httpx.AsyncClient(base_url=fanout.base_url) as http:
+            body = msgspec.json.encode(samples.sample("ORDERS.IMPORT"))
+            spoofed = {
+                **signed(body),
+                "x-forwarded-for": "203.0.113.7",
+                "forwarded": "for=203.0.113.7",
+            }
+            response = await http.post(WEBHOOK_PATH, content=body, headers=spoofed)
+    finally:
+        fanout.stop()
+    assert response.status_code == 403
