@@ -141,7 +141,7 @@ def mutated_body(draw: st.DrawFn) -> bytes:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @settings(
-    max_examples=250,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

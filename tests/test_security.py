@@ -239,7 +239,9 @@ async def test_a_thousand_slow_senders_do_not_stop_real_deliveries(
         stop.set()
         for writer in writers:
             writer.close()
-        fanout.stop()
+        # Let the loop actually close them, or the server's graceful shutdown waits for them.
+        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
+        await asyncio.to_thread(fanout.stop)
     print(
         f"\n1000 slow senders: 50 deliveries answered 202, latency max "
         f"{max(latencies) * 1000:.0f} ms, median {sorted(latencies)[25] * 1000:.0f} ms"
