@@ -145,6 +145,10 @@ class CuttingProxy:
     While ``cuts`` is above zero, a chunk from the app that carries an EVALSHA
     is forwarded, the server's reply is awaited and thrown away, and both
     connections are closed: the write happened, the app cannot know it.
+
+    ``hold()`` stops forwarding what the server sends (a one-way partition: a
+    replica connected through the proxy stops receiving the replication
+    stream, while its acknowledgements still flow); ``release()`` resumes.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -153,6 +157,8 @@ class CuttingProxy:
         self.cuts = 0
         self.cut_done = 0
         self._server: asyncio.Server | None = None
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
 
@@ -165,9 +171,16 @@ class CuttingProxy:
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        self._flowing.set()
         # Closing every socket ends every handler by itself; nothing is cancelled.
         for writer in list(self._writers):
             writer.close()
@@ -213,10 +226,10 @@ class CuttingProxy:
                     self._writers.discard(writer)
             self._handlers.discard(handler)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while chunk := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(chunk)
                 await writer.drain()
 

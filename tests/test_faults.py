@@ -198,3 +198,59 @@ async def test_script_flush_under_load_costs_no_answer(
     assert flushes == 6
     assert dict(tally.answers) == {202: len(deliveries)}
     check_exactly_once(deliveries, seen)
+
+
+async def replication_up(replica: Redis) -> bool:
+    info = await replica.info("replication")
+    return info.get("master_link_status") == "up"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="publish.py: a duplicate's WAIT/WAITAOF covers only its own connection's writes, "
+    "so a resend can be answered 2xx before the first write is replicated (RELIABILITY.md)",
+)
+async def test_duplicate_is_not_acknowledged_before_its_first_write_is_replicated(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # No 5 s wait for more replicas before the first full sync.
+    master = ValkeyProcess(tmp_path / "master", extra=("--repl-diskless-sync-delay", "0"))
+    master.start()
+    keys = Keys(settings.stream_prefix)
+    try:
+        async with CuttingProxy(master.port) as link:
+            replica = ValkeyProcess(
+                tmp_path / "replica", extra=("--replicaof", "127.0.0.1", str(link.port))
+            )
+            replica.start()
+            replica_client = Redis.from_url(replica.url)
+            try:
+                for _ in range(200):
+                    if await replication_up(replica_client):
+                        break
+                    await asyncio.sleep(0.05)
+                own = dataclasses.replace(
+                    settings,
+                    redis_url=master.url,
+                    durability=Durability("replicas", 1),
+                    redis_timeout=1.0,
+                )
+                # Two receivers (two workers, or two machines) on the same Redis.
+                async with serving(own) as first, serving(own) as second:
+                    for http in (first, second):
+                        assert (
+                            await post(http, samples.sample("SKUS.IMPORT_CSV"))
+                        ).status_code == 202
+                    link.hold()  # the replica stops receiving
+                    body = msgspec.json.encode(samples.sample("SKUS.IMPORT_CSV"))
+                    assert (await post(first, body)).status_code == 503  # WAIT timed out
+                    resent = await post(second, body)
+                    on_replica = await replica_client.xlen(keys.completed("SKUS.IMPORT_CSV"))
+                    link.release()
+                assert on_replica == 2  # the warm-ups only: the replica lacks the entry
+                assert resent.status_code == 503, "a 2xx for an entry no replica has"
+            finally:
+                await replica_client.aclose()
+                replica.stop()
+    finally:
+        master.stop()
