@@ -16,33 +16,9 @@ from redis.exceptions import NoPermissionError, ResponseError
 from service import samples
 from service.config import Durability, Settings
 from service.keys import Keys
+from tests.acl import service_acl
 from tests.conftest import post, serving
 from tests.servers import ValkeyProcess
-
-
-def service_acl(prefix: str, password: str) -> list[str]:
-    """ACL SETUSER arguments for the receiver's user (documented in RELIABILITY.md)."""
-    return [
-        "on",
-        f">{password}",
-        "resetkeys",
-        f"~{prefix}:*",
-        "resetchannels",
-        "-@all",
-        # the three scripts, and loading them again after a restart or SCRIPT FLUSH
-        "+evalsha",
-        "+script|load",
-        # what the scripts call
-        "+get",
-        "+set",
-        "+xadd",
-        # /readyz, the client's health check, and FANOUT_DURABILITY=aof|replicas:N
-        "+ping",
-        "+waitaof",
-        "+wait",
-        # redis-py names itself on connect (it ignores a refusal, but stay quiet)
-        "+client|setinfo",
-    ]
 
 
 @pytest.mark.parametrize("durability", [Durability(), Durability("aof")], ids=str)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -18,11 +19,13 @@ import msgspec
 import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import NoPermissionError
 
 from service import events, samples
 from service.app import create_app
 from service.config import Settings
 from service.keys import Keys
+from tests.acl import service_acl
 from tests.conftest import post, serving
 from tests.load import make_deliveries, run_load
 from tests.servers import running_uvicorn
@@ -171,3 +174,33 @@ async def test_load_over_all_types_lands_exactly_once(
         for _, fields in await cluster.xrange(keys.completed(type_)):
             seen[fields[b"id"].decode()] += 1
     assert seen == collections.Counter(d.id for d in deliveries)
+
+
+async def test_under_the_acl_user_with_cluster_rules(
+    cluster_settings: Settings, cluster: RedisCluster, keys: Keys
+) -> None:
+    if os.environ.get("FANOUT_TEST_REDIS_CLUSTER_URL"):
+        pytest.skip("does not add users to an external cluster")
+    user = f"fanout-{keys.prefix}"
+    rules = service_acl(keys.prefix, "pw", cluster=True)
+    await cluster.execute_command(
+        "ACL", "SETUSER", user, *rules, target_nodes=RedisCluster.ALL_NODES
+    )
+    assert cluster_settings.redis_url is not None
+    address = cluster_settings.redis_url.split("//", 1)[1]
+    url = f"redis://{user}:pw@{address}"
+    own = dataclasses.replace(cluster_settings, redis_url=url)
+    async with serving(own) as http:
+        action = samples.sample("CUSTOMERS.IMPORT_CSV")
+        assert (await post(http, action)).status_code == 202
+        assert (await post(http, action)).status_code == 200
+        assert (await post(http, b"{nope")).status_code == 400
+    client = RedisCluster.from_url(url)
+    try:
+        with pytest.raises(NoPermissionError):
+            await client.execute_command("FLUSHALL", target_nodes=RedisCluster.ALL_NODES)
+        with pytest.raises(NoPermissionError):
+            await client.get("other:key")
+    finally:
+        await client.aclose()
+    assert await cluster.xlen(keys.completed("CUSTOMERS.IMPORT_CSV")) == 1
