@@ -241,7 +241,9 @@ class FanoutProcess:
         self.port = free_port()
         self.log_path = log_path
         self.args = args
-        self.env = {**os.environ, **(env or {})}
+        # Only what the test sets: no FANOUT_* variable of the caller's shell leaks in.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
+        self.env = {**inherited, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from redis.asyncio import Redis
@@ -120,3 +123,37 @@ async def test_sigterm_under_load_finishes_requests_in_flight_and_exits_0(
     assert len(acked) >= 300 + len(burst)
     assert [i for i in acked if seen[i] != 1] == []
     assert [i for i, n in seen.items() if n > 1] == []
+
+
+def test_workers_on_the_embedded_server_then_sigterm_exits_0(tmp_path: Path) -> None:
+    fanout = FanoutProcess(
+        tmp_path / "fanout.log", "--workers=2", env={"FANOUT_DATA_DIR": str(tmp_path / "data")}
+    )
+    fanout.start()
+    try:
+        assert len(fanout.workers()) == 2
+        secret = (tmp_path / "data" / "webhook-secret").read_text().strip()
+        body = msgspec.json.encode(samples.sample("ORDERS.IMPORT"))
+        answers = [
+            httpx.post(
+                fanout.base_url + WEBHOOK_PATH, content=body, headers=signed(body, secret)
+            ).status_code
+            for _ in range(4)
+        ]
+        fanout.terminate()
+        assert fanout.wait(20) == 0
+    finally:
+        fanout.stop()
+    assert answers == [202, 200, 200, 200]
+
+
+def test_workers_must_be_a_positive_integer(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--workers", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--workers" in result.stderr
