@@ -20,8 +20,6 @@ from . import events, samples, signature
 from .config import ConfigError, Settings
 
 SECRET_FILE = "webhook-secret"
-# How long requests in flight may take to finish after SIGTERM.
-GRACEFUL_SHUTDOWN_SECONDS = 10
 
 # Flags of ``serve``; each one overrides the environment variable it names.
 _SERVE_FLAGS: tuple[tuple[str, str, str], ...] = (
@@ -113,12 +111,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             loop="uvloop",
+            proxy_headers=False,  # FANOUT_TRUSTED_PROXIES decides, see factory.build
             http="httptools",
             lifespan="on",
             log_level=args.log_level,
             server_header=False,
-            proxy_headers=False,  # FANOUT_TRUSTED_PROXIES decides, see factory.build
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_graceful_shutdown=10,
         )
         server = uvicorn.Server(config)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal
@@ -170,7 +168,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
         log_level=args.log_level,
         server_header=False,
         proxy_headers=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_graceful_shutdown=10,
     )
     return 0
 

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp
 
 from .app import create_app
 from .config import Settings
-from .intake import TrustedProxies
+from .proxies import TrustedProxies
 
 
 def build(settings: Settings) -> ASGIApp:
