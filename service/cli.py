@@ -111,11 +111,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             loop="uvloop",
-            proxy_headers=False,  # FANOUT_TRUSTED_PROXIES decides, see factory.build
             http="httptools",
             lifespan="on",
             log_level=args.log_level,
+            log_config=None,  # keep the structured logging set up in main()
             server_header=False,
+            # Client addresses are the peer's: X-Forwarded-For is not trusted by default.
+            proxy_headers=False,
+            access_log=False,
             timeout_graceful_shutdown=10,
         )
         server = uvicorn.Server(config)

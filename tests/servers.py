@@ -123,7 +123,8 @@ async def running_uvicorn(app: ASGIApp) -> AsyncIterator[str]:
         log_level="warning",
         loop="none",
         http="httptools",
-        proxy_headers=False,  # as fanout serve: FANOUT_TRUSTED_PROXIES decides
+        proxy_headers=False,  # as `fanout serve` runs it
+        timeout_graceful_shutdown=2,  # open event streams must not hold the shutdown
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
