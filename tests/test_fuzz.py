@@ -196,3 +196,16 @@ async def test_undecodable_and_badly_signed_is_401(
     answer = await http.post(WEBHOOK_PATH, content=body, headers=headers)
     assert answer.status_code == 401
     assert await redis.xlen(keys.dead_letters()) == 0
+
+
+@pytest.mark.parametrize("field", ["progress", "processing_time"])
+async def test_integer_beyond_64_bits_is_422_and_dead_lettered(
+    http: httpx.AsyncClient, redis: AsyncRedis, keys: Keys, field: str
+) -> None:
+    # The receiver's digest and event encoders hold 64-bit integers at most.
+    body = msgspec.json.encode({**samples.sample("ORDERS.IMPORT"), field: 10**20})
+    answer = await http.post(WEBHOOK_PATH, content=body, headers=signed(body))
+    assert answer.status_code == 422
+    assert f"$.{field}" in answer.json()["detail"]
+    letters = await redis.xrange(keys.dead_letters())
+    assert [f[b"body"] for _, f in letters] == [body]

@@ -177,8 +177,14 @@ async def test_chunked_body_over_the_limit_is_413_with_flat_memory(
                 writer.write(chunk)
                 await writer.drain()
                 sent += 0x10000
-        async with asyncio.timeout(10):
-            reply = await answer
+        # A sender still sending after the answer may get a TCP reset instead of
+        # it (the server closes with unread bytes); the 413 itself is asserted
+        # for a modest chunked body in test_webhook.py.
+        try:
+            async with asyncio.timeout(10):
+                reply = await answer
+        except ConnectionResetError:
+            reply = b"(reset)"
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
@@ -186,10 +192,11 @@ async def test_chunked_body_over_the_limit_is_413_with_flat_memory(
     finally:
         fanout.stop()
     print(
-        f"\nchunked body: {sent / 2**20:.1f} MiB sent before the answer, "
+        f"\nchunked body: {sent / 2**20:.1f} MiB sent before the answer {reply[:12]!r}, "
         f"peak RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB"
     )
-    assert reply.startswith(b"HTTP/1.1 413 ")
+    assert reply.startswith(b"HTTP/1.1 413 ") or reply == b"(reset)"
+    assert sent < offered
     assert after - before < 8 * 2**20
 
 
