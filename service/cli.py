@@ -76,12 +76,15 @@ def _local_secret(data_dir: Path) -> tuple[str, bool]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import dataclasses
+    from typing import cast
 
     import uvicorn
+    from starlette.types import ASGIApp
 
+    from .app import create_app
     from .config import Secret
     from .embedded import EmbeddedValkey
-    from .factory import build
+    from .proxies import TrustedProxies
 
     settings = _settings(args)
     if not settings.secrets:
@@ -107,7 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.workers > 1:
             return _serve_workers(settings, args)
         config = uvicorn.Config(
-            build(settings),
+            create_app(settings),
             host=settings.host,
             port=settings.port,
             loop="uvloop",
@@ -121,6 +124,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
             timeout_graceful_shutdown=10,
         )
+        # The sender's address comes from X-Forwarded-For only via a trusted proxy
+        # (as factory.build does for the workers).
+        app = cast("ASGIApp", config.app)  # the app object given just above
+        config.app = TrustedProxies(app, settings.trusted_proxies)
         server = uvicorn.Server(config)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal
         # again for the handler that was there before; make that one a no-op so
