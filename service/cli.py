@@ -34,6 +34,11 @@ _SERVE_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--stream-maxlen", "FANOUT_STREAM_MAXLEN", "approximate cap per stream"),
     ("--max-body-bytes", "FANOUT_MAX_BODY_BYTES", "largest accepted body"),
     ("--allow-ips", "FANOUT_ALLOW_IPS", "comma-separated CIDRs allowed to post"),
+    (
+        "--trusted-proxies",
+        "FANOUT_TRUSTED_PROXIES",
+        "CIDRs of reverse proxies whose X-Forwarded-For is believed",
+    ),
     ("--durability", "FANOUT_DURABILITY", "none, aof or replicas:N"),
     ("--data-dir", "FANOUT_DATA_DIR", "embedded server's files"),
     ("--host", "FANOUT_HOST", "listen address"),
@@ -78,12 +83,15 @@ def _local_secret(data_dir: Path) -> tuple[str, bool]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import dataclasses
+    from typing import cast
 
     import uvicorn
+    from starlette.types import ASGIApp
 
     from .app import create_app
     from .config import Secret
     from .embedded import EmbeddedValkey
+    from .proxies import TrustedProxies
 
     settings = _settings(args)
     if not settings.secrets:
@@ -106,6 +114,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(_preflight(settings))
         print(f"webhook URL: http://{settings.host}:{settings.port}/webhooks/voucherify")
         sys.stdout.flush()
+        if args.workers > 1:
+            return _serve_workers(settings, args)
         config = uvicorn.Config(
             create_app(settings, background=poll_cli.serve_background(args, settings)),
             host=settings.host,
@@ -121,6 +131,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
             timeout_graceful_shutdown=10,
         )
+        # The sender's address comes from X-Forwarded-For only via a trusted proxy
+        # (as factory.build does for the workers).
+        app = cast("ASGIApp", config.app)  # the app object given just above
+        config.app = TrustedProxies(app, settings.trusted_proxies)
         server = uvicorn.Server(config)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal
         # again for the handler that was there before; make that one a no-op so
@@ -132,6 +146,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
+    """Run ``args.workers`` processes sharing one listening socket.
+
+    Each worker builds its app from the environment (``service.factory``), so
+    the settings resolved here (flags, the local secret, the embedded server's
+    URL) are exported first. On SIGTERM the parent stops every worker
+    gracefully and exits 0.
+    """
+    import uvicorn
+
+    os.environ.update(
+        {
+            "FANOUT_REDIS_URL": settings.redis_url or "",
+            "FANOUT_REDIS_CLUSTER": "1" if settings.redis_cluster else "0",
+            "FANOUT_SECRETS": ",".join(secret.reveal() for secret in settings.secrets),
+            "FANOUT_STREAM_PREFIX": settings.stream_prefix,
+            "FANOUT_DEDUP_TTL": str(settings.dedup_ttl),
+            "FANOUT_STREAM_MAXLEN": str(settings.stream_maxlen),
+            "FANOUT_MAX_BODY_BYTES": str(settings.max_body_bytes),
+            "FANOUT_ALLOW_IPS": ",".join(map(str, settings.allow_ips or ())),
+            "FANOUT_TRUSTED_PROXIES": ",".join(map(str, settings.trusted_proxies)),
+            "FANOUT_DURABILITY": str(settings.durability),
+            "FANOUT_REDIS_TIMEOUT": str(settings.redis_timeout),
+        }
+    )
+    uvicorn.run(
+        "service.factory:app",
+        factory=True,
+        workers=args.workers,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level=args.log_level,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
 
 
 async def _preflight(settings: Settings) -> None:
@@ -219,6 +275,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fanout", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -226,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="receive webhooks and publish to Redis Streams")
     for flag, variable, help_text in _SERVE_FLAGS:
         serve.add_argument(flag, help=f"{help_text} [{variable}]")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes sharing the port (default 1); each is a full receiver",
+    )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )

@@ -73,6 +73,7 @@ class Settings:
     stream_maxlen: int = 1_000_000
     max_body_bytes: int = 1_048_576
     allow_ips: tuple[IPNetwork, ...] | None = None
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     durability: Durability = field(default_factory=Durability)
     data_dir: Path = Path(".fanout")
     host: str = "127.0.0.1"
@@ -102,7 +103,9 @@ class Settings:
             max_body_bytes=_positive_int(
                 "FANOUT_MAX_BODY_BYTES", get("FANOUT_MAX_BODY_BYTES"), default.max_body_bytes
             ),
-            allow_ips=_networks(get("FANOUT_ALLOW_IPS")),
+            allow_ips=_networks("FANOUT_ALLOW_IPS", get("FANOUT_ALLOW_IPS")),
+            trusted_proxies=_networks("FANOUT_TRUSTED_PROXIES", get("FANOUT_TRUSTED_PROXIES"))
+            or (),
             durability=_durability(get("FANOUT_DURABILITY")),
             data_dir=Path(get("FANOUT_DATA_DIR") or default.data_dir),
             host=get("FANOUT_HOST") or default.host,
@@ -188,7 +191,7 @@ def _port(value: str | None, default: int) -> int:
     return port
 
 
-def _networks(value: str | None) -> tuple[IPNetwork, ...] | None:
+def _networks(name: str, value: str | None) -> tuple[IPNetwork, ...] | None:
     if value is None:
         return None
     networks = []
@@ -197,7 +200,7 @@ def _networks(value: str | None) -> tuple[IPNetwork, ...] | None:
             networks.append(ipaddress.ip_network(part.strip(), strict=False))
         except ValueError:
             raise ConfigError(
-                "FANOUT_ALLOW_IPS", f"expected comma-separated CIDRs, got {part.strip()!r}"
+                name, f"expected comma-separated CIDRs, got {part.strip()!r}"
             ) from None
     return tuple(networks)
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .config import Settings
+
+# Connections one process keeps to a server (per node with a cluster). A burst
+# of deliveries above this waits for a free connection, bounded by the timeout,
+# instead of failing at once: redis-py's default pool refuses a 101st
+# concurrent call with "Too many connections", which turned a burst into 503s.
+POOL_SIZE = 128
 
 
 def connect(url: str, *, cluster: bool, timeout: float) -> Redis | RedisCluster:
@@ -17,19 +23,25 @@ def connect(url: str, *, cluster: bool, timeout: float) -> Redis | RedisCluster:
     with a restarted server; the caller bounds the whole call anyway.
     """
     if cluster:
+        # The cluster client has no waiting pool: allow enough connections per
+        # node that a burst the single-server pool would queue is not refused.
         return RedisCluster.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
+            max_connections=4 * POOL_SIZE,
         )
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_SIZE,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,
     )
+    return Redis.from_pool(pool)
 
 
 def from_settings(settings: Settings) -> Redis | RedisCluster:

@@ -10,11 +10,14 @@ and the vendor adds fields over time (unknown fields are ignored).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 
 Status: TypeAlias = Literal["ENQUEUED", "IN_PROGRESS", "DONE", "FAILED"]
+# Integers are held to 64 bits: a 20-digit "progress" is invalid input (422, dead
+# letter), not a number that breaks an encoder further on (found by fuzzing).
+Int64: TypeAlias = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 COMPLETED_STATUSES = frozenset({"DONE", "FAILED"})
 
 
@@ -32,24 +35,24 @@ class VoucherImportFailure(_Record):
 
 class VoucherCsvImportFailure(_Record):
     code: str | None = None
-    row: int | None = None
+    row: Int64 | None = None
     reason: str | None = None
 
 
 class CustomerCsvImportFailure(_Record):
     source_id: str | None = None
-    row: int | None = None
+    row: Int64 | None = None
     reason: str | None = None
 
 
 class ProductCsvImportFailure(_Record):
-    row: int | None = None
+    row: Int64 | None = None
     source_id: str | None = None
     reason: str | None = None
 
 
 class SkuCsvImportFailure(_Record):
-    row: int | None = None
+    row: Int64 | None = None
     reason: str | None = None
 
 
@@ -86,13 +89,13 @@ class CountResult(_Record):
     """Result of updates, deletes, generation and metadata key purges."""
 
     message: str | None = None
-    done_count: int | None = None
+    done_count: Int64 | None = None
 
 
 class _ImportResult(_Record):
     message: str | None = None
-    done_count: int | None = None
-    failed_count: int | None = None
+    done_count: Int64 | None = None
+    failed_count: Int64 | None = None
 
 
 class CampaignVoucherImportResult(_ImportResult):
@@ -137,8 +140,8 @@ class OrderImportResult(_ImportResult):
 class _UpdateResult(_Record):
     """Bulk and metadata updates: counts, downloadable reports and errors."""
 
-    done_count: int | None = None
-    failed_count: int | None = None
+    done_count: Int64 | None = None
+    failed_count: Int64 | None = None
     reports: list[str] | None = None
     reports_available_till: datetime | None = None
     operation_status: str | None = None
@@ -188,8 +191,8 @@ class AsyncAction(msgspec.Struct, tag_field="type", kw_only=True):
     request_id: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    processing_time: int | None = None
-    progress: int | None = None
+    processing_time: Int64 | None = None
+    progress: Int64 | None = None
     object: str = "async_action"
     result: Result | None = None
 
@@ -355,9 +358,17 @@ def decode(body: bytes) -> AnyAction:
 
     Raises ``msgspec.ValidationError`` for JSON that is not a valid async action
     (the message names the path) and ``msgspec.DecodeError`` for bytes that are
-    not JSON at all.
+    not JSON at all, or JSON that cannot be decoded safely: msgspec reports
+    invalid UTF-8 inside some strings as ``UnicodeDecodeError`` and nesting
+    deeper than the interpreter's recursion limit as ``RecursionError``; both
+    are turned into ``DecodeError`` here so that they are answered 400, not 500.
     """
-    return _decoder.decode(body)
+    try:
+        return _decoder.decode(body)
+    except UnicodeDecodeError as exc:
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string ({exc.reason})") from None
+    except RecursionError:
+        raise msgspec.DecodeError("JSON nested too deeply to decode") from None
 
 
 def failure_reason(error: msgspec.ValidationError) -> str:

@@ -29,7 +29,8 @@ def compact(body: bytes) -> bytes | None:
     """``body`` with the whitespace outside strings removed; None if it is not JSON."""
     try:
         return msgspec.json.format(body, indent=-1)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
+        # Nesting deeper than the recursion limit: not a form a sender signs.
         return None
 
 

@@ -17,6 +17,7 @@ from service import signature
 from service.app import WEBHOOK_PATH, create_app
 from service.config import Secret, Settings
 from service.keys import Keys
+from tests.cluster import ValkeyCluster
 from tests.servers import ValkeyProcess, running_uvicorn
 
 SECRET = "test-secret-1"
@@ -34,6 +35,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster: FANOUT_TEST_REDIS_CLUSTER_URL if set, else one started here."""
+    url = os.environ.get("FANOUT_TEST_REDIS_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    with ValkeyCluster(tmp_path_factory.mktemp("cluster"), masters=3) as cluster:
+        yield cluster.url
 
 
 @pytest.fixture

@@ -88,3 +88,11 @@ def test_secrets_never_print() -> None:
     assert "hunter2" not in str(settings.secrets[0])
     assert settings.secrets[0] == Secret("hunter2")
     assert settings.secrets[0].key == b"hunter2"
+
+
+def test_trusted_proxies_are_cidrs_and_a_bad_one_names_the_variable() -> None:
+    settings = Settings.from_env({"FANOUT_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32"})
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "2001:db8::/32"]
+    assert Settings.from_env({}).trusted_proxies == ()
+    with pytest.raises(ConfigError, match=r"^FANOUT_TRUSTED_PROXIES: "):
+        Settings.from_env({"FANOUT_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"})

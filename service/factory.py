@@ -1,0 +1,29 @@
+"""The app built from the environment alone, for uvicorn's ``factory=True``.
+
+``fanout serve --workers N`` runs N processes; each one imports this module and
+calls ``app()``, so everything a worker needs travels in ``FANOUT_*`` variables
+that the parent sets before forking.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp
+
+from .app import create_app
+from .config import Settings
+from .proxies import TrustedProxies
+
+
+def build(settings: Settings) -> ASGIApp:
+    """The ASGI app for ``settings``, as ``fanout serve`` runs it.
+
+    The sender's address is taken from ``X-Forwarded-For`` only when the peer
+    is one of ``settings.trusted_proxies`` (uvicorn's own proxy-header
+    handling is turned off by ``fanout serve``, so this is the only place).
+    """
+    return TrustedProxies(create_app(settings), settings.trusted_proxies)
+
+
+def app() -> ASGIApp:
+    """The app of one worker process, configured by the environment."""
+    return build(Settings.from_env())

@@ -1,0 +1,74 @@
+"""Who sent a request when a reverse proxy stands in front: ``X-Forwarded-For``.
+
+The header is believed only from the proxies listed in
+``FANOUT_TRUSTED_PROXIES``; a direct client cannot claim another address with
+it. ``TrustedProxies`` wraps the app and rewrites the ASGI scope's client, so
+``intake.check_client`` (the allowlist) sees the sender's address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .config import IPNetwork
+
+_HEADER = b"x-forwarded-for"
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
+    address = _address(text)
+    return address is not None and any(address in network for network in trusted)
+
+
+def forwarded_client(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
+) -> str | None:
+    """The sender's address as far as it can be trusted.
+
+    ``peer`` itself unless it is inside ``trusted``. From a trusted proxy, the
+    ``X-Forwarded-For`` list is read from the right (each proxy appends the
+    address it saw) and the first address that is not a trusted proxy is the
+    sender; anything left of it was written by the client and is ignored. An
+    entry that is not an IP address is returned as is, so the allowlist refuses it.
+    """
+    if peer is None or not _trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+class TrustedProxies:
+    """ASGI middleware: the request's client becomes ``forwarded_client(...)``.
+
+    Without trusted proxies it passes every request through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, trusted: Sequence[IPNetwork]) -> None:
+        self.app = app
+        self.trusted = tuple(trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.trusted and scope["type"] == "http":
+            client = scope.get("client")
+            peer = client[0] if client else None
+            forwarded = [v.decode("latin-1") for n, v in scope["headers"] if n == _HEADER]
+            host = forwarded_client(peer, forwarded, self.trusted)
+            if host != peer:
+                scope = {**scope, "client": (host, 0)}
+        await self.app(scope, receive, send)
