@@ -77,6 +77,7 @@ class GroupCommit:
     required: int = 0
     _queue: list[_Call] = field(default_factory=list)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    _closing: set[asyncio.Task[None]] = field(default_factory=set)
     _scheduled: bool = False
 
     def call(
@@ -167,13 +168,22 @@ class GroupCommit:
                     replies.append(await connection.read_response(timeout=math.inf))
                 except ResponseError as exc:
                     replies.append(exc)
-            return replies
         except BaseException:
             # Replies may still be on the wire: this connection cannot be reused.
-            await connection.disconnect()
+            # Closing it can itself wait on a stalled server, so it happens
+            # apart, and the callers get their answer (a 503) now.
+            cleanup = asyncio.get_running_loop().create_task(self._discard(connection))
+            self._closing.add(cleanup)
+            cleanup.add_done_callback(self._closing.discard)
             raise
+        await pool.release(connection)
+        return replies
+
+    async def _discard(self, connection: AbstractConnection) -> None:
+        try:
+            await connection.disconnect()
         finally:
-            await pool.release(connection)
+            await self.redis.connection_pool.release(connection)
 
     async def _reload(self, calls: list[_Call]) -> None:
         try:

@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
@@ -117,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.workers > 1:
             return _serve_workers(settings, args)
         config = uvicorn.Config(
-            create_app(settings, background=poll_cli.serve_background(args, settings)),
+            create_app(settings, background=poll_cli.serve_background(bool(args.poll), settings)),
             host=settings.host,
             port=settings.port,
             loop="uvloop",
@@ -171,8 +173,16 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
             "FANOUT_TRUSTED_PROXIES": ",".join(map(str, settings.trusted_proxies)),
             "FANOUT_DURABILITY": str(settings.durability),
             "FANOUT_REDIS_TIMEOUT": str(settings.redis_timeout),
+            "FANOUT_ADMIN_TOKEN": settings.admin_token.reveal() if settings.admin_token else "",
+            "FANOUT_POLL": "1" if args.poll else os.environ.get("FANOUT_POLL", "0"),
+            "FANOUT_LOG_LEVEL": args.log_level,
+            "FANOUT_LOG_FORMAT": args.log_format,
         }
     )
+    # Counters of every worker go to files here, so any worker's /metrics is the sum.
+    own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    if own_metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fanout-metrics-")
     uvicorn.run(
         "service.factory:app",
         factory=True,
@@ -183,10 +193,14 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         log_level=args.log_level,
+        log_config=None,
         server_header=False,
         proxy_headers=False,
+        access_log=False,
         timeout_graceful_shutdown=10,
     )
+    if own_metrics_dir:
+        shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
     return 0
 
 

@@ -7,23 +7,35 @@ that the parent sets before forking.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
 from starlette.types import ASGIApp
 
-from .app import create_app
+from .app import BackgroundTask, create_app
 from .config import Settings
 from .proxies import TrustedProxies
 
 
-def build(settings: Settings) -> ASGIApp:
+def build(settings: Settings, background: Sequence[BackgroundTask] = ()) -> ASGIApp:
     """The ASGI app for ``settings``, as ``fanout serve`` runs it.
 
     The sender's address is taken from ``X-Forwarded-For`` only when the peer
     is one of ``settings.trusted_proxies`` (uvicorn's own proxy-header
     handling is turned off by ``fanout serve``, so this is the only place).
     """
-    return TrustedProxies(create_app(settings), settings.trusted_proxies)
+    return TrustedProxies(create_app(settings, background=background), settings.trusted_proxies)
 
 
 def app() -> ASGIApp:
     """The app of one worker process, configured by the environment."""
-    return build(Settings.from_env())
+    from . import logs, poll_cli
+
+    log_format = os.environ.get("FANOUT_LOG_FORMAT", "auto")
+    logs.setup(
+        os.environ.get("FANOUT_LOG_LEVEL", "info"),
+        json=None if log_format == "auto" else log_format == "json",
+    )
+    settings = Settings.from_env()
+    # Every worker may run the reconciler; its lease lets one of them poll at a time.
+    return build(settings, background=poll_cli.serve_background(False, settings))

@@ -93,10 +93,10 @@ def _poller(publisher: Publisher, api: VoucherifyAPI, poll: PollSettings, ttl: i
     return Poller(publisher, api, page_size=poll.page_size, lookback=timedelta(seconds=ttl))
 
 
-def serve_background(args: argparse.Namespace, settings: Settings) -> list[BackgroundTask]:
+def serve_background(requested: bool, settings: Settings) -> list[BackgroundTask]:
     """The reconciler as a task of ``fanout serve`` when ``--poll`` or FANOUT_POLL=1."""
     poll = PollSettings.from_env()
-    if not (args.poll or poll.enabled):
+    if not (requested or poll.enabled):
         return []
     poll.require_credentials("by fanout serve --poll (FANOUT_POLL=1)")
     logging.getLogger("httpx").setLevel(logging.WARNING)

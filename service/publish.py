@@ -32,12 +32,17 @@ Client: TypeAlias = "Redis | RedisCluster"
 
 logger = logging.getLogger("service.publish")
 
+# Every answer from an existing key rewrites it unchanged (SET ... KEEPTTL): that
+# write follows the first one in the replication stream and the AOF, so the
+# WAIT/WAITAOF of a durability mode covers a duplicate answer too.
+
 # A completion: answer from the (id, request_id) key if it is there, else append.
 # The key holds "<entry id> <digest>"; a different digest is a conflict.
 # KEYS: seen, done, stream.  ARGV: digest, ttl, maxlen, type, status, id, request_id, event.
 COMPLETE_LUA = """
 local seen = redis.call('GET', KEYS[1])
 if seen then
+  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
   local sep = string.find(seen, ' ', 1, true)
   local first = string.sub(seen, 1, sep - 1)
   if string.sub(seen, sep + 1) == ARGV[1] then return {0, first} end
@@ -54,9 +59,15 @@ return {1, entry}
 # KEYS: progress seen, done, stream.  ARGV: as COMPLETE_LUA.
 PROGRESS_LUA = """
 local done = redis.call('GET', KEYS[2])
-if done then return {3, done} end
+if done then
+  redis.call('SET', KEYS[2], done, 'KEEPTTL')
+  return {3, done}
+end
 local seen = redis.call('GET', KEYS[1])
-if seen then return {0, seen} end
+if seen then
+  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
+  return {0, seen}
+end
 local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
   'type', ARGV[4], 'status', ARGV[5], 'id', ARGV[6], 'request_id', ARGV[7], 'event', ARGV[8])
 redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
@@ -67,7 +78,10 @@ return {1, entry}
 # KEYS: dead seen, dead stream.  ARGV: ttl, maxlen, reason, detail, body, sha256, received_at.
 DEAD_LETTER_LUA = """
 local seen = redis.call('GET', KEYS[1])
-if seen then return {0, seen} end
+if seen then
+  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
+  return {0, seen}
+end
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
   'reason', ARGV[3], 'detail', ARGV[4], 'body', ARGV[5], 'sha256', ARGV[6],
   'received_at', ARGV[7])

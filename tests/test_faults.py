@@ -205,11 +205,6 @@ async def replication_up(replica: Redis) -> bool:
     return info.get("master_link_status") == "up"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="publish.py: a duplicate's WAIT/WAITAOF covers only its own connection's writes, "
-    "so a resend can be answered 2xx before the first write is replicated (RELIABILITY.md)",
-)
 async def test_duplicate_is_not_acknowledged_before_its_first_write_is_replicated(
     settings: Settings, tmp_path: Path
 ) -> None:

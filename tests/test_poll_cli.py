@@ -214,10 +214,12 @@ def test_serve_poll_needs_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("FANOUT_"):
             monkeypatch.delenv(name)
-    assert poll_cli.serve_background(argparse.Namespace(poll=None), Settings()) == []
+    assert poll_cli.serve_background(False, Settings()) == []
+    with pytest.raises(ConfigError, match=r"^FANOUT_VOUCHERIFY_APP_ID: not set"):
+        poll_cli.serve_background(True, Settings())  # --poll
     monkeypatch.setenv("FANOUT_POLL", "1")
     with pytest.raises(ConfigError, match=r"^FANOUT_VOUCHERIFY_APP_ID: not set"):
-        poll_cli.serve_background(argparse.Namespace(poll=None), Settings())
+        poll_cli.serve_background(False, Settings())
 
 
 def test_poll_settings_from_env() -> None:

@@ -157,3 +157,50 @@ def test_workers_must_be_a_positive_integer(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--workers" in result.stderr
+
+
+@pytest.mark.slow
+async def test_metrics_of_two_workers_add_up(
+    redis_url: str, prefix: str, redis: Redis, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fanout = FanoutProcess(
+        tmp_path / "fanout.log",
+        "--workers=2",
+        f"--redis-url={redis_url}",
+        f"--secrets={SECRET}",
+        f"--stream-prefix={prefix}",
+    )
+    fanout.start()
+    try:
+        assert len(fanout.workers()) == 2
+        bodies = [msgspec.json.encode(samples.sample("SKUS.IMPORT_CSV")) for _ in range(40)]
+        connections = [Connection("127.0.0.1", fanout.port) for _ in range(8)]
+        try:
+            for start in range(0, 40, 8):
+                answers = await asyncio.gather(
+                    *(
+                        c.post(WEBHOOK_PATH, body, signed(body))
+                        for c, body in zip(connections, bodies[start : start + 8], strict=True)
+                    )
+                )
+                assert {a.status_code for a in answers} == {202}
+        finally:
+            await asyncio.gather(*(c.close() for c in connections))
+        # Each scrape lands on either worker; every one must show all 40.
+        seen = []
+        async with httpx.AsyncClient(base_url=fanout.base_url) as http:
+            for _ in range(8):
+                text = (await http.get("/metrics", headers={"connection": "close"})).text
+                total = sum(
+                    sample.value
+                    for family in text_string_to_metric_families(text)
+                    for sample in family.samples
+                    if sample.name == "fanout_deliveries_total"
+                    and sample.labels == {"type": "SKUS.IMPORT_CSV", "outcome": "accepted"}
+                )
+                seen.append(total)
+    finally:
+        fanout.stop()
+    assert seen == [40.0] * 8
