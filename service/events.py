@@ -371,8 +371,10 @@ def decode(body: bytes) -> AnyAction:
         raise msgspec.DecodeError("JSON nested too deeply to decode") from None
 
 
-def failure_reason(error: msgspec.ValidationError) -> str:
-    """Dead-letter reason of JSON that is not a valid async action."""
+def failure_reason(error: msgspec.DecodeError) -> str:
+    """Dead-letter reason of a body ``decode`` refused: not JSON, unknown type, or invalid."""
+    if not isinstance(error, msgspec.ValidationError):
+        return "malformed_json"
     message = str(error)
     if message.endswith("at `$.type`") or "required field `type`" in message:
         return "unknown_type"

@@ -109,14 +109,6 @@ def _raise_if_cancelling() -> None:
         raise asyncio.CancelledError()
 
 
-def _reason(error: msgspec.ValidationError) -> str:
-    """Dead-letter reason, as the webhook gives it (see ``app._classify``)."""
-    message = str(error)
-    if message.endswith("at `$.type`") or "required field `type`" in message:
-        return "unknown_type"
-    return "invalid_payload"
-
-
 class Poller:
     """Reconciles the streams with the API. One instance per process."""
 
@@ -253,10 +245,8 @@ class Poller:
         received_at = datetime.now(UTC)
         try:
             listed = events.decode(raw)
-        except msgspec.ValidationError as exc:
-            return await self._dead(_reason(exc), str(exc), raw, report)
-        except msgspec.DecodeError as exc:
-            return await self._dead("malformed_json", str(exc), raw, report)
+        except msgspec.DecodeError as exc:  # not JSON, or not a valid async action
+            return await self._dead(events.failure_reason(exc), str(exc), raw, report)
         if not listed.completed:
             outcome = await self._publisher.publish(listed, received_at)
             if isinstance(outcome, Stale):  # it completed meanwhile, and that is published
@@ -289,10 +279,8 @@ class Poller:
         received_at = datetime.now(UTC)
         try:
             action = events.decode(body)
-        except msgspec.ValidationError as exc:
-            return await self._dead(_reason(exc), str(exc), body, report)
-        except msgspec.DecodeError as exc:
-            return await self._dead("malformed_json", str(exc), body, report)
+        except msgspec.DecodeError as exc:  # not JSON, or not a valid async action
+            return await self._dead(events.failure_reason(exc), str(exc), body, report)
         outcome = await self._publisher.publish(action, received_at)
         if isinstance(outcome, Accepted):
             if action.completed:

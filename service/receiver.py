@@ -95,7 +95,9 @@ class Receiver:
             raise InvalidPayload(str(exc)) from None
         except msgspec.DecodeError as exc:
             # Authenticated, so kept: nothing the sender signed is lost.
-            await self.publisher.dead_letter("malformed_json", str(exc), body, received_at)
+            await self.publisher.dead_letter(
+                events.failure_reason(exc), str(exc), body, received_at
+            )
             raise MalformedJSON(str(exc)) from None
 
 

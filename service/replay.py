@@ -83,10 +83,8 @@ class Replayer:
         received_at = _parse_time(replies.text(fields.get(b"received_at")))
         try:
             action = events.decode(body)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # not JSON, or not a valid async action
             return await self._keep(letter, events.failure_reason(exc), str(exc))
-        except msgspec.DecodeError as exc:
-            return await self._keep(letter, "malformed_json", str(exc))
         outcome = await self.publisher.publish(action, received_at)
         if isinstance(outcome, Conflict):
             detail = f"same id and request_id as entry {outcome.entry_id}, different content"
