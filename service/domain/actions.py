@@ -2,7 +2,7 @@
 
 The shapes follow the vendor's documentation of the async action object, widened
 where real payloads differ from it (each widening has a test in
-``tests/test_events.py``). Every field other than ``id``, ``type`` and ``status``
+``tests/domain/test_actions.py``). Every field other than ``id``, ``type`` and ``status``
 is optional: list responses and ENQUEUED/IN_PROGRESS updates carry no ``result``,
 and the vendor adds fields over time (unknown fields are ignored).
 """

@@ -7,12 +7,13 @@ fields are only ever added, with defaults, so older consumers keep decoding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
 import msgspec
 
-from .events import ACTION_TYPES, AsyncAction, Result, Status
+from .actions import ACTION_TYPES, AsyncAction, Result, Status
 
 SCHEMA_VERSION = 1
 
@@ -92,7 +93,18 @@ def encode_event(event: CompletionEvent) -> bytes:
     return _encoder.encode(event)
 
 
-def decode_event(data: bytes | str) -> CompletionEvent:
-    """Decode an entry's ``event`` field into the typed event of its type."""
+def decode_event(entry: bytes | str | Mapping[Any, Any]) -> CompletionEvent:
+    """The typed event of a stream entry: give its ``event`` field or all its fields.
+
+    ``entry`` is the ``event`` field (bytes or str), or the entry's whole field
+    mapping as redis-py returns it (keys ``b"event"`` or ``"event"``). Raises
+    ``msgspec.ValidationError`` (a ``msgspec.DecodeError``) for anything else.
+    """
+    if isinstance(entry, Mapping):
+        data = entry.get(b"event", entry.get("event"))
+        if not isinstance(data, bytes | str):
+            raise msgspec.ValidationError("Object missing required field `event`")
+    else:
+        data = entry
     event: CompletionEvent = _decoder.decode(data)
     return event

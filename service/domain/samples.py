@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 
-from . import events
+from . import actions
+from .clock import iso
 
 _NOUNS = {
     "CAMPAIGN": "voucher(s)",
@@ -44,7 +45,7 @@ def _member(optional: Any) -> Any:
     return first.__args__[0] if getattr(first, "__origin__", None) is list else first
 
 
-def _failures(record: type[events._Record], count: int) -> list[dict[str, Any]]:
+def _failures(record: type[actions._Record], count: int) -> list[dict[str, Any]]:
     names = record.__struct_fields__
     out = []
     for n in range(count):
@@ -58,7 +59,7 @@ def _failures(record: type[events._Record], count: int) -> list[dict[str, Any]]:
 
 
 def _result_class(type_: str) -> type[Any]:
-    result_class: type[Any] = _member(_field_type(events.BY_TYPE[type_], "result"))
+    result_class: type[Any] = _member(_field_type(actions.BY_TYPE[type_], "result"))
     return result_class
 
 
@@ -66,9 +67,9 @@ def result_for(type_: str, *, done: int = 40, failed: int = 2) -> dict[str, Any]
     """A result of ``type_`` with ``done`` processed and ``failed`` failed records."""
     cls: Any = _result_class(type_)
     noun = _NOUNS[type_.split(".", 1)[0]]
-    if cls is events.CountResult:
+    if cls is actions.CountResult:
         return {"message": f"{done} {noun} processed successfully.", "done_count": done}
-    if issubclass(cls, events._ImportResult):
+    if issubclass(cls, actions._ImportResult):
         record = _member(_field_type(cls, "failed"))
         return {
             "message": f"{done} {noun} imported successfully, {failed} failed.",
@@ -93,7 +94,7 @@ def result_for(type_: str, *, done: int = 40, failed: int = 2) -> dict[str, Any]
         "done_count": done,
         "failed_count": failed,
         "reports": [f"https://download.voucherify.io/v1/reports/rep_{secrets.token_hex(8)}.csv"],
-        "reports_available_till": till.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "reports_available_till": iso(till),
         "errors": errors,
     }
 
@@ -107,18 +108,18 @@ def sample(
     progress: int | None = None,
 ) -> dict[str, Any]:
     """One async action object as the sender posts it."""
-    if type_ not in events.BY_TYPE:
-        raise KeyError(f"unknown async action type {type_!r}; one of {', '.join(events.TYPES)}")
+    if type_ not in actions.BY_TYPE:
+        raise KeyError(f"unknown async action type {type_!r}; one of {', '.join(actions.TYPES)}")
     created = datetime.now(UTC) - timedelta(seconds=3)
     updated = datetime.now(UTC)
-    completed = status in events.COMPLETED_STATUSES
+    completed = status in actions.COMPLETED_STATUSES
     body: dict[str, Any] = {
         "id": id_ or f"aa_{secrets.token_hex(9)}",
         "type": type_,
         "status": status,
         "operation_status": {"DONE": "SUCCESS", "FAILED": "FAILED"}.get(status, "UNKNOWN"),
-        "created_at": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "updated_at": updated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "created_at": iso(created),
+        "updated_at": iso(updated),
         "request_id": request_id or f"v-{secrets.token_hex(9)}",
         "processing_time": 755 if completed else None,
         "progress": (100 if completed else 0) if progress is None else progress,
