@@ -3,28 +3,19 @@
 Counters and histograms live in this process, or in ``PROMETHEUS_MULTIPROC_DIR``
 when several uvicorn workers serve (set before ``prometheus_client`` is first
 imported; ``fanout serve --workers N`` does that), so a scrape of any worker
-sees the sum over all of them. Stream lengths and consumer-group lag are read
-from Redis at most every ``STREAM_STATS_INTERVAL`` seconds, not per scrape.
+sees the sum over all of them. Stream lengths and consumer-group lag come from
+``http.stats_collector``, read from Redis, not from here: this module is a
+support module that imports no Redis code.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
-
-from .events import TYPES
-from .keys import Keys
-
-STREAM_STATS_INTERVAL = 5.0
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -97,77 +88,7 @@ def dead_letter(reason: str) -> None:
     _child(DEAD_LETTERS, reason).inc()
 
 
-class StreamStats(Collector):
-    """Stream lengths, group pending and lag, read from Redis and cached briefly."""
-
-    def __init__(self, redis: Any, keys: Keys, timeout: float) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._timeout = timeout
-        self._read_at = -STREAM_STATS_INTERVAL
-        self._lengths: dict[str, int] = {}
-        self._groups: list[tuple[str, str, int, int | None]] = []
-        self._lock = asyncio.Lock()
-
-    async def refresh(self) -> None:
-        async with self._lock:
-            if time.monotonic() - self._read_at < STREAM_STATS_INTERVAL:
-                return
-            self._read_at = time.monotonic()
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await self._read()
-            except (RedisError, OSError, TimeoutError):
-                pass  # keep the last values; fanout_deliveries shows the outage
-
-    async def _read(self) -> None:
-        # The streams are known by name: no SCAN over the (many) dedup keys.
-        streams = [self._keys.dead_letters()]
-        for type_ in TYPES:
-            streams += [self._keys.completed(type_), self._keys.progress(type_)]
-        lengths: dict[str, int] = {}
-        groups: list[tuple[str, str, int, int | None]] = []
-        for stream in streams:
-            if not await self._redis.exists(stream):
-                continue
-            lengths[stream] = int(await self._redis.xlen(stream))
-            for group in await self._redis.xinfo_groups(stream):
-                name = group["name"]
-                lag = group.get("lag")
-                groups.append(
-                    (
-                        stream,
-                        name.decode() if isinstance(name, bytes) else str(name),
-                        int(group["pending"]),
-                        None if lag is None else int(lag),
-                    )
-                )
-        self._lengths, self._groups = lengths, groups
-
-    def collect(self) -> Iterator[Metric]:
-        length = GaugeMetricFamily(
-            "fanout_stream_length", "Entries in each stream.", labels=["stream"]
-        )
-        for stream, count in sorted(self._lengths.items()):
-            length.add_metric([stream], count)
-        pending = GaugeMetricFamily(
-            "fanout_group_pending",
-            "Entries delivered to a consumer group and not yet acknowledged.",
-            labels=["stream", "group"],
-        )
-        lag = GaugeMetricFamily(
-            "fanout_group_lag",
-            "Entries in a stream not yet delivered to a consumer group.",
-            labels=["stream", "group"],
-        )
-        for stream, group, pending_count, lag_count in self._groups:
-            pending.add_metric([stream, group], pending_count)
-            if lag_count is not None:
-                lag.add_metric([stream, group], lag_count)
-        yield from (length, pending, lag)
-
-
-def exposition(stream_stats: StreamStats | None = None) -> bytes:
+def exposition(stream_stats: Collector | None = None) -> bytes:
     """The text a scrape gets: this process's metrics, or every worker's."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()

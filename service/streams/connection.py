@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .config import Settings
+from ..config import Settings
+
+#: A client of one server or of a cluster; every module takes this one alias.
+Client: TypeAlias = "Redis | RedisCluster"
 
 # Connections one process keeps to a server (per node with a cluster). A burst
 # of deliveries above this waits for a free connection, bounded by the timeout,
@@ -16,7 +21,7 @@ from .config import Settings
 POOL_SIZE = 128
 
 
-def connect(url: str, *, cluster: bool, timeout: float) -> Redis | RedisCluster:
+def connect(url: str, *, cluster: bool, timeout: float) -> Client:
     """A client for ``url``; every socket operation is bounded by ``timeout`` seconds.
 
     One immediate retry lets a request survive a pooled connection that died
@@ -44,7 +49,7 @@ def connect(url: str, *, cluster: bool, timeout: float) -> Redis | RedisCluster:
     return Redis.from_pool(pool)
 
 
-def from_settings(settings: Settings) -> Redis | RedisCluster:
+def from_settings(settings: Settings) -> Client:
     if settings.redis_url is None:
         raise ValueError("FANOUT_REDIS_URL is not set and no embedded server was started")
     return connect(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -47,3 +48,33 @@ def streams(reply: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
             for stream, entries in reply.items()
         ]
     return [(text(stream), entries) for stream, entries in reply]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One consumer group of a stream, as XINFO GROUPS describes it."""
+
+    name: str
+    consumers: int
+    pending: int
+    #: Entries not yet delivered to the group; None when the server cannot tell.
+    lag: int | None
+    last_delivered_id: str
+
+
+def groups(reply: Any) -> list[Group]:
+    """XINFO GROUPS' reply, whatever the protocol and decoding, as ``Group`` rows."""
+    found = []
+    for raw in reply or ():
+        info = {text(k): v for k, v in dict(raw).items()}
+        lag = info.get("lag")
+        found.append(
+            Group(
+                name=text(info.get("name")),
+                consumers=int(info.get("consumers") or 0),
+                pending=int(info.get("pending") or 0),
+                lag=None if lag is None else int(lag),
+                last_delivered_id=text(info.get("last-delivered-id")),
+            )
+        )
+    return found

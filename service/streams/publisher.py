@@ -22,72 +22,18 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from . import completion, events, metrics
-from .batch import GroupCommit
-from .config import Durability, Settings
-from .errors import Unavailable
+from .. import metrics
+from ..config import Durability, Settings
+from ..domain import actions, completion
+from . import replies
+from .connection import Client
+from .dead_letters import DeadLetter
+from .errors import RedisUnavailable
+from .group_commit import GroupCommit
 from .keys import Keys
-
-Client: TypeAlias = "Redis | RedisCluster"
+from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, PROGRESS_LUA
 
 logger = logging.getLogger("service.publish")
-
-# Every answer from an existing key rewrites it unchanged (SET ... KEEPTTL): that
-# write follows the first one in the replication stream and the AOF, so the
-# WAIT/WAITAOF of a durability mode covers a duplicate answer too.
-
-# A completion: answer from the (id, request_id) key if it is there, else append.
-# The key holds "<entry id> <digest>"; a different digest is a conflict.
-# KEYS: seen, done, stream.  ARGV: digest, ttl, maxlen, type, status, id, request_id, event.
-COMPLETE_LUA = """
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
-  local sep = string.find(seen, ' ', 1, true)
-  local first = string.sub(seen, 1, sep - 1)
-  if string.sub(seen, sep + 1) == ARGV[1] then return {0, first} end
-  return {2, first}
-end
-local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-  'type', ARGV[4], 'status', ARGV[5], 'id', ARGV[6], 'request_id', ARGV[7], 'event', ARGV[8])
-redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
-redis.call('SET', KEYS[2], entry, 'EX', ARGV[2], 'NX')
-return {1, entry}
-"""
-
-# A progress update: dropped once the action completed, else once per step.
-# KEYS: progress seen, done, stream.  ARGV: as COMPLETE_LUA.
-PROGRESS_LUA = """
-local done = redis.call('GET', KEYS[2])
-if done then
-  redis.call('SET', KEYS[2], done, 'KEEPTTL')
-  return {3, done}
-end
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
-  return {0, seen}
-end
-local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-  'type', ARGV[4], 'status', ARGV[5], 'id', ARGV[6], 'request_id', ARGV[7], 'event', ARGV[8])
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
-return {1, entry}
-"""
-
-# A dead letter, once per body hash.
-# KEYS: dead seen, dead stream.  ARGV: ttl, maxlen, reason, detail, body, sha256, received_at.
-DEAD_LETTER_LUA = """
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
-  return {0, seen}
-end
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-  'reason', ARGV[3], 'detail', ARGV[4], 'body', ARGV[5], 'sha256', ARGV[6],
-  'received_at', ARGV[7])
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[1])
-return {1, entry}
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +69,9 @@ Outcome: TypeAlias = Accepted | Duplicate | Conflict | Stale
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class Filed:
+    """Where a dead letter is: a new entry, or the one filed before for the same body."""
+
     entry_id: str
     new: bool
 
@@ -131,13 +79,9 @@ class DeadLetter:
 _msgpack = msgspec.msgpack.Encoder()
 
 
-def digest(action: events.AsyncAction) -> str:
+def digest(action: actions.AsyncAction) -> str:
     """Identifies the decoded content of a delivery (not its bytes)."""
     return hashlib.blake2b(_msgpack.encode(action), digest_size=16).hexdigest()
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _Health:
@@ -243,7 +187,7 @@ class Publisher:
                 )
             ) from exc
 
-    async def publish(self, action: events.AsyncAction, received_at: datetime) -> Outcome:
+    async def publish(self, action: actions.AsyncAction, received_at: datetime) -> Outcome:
         event = completion.encode_event(completion.from_action(action, received_at))
         type_, request_id = action.type, action.request_id or ""
         done = self._keys.done(type_, action.id)
@@ -259,7 +203,7 @@ class Publisher:
             stream = self._keys.progress(type_)
         args = (digest(action), self._ttl, self._maxlen, type_, action.status, action.id)
         code, entry = await self._run(script, (seen, done, stream), (*args, request_id, event))
-        entry_id = entry.decode() if isinstance(entry, bytes) else str(entry)
+        entry_id = replies.text(entry)
         if code == 1:
             return Accepted(stream, entry_id)
         if code == 0:
@@ -270,19 +214,25 @@ class Publisher:
 
     async def dead_letter(
         self, reason: str, detail: str, body: bytes, received_at: datetime
-    ) -> DeadLetter:
-        sha = hashlib.sha256(body).hexdigest()
-        keys = (self._keys.dead_seen(sha), self._keys.dead_letters())
-        args = (self._ttl, self._maxlen, reason, detail, body, sha, timestamp(received_at))
-        code, entry = await self._run(self._dead, keys, args)
-        letter = DeadLetter(entry.decode() if isinstance(entry, bytes) else str(entry), code == 1)
-        if letter.new:
+    ) -> Filed:
+        """File ``body`` as a dead letter, once per body however often it comes."""
+        letter = DeadLetter.of(reason, detail, body, received_at)
+        keys = (self._keys.dead_seen(letter.sha256), self._keys.dead_letters())
+        code, entry = await self._run(self._dead, keys, (self._ttl, self._maxlen, *letter.pairs()))
+        filed = Filed(replies.text(entry), code == 1)
+        if filed.new:
             metrics.dead_letter(reason)
             logger.warning(
                 "dead letter",
-                extra={"fields": {"reason": reason, "entry_id": letter.entry_id, "sha256": sha}},
+                extra={
+                    "fields": {
+                        "reason": reason,
+                        "entry_id": filed.entry_id,
+                        "sha256": letter.sha256,
+                    }
+                },
             )
-        return letter
+        return filed
 
     async def ping(self) -> bool:
         try:
@@ -302,6 +252,6 @@ class Publisher:
                     reply = await script(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             self._health.failed(exc)
-            raise Unavailable() from exc
+            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
         self._health.succeeded()
         return reply

@@ -10,25 +10,24 @@ again to its stream, so every group of that stream receives it once more.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
 import msgspec
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
-from . import events, replies
-from .completion import decode_event
-from .config import Settings
+from ..config import Settings
+from ..domain import actions
+from ..domain.completion import decode_event
+from . import replies
+from .connection import Client
+from .dead_letters import DeadLetter
 from .keys import Keys
-from .publish import Accepted, Conflict, Duplicate, Publisher, Stale
-
-Client: TypeAlias = "Redis | RedisCluster"
+from .publisher import Accepted, Conflict, Duplicate, Publisher, Stale
+from .scripts import REPLACE_LETTER_LUA
 
 
 class Letter(NamedTuple):
     entry_id: str
-    fields: dict[bytes, bytes]
+    letter: DeadLetter
 
 
 async def find_letter(client: Client, keys: Keys, id_: str) -> Letter | None:
@@ -36,17 +35,7 @@ async def find_letter(client: Client, keys: Keys, id_: str) -> Letter | None:
     if not found:
         return None
     [(letter_id, fields)] = found
-    return Letter(letter_id, fields)
-
-
-# Replace a letter by one with a new reason, and point its dedup key at it.
-# KEYS: dead seen, dead stream.  ARGV: old entry id, ttl, maxlen, field/value pairs.
-REPLACE_LUA = """
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
-redis.call('XDEL', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
-return entry
-"""
+    return Letter(letter_id, DeadLetter.from_fields(fields))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,22 +59,20 @@ class Replayer:
         self.keys = Keys(config.stream_prefix)
         self.config = config
         self.publisher = Publisher.from_settings(client, config)
-        self._replace = client.register_script(REPLACE_LUA)
+        self._replace = client.register_script(REPLACE_LETTER_LUA)
 
     async def replay(self, id_: str) -> Replayed:
         letter = await find_letter(self.client, self.keys, id_)
         if letter is None:
             return Replayed(id_, "missing", "no dead letter with this id")
-        fields = letter.fields
-        if fields.get(b"reason") == b"poison":
+        if letter.letter.reason == "poison":
             return await self._requeue(letter)
-        body = fields.get(b"body", b"")
-        received_at = _parse_time(replies.text(fields.get(b"received_at")))
+        body = letter.letter.body
         try:
-            action = events.decode(body)
+            action = actions.decode(body)
         except msgspec.DecodeError as exc:  # not JSON, or not a valid async action
-            return await self._keep(letter, events.failure_reason(exc), str(exc))
-        outcome = await self.publisher.publish(action, received_at)
+            return await self._keep(letter, actions.failure_reason(exc), str(exc))
+        outcome = await self.publisher.publish(action, letter.letter.received)
         if isinstance(outcome, Conflict):
             detail = f"same id and request_id as entry {outcome.entry_id}, different content"
             return await self._keep(letter, "conflict", detail)
@@ -100,8 +87,8 @@ class Replayer:
         raise AssertionError(outcome)
 
     async def _requeue(self, letter: Letter) -> Replayed:
-        body = letter.fields.get(b"body", b"")
-        stream = replies.text(letter.fields.get(b"stream"))
+        body = letter.letter.body
+        stream = letter.letter.stream or ""
         try:
             event = decode_event(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -124,27 +111,14 @@ class Replayer:
         return Replayed(letter.entry_id, "requeued", f"{stream} {replies.text(entry)}")
 
     async def _keep(self, letter: Letter, reason: str, detail: str) -> Replayed:
-        fields = letter.fields
-        if (
-            replies.text(fields.get(b"reason")) == reason
-            and replies.text(fields.get(b"detail")) == detail
-        ):
+        old = letter.letter
+        if old.reason == reason and old.detail == detail:
             return Replayed(letter.entry_id, "dead", f"{reason}: {detail}")
-        updated = dict(fields) | {b"reason": reason.encode(), b"detail": detail.encode()}
+        updated = msgspec.structs.replace(old, reason=reason, detail=detail)
         args: list[Any] = [letter.entry_id, self.config.dedup_ttl, self.config.stream_maxlen]
-        for key, value in updated.items():
-            args += [key, value]
-        sha = replies.text(fields.get(b"sha256"))
         new = await self._replace(
-            keys=[self.keys.dead_seen(sha), self.keys.dead_letters()], args=args
+            keys=[self.keys.dead_seen(old.sha256), self.keys.dead_letters()],
+            args=[*args, *updated.pairs()],
         )
         now = replies.text(new)
         return Replayed(letter.entry_id, "dead", f"{reason}: {detail} (now {now})", now)
-
-
-def _parse_time(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.now(UTC)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

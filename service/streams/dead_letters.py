@@ -1,0 +1,88 @@
+"""The fields of a dead letter, written and read through one struct.
+
+Every letter has the contract's fields: ``reason`` (``malformed_json``,
+``invalid_payload``, ``unknown_type``, ``conflict`` or ``poison``), ``detail``,
+``body`` (the raw bytes), ``sha256`` (of the body) and ``received_at``. A
+``poison`` letter (a consumer group gave up on an entry) also names the group,
+consumer, stream, entry id, deliveries and last error; its body is the entry's
+event JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ..domain import clock
+from . import replies
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    reason: str
+    detail: str
+    body: bytes
+    sha256: str
+    received_at: str
+    group: str | None = None
+    consumer: str | None = None
+    stream: str | None = None
+    entry_id: str | None = None
+    deliveries: int | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(
+        cls, reason: str, detail: str, body: bytes, received_at: datetime, **poison: Any
+    ) -> DeadLetter:
+        """A new letter for ``body``, its digest computed here."""
+        return cls(
+            reason=reason,
+            detail=detail,
+            body=body,
+            sha256=hashlib.sha256(body).hexdigest(),
+            received_at=clock.iso(received_at),
+            **poison,
+        )
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> DeadLetter:
+        """A letter as read from the stream (missing fields read as empty)."""
+        deliveries = fields.get(b"deliveries")
+        optional = {
+            name: replies.text(fields[name.encode()])
+            for name in ("group", "consumer", "stream", "entry_id", "error")
+            if name.encode() in fields
+        }
+        return cls(
+            reason=replies.text(fields.get(b"reason")),
+            detail=replies.text(fields.get(b"detail")),
+            body=fields.get(b"body", b""),
+            sha256=replies.text(fields.get(b"sha256")),
+            received_at=replies.text(fields.get(b"received_at")),
+            deliveries=int(deliveries) if deliveries and deliveries.isdigit() else None,
+            **optional,
+        )
+
+    def fields(self) -> dict[str, str | bytes]:
+        """The stream entry's fields, in order, leaving out what a letter does not have."""
+        out: dict[str, str | bytes] = {}
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value if isinstance(value, bytes | str) else str(value)
+        return out
+
+    def pairs(self) -> list[str | bytes]:
+        """``fields()`` flattened to name, value, ... for a script's ARGV."""
+        return [part for item in self.fields().items() for part in item]
+
+    def as_object(self, entry_id: str) -> dict[str, str]:
+        """The letter as plain text, for JSON output (``fanout tail --dead --json``, ``dlq``)."""
+        return {"entry_id": entry_id} | {k: replies.text(v) for k, v in self.fields().items()}
+
+    @property
+    def received(self) -> datetime:
+        return clock.parse(self.received_at)

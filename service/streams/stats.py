@@ -1,0 +1,95 @@
+"""Read what the streams hold: lengths, consumer groups, dead letters, dedup keys.
+
+One reader for ``fanout stats``, the ``/metrics`` collector and the dashboard.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from ..domain import clock
+from ..domain.actions import TYPES
+from . import replies
+from .connection import Client
+from .keys import Keys
+
+
+def known_streams(keys: Keys) -> dict[str, str]:
+    """Every stream the service writes, by name, with its kind (``completed``, ``progress``,
+    ``dead``): known by name, so no SCAN over the (many) dedup keys is needed."""
+    streams = {keys.dead_letters(): "dead"}
+    for type_ in TYPES:
+        streams[keys.completed(type_)] = "completed"
+        streams[keys.progress(type_)] = "progress"
+    return streams
+
+
+async def groups(client: Client, stream: str) -> list[replies.Group]:
+    """The consumer groups of ``stream``."""
+    return replies.groups(await client.xinfo_groups(stream))
+
+
+async def collect(client: Client, keys: Keys) -> dict[str, Any]:
+    """Every stream of the prefix, its groups, dead letters and dedup keys, as plain data."""
+    streams: list[dict[str, Any]] = []
+    dedup: Counter[str] = Counter()
+    names: list[str] = []
+    async for raw in client.scan_iter(match=keys.all_pattern(), count=1000):
+        key = replies.text(raw)
+        parsed = keys.parse_stream(key)
+        if parsed is not None or key == keys.dead_letters():
+            names.append(key)
+        else:
+            dedup[_dedup_kind(key, keys)] += 1
+    for key in sorted(set(names)):
+        if replies.text(await client.type(key)) != "stream":
+            continue
+        streams.append(await _stream(client, keys, key))
+    dead = next((s["length"] for s in streams if s["stream"] == keys.dead_letters()), 0)
+    return {
+        "prefix": keys.prefix,
+        "streams": streams,
+        "dead_letters": dead,
+        "dedup_keys": {
+            "completions": dedup["seen"],
+            "progress_steps": dedup["pseen"],
+            "done_markers": dedup["done"],
+            "dead_letter_bodies": dedup["dead_seen"],
+            "poison_markers": dedup["poison"],
+            "other": dedup["other"],
+        },
+    }
+
+
+def _dedup_kind(key: str, keys: Keys) -> str:
+    rest = key[len(keys.prefix) + 1 :]
+    tag, _, tail = rest.partition("}:")
+    kind = tail.split(":", 1)[0]
+    if tag == "{dead":
+        return {"seen": "dead_seen", "poison": "poison"}.get(kind, "other")
+    return kind if kind in ("seen", "pseen", "done") else "other"
+
+
+async def _stream(client: Client, keys: Keys, key: str) -> dict[str, Any]:
+    info = await client.xinfo_stream(key)
+    first, last = info.get("first-entry"), info.get("last-entry")
+    parsed = keys.parse_stream(key)
+    return {
+        "stream": key,
+        "type": parsed[0] if parsed else None,
+        "kind": parsed[1] if parsed else "dead",
+        "length": int(info["length"]),
+        "first_entry_at": clock.of_entry_id(first[0]) if first else None,
+        "last_entry_at": clock.of_entry_id(last[0]) if last else None,
+        "groups": [
+            {
+                "name": group.name,
+                "consumers": group.consumers,
+                "pending": group.pending,
+                "lag": group.lag,
+                "last_delivered_id": group.last_delivered_id,
+            }
+            for group in await groups(client, key)
+        ],
+    }
