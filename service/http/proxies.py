@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .config import IPNetwork
+from ..config import IPNetwork
 
 _HEADER = b"x-forwarded-for"
 

@@ -12,19 +12,20 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeAlias
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import connection, metrics
-from .config import Settings
+from .. import metrics
+from ..config import Settings
+from ..streams import connection
+from ..streams.connection import Client
+from ..streams.publisher import Publisher
 from .dashboard import Dashboard
 from .errors import EXCEPTION_HANDLERS, Unavailable, json_response
-from .publish import Publisher
 from .receiver import Receiver
+from .stats_collector import StreamStats
 
 logger = logging.getLogger("service")
 
@@ -45,7 +46,7 @@ async def healthz(request: Request) -> Response:
 
 
 def metrics_endpoint(
-    stats: metrics.StreamStats,
+    stats: StreamStats,
 ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
     async def scrape(request: Request) -> Response:
         await stats.refresh()
@@ -54,12 +55,13 @@ def metrics_endpoint(
     return scrape
 
 
+#: Run beside the app with its publisher, e.g. the reconciler (``reconciler.task``).
 BackgroundTask: TypeAlias = Callable[[Publisher], Coroutine[Any, Any, None]]
 
 
 def create_app(
     settings: Settings,
-    redis: Redis | RedisCluster | None = None,
+    redis: Client | None = None,
     *,
     background: Sequence[BackgroundTask] = (),
 ) -> Starlette:
@@ -73,7 +75,7 @@ def create_app(
     client = redis if redis is not None else connection.from_settings(settings)
     publisher = Publisher.from_settings(client, settings)
     receiver = Receiver(settings, publisher)
-    stream_stats = metrics.StreamStats(client, publisher.keys, settings.redis_timeout)
+    stream_stats = StreamStats(client, publisher.keys, settings.redis_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

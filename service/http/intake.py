@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from starlette.types import Receive, Scope
 
-from .config import IPNetwork
+from ..config import IPNetwork
 from .errors import BodyTooLarge, Forbidden, UnsupportedMediaType
 from .signature import HEADER
 

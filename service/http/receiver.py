@@ -14,10 +14,13 @@ from datetime import UTC, datetime
 import msgspec
 from starlette.types import Receive, Scope, Send
 
-from . import events, intake, metrics
-from .config import Settings
-from .errors import InvalidPayload, MalformedJSON, Problem, render
-from .publish import Accepted, Conflict, Outcome, Publisher
+from .. import metrics
+from ..config import Settings
+from ..domain import actions
+from ..streams.errors import RedisUnavailable
+from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
+from . import intake
+from .errors import InvalidPayload, MalformedJSON, Problem, Unavailable, render
 from .signature import Verifier
 
 logger = logging.getLogger("service")
@@ -56,7 +59,7 @@ class Receiver:
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         """The answer's status and JSON body; a ``Problem`` for every refusal."""
-        action: events.AnyAction | None = None
+        action: actions.AnyAction | None = None
         try:
             head = intake.Head.of(scope)
             intake.check_client(scope, self.settings.allow_ips)
@@ -74,10 +77,12 @@ class Receiver:
                     body,
                     received_at,
                 )
+        except RedisUnavailable as exc:
+            unavailable = Unavailable()
+            _refused(unavailable, action, exc.__cause__ or exc)
+            raise unavailable from exc
         except Problem as problem:
-            outcome_name = _OUTCOMES.get(problem.error, problem.error)
-            metrics.delivery(action.type if action else "unknown", outcome_name)
-            _log_refusal(problem, outcome_name, action)
+            _refused(problem, action, problem.__cause__)
             raise
         if isinstance(outcome, Accepted) and action.completed:
             failed_count = getattr(action.result, "failed_count", None)
@@ -85,18 +90,18 @@ class Receiver:
         metrics.delivery(action.type, type(outcome).__name__.lower())
         return _answer(action, outcome)
 
-    async def _decode(self, body: bytes, received_at: datetime) -> events.AnyAction:
+    async def _decode(self, body: bytes, received_at: datetime) -> actions.AnyAction:
         try:
-            return events.decode(body)
+            return actions.decode(body)
         except msgspec.ValidationError as exc:
             await self.publisher.dead_letter(
-                events.failure_reason(exc), str(exc), body, received_at
+                actions.failure_reason(exc), str(exc), body, received_at
             )
             raise InvalidPayload(str(exc)) from None
         except msgspec.DecodeError as exc:
             # Authenticated, so kept: nothing the sender signed is lost.
             await self.publisher.dead_letter(
-                events.failure_reason(exc), str(exc), body, received_at
+                actions.failure_reason(exc), str(exc), body, received_at
             )
             raise MalformedJSON(str(exc)) from None
 
@@ -105,7 +110,12 @@ class Receiver:
 _OUTCOMES = {"body_too_large": "too_large"}
 
 
-def _log_refusal(problem: Problem, outcome: str, action: events.AnyAction | None) -> None:
+def _refused(
+    problem: Problem, action: actions.AnyAction | None, cause: BaseException | None
+) -> None:
+    """Count and log one refusal."""
+    outcome = _OUTCOMES.get(problem.error, problem.error)
+    metrics.delivery(action.type if action else "unknown", outcome)
     fields = {
         "status": problem.status,
         "outcome": outcome,
@@ -115,13 +125,13 @@ def _log_refusal(problem: Problem, outcome: str, action: events.AnyAction | None
         "detail": problem.detail,
     }
     if problem.status >= 500:
-        fields["cause"] = repr(problem.__cause__) if problem.__cause__ else None
+        fields["cause"] = repr(cause) if cause else None
         logger.warning("webhook refused", extra={"fields": fields})
     else:
         logger.info("webhook refused", extra={"fields": fields})
 
 
-def _answer(action: events.AsyncAction, outcome: Outcome) -> tuple[int, bytes]:
+def _answer(action: actions.AsyncAction, outcome: Outcome) -> tuple[int, bytes]:
     if isinstance(outcome, Accepted):
         return 202, _encoder.encode(
             {

@@ -1,4 +1,27 @@
-"""Every failure a request can meet, mapped to one HTTP answer in one place."""
+"""Every failure a request can meet, mapped to one HTTP answer in one place.
+
+The exceptions of the whole service and where each one ends::
+
+    Problem (here)                    a request refused; status and ``error`` fixed per class
+    ├── MalformedJSON                 400 malformed_json
+    ├── InvalidSignature              401 invalid_signature
+    ├── Unauthorized                  401 unauthorized (dashboard)
+    ├── Forbidden                     403 forbidden
+    ├── BodyTooLarge                  413 body_too_large
+    ├── UnsupportedMediaType          415 unsupported_media_type
+    ├── InvalidPayload                422 invalid_payload
+    └── Unavailable                   503 unavailable + Retry-After
+    streams.errors.RedisUnavailable   the Redis core failed: answered as Unavailable
+    redis.exceptions.RedisError       a safety net: answered as Unavailable, never a 500
+    starlette HTTPException           404 not_found, 405 method_not_allowed, ...
+    config.ConfigError                bad configuration: ``fanout`` exits 2 with one line
+    cli.errors.CommandError           an operator command failed: one line, exit status 1
+    reconciler APIError               > AuthError, NotFound: the Voucherify API refused
+                                      (``fanout poll`` exits 1; the daemon retries)
+
+``EXCEPTION_HANDLERS`` is the table Starlette uses; the webhook receiver, a plain
+ASGI app on the hot path, renders the same ``Problem`` classes with ``render``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +33,8 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+
+from ..streams.errors import RedisUnavailable
 
 RETRY_AFTER_SECONDS = 2
 
@@ -91,8 +116,9 @@ def _problem(request: Request, exc: Exception) -> Response:
     return Response(body, status, {name.decode(): value.decode() for name, value in headers})
 
 
-def _redis_error(request: Request, exc: Exception) -> Response:
-    # A safety net: the publish path already turns Redis errors into Unavailable.
+def _unavailable(request: Request, exc: Exception) -> Response:
+    # Redis failures are a 503 with Retry-After, never a 500: RedisUnavailable
+    # from the streams core, and any RedisError as a safety net.
     return _problem(request, Unavailable())
 
 
@@ -104,6 +130,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     Problem: _problem,
-    RedisError: _redis_error,
+    RedisUnavailable: _unavailable,
+    RedisError: _unavailable,
     HTTPException: _http_error,
 }

@@ -24,11 +24,13 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .config import Settings
+from ..config import Settings
+from ..domain.actions import TYPES
+from ..streams import replies, stats
+from ..streams.dead_letters import DeadLetter
+from ..streams.publisher import Publisher
+from ..streams.replay import Replayer
 from .errors import Forbidden, Unauthorized, json_response
-from .events import TYPES
-from .publish import Publisher
-from .replay import Replayer
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "fanout_admin"
@@ -39,23 +41,19 @@ STATS_EVERY = 2.0
 _encoder = msgspec.json.Encoder()
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _summary(stream_kind: str, entry_id: str, fields: dict[Any, Any]) -> dict[str, Any]:
+def _summary(stream_kind: str, entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
     """What the page needs of one stream entry (never a raw body)."""
-    data = {_text(k): v for k, v in fields.items()}
     if stream_kind == "dead":
+        letter = DeadLetter.from_fields(fields)
         return {
             "kind": "dead",
             "entry_id": entry_id,
-            "reason": _text(data.get("reason", b"")),
-            "detail": _text(data.get("detail", b""))[:300],
-            "received_at": _text(data.get("received_at", b"")),
-            "size": len(data.get("body", b"")),
+            "reason": letter.reason,
+            "detail": letter.detail[:300],
+            "received_at": letter.received_at,
+            "size": len(letter.body),
         }
-    event = msgspec.json.decode(data.get("event", b"{}"))
+    event = msgspec.json.decode(fields.get(b"event", b"{}"))
     result = event.get("result") or {}
     records = result.get("failed") or result.get("errors") or []
     if isinstance(records, dict):
@@ -63,10 +61,10 @@ def _summary(stream_kind: str, entry_id: str, fields: dict[Any, Any]) -> dict[st
     return {
         "kind": stream_kind,
         "entry_id": entry_id,
-        "type": _text(data.get("type", b"")),
-        "status": _text(data.get("status", b"")),
-        "id": _text(data.get("id", b"")),
-        "request_id": _text(data.get("request_id", b"")),
+        "type": replies.text(fields.get(b"type")),
+        "status": replies.text(fields.get(b"status")),
+        "id": replies.text(fields.get(b"id")),
+        "request_id": replies.text(fields.get(b"request_id")),
         "progress": event.get("progress"),
         "done_count": event.get("done_count"),
         "failed_count": event.get("failed_count"),
@@ -91,10 +89,7 @@ class Dashboard:
         self._keys = publisher.keys
         # redis-py's annotations of stream replies are loose unions; read them as Any.
         self._redis: Any = publisher.redis
-        self._streams: dict[str, str] = {self._keys.dead_letters(): "dead"}
-        for type_ in TYPES:
-            self._streams[self._keys.completed(type_)] = "completed"
-            self._streams[self._keys.progress(type_)] = "progress"
+        self._streams = stats.known_streams(self._keys)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -144,26 +139,29 @@ class Dashboard:
         in_flight: dict[str, dict[str, Any]] = {}
         for stream, kind in self._streams.items():
             if kind == "completed":
-                for entry_id, fields in await self._redis.xrange(
-                    stream, min=hour_start, count=20_000
+                for entry_id, fields in replies.rows(
+                    await self._redis.xrange(stream, min=hour_start, count=20_000)
                 ):
-                    minute = min(59, (int(_text(entry_id).split("-")[0]) - hour_start) // 60_000)
+                    minute = min(59, (int(entry_id.split("-")[0]) - hour_start) // 60_000)
                     bucket = failed if fields.get(b"status") == b"FAILED" else done
                     bucket[minute] += 1
-                for entry_id, fields in await self._redis.xrevrange(stream, count=20):
-                    item = _summary(kind, _text(entry_id), fields)
+                for entry_id, fields in replies.rows(await self._redis.xrevrange(stream, count=20)):
+                    item = _summary(kind, entry_id, fields)
                     if item["status"] == "FAILED" or item["failed_count"]:
                         recent_failed.append(item)
             elif kind == "progress":
-                for entry_id, fields in reversed(await self._redis.xrevrange(stream, count=200)):
-                    item = _summary(kind, _text(entry_id), fields)
+                page = replies.rows(await self._redis.xrevrange(stream, count=200))
+                for entry_id, fields in reversed(page):
+                    item = _summary(kind, entry_id, fields)
                     in_flight[item["id"]] = item
         for item in list(in_flight.values()):
             if await self._redis.exists(self._keys.done(item["type"], item["id"])):
                 del in_flight[item["id"]]
         dead = [
-            _summary("dead", _text(entry_id), fields)
-            for entry_id, fields in await self._redis.xrevrange(self._keys.dead_letters(), count=50)
+            _summary("dead", entry_id, fields)
+            for entry_id, fields in replies.rows(
+                await self._redis.xrevrange(self._keys.dead_letters(), count=50)
+            )
         ]
         recent_failed.sort(key=lambda item: str(item["entry_id"]), reverse=True)
         return json_response(
@@ -183,14 +181,14 @@ class Dashboard:
         for stream in self._streams:
             if not await self._redis.exists(stream):
                 continue
-            for group in await self._redis.xinfo_groups(stream):
+            for group in await stats.groups(self._redis, stream):
                 groups.append(
                     {
                         "stream": stream,
-                        "group": _text(group["name"]),
-                        "consumers": int(group["consumers"]),
-                        "pending": int(group["pending"]),
-                        "lag": group.get("lag"),
+                        "group": group.name,
+                        "consumers": group.consumers,
+                        "pending": group.pending,
+                        "lag": group.lag,
                     }
                 )
         return {
@@ -216,23 +214,22 @@ class Dashboard:
                 next_stats = time.monotonic() + STATS_EVERY
                 yield b"event: stats\ndata: " + _encoder.encode(await self._stats()) + b"\n\n"
             for stream, entries in await self._read(last):
-                name = _text(stream)
-                for entry_id, fields in entries:
-                    last[name] = _text(entry_id)
-                    item = _summary(self._streams[name], last[name], fields)
+                for entry_id, fields in replies.rows(entries):
+                    last[stream] = entry_id
+                    item = _summary(self._streams[stream], entry_id, fields)
                     yield b"event: entry\ndata: " + _encoder.encode(item) + b"\n\n"
 
-    async def _read(self, last: dict[str, str]) -> list[Any]:
+    async def _read(self, last: dict[str, str]) -> list[tuple[str, list[Any]]]:
+        """New entries after ``last`` as ``(stream, entries)``, RESP2 or RESP3 alike."""
         if isinstance(self._redis, RedisCluster):
             # Streams of different types live in different slots: one read each.
-            replies: list[Any] = []
+            found: list[tuple[str, list[Any]]] = []
             for stream, entry_id in last.items():
-                replies += await self._redis.xread({stream: entry_id}, count=200) or []
-            if not replies:
+                found += replies.streams(await self._redis.xread({stream: entry_id}, count=200))
+            if not found:
                 await asyncio.sleep(1)
-            return replies
-        replies = await self._redis.xread(last, count=200, block=1000)
-        return list(replies or [])
+            return found
+        return replies.streams(await self._redis.xread(last, count=200, block=1000))
 
     async def replay_letter(self, request: Request) -> Response:
         self._authorize(request)

@@ -1,0 +1,78 @@
+"""Prometheus gauges read from Redis: stream lengths, group pending and lag.
+
+Read at most every ``STREAM_STATS_INTERVAL`` seconds, not per scrape, and
+through ``streams.stats``, the same reader as ``fanout stats`` and the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+
+from ..streams import stats
+from ..streams.connection import Client
+from ..streams.keys import Keys
+
+STREAM_STATS_INTERVAL = 5.0
+
+
+class StreamStats(Collector):
+    """Stream lengths, group pending and lag, read from Redis and cached briefly."""
+
+    def __init__(self, redis: Client, keys: Keys, timeout: float) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._timeout = timeout
+        self._read_at = -STREAM_STATS_INTERVAL
+        self._lengths: dict[str, int] = {}
+        self._groups: list[tuple[str, str, int, int | None]] = []
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._read_at < STREAM_STATS_INTERVAL:
+                return
+            self._read_at = time.monotonic()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._read()
+            except (RedisError, OSError, TimeoutError):
+                pass  # keep the last values; fanout_deliveries shows the outage
+
+    async def _read(self) -> None:
+        lengths: dict[str, int] = {}
+        groups: list[tuple[str, str, int, int | None]] = []
+        for stream in stats.known_streams(self._keys):
+            if not await self._redis.exists(stream):
+                continue
+            lengths[stream] = int(await self._redis.xlen(stream))
+            for group in await stats.groups(self._redis, stream):
+                groups.append((stream, group.name, group.pending, group.lag))
+        self._lengths, self._groups = lengths, groups
+
+    def collect(self) -> Iterator[Metric]:
+        length = GaugeMetricFamily(
+            "fanout_stream_length", "Entries in each stream.", labels=["stream"]
+        )
+        for stream, count in sorted(self._lengths.items()):
+            length.add_metric([stream], count)
+        pending = GaugeMetricFamily(
+            "fanout_group_pending",
+            "Entries delivered to a consumer group and not yet acknowledged.",
+            labels=["stream", "group"],
+        )
+        lag = GaugeMetricFamily(
+            "fanout_group_lag",
+            "Entries in a stream not yet delivered to a consumer group.",
+            labels=["stream", "group"],
+        )
+        for stream, group, pending_count, lag_count in self._groups:
+            pending.add_metric([stream, group], pending_count)
+            if lag_count is not None:
+                lag.add_metric([stream, group], lag_count)
+        yield from (length, pending, lag)
