@@ -33,20 +33,20 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import events, replies
-from .completion import CompletionEvent, decode_event
-from .keys import Keys
+from ..domain import actions
+from ..domain.completion import CompletionEvent, decode_event
+from ..streams import replies
+from ..streams.connection import Client
+from ..streams.keys import Keys
 from .poison import Poison, PoisonLetters
 
 logger = logging.getLogger("service.consumer")
 
-Client: TypeAlias = "Redis | RedisCluster"
 Handler: TypeAlias = Callable[[CompletionEvent], Awaitable[object]]
 Start: TypeAlias = Literal["beginning", "now"]
 
@@ -80,7 +80,7 @@ class Consumer:
         redis: Client,
         group: str,
         *,
-        types: Iterable[str] = events.TYPES,
+        types: Iterable[str] = actions.TYPES,
         progress: bool = False,
         prefix: str = "voucherify",
         name: str | None = None,
@@ -95,7 +95,7 @@ class Consumer:
         dead_letter_maxlen: int = 1_000_000,
     ) -> None:
         types = tuple(types)
-        unknown = [t for t in types if t not in events.BY_TYPE]
+        unknown = [t for t in types if t not in actions.BY_TYPE]
         if unknown or not types:
             raise ValueError(f"unknown async action type(s): {unknown or 'none given'}")
         if start not in ("beginning", "now"):

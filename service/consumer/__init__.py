@@ -1,0 +1,9 @@
+"""The consumer library: read the streams with a consumer group, typed events in.
+
+May import ``service.domain`` and ``service.streams`` (never HTTP, the
+reconciler or the CLI), and loads neither starlette, uvicorn nor prometheus_client.
+"""
+
+from .consumer import Consumer, Handler, Start
+
+__all__ = ["Consumer", "Handler", "Start"]

@@ -1,0 +1,66 @@
+"""Dead letters of consumer groups: entries a group gave up on, with reason ``poison``.
+
+Written once per (group, stream, entry id), so a consumer that dies between the
+dead letter and its XACK writes no second letter when the entry comes back.
+The fields are those of ``streams.dead_letters.DeadLetter``; the body is the
+entry's event JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..streams import replies
+from ..streams.connection import Client
+from ..streams.dead_letters import DeadLetter
+from ..streams.keys import Keys
+from ..streams.scripts import POISON_LUA
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    group: str
+    consumer: str
+    stream: str
+    entry_id: str
+    deliveries: int
+    max_deliveries: int
+    body: bytes
+    error: str
+
+    @property
+    def detail(self) -> str:
+        return (
+            f"delivered {self.deliveries} times to group {self.group} "
+            f"(max {self.max_deliveries}); last consumer {self.consumer}; "
+            f"last error: {self.error}"
+        )
+
+
+class PoisonLetters:
+    def __init__(self, redis: Client, keys: Keys, *, ttl: int, maxlen: int) -> None:
+        self._keys = keys
+        self._ttl = ttl
+        self._maxlen = maxlen
+        self._script = redis.register_script(POISON_LUA)
+
+    async def send(self, poison: Poison) -> str:
+        """Write the letter (once); its entry id. Redis errors propagate."""
+        letter = DeadLetter.of(
+            "poison",
+            poison.detail,
+            poison.body,
+            datetime.now(UTC),
+            group=poison.group,
+            consumer=poison.consumer,
+            stream=poison.stream,
+            entry_id=poison.entry_id,
+            deliveries=poison.deliveries,
+            error=poison.error,
+        )
+        args: list[Any] = [self._ttl, self._maxlen, *letter.pairs()]
+        seen = self._keys.poison_seen(poison.group, poison.stream, poison.entry_id)
+        entry = await self._script(keys=[seen, self._keys.dead_letters()], args=args)
+        return replies.text(entry)
