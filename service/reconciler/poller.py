@@ -28,10 +28,11 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from . import events
+from ..domain import actions
+from ..domain.clock import iso
+from ..streams.publisher import Accepted, Conflict, Publisher, Stale
 from .lease import Lease, LeaseLost
-from .publish import Accepted, Conflict, Publisher, Stale
-from .voucherify_api import APIError, AuthError, NotFound, VoucherifyAPI, iso
+from .voucherify_api import APIError, AuthError, NotFound, VoucherifyAPI
 
 logger = logging.getLogger("service.poll")
 
@@ -244,9 +245,9 @@ class Poller:
         """Handle one listed action; True when it is not finished yet (hold the mark)."""
         received_at = datetime.now(UTC)
         try:
-            listed = events.decode(raw)
+            listed = actions.decode(raw)
         except msgspec.DecodeError as exc:  # not JSON, or not a valid async action
-            return await self._dead(events.failure_reason(exc), str(exc), raw, report)
+            return await self._dead(actions.failure_reason(exc), str(exc), raw, report)
         if not listed.completed:
             outcome = await self._publisher.publish(listed, received_at)
             if isinstance(outcome, Stale):  # it completed meanwhile, and that is published
@@ -278,9 +279,9 @@ class Poller:
     async def _publish_detail(self, body: bytes, report: Report) -> bool:
         received_at = datetime.now(UTC)
         try:
-            action = events.decode(body)
+            action = actions.decode(body)
         except msgspec.DecodeError as exc:  # not JSON, or not a valid async action
-            return await self._dead(events.failure_reason(exc), str(exc), body, report)
+            return await self._dead(actions.failure_reason(exc), str(exc), body, report)
         outcome = await self._publisher.publish(action, received_at)
         if isinstance(outcome, Accepted):
             if action.completed:

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 import httpx
 import msgspec
 
-from .config import PollSettings
+from ..config import PollSettings
+from ..domain.clock import iso
 
 logger = logging.getLogger("service.poll")
 
@@ -101,10 +102,6 @@ def retry_after(value: str | None, default: float) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class VoucherifyAPI:

@@ -1,10 +1,13 @@
 """A lease in Redis: at most one poller calls the Voucherify API at a time.
 
-The lease is a key holding a random token, set with ``NX PX``. Its holder renews
-it every third of its time to live; a holder that stops (crash, pause, lost
-network) loses it when it expires and another poller takes over. Renewal,
-release and the writes made under the lease compare the token first, in a
-script, so a poller that lost the lease cannot undo its successor's work.
+The lease is redis-py's own ``redis.asyncio.lock.Lock`` (a key holding a random
+token, set with ``NX PX``; extend and release compare the token in a script).
+What Lock does not do, and this module adds, is keep it: ``kept()`` renews the
+lease every third of its time to live in a background task, and ``held`` tells
+the poller whether it still holds it, so a holder that stops (crash, pause, lost
+network) loses it when it expires and another poller takes over. The writes
+made under the lease compare ``token`` first, so a poller that lost the lease
+cannot undo its successor's work.
 """
 
 from __future__ import annotations
@@ -14,34 +17,13 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from typing import TypeAlias
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockNotOwnedError, RedisError
+
+from ..streams.connection import Client
 
 logger = logging.getLogger("service.poll")
-
-Client: TypeAlias = "Redis | RedisCluster"
-
-# Take the lease when free, or extend it when already ours.
-# KEYS: lease.  ARGV: token, ttl ms.
-ACQUIRE_LUA = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if holder then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# Delete the lease only if it is still ours.  KEYS: lease.  ARGV: token.
-RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class LeaseLost(Exception):
@@ -56,28 +38,36 @@ class Lease:
         self.token = secrets.token_hex(16)
         self.ttl = ttl
         self.held = False
-        self._acquire = redis.register_script(ACQUIRE_LUA)
-        self._release = redis.register_script(RELEASE_LUA)
+        # Not thread-local: the token belongs to this handle, whatever task renews it.
+        self._lock = Lock(redis, key, timeout=ttl, blocking=False, thread_local=False)
 
     async def try_acquire(self) -> bool:
-        """Take or extend the lease; ``held`` says whether it is ours now."""
+        """Take the lease when free, or renew it when ours; ``held`` says which it is now."""
         try:
-            reply = await self._acquire(keys=[self.key], args=[self.token, int(self.ttl * 1000)])
+            taken = await self._take()
         except (RedisError, OSError) as exc:
             # Unknown state: act as if lost, the key expires on its own.
             logger.warning("lease %s: redis error (%s), standing by", self.key, exc)
-            reply = 0
-        if self.held and not reply:
+            taken = False
+        if self.held and not taken:
             logger.warning("lease %s lost; another poller takes over", self.key)
-        self.held = bool(reply)
-        return self.held
+        self.held = taken
+        return taken
+
+    async def _take(self) -> bool:
+        if self._lock.local.token is not None:  # ours before: renew if still ours
+            with contextlib.suppress(LockNotOwnedError):
+                return await self._lock.reacquire()
+        return bool(await self._lock.acquire(token=self.token))
 
     async def release(self) -> None:
         if not self.held:
             return
         self.held = False
         try:
-            await self._release(keys=[self.key], args=[self.token])
+            await self._lock.release()
+        except LockNotOwnedError:
+            pass  # expired or taken over meanwhile: nothing of ours to delete
         except (RedisError, OSError) as exc:
             logger.warning("lease %s: not released (%s); it expires on its own", self.key, exc)
 
