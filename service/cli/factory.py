@@ -12,9 +12,11 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp
 
-from .app import BackgroundTask, create_app
-from .config import Settings
-from .proxies import TrustedProxies
+from .. import logs
+from ..config import Settings
+from ..http.app import BackgroundTask, create_app
+from ..http.proxies import TrustedProxies
+from ..reconciler import task
 
 
 def build(settings: Settings, background: Sequence[BackgroundTask] = ()) -> ASGIApp:
@@ -29,8 +31,6 @@ def build(settings: Settings, background: Sequence[BackgroundTask] = ()) -> ASGI
 
 def app() -> ASGIApp:
     """The app of one worker process, configured by the environment."""
-    from . import logs, poll_cli
-
     log_format = os.environ.get("FANOUT_LOG_FORMAT", "auto")
     logs.setup(
         os.environ.get("FANOUT_LOG_LEVEL", "info"),
@@ -38,4 +38,4 @@ def app() -> ASGIApp:
     )
     settings = Settings.from_env()
     # Every worker may run the reconciler; its lease lets one of them poll at a time.
-    return build(settings, background=poll_cli.serve_background(False, settings))
+    return build(settings, background=task.background(False, settings))

@@ -9,45 +9,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-import msgspec
 from redis.asyncio.cluster import RedisCluster
 
-from . import events, ops, replies
-from .cli import CommandError
-from .completion import decode_event
-from .config import Settings
-from .keys import Keys
-
-if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
+from ..config import Settings
+from ..domain import actions
+from ..streams import replies
+from ..streams.connection import Client
+from ..streams.keys import Keys
+from . import render, tools
+from .errors import CommandError
+from .render import Entry
 
 STATUSES = ("ENQUEUED", "IN_PROGRESS", "DONE", "FAILED")
 # How far back one stream is searched for entries that pass the filters.
 _SCAN_LIMIT = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    stream: str
-    entry_id: str
-    fields: dict[bytes, bytes]
-
-    @property
-    def order(self) -> tuple[int, int]:
-        millis, _, seq = self.entry_id.partition("-")
-        return int(millis), int(seq or 0)
-
-
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("tail", help="show recent stream entries, optionally follow")
     parser.add_argument(
-        "--type", action="append", choices=events.TYPES, metavar="TYPE", help="repeatable"
+        "--type", action="append", choices=actions.TYPES, metavar="TYPE", help="repeatable"
     )
     parser.add_argument("--status", action="append", choices=STATUSES, help="repeatable")
     parser.add_argument("--progress", action="store_true", help="include progress streams")
@@ -55,14 +38,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
     parser.add_argument("--count", "-n", type=int, default=10, help="recent entries (default 10)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    ops.add_redis_flags(parser)
-    parser.set_defaults(handler=ops.handler(tail))
+    tools.add_redis_flags(parser)
+    parser.set_defaults(handler=tools.handler(tail))
 
 
 def streams_for(args: argparse.Namespace, keys: Keys) -> list[str]:
     if args.dead:
         return [keys.dead_letters()]
-    types: Sequence[str] = args.type or events.TYPES
+    types: Sequence[str] = args.type or actions.TYPES
     wanted = set(args.status or STATUSES)
     streams = []
     for type_ in types:
@@ -80,13 +63,13 @@ def _filter(args: argparse.Namespace) -> Callable[[dict[bytes, bytes]], bool]:
     return lambda fields: fields.get(b"status") in wanted
 
 
-async def tail(args: argparse.Namespace, client: ops.Client, config: Settings) -> int:
+async def tail(args: argparse.Namespace, client: Client, config: Settings) -> int:
     if args.count < 0:
         raise CommandError("--count must be 0 or more")
-    keys = ops.keys(config)
+    keys = tools.keys(config)
     streams = streams_for(args, keys)
     keep = _filter(args)
-    show = _printer(args)
+    show = render.printer(json=args.json, dead=args.dead)
     entries, last_ids = await recent(client, streams, args.count, keep)
     show(entries, True)
     if not args.follow:
@@ -112,7 +95,7 @@ async def tail(args: argparse.Namespace, client: ops.Client, config: Settings) -
 
 
 async def recent(
-    client: ops.Client,
+    client: Client,
     streams: Iterable[str],
     count: int,
     keep: Callable[[dict[bytes, bytes]], bool],
@@ -148,104 +131,3 @@ def _by_slot(streams: Sequence[str], keys: Keys) -> list[list[str]]:
         parsed = keys.parse_stream(stream)
         groups.setdefault(parsed[0] if parsed else stream, []).append(stream)
     return list(groups.values())
-
-
-# --- output -------------------------------------------------------------------
-
-
-def _printer(args: argparse.Namespace) -> Callable[[list[Entry], bool], None]:
-    if args.json:
-        return lambda entries, first: _print_json(entries, dead=args.dead)
-    out = ops.console()
-    return lambda entries, first: _print_table(out, entries, dead=args.dead, header=first)
-
-
-def dead_letter_object(entry_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    obj: dict[str, Any] = {"entry_id": entry_id}
-    obj.update({replies.text(k): replies.text(v) for k, v in fields.items()})
-    return obj
-
-
-def _print_json(entries: list[Entry], *, dead: bool) -> None:
-    for entry in entries:
-        if dead:
-            line = msgspec.json.encode(dead_letter_object(entry.entry_id, entry.fields)).decode()
-        else:
-            line = replies.text(entry.fields.get(b"event"))
-        sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def event_table(header: bool = True) -> Table:
-    from rich.table import Table
-
-    table = Table(show_header=header, box=None, pad_edge=False)
-    for name, width in (
-        ("time", 24),
-        ("type", 27),
-        ("status", 11),
-        ("id", 24),
-        ("request_id", 22),
-        ("progress", 8),
-        ("done", 6),
-        ("failed", 6),
-    ):
-        justify: Any = "right" if name in ("progress", "done", "failed") else "left"
-        table.add_column(name, width=width, min_width=width, no_wrap=True, justify=justify)
-    return table
-
-
-def dead_table(header: bool = True) -> Table:
-    from rich.table import Table
-
-    table = Table(show_header=header, box=None, pad_edge=False)
-    for name, width in (("entry_id", 16), ("time", 24), ("reason", 15), ("sha256", 12)):
-        table.add_column(name, width=width, min_width=width, no_wrap=True)
-    table.add_column("detail", no_wrap=True, overflow="ellipsis", max_width=80)
-    return table
-
-
-def event_row(entry: Entry) -> list[str]:
-    fields = entry.fields
-    row = [
-        ops.entry_time(entry.entry_id),
-        replies.text(fields.get(b"type")),
-        replies.text(fields.get(b"status")),
-        replies.text(fields.get(b"id")),
-        replies.text(fields.get(b"request_id")),
-        "",
-        "",
-        "",
-    ]
-    try:
-        event = decode_event(fields.get(b"event", b""))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        row[5] = "?"
-        return row
-    row[5:] = [
-        "" if value is None else str(value)
-        for value in (event.progress, event.done_count, event.failed_count)
-    ]
-    return row
-
-
-def dead_row(entry_id: str, fields: dict[bytes, bytes]) -> list[str]:
-    return [
-        entry_id,
-        replies.text(fields.get(b"received_at")) or ops.entry_time(entry_id),
-        replies.text(fields.get(b"reason")),
-        replies.text(fields.get(b"sha256"))[:12],
-        replies.text(fields.get(b"detail")).replace("\n", " "),
-    ]
-
-
-def _print_table(out: Console, entries: list[Entry], *, dead: bool, header: bool) -> None:
-    if not entries and not header:
-        return
-    table = dead_table(header) if dead else event_table(header)
-    for entry in entries:
-        table.add_row(*(dead_row(entry.entry_id, entry.fields) if dead else event_row(entry)))
-    out.print(table)
-    if header and not entries:
-        out.print("(no entries)")
-    out.file.flush()

@@ -16,12 +16,15 @@ import sys
 
 import msgspec
 
-from . import ops, replies
-from .cli import CommandError
-from .config import Settings
-from .keys import Keys
-from .replay import Replayed, Replayer, find_letter
-from .tail import Entry, dead_letter_object, dead_row, dead_table, recent
+from ..config import Settings
+from ..streams import replies
+from ..streams.connection import Client
+from ..streams.keys import Keys
+from ..streams.replay import Replayed, Replayer, find_letter
+from . import render, tools
+from .errors import CommandError
+from .render import dead_letter_object, dead_row, dead_table
+from .tail import recent
 
 _ENTRY_ID = re.compile(r"^\d+(-\d+)?$")
 
@@ -42,25 +45,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     listing.add_argument("--count", "-n", type=int, default=50, help="how many (default 50)")
     listing.add_argument("--reason", action="append", help="only this reason (repeatable)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.set_defaults(handler=ops.handler(list_letters))
+    listing.set_defaults(handler=tools.handler(list_letters))
 
     show = actions.add_parser("show", help="one dead letter with its body")
     show.add_argument("id", type=entry_id, help="entry id of the letter")
     show.add_argument("--json", action="store_true", help="one JSON object")
-    show.set_defaults(handler=ops.handler(show_letter))
+    show.set_defaults(handler=tools.handler(show_letter))
 
     replay = actions.add_parser("replay", help="decode and publish dead letters again")
     replay.add_argument("ids", nargs="*", type=entry_id, metavar="ID", help="letters to replay")
     replay.add_argument("--all", action="store_true", help="every dead letter")
     replay.add_argument("--json", action="store_true", help="one JSON object per letter")
-    replay.set_defaults(handler=ops.handler(replay_letters))
+    replay.set_defaults(handler=tools.handler(replay_letters))
 
     for sub in (listing, show, replay):
-        ops.add_redis_flags(sub)
+        tools.add_redis_flags(sub)
 
 
-async def list_letters(args: argparse.Namespace, client: ops.Client, config: Settings) -> int:
-    keys = ops.keys(config)
+async def list_letters(args: argparse.Namespace, client: Client, config: Settings) -> int:
+    keys = tools.keys(config)
     reasons = {r.encode() for r in args.reason or ()}
     entries, _ = await recent(
         client,
@@ -70,28 +73,23 @@ async def list_letters(args: argparse.Namespace, client: ops.Client, config: Set
     )
     if args.json:
         for entry in entries:
-            line = msgspec.json.encode(dead_letter_object(entry.entry_id, entry.fields))
+            line = msgspec.json.encode(dead_letter_object(entry))
             sys.stdout.write(line.decode() + "\n")
         return 0
-    out = ops.console()
+    out = render.console()
     table = dead_table()
     for entry in entries:
-        table.add_row(*dead_row(entry.entry_id, entry.fields))
+        table.add_row(*dead_row(entry))
     out.print(table)
     out.print(f"{len(entries)} shown, {await client.xlen(keys.dead_letters())} dead letters in all")
     return 0
 
 
-async def _letter(client: ops.Client, keys: Keys, id_: str) -> Entry | None:
-    found = await find_letter(client, keys, id_)
-    return None if found is None else Entry(keys.dead_letters(), *found)
-
-
-async def show_letter(args: argparse.Namespace, client: ops.Client, config: Settings) -> int:
-    letter = await _letter(client, ops.keys(config), args.id)
-    if letter is None:
+async def show_letter(args: argparse.Namespace, client: Client, config: Settings) -> int:
+    found = await find_letter(client, tools.keys(config), args.id)
+    if found is None:
         raise CommandError(f"no dead letter with id {args.id}")
-    obj = dead_letter_object(letter.entry_id, letter.fields)
+    obj = found.letter.as_object(found.entry_id)
     if args.json:
         sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
         return 0
@@ -107,7 +105,7 @@ async def show_letter(args: argparse.Namespace, client: ops.Client, config: Sett
     return 0
 
 
-async def _all_ids(client: ops.Client, keys: Keys) -> list[str]:
+async def _all_ids(client: Client, keys: Keys) -> list[str]:
     ids: list[str] = []
     start = "-"
     while True:
@@ -118,20 +116,20 @@ async def _all_ids(client: ops.Client, keys: Keys) -> list[str]:
         start = "(" + ids[-1]
 
 
-async def replay_letters(args: argparse.Namespace, client: ops.Client, config: Settings) -> int:
+async def replay_letters(args: argparse.Namespace, client: Client, config: Settings) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     if bool(args.all) == bool(args.ids):
         print("fanout dlq replay: give letter ids or --all (not both)", file=sys.stderr)
         return 2
-    ids: list[str] = await _all_ids(client, ops.keys(config)) if args.all else args.ids
+    ids: list[str] = await _all_ids(client, tools.keys(config)) if args.all else args.ids
     replayer = Replayer(client, config)
     results: list[Replayed] = []
     with Progress(
         TextColumn("replaying"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=ops.console(stderr=True),
+        console=render.console(stderr=True),
         transient=True,
         disable=len(ids) < 20,
     ) as progress:
@@ -151,7 +149,7 @@ async def replay_letters(args: argparse.Namespace, client: ops.Client, config: S
             table.add_column(name, no_wrap=name != "detail")
         for result in results:
             table.add_row(result.letter, result.outcome, result.detail)
-        out = ops.console()
+        out = render.console()
         if results:
             out.print(table)
         done = sum(r.ok for r in results)

@@ -1,8 +1,8 @@
-"""``fanout poll`` and ``fanout serve --poll``: the reconciler on the command line.
+"""``fanout poll``: the reconciler on the command line, once or as a daemon.
 
-Kept apart from ``cli.py``, which only calls ``register`` and ``serve_background``.
-The app token is read from ``FANOUT_VOUCHERIFY_APP_TOKEN`` only: a flag would
-show it in the process list.
+(``fanout serve --poll`` runs it inside the server: ``reconciler.task``.) The app
+token is read from ``FANOUT_VOUCHERIFY_APP_TOKEN`` only: a flag would show it in
+the process list.
 """
 
 from __future__ import annotations
@@ -13,35 +13,24 @@ import contextlib
 import logging
 import signal
 from collections.abc import Coroutine, Iterator
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import Any
 
 from redis.exceptions import RedisError
 
-from .config import PollSettings, Settings
-from .errors import Unavailable
-from .lease import LeaseLost
-from .poller import LeaseBusy, PageCallback, Poller, Report
-from .publish import Publisher
-from .voucherify_api import APIError, VoucherifyAPI, iso
-
-if TYPE_CHECKING:
-    from .app import BackgroundTask
+from ..config import PollSettings, Settings
+from ..domain.clock import iso
+from ..reconciler.lease import LeaseLost
+from ..reconciler.poller import LeaseBusy, PageCallback, Poller, Report
+from ..reconciler.task import make_poller
+from ..reconciler.voucherify_api import APIError, VoucherifyAPI
+from ..streams import connection
+from ..streams.errors import RedisUnavailable
+from ..streams.publisher import Publisher
+from . import flags, tools
+from .errors import CommandError
 
 logger = logging.getLogger("service.poll")
-
-# Flags of ``poll``; each one overrides the environment variable it names.
-_POLL_FLAGS: tuple[tuple[str, str, str], ...] = (
-    ("--api-url", "FANOUT_VOUCHERIFY_API_URL", "API base URL of your region"),
-    ("--app-id", "FANOUT_VOUCHERIFY_APP_ID", "application id (the token: env only)"),
-    ("--interval", "FANOUT_POLL_INTERVAL", "seconds between passes of the daemon"),
-    ("--rate", "FANOUT_POLL_RATE", "most API requests per second"),
-    ("--page-size", "FANOUT_POLL_PAGE_SIZE", "actions per list request, 1 to 100"),
-    ("--api-timeout", "FANOUT_VOUCHERIFY_TIMEOUT", "seconds one API request may take"),
-    ("--redis-url", "FANOUT_REDIS_URL", "redis URL (default: the running embedded server)"),
-    ("--redis-cluster", "FANOUT_REDIS_CLUSTER", "1 to use the cluster client"),
-    ("--stream-prefix", "FANOUT_STREAM_PREFIX", "prefix of every key"),
-)
 
 
 def _date(value: str) -> datetime:
@@ -55,7 +44,7 @@ def _date(value: str) -> datetime:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``fanout poll`` to the command parsers, and ``--poll`` to ``serve``."""
+    """Add ``fanout poll`` to the command parsers."""
     poll = commands.add_parser(
         "poll", help="fetch async actions from the Voucherify API and publish what is missing"
     )
@@ -69,57 +58,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=60.0,
         help="with --once: seconds to wait for another poller's lease (default 60)",
     )
-    for flag, variable, help_text in _POLL_FLAGS:
-        poll.add_argument(flag, help=f"{help_text} [{variable}]")
+    flags.add(poll, flags.POLL)
     poll.set_defaults(handler=cmd_poll)
-    serve = commands.choices.get("serve")
-    if serve is not None:
-        serve.add_argument(
-            "--poll",
-            action="store_true",
-            default=None,
-            help="also run the reconciler in the background [FANOUT_POLL]",
-        )
-
-
-def _environ(args: argparse.Namespace) -> dict[str, str]:
-    from .cli import environ_with_flags
-
-    return environ_with_flags(args, _POLL_FLAGS)
-
-
-def _poller(publisher: Publisher, api: VoucherifyAPI, poll: PollSettings, ttl: int) -> Poller:
-    # Further back than the dedup memory, a completion could be published twice.
-    return Poller(publisher, api, page_size=poll.page_size, lookback=timedelta(seconds=ttl))
-
-
-def serve_background(requested: bool, settings: Settings) -> list[BackgroundTask]:
-    """The reconciler as a task of ``fanout serve`` when ``--poll`` or FANOUT_POLL=1."""
-    poll = PollSettings.from_env()
-    if not (requested or poll.enabled):
-        return []
-    poll.require_credentials("by fanout serve --poll (FANOUT_POLL=1)")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-    async def reconcile(publisher: Publisher) -> None:
-        async with VoucherifyAPI(poll) as api:
-            await _poller(publisher, api, poll, settings.dedup_ttl).run_forever(poll.interval)
-
-    return [reconcile]
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from .cli import CommandError, redis_url_for_tools
-
-    env = _environ(args)
+    env = flags.environ(args)
     settings = Settings.from_env(env)
     poll = PollSettings.from_env(env)
     poll.require_credentials("by fanout poll")
-    url = redis_url_for_tools(settings)
+    url = tools.redis_url(settings)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         report = asyncio.run(_run(args, settings, poll, url))
-    except Unavailable:
+    except RedisUnavailable:
         raise CommandError("poll failed: redis is unreachable or too slow") from None
     except (APIError, LeaseBusy, LeaseLost, RedisError, OSError) as exc:
         raise CommandError(f"poll failed: {str(exc) or type(exc).__name__}") from None
@@ -134,14 +86,12 @@ def cmd_poll(args: argparse.Namespace) -> int:
 async def _run(
     args: argparse.Namespace, settings: Settings, poll: PollSettings, url: str
 ) -> Report | None:
-    from . import connection
-
     client = connection.connect(url, cluster=settings.redis_cluster, timeout=settings.redis_timeout)
     try:
         publisher = Publisher.from_settings(client, settings)
         await publisher.check_durability()
         async with VoucherifyAPI(poll) as api:
-            poller = _poller(publisher, api, poll, settings.dedup_ttl)
+            poller = make_poller(publisher, api, poll, settings.dedup_ttl)
             if args.once:
                 with _progress(args.since) as on_page:
                     return await poller.run_once(since=args.since, wait=args.wait, on_page=on_page)

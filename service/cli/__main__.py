@@ -1,0 +1,7 @@
+"""``python -m service.cli``, as the ``fanout`` script."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,110 @@
+"""Every flag that stands for an environment variable, declared once.
+
+A flag ``--stream-prefix`` overrides ``FANOUT_STREAM_PREFIX``: the variable is
+derived from the flag's name (like uvicorn's ``auto_envvar_prefix``), unless a
+flag names another one. Each command picks the flags it takes by name, and
+``environ`` gives the environment with the given flags applied, for
+``Settings.from_env`` and ``PollSettings.from_env``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+PREFIX = "FANOUT_"
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    name: str
+    help: str
+    #: The environment variable the flag overrides, when not derived from its name.
+    env: str | None = None
+
+    @property
+    def variable(self) -> str:
+        return self.env or PREFIX + self.name.removeprefix("--").upper().replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.name.removeprefix("--").replace("-", "_")
+
+
+FLAGS: dict[str, Flag] = {
+    flag.name: flag
+    for flag in (
+        Flag(
+            "--redis-url",
+            "redis://, rediss:// or unix:// URL (default: the embedded Valkey of `fanout serve`)",
+        ),
+        Flag("--redis-cluster", "1 to use the cluster client"),
+        Flag("--redis-timeout", "seconds any Redis call may take"),
+        Flag("--secrets", "comma-separated webhook secrets"),
+        Flag("--stream-prefix", "prefix of every key"),
+        Flag("--dedup-ttl", "seconds a delivery is remembered"),
+        Flag("--stream-maxlen", "approximate cap per stream"),
+        Flag("--max-body-bytes", "largest accepted body"),
+        Flag("--allow-ips", "comma-separated CIDRs allowed to post"),
+        Flag("--trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For is believed"),
+        Flag("--durability", "none, aof or replicas:N"),
+        Flag("--data-dir", "where `fanout serve` keeps its embedded server's files"),
+        Flag("--host", "listen address"),
+        Flag("--port", "listen port"),
+        Flag("--admin-token", "token for /dashboard (default: localhost only)"),
+        # The reconciler's; its app token is read from the environment only (a
+        # flag would show it in the process list).
+        Flag("--api-url", "API base URL of your region", env="FANOUT_VOUCHERIFY_API_URL"),
+        Flag("--app-id", "application id (the token: env only)", env="FANOUT_VOUCHERIFY_APP_ID"),
+        Flag("--api-timeout", "seconds one API request may take", env="FANOUT_VOUCHERIFY_TIMEOUT"),
+        Flag("--interval", "seconds between passes of the daemon", env="FANOUT_POLL_INTERVAL"),
+        Flag("--rate", "most API requests per second", env="FANOUT_POLL_RATE"),
+        Flag("--page-size", "actions per list request, 1 to 100", env="FANOUT_POLL_PAGE_SIZE"),
+    )
+}
+
+#: What every command that reads Redis takes.
+REDIS = ("--redis-url", "--redis-cluster", "--stream-prefix")
+SERVE = (
+    *REDIS,
+    "--secrets",
+    "--dedup-ttl",
+    "--stream-maxlen",
+    "--max-body-bytes",
+    "--allow-ips",
+    "--trusted-proxies",
+    "--durability",
+    "--data-dir",
+    "--host",
+    "--port",
+    "--redis-timeout",
+    "--admin-token",
+)
+TOOLS = (*REDIS, "--data-dir")
+POLL = ("--api-url", "--app-id", "--interval", "--rate", "--page-size", "--api-timeout", *REDIS)
+
+
+def add(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """Add the flags ``names`` to ``parser``; each help ends with its variable."""
+    for name in names:
+        flag = FLAGS[name]
+        parser.add_argument(name, help=f"{flag.help} [{flag.variable}]")
+
+
+def environ(args: argparse.Namespace) -> dict[str, str]:
+    """The environment, with every flag given on the command line overriding its variable."""
+    env = dict(os.environ)
+    for flag in FLAGS.values():
+        value = getattr(args, flag.dest, None)
+        if value is not None:
+            env[flag.variable] = str(value)
+    return env
+
+
+def positive(value: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)

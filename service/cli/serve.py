@@ -1,0 +1,200 @@
+"""``fanout serve``: the receiver, with an embedded Valkey and a local secret when none is set.
+
+``--workers N`` runs N uvicorn processes sharing the port; each builds its app
+from the environment through ``FACTORY``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import cast
+
+from starlette.types import ASGIApp
+
+from ..config import Secret, Settings
+from ..http.app import create_app
+from ..http.proxies import TrustedProxies
+from ..reconciler import task
+from ..streams import connection
+from ..streams.embedded import EmbeddedValkey
+from ..streams.publisher import Publisher
+from . import flags
+from .errors import CommandError
+
+SECRET_FILE = "webhook-secret"
+#: The app of one worker process, for uvicorn's ``factory=True``.
+FACTORY = "service.cli.factory:app"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser("serve", help="receive webhooks and publish to Redis Streams")
+    flags.add(serve, flags.SERVE)
+    serve.add_argument(
+        "--workers",
+        type=flags.positive,
+        default=1,
+        help="worker processes sharing the port (default 1); each is a full receiver",
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "json", "text"],
+        help="JSON lines, readable text, or auto: text on a terminal, JSON otherwise",
+    )
+    serve.add_argument(
+        "--poll",
+        action="store_true",
+        default=None,
+        help="also run the reconciler in the background [FANOUT_POLL]",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+
+def _local_secret(data_dir: Path) -> tuple[str, bool]:
+    """The secret kept in the data directory for local use; True when just made."""
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip(), False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value, True
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings.from_env(flags.environ(args))
+    if not settings.secrets:
+        value, created = _local_secret(settings.data_dir)
+        settings = dataclasses.replace(settings, secrets=(Secret(value),))
+        where = settings.data_dir / SECRET_FILE
+        if created:
+            print(f"FANOUT_SECRETS is not set; generated a webhook secret: {value}")
+            print(f"  kept in {where}. For local use only: set FANOUT_SECRETS in production.")
+        else:
+            print(f"FANOUT_SECRETS is not set; using the local secret kept in {where}.")
+            print("  For local use only: set FANOUT_SECRETS in production.")
+    embedded = None
+    if settings.redis_url is None:
+        embedded = EmbeddedValkey(settings.data_dir)
+        url = embedded.start()
+        settings = dataclasses.replace(settings, redis_url=url, redis_cluster=False)
+        print(f"embedded Valkey listening on {url} (AOF on, files in {embedded.data_dir})")
+    try:
+        asyncio.run(_preflight(settings))
+        print(f"webhook URL: http://{settings.host}:{settings.port}/webhooks/voucherify")
+        sys.stdout.flush()
+        if args.workers > 1:
+            return _serve_workers(settings, args)
+        config = uvicorn.Config(
+            create_app(settings, background=task.background(bool(args.poll), settings)),
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_level=args.log_level,
+            log_config=None,  # keep the structured logging set up in main()
+            server_header=False,
+            # Client addresses are the peer's: X-Forwarded-For is not trusted by default.
+            proxy_headers=False,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+        # The sender's address comes from X-Forwarded-For only via a trusted proxy
+        # (as factory.build does for the workers).
+        app = cast("ASGIApp", config.app)  # the app object given just above
+        config.app = TrustedProxies(app, settings.trusted_proxies)
+        server = uvicorn.Server(config)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal
+        # again for the handler that was there before; make that one a no-op so
+        # a requested shutdown exits 0 after the embedded server is stopped.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
+        server.run()
+        return 0 if server.started else 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
+    """Run ``args.workers`` processes sharing one listening socket.
+
+    Each worker builds its app from the environment (``service.cli.factory``), so
+    the settings resolved here (flags, the local secret, the embedded server's
+    URL) are exported first. On SIGTERM the parent stops every worker
+    gracefully and exits 0.
+    """
+    import uvicorn
+
+    os.environ.update(
+        {
+            "FANOUT_REDIS_URL": settings.redis_url or "",
+            "FANOUT_REDIS_CLUSTER": "1" if settings.redis_cluster else "0",
+            "FANOUT_SECRETS": ",".join(secret.reveal() for secret in settings.secrets),
+            "FANOUT_STREAM_PREFIX": settings.stream_prefix,
+            "FANOUT_DEDUP_TTL": str(settings.dedup_ttl),
+            "FANOUT_STREAM_MAXLEN": str(settings.stream_maxlen),
+            "FANOUT_MAX_BODY_BYTES": str(settings.max_body_bytes),
+            "FANOUT_ALLOW_IPS": ",".join(map(str, settings.allow_ips or ())),
+            "FANOUT_TRUSTED_PROXIES": ",".join(map(str, settings.trusted_proxies)),
+            "FANOUT_DURABILITY": str(settings.durability),
+            "FANOUT_REDIS_TIMEOUT": str(settings.redis_timeout),
+            "FANOUT_ADMIN_TOKEN": settings.admin_token.reveal() if settings.admin_token else "",
+            "FANOUT_POLL": "1" if args.poll else os.environ.get("FANOUT_POLL", "0"),
+            "FANOUT_LOG_LEVEL": args.log_level,
+            "FANOUT_LOG_FORMAT": args.log_format,
+        }
+    )
+    # Counters of every worker go to files here, so any worker's /metrics is the sum.
+    own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    if own_metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fanout-metrics-")
+    uvicorn.run(
+        FACTORY,
+        factory=True,
+        workers=args.workers,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level=args.log_level,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    if own_metrics_dir:
+        shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
+    return 0
+
+
+async def _preflight(settings: Settings) -> None:
+    """Refuse to start on a durability mode the server cannot give."""
+    client = connection.from_settings(settings)
+    try:
+        publisher = Publisher.from_settings(client, settings)
+        try:
+            await publisher.check_durability()
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from None
+    finally:
+        await client.aclose()
