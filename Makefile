@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test lint format typecheck check deploy-check lock bench clean
+.PHONY: install serve test lint lint-imports format typecheck check deploy-check lock bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,14 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
-	$(BIN)/ruff check service tests bench
-	$(BIN)/ruff format --check service tests bench
+lint: lint-imports
+	$(BIN)/ruff check service tests bench examples
+	$(BIN)/ruff format --check service tests bench examples
+
+# The layers of service/ (pyproject [tool.importlinter]): domain <- streams <- {http,
+# consumer, reconciler} <- cli, and nothing imports the CLI.
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format service tests bench
@@ -61,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.decode
 	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.pipeline
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
