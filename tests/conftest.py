@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from service import signature
-from service.app import WEBHOOK_PATH, create_app
 from service.config import Secret, Settings
-from service.keys import Keys
-from tests.cluster import ValkeyCluster
-from tests.servers import ValkeyProcess, running_uvicorn
-
-SECRET = "test-secret-1"
+from service.streams.keys import Keys
+from tests.support.cluster import ValkeyCluster
+from tests.support.http import SECRET, serving
+from tests.support.servers import ValkeyProcess
 
 
 @pytest.fixture(scope="session")
@@ -74,34 +68,7 @@ def settings(redis_url: str, prefix: str) -> Settings:
     return Settings(redis_url=redis_url, secrets=(Secret(SECRET),), stream_prefix=prefix)
 
 
-@contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A real uvicorn serving the app, and an HTTP client pointed at it."""
-    async with (
-        running_uvicorn(create_app(settings)) as base_url,
-        httpx.AsyncClient(base_url=base_url, timeout=10) as client,
-    ):
-        yield client
-
-
 @pytest.fixture
 async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(settings) as client:
         yield client
-
-
-def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
-    return {
-        "content-type": "application/json",
-        signature.HEADER: signature.sign(body, secret.encode()),
-    }
-
-
-async def post(
-    client: httpx.AsyncClient, payload: Any, *, secret: str = SECRET, **headers: str
-) -> httpx.Response:
-    """Sign and post like the sender: ``payload`` is bytes as-is, or an object to encode."""
-    body = payload if isinstance(payload, bytes) else msgspec.json.encode(payload)
-    return await client.post(
-        WEBHOOK_PATH, content=body, headers={**signed(body, secret), **headers}
-    )

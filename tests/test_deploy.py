@@ -22,10 +22,10 @@ from packaging.requirements import Requirement
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from service import samples
 from service.config import Settings
-from service.keys import Keys
-from tests.conftest import post, serving
+from service.domain import samples
+from service.streams.keys import Keys
+from tests.support.http import post, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "fanout.json"

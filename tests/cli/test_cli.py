@@ -1,0 +1,262 @@
+"""The console script as a user runs it: serve on the embedded Valkey, send samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.support.servers import free_port
+
+FANOUT = str(Path(sys.executable).parent / "fanout")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
+    return env | extra
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
+    """``fanout serve`` with nothing configured, in an empty folder."""
+    port = str(free_port())
+    process = subprocess.Popen(
+        [FANOUT, "serve", "--port", port],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(process.communicate()[0])
+    try:
+        yield base, tmp_path, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+
+
+def test_serve_embedded_then_send_a_sample(
+    served: tuple[str, Path, subprocess.Popen[str]],
+) -> None:
+    base, folder, process = served
+    sent = subprocess.run(
+        [FANOUT, "send", "--sample", "VOUCHERS.IMPORT", "--url", f"{base}/webhooks/voucherify"],
+        cwd=folder,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert sent.returncode == 0, sent.stderr
+    status, answer = sent.stdout.split(" ", 1)
+    assert status == "202"
+    accepted = json.loads(answer)
+    assert accepted["stream"] == "voucherify:{VOUCHERS.IMPORT}:completed"
+
+    # The event is in the embedded server, which listens on a socket in the data dir.
+    client = redis.Redis(unix_socket_path=str(folder / ".fanout" / "valkey.sock"))
+    try:
+        [(entry_id, entry)] = client.xrange(accepted["stream"])
+        assert entry_id.decode() == accepted["entry_id"]
+        assert json.loads(entry[b"event"])["type"] == "VOUCHERS.IMPORT"
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        client.close()
+
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=15)[0]
+    secret = (folder / ".fanout" / "webhook-secret").read_text().strip()
+    assert output.count(secret) == 1, "the generated secret is printed once"
+    assert "For local use only" in output
+    assert "embedded Valkey listening on unix://" in output
+    assert process.returncode == 0
+    assert not (folder / ".fanout" / "valkey.sock").exists(), "the embedded server stopped"
+
+
+def test_send_a_file_twice_gives_accepted_then_duplicate(
+    served: tuple[str, Path, subprocess.Popen[str]],
+) -> None:
+    base, folder, _ = served
+    action = {
+        "id": "aa_cli_file",
+        "type": "ORDERS.IMPORT",
+        "status": "DONE",
+        "request_id": "v-1",
+        "result": {"done_count": 3, "failed_count": 0, "failed": []},
+    }
+    path = folder / "action.json"
+    path.write_text(json.dumps(action, indent=2))
+    sent = subprocess.run(
+        [FANOUT, "send", str(path), "--count", "2", "--url", f"{base}/webhooks/voucherify"],
+        cwd=folder,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert sent.returncode == 0, sent.stderr
+    lines = sent.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["202", "200"]
+    assert json.loads(lines[1].split(" ", 1)[1])["status"] == "duplicate"
+
+
+def test_send_reports_a_rejection_with_exit_status_1(
+    served: tuple[str, Path, subprocess.Popen[str]],
+) -> None:
+    base, folder, _ = served
+    sent = subprocess.run(
+        [
+            FANOUT,
+            "send",
+            "--sample",
+            "SKUS.IMPORT_CSV",
+            "--secret",
+            "wrong",
+            "--url",
+            f"{base}/webhooks/voucherify",
+        ],
+        cwd=folder,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert sent.returncode == 1
+    assert sent.stdout.startswith("401 ")
+
+
+def test_send_to_nothing_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    sent = subprocess.run(
+        [
+            FANOUT,
+            "send",
+            "--sample",
+            "SKUS.IMPORT_CSV",
+            "--secret",
+            "s",
+            "--url",
+            f"http://127.0.0.1:{free_port()}/webhooks/voucherify",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert sent.returncode == 1
+    assert sent.stderr.startswith("fanout: cannot reach")
+    assert "Traceback" not in sent.stderr
+
+
+def test_bad_configuration_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [FANOUT, "serve"],
+        cwd=tmp_path,
+        env=_env(FANOUT_DEDUP_TTL="soon"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "fanout: configuration error: FANOUT_DEDUP_TTL: expected a positive integer, got 'soon'"
+    ]
+
+
+def test_flag_wins_over_the_variable(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [FANOUT, "serve", "--dedup-ttl", "nope"],
+        cwd=tmp_path,
+        env=_env(FANOUT_DEDUP_TTL="60"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "FANOUT_DEDUP_TTL" in result.stderr and "'nope'" in result.stderr
+
+
+def test_usage_error_is_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [FANOUT, "send", "--sample", "NOT.A_TYPE"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+
+
+def test_durability_aof_is_refused_on_a_server_without_waitaof(
+    redis_url: str, tmp_path: Path
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        info = client.info("server")
+    finally:
+        client.close()
+    has_waitaof = "valkey_version" in info or tuple(
+        int(part) for part in str(info["redis_version"]).split(".")[:2]
+    ) >= (7, 2)
+    port = str(free_port())
+    process = subprocess.Popen(
+        [
+            FANOUT,
+            "serve",
+            "--port",
+            port,
+            "--durability",
+            "aof",
+            "--secrets",
+            "s",
+            "--redis-url",
+            redis_url,
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    # Either way the answer is explicit: refused with a reason, or WAITAOF works
+    # only when the server keeps an AOF (the shared test server does not).
+    appendonly = None
+    client = redis.Redis.from_url(redis_url)
+    try:
+        appendonly = client.config_get("appendonly").get("appendonly")
+    finally:
+        client.close()
+    if has_waitaof and appendonly == "yes":
+        assert "webhook URL" in out
+    else:
+        assert process.returncode == 1
+        assert "FANOUT_DURABILITY=aof" in err
+        assert "WAITAOF" in err
+        assert "Traceback" not in err

@@ -1,0 +1,362 @@
+"""``fanout tail``, ``stats`` and ``dlq`` as the installed console script, on real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from redis.asyncio import Redis
+
+from service.config import Settings
+from service.consumer import Consumer
+from service.domain import actions, samples
+from service.domain.completion import CompletionEvent
+from service.streams.keys import Keys
+from service.streams.publisher import Accepted, Publisher
+from tests.support.feed import append, running, until
+from tests.support.servers import free_port
+
+FANOUT = str(Path(sys.executable).parent / "fanout")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")} | extra
+
+
+async def fanout(redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the console script with Redis from the environment, as an operator would."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [FANOUT, *args],
+        env=_env(FANOUT_REDIS_URL=redis_url, FANOUT_STREAM_PREFIX=prefix),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+async def publish(settings: Settings, redis: Redis, type_: str, status: str = "DONE") -> str:
+    publisher = Publisher.from_settings(redis, settings)
+    action = actions.decode(msgspec.json.encode(samples.sample(type_, status=status)))
+    outcome = await publisher.publish(action, datetime.now(UTC))
+    assert isinstance(outcome, Accepted)
+    # Entries of different streams are shown in the order of their ids' milliseconds:
+    # keep publications apart so that order is the order of publishing.
+    await asyncio.sleep(0.003)
+    return action.id
+
+
+async def test_tail_json_prints_the_events_as_published(
+    redis: Redis, keys: Keys, settings: Settings, redis_url: str
+) -> None:
+    first = await publish(settings, redis, "VOUCHERS.IMPORT")
+    await publish(settings, redis, "ORDERS.IMPORT", "IN_PROGRESS")
+    failed = await publish(settings, redis, "ORDERS.IMPORT", "FAILED")
+    last = await publish(settings, redis, "SKUS.IMPORT_CSV")
+
+    result = await fanout(redis_url, keys.prefix, "tail", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    stored = [
+        fields[b"event"].decode()
+        for type_ in ("VOUCHERS.IMPORT", "ORDERS.IMPORT", "SKUS.IMPORT_CSV")
+        for _, fields in await redis.xrange(keys.completed(type_))
+    ]
+    assert sorted(lines) == sorted(stored), "byte for byte what was published"
+    assert [json.loads(line)["id"] for line in lines] == [first, failed, last], "oldest first"
+
+    only = await fanout(
+        redis_url, keys.prefix, "tail", "--json", "--type", "ORDERS.IMPORT", "--progress"
+    )
+    assert [json.loads(line)["status"] for line in only.stdout.splitlines()] == [
+        "IN_PROGRESS",
+        "FAILED",
+    ]
+    done = await fanout(redis_url, keys.prefix, "tail", "--json", "--status", "DONE", "-n", "1")
+    assert [json.loads(line)["id"] for line in done.stdout.splitlines()] == [last]
+    none = await fanout(redis_url, keys.prefix, "tail", "--json", "-n", "0")
+    assert none.returncode == 0 and none.stdout == ""
+
+
+async def test_tail_count_is_the_newest_n_over_all_streams(
+    redis: Redis, keys: Keys, redis_url: str
+) -> None:
+    # Entries of different streams are ordered by their ids' time: keep the batches
+    # a few milliseconds apart so that order is the order of appending.
+    ids: list[str] = []
+    for type_ in ("ORDERS.IMPORT", "SKUS.IMPORT_CSV", "ORDERS.IMPORT"):
+        ids += await append(redis, keys, type_, 4)
+        await asyncio.sleep(0.005)
+    fewer = await fanout(redis_url, keys.prefix, "tail", "--json", "-n", "20")
+    assert [json.loads(line)["id"] for line in fewer.stdout.splitlines()] == ids
+    newest = await fanout(redis_url, keys.prefix, "tail", "--json", "-n", "6")
+    assert [json.loads(line)["id"] for line in newest.stdout.splitlines()] == ids[-6:]
+
+
+async def test_tail_table_and_dead_letters(
+    redis: Redis, keys: Keys, settings: Settings, redis_url: str
+) -> None:
+    id_ = await publish(settings, redis, "CUSTOMERS.IMPORT_CSV")
+    publisher = Publisher.from_settings(redis, settings)
+    await publisher.dead_letter("malformed_json", "not JSON", b"{oops", datetime.now(UTC))
+
+    table = await fanout(redis_url, keys.prefix, "tail")
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split() == [
+        "time",
+        "type",
+        "status",
+        "id",
+        "request_id",
+        "progress",
+        "done",
+        "failed",
+    ]
+    assert row.split()[1:4] == ["CUSTOMERS.IMPORT_CSV", "DONE", id_]
+    assert row.split()[-3:] == ["100", "40", "2"]
+
+    dead = await fanout(redis_url, keys.prefix, "tail", "--dead")
+    assert dead.returncode == 0
+    assert "malformed_json" in dead.stdout and "not JSON" in dead.stdout
+    dead_json = await fanout(redis_url, keys.prefix, "tail", "--dead", "--json")
+    [letter] = [json.loads(line) for line in dead_json.stdout.splitlines()]
+    assert letter["reason"] == "malformed_json" and letter["body"] == "{oops"
+
+
+async def test_tail_follow_prints_new_entries_until_interrupted(
+    redis: Redis, keys: Keys, settings: Settings, redis_url: str
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        FANOUT,
+        "tail",
+        "--follow",
+        "--json",
+        "--redis-url",
+        redis_url,
+        "--stream-prefix",
+        keys.prefix,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        await asyncio.sleep(0.8)  # let it start reading
+        new = await publish(settings, redis, "PRODUCTS.IMPORT_CSV")
+        line = await asyncio.wait_for(process.stdout.readline(), 10)
+        assert json.loads(line)["id"] == new
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 0, err
+    assert b"Traceback" not in err
+
+
+async def test_stats_shows_streams_groups_pending_lag_and_dead_letters(
+    redis: Redis, keys: Keys, settings: Settings, redis_url: str
+) -> None:
+    for _ in range(3):
+        await publish(settings, redis, "ORDERS.IMPORT")
+    await publish(settings, redis, "ORDERS.IMPORT", "IN_PROGRESS")
+    publisher = Publisher.from_settings(redis, settings)
+    await publisher.dead_letter("malformed_json", "x", b"{", datetime.now(UTC))
+    stream = keys.completed("ORDERS.IMPORT")
+    await redis.xgroup_create(stream, "billing", id="0")
+    await redis.xreadgroup("billing", "c1", {stream: ">"}, count=1)  # one pending, two lagging
+
+    result = await fanout(redis_url, keys.prefix, "stats", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    by_name = {s["stream"]: s for s in data["streams"]}
+    assert set(by_name) == {stream, keys.progress("ORDERS.IMPORT"), keys.dead_letters()}
+    completed = by_name[stream]
+    assert completed["length"] == 3 and completed["kind"] == "completed"
+    assert completed["first_entry_at"] <= completed["last_entry_at"]
+    [group] = completed["groups"]
+    assert group["name"] == "billing" and group["pending"] == 1 and group["consumers"] == 1
+    assert group["lag"] in (2, None)  # None: a server that does not track lag
+    assert data["dead_letters"] == 1
+    assert data["dedup_keys"]["completions"] == 3
+    assert data["dedup_keys"]["progress_steps"] == 1
+    assert data["dedup_keys"]["dead_letter_bodies"] == 1
+
+    table = await fanout(redis_url, keys.prefix, "stats")
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if line.startswith(stream))
+    assert row.split()[1] == "3" and row.split()[-3:-1] == ["billing", "1"]
+    assert "dead letters: 1" in table.stdout
+    assert "completions 3" in table.stdout
+
+
+async def test_dlq_list_and_show(
+    redis: Redis, keys: Keys, settings: Settings, redis_url: str
+) -> None:
+    publisher = Publisher.from_settings(redis, settings)
+    body = b'{"id":"aa_x","type":"NEW.TYPE","status":"DONE"}'
+    letter = await publisher.dead_letter(
+        "unknown_type", "Invalid value 'NEW.TYPE' - at `$.type`", body, datetime.now(UTC)
+    )
+
+    listed = await fanout(redis_url, keys.prefix, "dlq", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [item] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert item["entry_id"] == letter.entry_id and item["reason"] == "unknown_type"
+    table = await fanout(redis_url, keys.prefix, "dlq", "list")
+    assert letter.entry_id in table.stdout and "1 dead letters in all" in table.stdout
+
+    shown = await fanout(redis_url, keys.prefix, "dlq", "show", letter.entry_id)
+    assert shown.returncode == 0
+    assert f"entry_id:     {letter.entry_id}" in shown.stdout
+    assert '"type": "NEW.TYPE"' in shown.stdout, "the body, pretty-printed"
+    missing = await fanout(redis_url, keys.prefix, "dlq", "show", "1-0")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "fanout: no dead letter with id 1-0"
+    bad = await fanout(redis_url, keys.prefix, "dlq", "show", "yesterday")
+    assert bad.returncode == 2 and "not a stream entry id" in bad.stderr
+
+
+async def test_dlq_replay_publishes_removes_or_keeps_with_the_new_reason(
+    redis: Redis, keys: Keys, settings: Settings, redis_url: str
+) -> None:
+    publisher = Publisher.from_settings(redis, settings)
+    now = datetime.now(UTC)
+    # Dead-lettered by an older version; decodes now.
+    fixed = samples.sample("VOUCHERS.IMPORT")
+    fixable = await publisher.dead_letter(
+        "unknown_type", "older version", msgspec.json.encode(fixed), now
+    )
+    # Already published meanwhile: a duplicate, removed too.
+    dup_id = await publish(settings, redis, "ORDERS.IMPORT")
+    [(_, entry)] = await redis.xrange(keys.completed("ORDERS.IMPORT"))
+    dup_body = json.loads(entry[b"event"])
+    dup = await publisher.dead_letter("unknown_type", "older", json.dumps(dup_body).encode(), now)
+    # Still broken, under another reason than the recorded one.
+    broken = await publisher.dead_letter("conflict", "stale reason", b'{"id": 1', now)
+
+    result = await fanout(redis_url, keys.prefix, "dlq", "replay", "--all", "--json")
+    assert result.returncode == 1, "one letter is still dead"
+    outcomes = {o["letter"]: o for o in map(json.loads, result.stdout.splitlines())}
+    assert outcomes[fixable.entry_id]["outcome"] == "accepted"
+    assert outcomes[dup.entry_id]["outcome"] == "duplicate"
+    assert outcomes[broken.entry_id]["outcome"] == "dead"
+    assert "malformed_json" in outcomes[broken.entry_id]["detail"]
+
+    [(_, published)] = await redis.xrange(keys.completed("VOUCHERS.IMPORT"))
+    assert json.loads(published[b"event"])["id"] == fixed["id"]
+    assert dup_id == dup_body["id"]
+    [(kept_id, kept)] = await redis.xrange(keys.dead_letters())
+    assert kept[b"reason"] == b"malformed_json" and kept[b"body"] == b'{"id": 1'
+    assert kept_id.decode() != broken.entry_id
+    # The same body is still dead-lettered once: its dedup key points at the kept letter.
+    again = await publisher.dead_letter("malformed_json", "x", b'{"id": 1', now)
+    assert again.new is False and again.entry_id == kept_id.decode()
+
+    table = await fanout(redis_url, keys.prefix, "dlq", "replay", kept_id.decode())
+    assert table.returncode == 1
+    assert "replayed 0 of 1; 1 still dead or missing" in table.stdout
+
+
+async def test_dlq_replay_of_a_poison_letter_delivers_it_again(
+    redis: Redis, keys: Keys, redis_url: str
+) -> None:
+    type_ = "ORDERS.IMPORT"
+    [bad] = await append(redis, keys, type_, 1)
+    fixed = False
+    handled: list[str] = []
+
+    async def handle(event: CompletionEvent) -> None:
+        if not fixed:
+            raise RuntimeError("bug")
+        handled.append(event.id)
+
+    member = Consumer(
+        redis,
+        "g",
+        prefix=keys.prefix,
+        types=[type_],
+        max_deliveries=1,
+        handler_timeout=0.3,
+        min_idle=0.5,
+        block=0.1,
+    )
+    async with running(member, handle):
+        async with asyncio.timeout(5):
+            while not await redis.xlen(keys.dead_letters()):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        fixed = True
+        result = await fanout(redis_url, keys.prefix, "dlq", "replay", "--all")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "requeued" in result.stdout
+        await until(lambda: handled == [bad])
+    assert await redis.xlen(keys.dead_letters()) == 0
+
+
+async def test_many_letters_replay_with_flag_url(
+    redis: Redis, keys: Keys, settings: Settings, redis_url: str
+) -> None:
+    publisher = Publisher.from_settings(redis, settings)
+    now = datetime.now(UTC)
+    for _ in range(30):
+        body = msgspec.json.encode(samples.sample("SKUS.IMPORT_CSV"))
+        await publisher.dead_letter("unknown_type", "older version", body, now)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            FANOUT,
+            "dlq",
+            "replay",
+            "--all",
+            "--redis-url",
+            redis_url,
+            "--stream-prefix",
+            keys.prefix,
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "replayed 30 of 30" in result.stdout
+    assert await redis.xlen(keys.completed("SKUS.IMPORT_CSV")) == 30
+    assert await redis.xlen(keys.dead_letters()) == 0
+
+
+async def test_unreachable_redis_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    for command in (["tail"], ["stats"], ["dlq", "list"]):
+        result = await fanout(url, "p", *command)
+        assert result.returncode == 1, command
+        assert result.stderr.startswith(f"fanout: cannot reach Redis at {url}")
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+async def test_the_password_of_an_unreachable_url_is_not_printed() -> None:
+    url = f"redis://user:s3cret@127.0.0.1:{free_port()}/0"
+    result = await fanout(url, "p", "stats")
+    assert result.returncode == 1
+    assert "s3cret" not in result.stderr and "user:***@127.0.0.1" in result.stderr
+
+
+async def test_wrong_url_and_no_server_are_named(tmp_path: Path) -> None:
+    wrong = await fanout("http://localhost:6379", "p", "stats")
+    assert wrong.returncode == 2
+    assert "FANOUT_REDIS_URL" in wrong.stderr and "Traceback" not in wrong.stderr
+    nothing = await asyncio.to_thread(
+        subprocess.run,
+        [FANOUT, "stats", "--data-dir", str(tmp_path)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert nothing.returncode == 1
+    assert "no embedded server runs" in nothing.stderr

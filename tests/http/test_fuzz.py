@@ -1,0 +1,211 @@
+"""Fuzzing over HTTP: valid async actions of every type, mutated, signed, posted.
+
+Whatever arrives, the answer is a 2xx or a 4xx, the process stays up, and every
+authenticated body that is refused sits in the dead letters exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from service.domain import actions, samples
+from service.http.app import WEBHOOK_PATH
+from service.streams.keys import Keys
+from tests.support.http import SECRET, signed
+from tests.support.servers import FanoutProcess
+
+PREFIX = f"fz{uuid.uuid4().hex[:10]}"
+STATUSES = ("ENQUEUED", "IN_PROGRESS", "DONE", "FAILED")
+
+
+@pytest.fixture(scope="module")
+def receiver(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FanoutProcess]:
+    fanout = FanoutProcess(
+        tmp_path_factory.mktemp("fuzz") / "fanout.log",
+        f"--redis-url={redis_url}",
+        f"--secrets={SECRET}",
+        f"--stream-prefix={PREFIX}",
+    )
+    fanout.start()
+    try:
+        yield fanout
+    finally:
+        fanout.stop()
+        client = Redis.from_url(redis_url)
+        try:
+            for key in client.scan_iter(match=f"{PREFIX}:*", count=1000):
+                client.delete(key)
+        finally:
+            client.close()
+
+
+json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63, max_value=10**400),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@st.composite
+def action(draw: st.DrawFn) -> dict[str, Any]:
+    type_ = draw(st.sampled_from(actions.TYPES))
+    status = draw(st.sampled_from(STATUSES))
+    return samples.sample(
+        type_,
+        status=status,
+        id_="aa_" + draw(st.text("0123456789abcdef", min_size=6, max_size=18)),
+        request_id=draw(st.none() | st.text(min_size=1, max_size=12)),
+        progress=draw(st.none() | st.integers(0, 100)),
+    )
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*path, index))
+
+
+def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    head, *rest = path
+    copy = value.copy()
+    copy[head] = _replace(value[head], tuple(rest), new)
+    return copy
+
+
+@st.composite
+def mutated_body(draw: st.DrawFn) -> bytes:
+    obj = draw(action())
+    kind = draw(
+        st.sampled_from(
+            ["none", "replace", "delete", "deep", "huge_int", "bad_utf8", "truncate", "type"]
+        )
+    )
+    paths = [p for p in _paths(obj) if p]
+    if kind == "replace":
+        obj = _replace(obj, draw(st.sampled_from(paths)), draw(json_value))
+    elif kind == "delete":
+        path = draw(st.sampled_from(paths))
+        parent = _replace(obj, (), obj)
+        holder = parent
+        for step in path[:-1]:
+            holder[step] = holder[step].copy()
+            holder = holder[step]
+        del holder[path[-1]]
+        obj = parent
+    elif kind == "type":
+        obj["type"] = draw(st.sampled_from([*actions.TYPES, "", "VOUCHERS", "vouchers.import"]))
+    body = msgspec.json.encode(obj)
+    # Byte-level mutations add a member at the end (a repeated key's last value wins).
+    key = draw(st.sampled_from([b"result", b"progress", b"processing_time", b"object", b"zz"]))
+    if kind == "deep":
+        depth = draw(st.sampled_from([64, 1_000, 100_000]))
+        opener, leaf, closer = draw(st.sampled_from([(b"[", b"", b"]"), (b'{"a":', b"1", b"}")]))
+        body = body[:-1] + b',"' + key + b'":' + opener * depth + leaf + closer * depth + b"}"
+    elif kind == "huge_int":
+        digits = b"9" * draw(st.integers(20, 5000))
+        body = body[:-1] + b',"' + key + b'":' + draw(st.sampled_from([b"", b"-"])) + digits + b"}"
+    elif kind == "bad_utf8":
+        at = draw(st.sampled_from([b'"status":"', b'"id":"aa_', b'"object":"', b'"message":"']))
+        body = body.replace(at, at + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80"])), 1)
+    elif kind == "truncate":
+        body = body[: draw(st.integers(0, len(body) - 1))]
+    return body
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(body=mutated_body())
+def test_mutated_actions_get_2xx_or_4xx_and_refused_ones_are_dead_lettered_once(
+    receiver: FanoutProcess, redis_url: str, body: bytes
+) -> None:
+    dead = Keys(PREFIX).dead_letters()
+    with httpx.Client(base_url=receiver.base_url, timeout=10) as http:
+        answer = http.post(WEBHOOK_PATH, content=body, headers=signed(body))
+        assert receiver.process is not None and receiver.process.poll() is None, "died"
+        assert answer.status_code in (200, 202, 400, 422), (answer.status_code, answer.text)
+        if answer.status_code >= 400:
+            again = http.post(WEBHOOK_PATH, content=body, headers=signed(body))
+            assert again.status_code == answer.status_code
+            sha = hashlib.sha256(body).hexdigest()
+            client = Redis.from_url(redis_url)
+            try:
+                matching = [f for _, f in client.xrange(dead) if f[b"sha256"].decode() == sha]
+            finally:
+                client.close()
+            assert len(matching) == 1
+            assert matching[0][b"body"] == body
+
+
+def test_the_fuzz_receiver_logs_no_traceback(receiver: FanoutProcess) -> None:
+    # Runs after the fuzzing in this module (same process): nothing was a 500.
+    assert "Traceback" not in Path(receiver.log_path).read_text()
+
+
+DEEP = b'{"id":"aa_deep","type":"VOUCHERS.IMPORT","status":"DONE","zz":' + b"[" * 100_000
+DEEP += b"]" * 100_000 + b"}"
+BAD_UTF8 = b'{"id":"aa_utf8","type":"VOUCHERS.IMPORT","status":"DO\xffNE"}'
+
+
+@pytest.mark.parametrize("body", [DEEP, BAD_UTF8], ids=["100000 deep", "invalid UTF-8"])
+async def test_undecodable_but_signed_is_400_and_dead_lettered(
+    http: httpx.AsyncClient, redis: AsyncRedis, keys: Keys, body: bytes
+) -> None:
+    answer = await http.post(WEBHOOK_PATH, content=body, headers=signed(body))
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "malformed_json"
+    letters = await redis.xrange(keys.dead_letters())
+    assert [f[b"body"] for _, f in letters] == [body]
+
+
+@pytest.mark.parametrize("body", [DEEP, BAD_UTF8], ids=["100000 deep", "invalid UTF-8"])
+async def test_undecodable_and_badly_signed_is_401(
+    http: httpx.AsyncClient, redis: AsyncRedis, keys: Keys, body: bytes
+) -> None:
+    headers = {**signed(body), "x-voucherify-signature": "0" * 64}
+    answer = await http.post(WEBHOOK_PATH, content=body, headers=headers)
+    assert answer.status_code == 401
+    assert await redis.xlen(keys.dead_letters()) == 0
+
+
+@pytest.mark.parametrize("field", ["progress", "processing_time"])
+async def test_integer_beyond_64_bits_is_422_and_dead_lettered(
+    http: httpx.AsyncClient, redis: AsyncRedis, keys: Keys, field: str
+) -> None:
+    # The receiver's digest and event encoders hold 64-bit integers at most.
+    body = msgspec.json.encode({**samples.sample("ORDERS.IMPORT"), field: 10**20})
+    answer = await http.post(WEBHOOK_PATH, content=body, headers=signed(body))
+    assert answer.status_code == 422
+    assert f"$.{field}" in answer.json()["detail"]
+    letters = await redis.xrange(keys.dead_letters())
+    assert [f[b"body"] for _, f in letters] == [body]
