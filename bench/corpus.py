@@ -10,7 +10,8 @@ from pathlib import Path
 
 import msgspec
 
-from service import events, samples, signature
+from service.domain import actions, samples
+from service.http import signature
 
 SECRET = b"bench-secret"
 
@@ -20,7 +21,7 @@ def bodies(count: int, seed: int = 7) -> list[bytes]:
     rng = random.Random(seed)
     out = []
     for n in range(count):
-        type_ = events.TYPES[n % len(events.TYPES)]
+        type_ = actions.TYPES[n % len(actions.TYPES)]
         status = rng.choices(["DONE", "FAILED", "IN_PROGRESS"], weights=[80, 15, 5])[0]
         action = samples.sample(type_, status=status, id_=f"aa_bench{n:012d}")
         out.append(msgspec.json.encode(action))

@@ -13,7 +13,7 @@ import time
 
 from bench import corpus
 from bench.alternative import ADAPTER
-from service import events
+from service.domain import actions
 
 
 def best(fn: object, bodies: list[bytes], repeat: int) -> float:
@@ -34,11 +34,11 @@ def main() -> None:
     args = parser.parse_args()
     bodies = corpus.bodies(args.messages)
     for body in bodies[:100]:  # same answer from both
-        assert events.decode(body).id == ADAPTER.validate_json(body).id
-    service = best(events.decode, bodies, args.repeat)
+        assert actions.decode(body).id == ADAPTER.validate_json(body).id
+    service = best(actions.decode, bodies, args.repeat)
     pydantic = best(ADAPTER.validate_json, bodies, args.repeat)
     size = sum(map(len, bodies)) / len(bodies)
-    print(f"{len(bodies)} messages of {len(events.TYPES)} types, {size:.0f} bytes on average")
+    print(f"{len(bodies)} messages of {len(actions.TYPES)} types, {size:.0f} bytes on average")
     print(f"  msgspec (service)  {service:6.2f} us/message")
     print(f"  pydantic v2 union  {pydantic:6.2f} us/message")
     print(f"  service is {pydantic / service:.1f}x faster (target >= 3x)")

@@ -20,8 +20,8 @@ import redis
 
 from bench import corpus
 from bench.run import wait_ready, wrk
-from service.keys import Keys
-from tests.servers import ValkeyProcess, free_port
+from service.streams.keys import Keys
+from tests.support.servers import ValkeyProcess, free_port
 
 
 def rss_mb(pid: int) -> float:
@@ -32,7 +32,7 @@ def rss_mb(pid: int) -> float:
 
 
 def accepted(client: redis.Redis, keys: Keys) -> int:
-    from service.events import TYPES
+    from service.domain.actions import TYPES
 
     return sum(
         int(client.xlen(keys.completed(t))) + int(client.xlen(keys.progress(t))) for t in TYPES

@@ -30,7 +30,7 @@ from pathlib import Path
 import redis
 
 from bench import corpus
-from tests.servers import ValkeyProcess, free_port
+from tests.support.servers import ValkeyProcess, free_port
 
 HERE = Path(__file__).parent
 UVICORN = [

@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from service import events
-from tests.cluster import ValkeyCluster
-from tests.conftest import SECRET
-from tests.load import make_deliveries, run_load
-from tests.servers import FanoutProcess, ValkeyProcess
+from service.domain import actions
+from tests.support.cluster import ValkeyCluster
+from tests.support.http import SECRET
+from tests.support.load import make_deliveries, run_load
+from tests.support.servers import FanoutProcess, ValkeyProcess
 
 EVENTS = 6000
 
@@ -35,9 +35,9 @@ async def measure(url: str, cluster: bool, workers: int, log: Path) -> tuple[flo
     )
     fanout.start()
     try:
-        warmup = make_deliveries(200, events.TYPES)
+        warmup = make_deliveries(200, actions.TYPES)
         await run_load(fanout.base_url, warmup, concurrency=64)
-        deliveries = make_deliveries(EVENTS, events.TYPES)
+        deliveries = make_deliveries(EVENTS, actions.TYPES)
         started = time.monotonic()
         tally = await run_load(fanout.base_url, deliveries, concurrency=64, seconds=120)
         return EVENTS / (time.monotonic() - started), dict(tally.answers)

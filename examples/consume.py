@@ -13,9 +13,7 @@ import signal
 
 from redis.asyncio import Redis
 
-from service.completion import CompletionEvent
-from service.consumer import Consumer
-from service.events import OrderImportResult, VoucherImportResult
+from service import CompletionEvent, Consumer, OrderImportResult, VoucherImportResult
 
 
 async def main(url: str, group: str, prefix: str, count: int | None) -> None:
