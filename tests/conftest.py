@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 from service.config import Secret, Settings
 from service.streams.keys import Keys
 from tests.support.cluster import ValkeyCluster
+from tests.support.fake_voucherify import FakeVoucherify
 from tests.support.http import SECRET, serving
-from tests.support.servers import ValkeyProcess
+from tests.support.servers import ValkeyProcess, running_uvicorn
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +73,15 @@ def settings(redis_url: str, prefix: str) -> Settings:
 async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(settings) as client:
         yield client
+
+
+@pytest.fixture
+def fake() -> FakeVoucherify:
+    """A fake Voucherify async-actions API, for the reconciler."""
+    return FakeVoucherify()
+
+
+@pytest.fixture
+async def api_url(fake: FakeVoucherify) -> AsyncIterator[str]:
+    async with running_uvicorn(fake.app) as base_url:
+        yield base_url

@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from starlette.types import ASGIApp
 
@@ -33,6 +33,18 @@ from .errors import CommandError
 SECRET_FILE = "webhook-secret"
 #: The app of one worker process, for uvicorn's ``factory=True``.
 FACTORY = "service.cli.factory:app"
+#: How uvicorn runs, with one worker or several.
+UVICORN: dict[str, Any] = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "lifespan": "on",
+    "log_config": None,  # keep the structured logging set up in main()
+    "server_header": False,
+    # Client addresses are the peer's: X-Forwarded-For is not trusted by default.
+    "proxy_headers": False,
+    "access_log": False,
+    "timeout_graceful_shutdown": 10,
+}
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,16 +117,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             create_app(settings, background=task.background(bool(args.poll), settings)),
             host=settings.host,
             port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
             log_level=args.log_level,
-            log_config=None,  # keep the structured logging set up in main()
-            server_header=False,
-            # Client addresses are the peer's: X-Forwarded-For is not trusted by default.
-            proxy_headers=False,
-            access_log=False,
-            timeout_graceful_shutdown=10,
+            **UVICORN,
         )
         # The sender's address comes from X-Forwarded-For only via a trusted proxy
         # (as factory.build does for the workers).
@@ -172,15 +176,8 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
         workers=args.workers,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
         log_level=args.log_level,
-        log_config=None,
-        server_header=False,
-        proxy_headers=False,
-        access_log=False,
-        timeout_graceful_shutdown=10,
+        **UVICORN,
     )
     if own_metrics_dir:
         shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)

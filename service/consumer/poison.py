@@ -16,7 +16,7 @@ from ..streams import replies
 from ..streams.connection import Client
 from ..streams.dead_letters import DeadLetter
 from ..streams.keys import Keys
-from ..streams.scripts import POISON_LUA
+from ..streams.scripts import DEAD_LETTER_LUA
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class PoisonLetters:
         self._keys = keys
         self._ttl = ttl
         self._maxlen = maxlen
-        self._script = redis.register_script(POISON_LUA)
+        self._script = redis.register_script(DEAD_LETTER_LUA)
 
     async def send(self, poison: Poison) -> str:
         """Write the letter (once); its entry id. Redis errors propagate."""
@@ -63,4 +63,4 @@ class PoisonLetters:
         args: list[Any] = [self._ttl, self._maxlen, *letter.pairs()]
         seen = self._keys.poison_seen(poison.group, poison.stream, poison.entry_id)
         entry = await self._script(keys=[seen, self._keys.dead_letters()], args=args)
-        return replies.text(entry)
+        return replies.text(entry[1])

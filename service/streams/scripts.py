@@ -46,7 +46,8 @@ redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
 return {1, entry}
 """
 
-# A dead letter, once per body hash.
+# A dead letter, once per body hash (KEYS[1] is its digest key), or once per
+# (group, stream, entry id) for a consumer group's poison letter.
 # KEYS: dead seen, dead stream.  ARGV: ttl, maxlen, then the letter's field/value pairs.
 DEAD_LETTER_LUA = """
 local seen = redis.call('GET', KEYS[1])
@@ -65,15 +66,5 @@ REPLACE_LETTER_LUA = """
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
 redis.call('XDEL', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
-return entry
-"""
-
-# A consumer group's poison letter, once per (group, stream, entry id).
-# KEYS: poison seen, dead stream.  ARGV: ttl, maxlen, then field/value pairs.
-POISON_LUA = """
-local seen = redis.call('GET', KEYS[1])
-if seen then return seen end
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[1])
 return entry
 """

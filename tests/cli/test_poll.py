@@ -8,7 +8,6 @@ import email.utils
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,17 +35,6 @@ from tests.support.http import post
 from tests.support.servers import running_uvicorn
 
 FANOUT = str(Path(sys.executable).parent / "fanout")
-
-
-@pytest.fixture
-def fake() -> FakeVoucherify:
-    return FakeVoucherify()
-
-
-@pytest.fixture
-async def api_url(fake: FakeVoucherify) -> AsyncIterator[str]:
-    async with running_uvicorn(fake.app) as base_url:
-        yield base_url
 
 
 def poll_env(redis_url: str, prefix: str, api_url: str, **extra: str) -> dict[str, str]:

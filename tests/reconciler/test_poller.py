@@ -30,7 +30,6 @@ from tests.support.fake_voucherify import (
     stream_ids,
 )
 from tests.support.http import post, serving
-from tests.support.servers import running_uvicorn
 
 FAST = Backoff(attempts=4, base=0.01, cap=0.05)
 
@@ -45,17 +44,6 @@ def poll_settings(base_url: str, **changes: Any) -> PollSettings:
         "timeout": 2.0,
     }
     return PollSettings(**(fields | changes))
-
-
-@pytest.fixture
-def fake() -> FakeVoucherify:
-    return FakeVoucherify()
-
-
-@pytest.fixture
-async def api_url(fake: FakeVoucherify) -> AsyncIterator[str]:
-    async with running_uvicorn(fake.app) as base_url:
-        yield base_url
 
 
 @contextlib.asynccontextmanager
