@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,17 @@ class Settings:
     port: int = 8000
     redis_timeout: float = 2.0
     admin_token: Secret | None = None
+    #: ``Host`` values ``/dashboard`` answers to; ``None``: ``dashboard_hosts()``'s default.
+    allowed_hosts: tuple[str, ...] | None = None
+
+    def dashboard_hosts(self) -> tuple[str, ...]:
+        """``FANOUT_ALLOWED_HOSTS``, or the listen host, localhost, 127.0.0.1 and [::1]
+        on the listen port."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        host = f"[{self.host}]" if ":" in self.host else self.host.lower()
+        names = dict.fromkeys((host, "localhost", "127.0.0.1", "[::1]"))
+        return tuple(f"{name}:{self.port}" for name in names)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -114,6 +126,7 @@ class Settings:
                 "FANOUT_REDIS_TIMEOUT", get("FANOUT_REDIS_TIMEOUT"), default.redis_timeout
             ),
             admin_token=_admin_token(get("FANOUT_ADMIN_TOKEN")),
+            allowed_hosts=_hosts(get("FANOUT_ALLOWED_HOSTS")),
         )
 
 
@@ -123,6 +136,38 @@ def _admin_token(value: str | None) -> Secret | None:
     if len(value) < 16:
         raise ConfigError("FANOUT_ADMIN_TOKEN", "must be at least 16 characters")
     return Secret(value)
+
+
+#: A ``Host`` value: ``name`` or ``[IPv6 address]``, then an optional ``:port``.
+_HOST = re.compile(r"(?P<name>[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
+
+
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """``(name, port)`` of a ``Host`` header or an allowed-hosts entry; None when malformed.
+
+    The name is lower-cased, an IPv6 address keeps its brackets, and the port is
+    ``None`` when absent.
+    """
+    match = _HOST.fullmatch(value.strip().lower())
+    if match is None:
+        return None
+    port = int(match["port"]) if match["port"] else None
+    if port is not None and not 0 < port <= 65535:
+        return None
+    return match["name"], port
+
+
+def _hosts(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    hosts = tuple(part.strip().lower() for part in value.split(","))
+    for host in hosts:
+        if host != "*" and parse_host(host) is None:
+            raise ConfigError(
+                "FANOUT_ALLOWED_HOSTS",
+                f"expected comma-separated host, host:port or *, without a scheme; got {host!r}",
+            )
+    return hosts
 
 
 def _redis_url(value: str | None) -> str | None:

@@ -72,6 +72,10 @@ def test_every_variable_is_read() -> None:
         ("FANOUT_DURABILITY", "replicas:0"),
         ("FANOUT_PORT", "70000"),
         ("FANOUT_REDIS_TIMEOUT", "0"),
+        ("FANOUT_ALLOWED_HOSTS", "https://fanout.example.com"),
+        ("FANOUT_ALLOWED_HOSTS", "fanout.example.com,,localhost"),
+        ("FANOUT_ALLOWED_HOSTS", "localhost:http"),
+        ("FANOUT_ALLOWED_HOSTS", "fanout.example.com/dashboard"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
@@ -96,3 +100,31 @@ def test_trusted_proxies_are_cidrs_and_a_bad_one_names_the_variable() -> None:
     assert Settings.from_env({}).trusted_proxies == ()
     with pytest.raises(ConfigError, match=r"^FANOUT_TRUSTED_PROXIES: "):
         Settings.from_env({"FANOUT_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"})
+
+
+def test_dashboard_hosts_default_to_the_listen_address_and_loopback_names() -> None:
+    assert Settings.from_env({}).dashboard_hosts() == (
+        "127.0.0.1:8000",
+        "localhost:8000",
+        "[::1]:8000",
+    )
+    listening = Settings.from_env({"FANOUT_HOST": "Fanout.Local", "FANOUT_PORT": "9000"})
+    assert listening.dashboard_hosts() == (
+        "fanout.local:9000",
+        "localhost:9000",
+        "127.0.0.1:9000",
+        "[::1]:9000",
+    )
+    assert Settings(host="::", port=80).dashboard_hosts()[0] == "[::]:80"
+
+
+def test_allowed_hosts_replace_the_default() -> None:
+    settings = Settings.from_env(
+        {"FANOUT_ALLOWED_HOSTS": "Fanout.example.com, [::1]:8000, 10.0.0.5:8000, *"}
+    )
+    assert settings.dashboard_hosts() == (
+        "fanout.example.com",
+        "[::1]:8000",
+        "10.0.0.5:8000",
+        "*",
+    )

@@ -53,7 +53,15 @@ FLAGS: dict[str, Flag] = {
         Flag("--data-dir", "where `fanout serve` keeps its embedded server's files"),
         Flag("--host", "listen address"),
         Flag("--port", "listen port"),
-        Flag("--admin-token", "token for /dashboard (default: localhost only)"),
+        Flag(
+            "--admin-token",
+            "token for /dashboard (default: one generated and kept in the data directory)",
+        ),
+        Flag(
+            "--allowed-hosts",
+            "comma-separated Host names /dashboard answers to "
+            "(default: the listen host, localhost, 127.0.0.1, [::1] on the listen port)",
+        ),
         # The reconciler's; its app token is read from the environment only (a
         # flag would show it in the process list).
         Flag("--api-url", "API base URL of your region", env="FANOUT_VOUCHERIFY_API_URL"),
@@ -81,6 +89,7 @@ SERVE = (
     "--port",
     "--redis-timeout",
     "--admin-token",
+    "--allowed-hosts",
 )
 TOOLS = (*REDIS, "--data-dir")
 POLL = ("--api-url", "--app-id", "--interval", "--rate", "--page-size", "--api-timeout", *REDIS)
