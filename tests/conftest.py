@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from service.config import Secret, Settings
 from service.streams.keys import Keys
+from tests.support.browser import chromium
 from tests.support.cluster import ValkeyCluster
 from tests.support.fake_voucherify import FakeVoucherify
 from tests.support.http import SECRET, serving
@@ -73,6 +74,13 @@ def settings(redis_url: str, prefix: str) -> Settings:
 async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(settings) as client:
         yield client
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[object]:
+    """Headless Chromium; mark the test ``requires_chromium`` (tests.support.browser)."""
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,6 +23,7 @@ from ..config import Settings
 from ..streams import connection
 from ..streams.connection import Client
 from ..streams.publisher import Publisher
+from .admin import AdminGuard
 from .dashboard import Dashboard
 from .errors import EXCEPTION_HANDLERS, Unavailable, json_response
 from .receiver import Receiver
@@ -68,7 +70,8 @@ def create_app(
     """The ASGI app. Without ``redis`` a client is made from ``settings`` and closed on exit.
 
     Each of ``background`` is started with the app's publisher once the app is up
-    and cancelled when it shuts down.
+    and cancelled when it shuts down. Everything under ``/dashboard`` needs
+    ``settings.admin_token``; without one it is refused (401), never open.
     """
     if not settings.secrets:
         raise ValueError("FANOUT_SECRETS: at least one webhook secret is required")
@@ -101,6 +104,8 @@ def create_app(
             Route("/readyz", readiness(publisher), methods=["GET"]),
             Route("/metrics", metrics_endpoint(stream_stats), methods=["GET"]),
         ],
+        # Only /dashboard is guarded; the webhook and the probes pass straight through.
+        middleware=[Middleware(AdminGuard, settings=settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -5,8 +5,8 @@ The exceptions of the whole service and where each one ends::
     Problem (here)                    a request refused; status and ``error`` fixed per class
     ├── MalformedJSON                 400 malformed_json
     ├── InvalidSignature              401 invalid_signature
-    ├── Unauthorized                  401 unauthorized (dashboard)
-    ├── Forbidden                     403 forbidden
+    ├── Unauthorized                  401 unauthorized: no valid admin token (dashboard)
+    ├── Forbidden                     403 forbidden: sender IP; dashboard Host or origin
     ├── BodyTooLarge                  413 body_too_large
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── InvalidPayload                422 invalid_payload
@@ -59,6 +59,7 @@ class InvalidSignature(Problem):
 class Unauthorized(Problem):
     status = 401
     error = "unauthorized"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="fanout dashboard"'}
 
 
 class Forbidden(Problem):

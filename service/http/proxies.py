@@ -3,7 +3,9 @@
 The header is believed only from the proxies listed in
 ``FANOUT_TRUSTED_PROXIES``; a direct client cannot claim another address with
 it. ``TrustedProxies`` wraps the app and rewrites the ASGI scope's client, so
-``intake.check_client`` (the allowlist) sees the sender's address.
+``intake.check_client`` (the allowlist) sees the sender's address. From the same
+proxies ``X-Forwarded-Proto: https`` makes the scope's scheme https (a
+TLS-terminating proxy), so the dashboard's cookie is marked ``Secure``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..config import IPNetwork
 
 _HEADER = b"x-forwarded-for"
+_PROTO = b"x-forwarded-proto"
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -71,4 +74,16 @@ class TrustedProxies:
             host = forwarded_client(peer, forwarded, self.trusted)
             if host != peer:
                 scope = {**scope, "client": (host, 0)}
+            if peer is not None and _trusted(peer, self.trusted):
+                scheme = forwarded_scheme([v for n, v in scope["headers"] if n == _PROTO])
+                if scheme is not None:
+                    scope = {**scope, "scheme": scheme}
         await self.app(scope, receive, send)
+
+
+def forwarded_scheme(values: Sequence[bytes]) -> str | None:
+    """``http`` or ``https`` as the nearest proxy wrote it (the last entry); else None."""
+    hops = [hop.strip().lower() for value in values for hop in value.split(b",")]
+    if hops and hops[-1] in (b"http", b"https"):
+        return hops[-1].decode()
+    return None

@@ -3,54 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from service.config import Secret, Settings
 from service.domain import samples
 from service.streams.keys import Keys
+from tests.support.browser import requires_chromium
+from tests.support.feed import fixable_letter
 from tests.support.http import post, serving
+from tests.support.servers import running_uvicorn
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TOKEN = "dashboard-token-0123456789"
 
-if CHROMIUM is None and os.environ.get("FANOUT_REQUIRE_BROWSER") == "1":
-    raise RuntimeError("FANOUT_REQUIRE_BROWSER=1 but no chromium on PATH")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); CI installs it"
-)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+pytestmark = requires_chromium
 
 
 @pytest.fixture
@@ -80,14 +54,6 @@ async def test_refused_without_the_token_and_loaded_with_it(
         assert await page.inner_text("h1") == "voucherify-fanout"
         await page.wait_for_selector("#connection.live", timeout=5000)
         await page.close()
-
-
-async def test_without_a_token_only_localhost_may_look(settings: Settings) -> None:
-    async with serving(settings) as http:
-        assert (await http.get("/dashboard")).status_code == 200
-        assert (await http.get("/dashboard/snapshot")).status_code == 200
-        spoofed = await http.get("/dashboard", headers={"x-forwarded-for": "203.0.113.9"})
-        assert spoofed.status_code == 200  # the peer is what counts, not a header
 
 
 async def test_live_view_changes_within_two_seconds(
@@ -140,22 +106,7 @@ async def test_live_view_changes_within_two_seconds(
 async def test_replaying_a_dead_letter_from_the_page_removes_it(
     guarded: Settings, browser: object, redis: Redis, keys: Keys
 ) -> None:
-    # A letter an older version filed as unknown_type, for a type this one knows:
-    # replaying it publishes the action and removes the letter.
-    action = samples.sample("VOUCHERS.IMPORT")
-    body = msgspec.json.encode(action)
-    sha = hashlib.sha256(body).hexdigest()
-    fixable = await redis.xadd(
-        keys.dead_letters(),
-        {
-            "reason": "unknown_type",
-            "detail": "old version",
-            "body": body,
-            "sha256": sha,
-            "received_at": "2026-11-01T00:00:00.000Z",
-        },
-    )
-    await redis.set(keys.dead_seen(sha), fixable)
+    fixable_id, action = await fixable_letter(redis, keys)
     async with serving(guarded) as http:
         broken = await post(http, b"{not json")  # stays broken on replay
         assert broken.status_code == 400
@@ -163,7 +114,6 @@ async def test_replaying_a_dead_letter_from_the_page_removes_it(
         page = await browser.new_page()  # type: ignore[attr-defined]
         await page.goto(f"{base}/dashboard?token={TOKEN}")
         await page.wait_for_selector("body[data-ready='1']", timeout=5000)
-        fixable_id = fixable.decode()
         row = f"#dead tr[data-entry='{fixable_id}']"
         assert await page.locator("#dead tbody tr").count() == 2
 
@@ -176,6 +126,39 @@ async def test_replaying_a_dead_letter_from_the_page_removes_it(
     assert entry[b"id"].decode() == action["id"]
     letters = await redis.xrange(keys.dead_letters())
     assert [fields[b"reason"] for _, fields in letters] == [b"malformed_json"]
+
+
+async def test_a_form_on_another_local_port_cannot_replay_even_with_the_cookie(
+    guarded: Settings, browser: object, redis: Redis, keys: Keys
+) -> None:
+    # Another local web app (any dev server on 127.0.0.1) is the same *site* as the
+    # dashboard: cookies ignore ports, so the SameSite=Strict cookie goes along with
+    # its form post. Only the origin check stands between it and the replay.
+    fixable_id, _ = await fixable_letter(redis, keys)
+    async with serving(guarded) as http:
+        base = str(http.base_url).rstrip("/")
+        target = f"{base}/dashboard/dead-letters/{fixable_id}/replay"
+
+        async def hostile_page(request: Request) -> HTMLResponse:
+            return HTMLResponse(
+                f'<form method="post" action="{target}"></form>'
+                "<script>document.forms[0].submit()</script>"
+            )
+
+        async with running_uvicorn(Starlette(routes=[Route("/", hostile_page)])) as other:
+            page = await browser.new_page()  # type: ignore[attr-defined]
+            await page.goto(f"{base}/dashboard?token={TOKEN}")
+            await page.wait_for_selector("body[data-ready='1']", timeout=5000)
+            async with page.expect_response(target) as answered:
+                await page.goto(f"{other}/")
+            answer = await answered.value
+            sent = await answer.request.all_headers()
+            await page.close()
+    assert "fanout_admin=" in sent.get("cookie", ""), "the browser did send the cookie"
+    assert sent["origin"] == other
+    assert answer.status == 403
+    assert await redis.xlen(keys.dead_letters()) == 1
+    assert await redis.xlen(keys.completed("VOUCHERS.IMPORT")) == 0
 
 
 async def test_replay_endpoint_keeps_a_letter_that_fails_again(

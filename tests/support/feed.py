@@ -1,9 +1,13 @@
-"""Helpers for the consumer tests: fill streams fast, run a consumer, a local cluster."""
+"""Helpers for the consumer tests: fill streams fast, run a consumer, a local cluster.
+
+Also a dead letter to replay, for the dashboard tests.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import secrets
 import socket
 import subprocess
@@ -49,6 +53,29 @@ async def append(
         pipe.xadd(stream, fields)  # type: ignore[arg-type]
     await pipe.execute()
     return ids
+
+
+async def fixable_letter(redis: Redis, keys: Keys) -> tuple[str, dict[str, object]]:
+    """File a letter as an older version did (unknown_type) for a type this one knows.
+
+    Replaying it publishes the action and removes the letter; returns the
+    letter's entry id and the action.
+    """
+    action = samples.sample("VOUCHERS.IMPORT")
+    body = msgspec.json.encode(action)
+    sha = hashlib.sha256(body).hexdigest()
+    entry_id = await redis.xadd(
+        keys.dead_letters(),
+        {
+            "reason": "unknown_type",
+            "detail": "old version",
+            "body": body,
+            "sha256": sha,
+            "received_at": "2026-11-01T00:00:00.000Z",
+        },
+    )
+    await redis.set(keys.dead_seen(sha), entry_id)
+    return entry_id.decode(), action
 
 
 @contextlib.asynccontextmanager
