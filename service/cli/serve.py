@@ -1,7 +1,10 @@
-"""``fanout serve``: the receiver, with an embedded Valkey and a local secret when none is set.
+"""``fanout serve``: the receiver, with an embedded Valkey and local secrets when none are set.
 
-``--workers N`` runs N uvicorn processes sharing the port; each builds its app
-from the environment through ``FACTORY``.
+Without ``FANOUT_SECRETS`` a webhook secret, and without ``FANOUT_ADMIN_TOKEN``
+an admin token, is generated once and kept in the data directory (mode 600);
+the dashboard URL is printed with that token. ``--workers N`` runs N uvicorn
+processes sharing the port; each builds its app from the environment through
+``FACTORY``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 from starlette.types import ASGIApp
 
@@ -31,6 +35,7 @@ from . import flags
 from .errors import CommandError
 
 SECRET_FILE = "webhook-secret"
+ADMIN_TOKEN_FILE = "admin-token"
 #: The app of one worker process, for uvicorn's ``factory=True``.
 FACTORY = "service.cli.factory:app"
 #: How uvicorn runs, with one worker or several.
@@ -74,16 +79,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(handler=cmd_serve)
 
 
-def _local_secret(data_dir: Path) -> tuple[str, bool]:
-    """The secret kept in the data directory for local use; True when just made."""
-    path = data_dir / SECRET_FILE
-    if path.exists():
-        return path.read_text().strip(), False
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+def _local_secret(data_dir: Path, name: str, variable: str) -> tuple[str, bool]:
+    """The secret kept in ``data_dir / name`` (mode 600) when ``variable`` is unset.
+
+    Made on first use and reused on every later start; True when just made.
+    """
+    path = data_dir / name
+    try:
+        if path.exists():
+            value = path.read_text().strip()
+            if not value:
+                raise CommandError(
+                    f"{path} is empty: delete it to make a new one, or set {variable}"
+                )
+            return value, False
+        data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+    except OSError as exc:
+        raise CommandError(
+            f"cannot keep a secret in {path} ({exc.strerror}): set {variable}"
+        ) from None
     return value, True
 
 
@@ -92,7 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(flags.environ(args))
     if not settings.secrets:
-        value, created = _local_secret(settings.data_dir)
+        value, created = _local_secret(settings.data_dir, SECRET_FILE, "FANOUT_SECRETS")
         settings = dataclasses.replace(settings, secrets=(Secret(value),))
         where = settings.data_dir / SECRET_FILE
         if created:
@@ -101,6 +119,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             print(f"FANOUT_SECRETS is not set; using the local secret kept in {where}.")
             print("  For local use only: set FANOUT_SECRETS in production.")
+    admin_token = None
+    if settings.admin_token is None:
+        admin_token, created = _local_secret(
+            settings.data_dir, ADMIN_TOKEN_FILE, "FANOUT_ADMIN_TOKEN"
+        )
+        settings = dataclasses.replace(settings, admin_token=Secret(admin_token))
+        where = settings.data_dir / ADMIN_TOKEN_FILE
+        made = "generated an admin token" if created else "using the admin token"
+        print(f"FANOUT_ADMIN_TOKEN is not set; {made} kept in {where}.")
     embedded = None
     if settings.redis_url is None:
         embedded = EmbeddedValkey(settings.data_dir)
@@ -109,7 +136,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"embedded Valkey listening on {url} (AOF on, files in {embedded.data_dir})")
     try:
         asyncio.run(_preflight(settings))
-        print(f"webhook URL: http://{settings.host}:{settings.port}/webhooks/voucherify")
+        base = f"http://{_url_host(settings.host)}:{settings.port}"
+        print(f"webhook URL: {base}/webhooks/voucherify")
+        if admin_token is None:
+            print(f"dashboard: {base}/dashboard?token=<FANOUT_ADMIN_TOKEN>")
+        else:
+            print(f"dashboard: {base}/dashboard?token={quote(admin_token, safe='')}")
         sys.stdout.flush()
         if args.workers > 1:
             return _serve_workers(settings, args)
@@ -161,6 +193,7 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
             "FANOUT_DURABILITY": str(settings.durability),
             "FANOUT_REDIS_TIMEOUT": str(settings.redis_timeout),
             "FANOUT_ADMIN_TOKEN": settings.admin_token.reveal() if settings.admin_token else "",
+            "FANOUT_ALLOWED_HOSTS": ",".join(settings.dashboard_hosts()),
             "FANOUT_POLL": "1" if args.poll else os.environ.get("FANOUT_POLL", "0"),
             "FANOUT_LOG_LEVEL": args.log_level,
             "FANOUT_LOG_FORMAT": args.log_format,
@@ -182,6 +215,15 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
     if own_metrics_dir:
         shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
     return 0
+
+
+def _url_host(host: str) -> str:
+    """How a browser on this machine reaches ``host``: a wildcard address is loopback."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 async def _preflight(settings: Settings) -> None:

@@ -140,11 +140,23 @@ def test_workers_on_the_embedded_server_then_sigterm_exits_0(tmp_path: Path) -> 
             ).status_code
             for _ in range(4)
         ]
+        # One generated admin token for every worker: each new connection may land on either.
+        token = (tmp_path / "data" / "admin-token").read_text().strip()
+        assert f"{fanout.base_url}/dashboard?token={token}" in fanout.log_path.read_text()
+        snapshot = fanout.base_url + "/dashboard/snapshot"
+        bearer = {"authorization": f"Bearer {token}"}
+        dashboard = [httpx.get(snapshot, headers=bearer).status_code for _ in range(4)]
+        # The allowed hosts travel too (the default names carry `serve`'s port).
+        named = {**bearer, "host": f"localhost:{fanout.port}"}
+        dashboard += [httpx.get(snapshot, headers=named).status_code for _ in range(4)]
+        refused = httpx.get(snapshot).status_code
         fanout.terminate()
         assert fanout.wait(20) == 0
     finally:
         fanout.stop()
     assert answers == [202, 200, 200, 200]
+    assert dashboard == [200] * 8
+    assert refused == 401
 
 
 def test_workers_must_be_a_positive_integer(tmp_path: Path) -> None:
