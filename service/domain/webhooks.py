@@ -1,0 +1,354 @@
+"""Webhook events: the v2024-01-01 envelope, its event type, typed data and the outbound event.
+
+What Voucherify POSTs to a registered webhook URL is an envelope
+``{id, project_id, created_at, type, data, source, event}``. This module turns
+one authenticated body into either an async action (``events``) or a
+``WebhookDelivery``, and builds the ``WebhookEvent`` published for it.
+
+One parse per body
+------------------
+The contract asks for one msgspec tagged union with the 22 async action types,
+decoded once per request. A msgspec tagged union cannot have a catch-all tag,
+and a distribution envelope's ``type`` is the user's own "Event name", so the
+envelope cannot be one more member of that union. ``decode`` therefore runs the
+async action union first: msgspec reads the tag before anything else (scanning
+ahead to the ``type`` key without building values), so a body whose ``type`` is
+not one of the 22 is refused at the tag, having built nothing. Only then is the
+body decoded as an envelope, once, with ``data`` kept as ``msgspec.Raw``: the
+exact bytes as received, published unchanged. The data is then decoded into the
+Struct of its event type (the type may sit in ``event.type``, after ``data``,
+so it cannot steer the envelope's own decode): parsed once into plain values,
+which give the dedup digest, then converted to the Struct. An async action costs what it
+cost before; an envelope costs one tag look-ahead more than a direct decode.
+
+Event type, validity and drift
+------------------------------
+The event type is the envelope ``type`` for project-settings webhooks and
+``event.type`` when ``source.object == "distribution"``; the vendor's other
+spellings are mapped to the payload schemas' enum spelling (``ALIASES``).
+An envelope without ``id``, ``type`` or an object ``data``, or whose event type
+has characters outside ``[A-Za-z0-9._-]`` or is over 200 characters, raises
+``MalformedEnvelope`` (a ``msgspec.ValidationError``: 422 and a dead letter).
+Anything else is accepted: data that does not decode into its Struct, or an
+event type with no Struct, gives ``schema_valid = False`` and the decoder's
+message (drift), never a refusal.
+
+Dedup identity
+--------------
+A delivery is identified by its event, not its sendout: ``id`` is ``event.id``
+(else the envelope ``id``) and ``digest`` covers the event type, that id and the
+data's JSON values (not its spelling: whitespace, string escapes and number
+notation do not count). A retry, a pretty-printed resend and the same event
+through a second webhook of the project (other envelope ``id`` and ``source``)
+are the same delivery.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import msgspec
+
+from .. import events
+from .webhook_data import ALIASES, BY_TYPE, WebhookData
+
+SCHEMA_VERSION = 1
+MAX_TYPE_LENGTH = 200
+_TYPE_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_TYPE_LENGTH}}}")
+_ABSENT = msgspec.Raw(b"")
+_KINDS = {list: "array", type(None): "null"}
+
+
+class MalformedEnvelope(msgspec.ValidationError):
+    """An authenticated envelope that cannot be published: answered 422, dead-lettered."""
+
+
+# --- inbound ---------------------------------------------------------------------
+
+
+class Source(msgspec.Struct, kw_only=True):
+    """``source``: the webhook (project settings) or distribution that sent the envelope."""
+
+    id: str | None = None
+    object: str | None = None
+    target_url: str | None = None
+
+
+class EventInfo(msgspec.Struct, kw_only=True):
+    """``event``: the event behind the sendout; ``group_id`` is the request that caused it."""
+
+    id: str | None = None
+    type: str | None = None
+    created_at: str | None = None
+    entity_id: str | None = None
+    group_id: str | None = None
+    event_source: dict[str, Any] | None = None
+
+
+class Envelope(msgspec.Struct, kw_only=True):
+    """The v2024-01-01 webhook envelope as sent; ``data`` stays the bytes received."""
+
+    id: str | None = None
+    project_id: str | None = None
+    created_at: str | None = None
+    type: str | None = None
+    data: msgspec.Raw = _ABSENT
+    source: Source | None = None
+    event: EventInfo | None = None
+
+    @property
+    def is_distribution(self) -> bool:
+        return self.source is not None and self.source.object == "distribution"
+
+
+class _HasData(msgspec.Struct):
+    data: msgspec.Raw = _ABSENT
+
+
+# --- outbound --------------------------------------------------------------------
+
+
+class WebhookEvent(msgspec.Struct, kw_only=True):
+    """What downstream services receive for a webhook event (the entry's ``event``).
+
+    ``type`` is the event type (canonical spelling), ``id`` the event id,
+    ``sendout_id`` the envelope id, ``request_id`` the event's ``group_id``,
+    ``webhook_type`` the envelope's own ``type``. ``data`` is published exactly
+    as received; decoded by ``decode_webhook_event`` it is the typed Struct of
+    the event type, or a plain ``dict`` where it does not decode into one (see
+    ``schema_valid`` and ``schema_error`` for what the receiver found).
+    """
+
+    schema: int = SCHEMA_VERSION
+    type: str
+    id: str
+    sendout_id: str
+    request_id: str | None = None
+    project_id: str | None = None
+    created_at: str | None = None
+    received_at: datetime
+    source: Source | None = None
+    webhook_type: str
+    schema_valid: bool
+    schema_error: str | None = None
+    data: WebhookData | dict[str, Any] | msgspec.Raw
+
+
+class _WireEvent(WebhookEvent, kw_only=True):
+    data: msgspec.Raw
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One well-formed envelope, with what publishing and dedup need."""
+
+    type: str
+    id: str
+    request_id: str | None
+    envelope: Envelope
+    data: WebhookData | None
+    schema_error: str | None
+    digest: str
+    """Identifies the event's content, whichever webhook sent it and however spelled."""
+
+    @property
+    def sendout_id(self) -> str:
+        assert self.envelope.id is not None
+        return self.envelope.id
+
+    @property
+    def webhook_type(self) -> str:
+        assert self.envelope.type is not None
+        return self.envelope.type
+
+    @property
+    def schema_valid(self) -> bool:
+        return self.schema_error is None
+
+    def event(self, received_at: datetime) -> WebhookEvent:
+        envelope = self.envelope
+        created_at = envelope.event.created_at if envelope.event else None
+        return WebhookEvent(
+            type=self.type,
+            id=self.id,
+            sendout_id=self.sendout_id,
+            request_id=self.request_id,
+            project_id=envelope.project_id,
+            created_at=created_at or envelope.created_at,
+            received_at=received_at,
+            source=envelope.source,
+            webhook_type=self.webhook_type,
+            schema_valid=self.schema_valid,
+            schema_error=self.schema_error,
+            data=envelope.data,
+        )
+
+
+Inbound: TypeAlias = "events.AnyAction | WebhookDelivery"
+
+_envelope_decoder = msgspec.json.Decoder(Envelope)
+_has_data_decoder = msgspec.json.Decoder(_HasData)
+_wire_decoder = msgspec.json.Decoder(_WireEvent)
+_encoder = msgspec.json.Encoder()
+
+
+@functools.cache
+def _data_decoder(type_: str) -> msgspec.json.Decoder[WebhookData]:
+    """The decoder of one event type's data (``KeyError`` for an unknown type)."""
+    decoder: msgspec.json.Decoder[WebhookData] = msgspec.json.Decoder(BY_TYPE[type_])
+    return decoder
+
+
+# --- decoding ----------------------------------------------------------------------
+
+
+def decode(body: bytes) -> Inbound:
+    """An async action or a webhook delivery, from one authenticated body.
+
+    Raises like ``events.decode``: ``msgspec.DecodeError`` for bytes that are not
+    JSON, ``msgspec.ValidationError`` for a body that is neither a valid async
+    action nor a well-formed envelope (``MalformedEnvelope`` for the latter).
+    """
+    try:
+        return events.decode(body)
+    except msgspec.ValidationError as exc:
+        if events.failure_reason(exc) != "unknown_type":
+            raise
+        not_an_action = exc
+    try:
+        envelope = _decode_envelope(body)
+    except MalformedEnvelope:
+        if not _has_data(body):
+            raise not_an_action from None
+        raise
+    if not len(envelope.data):
+        raise not_an_action  # no ``data``: an object of an unknown async action type
+    return delivery(envelope)
+
+
+def decode_envelope(body: bytes) -> WebhookDelivery:
+    """A webhook delivery from an envelope's bytes (no async action check)."""
+    return delivery(_decode_envelope(body))
+
+
+def _decode_envelope(body: bytes) -> Envelope:
+    try:
+        return _envelope_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise MalformedEnvelope(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string ({exc.reason})") from None
+    except RecursionError:
+        raise msgspec.DecodeError("JSON nested too deeply to decode") from None
+
+
+def _has_data(body: bytes) -> bool:
+    try:
+        return bool(len(_has_data_decoder.decode(body).data))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return False
+
+
+def delivery(envelope: Envelope) -> WebhookDelivery:
+    """Validate a decoded envelope and decode its data into the Struct of its event type."""
+    if not envelope.id:
+        raise MalformedEnvelope("Object missing required field `id`")
+    if not envelope.type:
+        raise MalformedEnvelope("Object missing required field `type`")
+    if not len(envelope.data):
+        raise MalformedEnvelope("Object missing required field `data`")
+    value = _parse(envelope.data)
+    if not isinstance(value, dict):
+        kind = _KINDS.get(type(value), type(value).__name__)
+        raise MalformedEnvelope(f"Expected `object`, got `{kind}` - at `$.data`")
+    type_ = event_type(envelope)
+    event = envelope.event
+    id_ = (event.id if event else None) or envelope.id
+    request_id = (event.group_id if event else None) or None
+    typed, error = typed_data(type_, value)
+    ident = f"{type_}\0{id_}\0".encode() + _encoder.encode(value)
+    digest = hashlib.blake2b(ident, digest_size=16).hexdigest()
+    return WebhookDelivery(type_, id_, request_id, envelope, typed, error, digest)
+
+
+def _parse(data: msgspec.Raw) -> Any:
+    """The data as plain JSON values: a full parse (the envelope's decode only skipped it)."""
+    try:
+        return msgspec.json.decode(data)
+    except UnicodeDecodeError as exc:
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string ({exc.reason})") from None
+    except RecursionError:
+        raise msgspec.DecodeError("JSON nested too deeply to decode") from None
+
+
+def event_type(envelope: Envelope) -> str:
+    """The event type by the contract's rule, in its canonical spelling."""
+    if envelope.is_distribution:
+        value = envelope.event.type if envelope.event else None
+        path = "$.event.type"
+    else:
+        value = envelope.type
+        path = "$.type"
+    if not value:
+        where = " - at `$.event`" if envelope.is_distribution else ""
+        raise MalformedEnvelope(f"Object missing required field `type`{where}")
+    if _TYPE_PATTERN.fullmatch(value) is None:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise MalformedEnvelope(
+            f"Invalid event type {shown!r}: expected 1 to {MAX_TYPE_LENGTH} characters "
+            f"of [A-Za-z0-9._-] - at `{path}`"
+        )
+    return ALIASES.get(value, value)
+
+
+def typed_data(type_: str, value: dict[str, Any]) -> tuple[WebhookData | None, str | None]:
+    """``(typed data, None)``, or ``(None, why not)`` for drift and unknown event types."""
+    struct = BY_TYPE.get(type_)
+    if struct is None:
+        return None, f"Unknown event type `{type_}`: no documented schema"
+    try:
+        return msgspec.convert(value, struct), None
+    except msgspec.ValidationError as exc:
+        return None, str(exc).replace("- at `$", "- at `$.data", 1)
+
+
+# --- the outbound event --------------------------------------------------------------
+
+
+def encode_event(event: WebhookEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_webhook_event(data: bytes | str) -> WebhookEvent:
+    """An entry's ``event`` field back into a ``WebhookEvent`` with typed ``data``.
+
+    ``data`` is the Struct of the event type when it decodes into one (whatever
+    ``schema_valid`` says: a newer version of this library may read what an
+    older receiver could not), else the JSON object as published.
+    """
+    wire = _wire_decoder.decode(data)
+    body: WebhookData | dict[str, Any]
+    try:
+        body = _data_decoder(wire.type).decode(wire.data)
+    except (KeyError, msgspec.ValidationError):
+        body = msgspec.json.decode(wire.data)
+    return WebhookEvent(
+        type=wire.type,
+        id=wire.id,
+        sendout_id=wire.sendout_id,
+        request_id=wire.request_id,
+        project_id=wire.project_id,
+        created_at=wire.created_at,
+        received_at=wire.received_at,
+        source=wire.source,
+        webhook_type=wire.webhook_type,
+        schema_valid=wire.schema_valid,
+        schema_error=wire.schema_error,
+        data=body,
+        schema=wire.schema,
+    )
