@@ -1,0 +1,96 @@
+"""Webhook envelopes as Voucherify sends them, around the vendor's example data.
+
+Project-settings events come from a project webhook (``source.object`` is
+``webhook``, the envelope ``type`` is the event type); the others come from a
+distribution (``source.object`` is ``distribution``, the envelope ``type`` is
+the user's own event name and ``event.type`` the event type). The data is the
+vendor's documented example of the type (``webhook_examples.json``, generated).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .webhook_data import ALIASES, BY_TYPE, PROJECT_SETTINGS_TYPES
+
+EXAMPLES_PATH = Path(__file__).with_name("webhook_examples.json")
+PROJECT_ID = "proj_5T4Rpl4T1nuM"
+TARGET_URL = "https://fanout.example.com/webhooks/voucherify"
+
+#: Every documented event type, canonical spelling, in the vendor's order.
+TYPES: tuple[str, ...] = tuple(BY_TYPE)
+
+
+@functools.cache
+def _examples() -> dict[str, dict[str, Any]]:
+    examples: dict[str, dict[str, Any]] = json.loads(EXAMPLES_PATH.read_bytes())["examples"]
+    return examples
+
+
+def example(type_: str) -> dict[str, Any]:
+    """A fresh copy of the vendor's example ``data`` of ``type_`` (either spelling)."""
+    canonical = ALIASES.get(type_, type_)
+    if canonical not in BY_TYPE:
+        raise KeyError(f"unknown webhook event type {type_!r}")
+    copied: dict[str, Any] = json.loads(json.dumps(_examples()[canonical]))
+    return copied
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(
+    type_: str,
+    data: dict[str, Any] | None = None,
+    *,
+    distribution: bool | None = None,
+    sendout_id: str | None = None,
+    event_id: str | None = None,
+    group_id: str | None = None,
+    source_id: str | None = None,
+    event_name: str = "Fan-out sample",
+) -> dict[str, Any]:
+    """One v2024-01-01 envelope of ``type_`` (spelled as given), as Voucherify posts it.
+
+    ``distribution`` defaults to how the vendor sends the type: a project
+    webhook for project-settings events, a distribution for the others.
+    ``data`` defaults to the vendor's example of the type.
+    """
+    canonical = ALIASES.get(type_, type_)
+    if distribution is None:
+        distribution = canonical not in PROJECT_SETTINGS_TYPES
+    created_at = _now()
+    if distribution:
+        source = {
+            "id": source_id or f"distr_{secrets.token_hex(13)}",
+            "object": "distribution",
+            "target_url": TARGET_URL,
+        }
+    else:
+        source = {
+            "id": source_id or f"wh_{secrets.token_hex(12)}",
+            "object": "webhook",
+            "target_url": TARGET_URL,
+        }
+    return {
+        "id": sendout_id or f"whs_{secrets.token_hex(9)}",
+        "project_id": PROJECT_ID,
+        "created_at": created_at,
+        "type": event_name if distribution else type_,
+        "data": example(type_) if data is None else data,
+        "source": source,
+        "event": {
+            "id": event_id or f"evt_{secrets.token_hex(9)}",
+            "type": type_,
+            "created_at": created_at,
+            "entity_id": f"ent_{secrets.token_hex(9)}",
+            "group_id": group_id or f"v-{secrets.token_hex(9)}",
+            "event_source": {"channel": "API"},
+        },
+    }
