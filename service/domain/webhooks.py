@@ -2,7 +2,7 @@
 
 What Voucherify POSTs to a registered webhook URL is an envelope
 ``{id, project_id, created_at, type, data, source, event}``. This module turns
-one authenticated body into either an async action (``events``) or a
+one authenticated body into either an async action (``actions``) or a
 ``WebhookDelivery``, and builds the ``WebhookEvent`` published for it.
 
 One parse per body
@@ -54,7 +54,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from .. import events
+from . import actions
 from .webhook_data import ALIASES, BY_TYPE, WebhookData
 
 SCHEMA_VERSION = 1
@@ -189,7 +189,7 @@ class WebhookDelivery:
         )
 
 
-Inbound: TypeAlias = "events.AnyAction | WebhookDelivery"
+Inbound: TypeAlias = "actions.AnyAction | WebhookDelivery"
 
 _envelope_decoder = msgspec.json.Decoder(Envelope)
 _has_data_decoder = msgspec.json.Decoder(_HasData)
@@ -210,14 +210,14 @@ def _data_decoder(type_: str) -> msgspec.json.Decoder[WebhookData]:
 def decode(body: bytes) -> Inbound:
     """An async action or a webhook delivery, from one authenticated body.
 
-    Raises like ``events.decode``: ``msgspec.DecodeError`` for bytes that are not
+    Raises like ``actions.decode``: ``msgspec.DecodeError`` for bytes that are not
     JSON, ``msgspec.ValidationError`` for a body that is neither a valid async
     action nor a well-formed envelope (``MalformedEnvelope`` for the latter).
     """
     try:
-        return events.decode(body)
+        return actions.decode(body)
     except msgspec.ValidationError as exc:
-        if events.failure_reason(exc) != "unknown_type":
+        if actions.failure_reason(exc) != "unknown_type":
             raise
         not_an_action = exc
     try:

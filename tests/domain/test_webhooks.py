@@ -21,8 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import events, samples
-from service.domain import webhook_data, webhook_samples, webhooks
+from service.domain import actions, samples, webhook_data, webhook_samples, webhooks
 from service.domain.webhook_samples import TYPES, envelope
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -358,10 +357,10 @@ def test_envelope_field_of_the_wrong_type() -> None:
 # --- the top-level decode: async actions unchanged -------------------------------------
 
 
-@pytest.mark.parametrize("type_", events.TYPES)
+@pytest.mark.parametrize("type_", actions.TYPES)
 def test_async_actions_still_decode_as_actions(type_: str) -> None:
     body = encode(samples.sample(type_))
-    assert webhooks.decode(body) == events.decode(body)
+    assert webhooks.decode(body) == actions.decode(body)
 
 
 def test_unknown_async_action_type_without_data_is_refused_as_before() -> None:
@@ -369,12 +368,12 @@ def test_unknown_async_action_type_without_data_is_refused_as_before() -> None:
     with pytest.raises(msgspec.ValidationError) as caught:
         webhooks.decode(body)
     assert not isinstance(caught.value, webhooks.MalformedEnvelope)
-    assert events.failure_reason(caught.value) == "unknown_type"
+    assert actions.failure_reason(caught.value) == "unknown_type"
 
 
 def test_known_async_action_type_with_data_stays_an_async_action() -> None:
     body = encode(samples.sample("VOUCHERS.IMPORT") | {"data": {}})
-    assert isinstance(webhooks.decode(body), events.VouchersImport)
+    assert isinstance(webhooks.decode(body), actions.VouchersImport)
 
 
 def test_not_json() -> None:
@@ -530,7 +529,7 @@ def test_any_object_data_is_accepted_and_published_unchanged(
 @given(type_=st.text(max_size=210), distribution=st.booleans())
 def test_any_event_type_is_accepted_or_refused_as_malformed(type_: str, distribution: bool) -> None:
     body = encode(envelope(type_, {"a": 1}, distribution=distribution))
-    if type_ in events.BY_TYPE and not distribution:
+    if type_ in actions.BY_TYPE and not distribution:
         # An async action type: decoded as an async action (this one lacks its fields).
         with pytest.raises(msgspec.ValidationError) as caught:
             webhooks.decode(body)
