@@ -21,7 +21,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 DELIVERIES = Counter(
     "fanout_deliveries",
-    "Webhook deliveries by async action type and outcome.",
+    "Webhook deliveries by async action type or webhook event type, and outcome.",
     ["type", "outcome"],
     registry=REGISTRY,
 )
@@ -34,6 +34,13 @@ COMPLETIONS = Counter(
 FAILED_RECORDS = Counter(
     "fanout_failed_records",
     "Records that failed inside published completions (their failed_count), by type.",
+    ["type"],
+    registry=REGISTRY,
+)
+SCHEMA_DRIFT = Counter(
+    "fanout_schema_drift",
+    "Webhook events published with schema_valid false (data off its documented schema, "
+    "or an event type without one), by event type.",
     ["type"],
     registry=REGISTRY,
 )
@@ -82,6 +89,10 @@ def completion(type_: str, status: str, failed_count: int | None) -> None:
     _child(COMPLETIONS, type_, status).inc()
     if failed_count:
         _child(FAILED_RECORDS, type_).inc(failed_count)
+
+
+def schema_drift(type_: str) -> None:
+    _child(SCHEMA_DRIFT, type_).inc()
 
 
 def dead_letter(reason: str) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import clock
 from .webhook_data import ALIASES, BY_TYPE, PROJECT_SETTINGS_TYPES
 
 EXAMPLES_PATH = Path(__file__).with_name("webhook_examples.json")
@@ -41,10 +41,6 @@ def example(type_: str) -> dict[str, Any]:
     return copied
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def envelope(
     type_: str,
     data: dict[str, Any] | None = None,
@@ -65,7 +61,7 @@ def envelope(
     canonical = ALIASES.get(type_, type_)
     if distribution is None:
         distribution = canonical not in PROJECT_SETTINGS_TYPES
-    created_at = _now()
+    created_at = clock.now()
     if distribution:
         source = {
             "id": source_id or f"distr_{secrets.token_hex(13)}",

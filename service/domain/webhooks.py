@@ -297,13 +297,23 @@ def event_type(envelope: Envelope) -> str:
     if not value:
         where = " - at `$.event`" if envelope.is_distribution else ""
         raise MalformedEnvelope(f"Object missing required field `type`{where}")
-    if _TYPE_PATTERN.fullmatch(value) is None:
+    if not is_event_type(value):
         shown = value if len(value) <= 60 else value[:57] + "..."
         raise MalformedEnvelope(
             f"Invalid event type {shown!r}: expected 1 to {MAX_TYPE_LENGTH} characters "
             f"of [A-Za-z0-9._-] - at `{path}`"
         )
-    return ALIASES.get(value, value)
+    return canonical_type(value)
+
+
+def canonical_type(name: str) -> str:
+    """An event type in the payload schemas' enum spelling (others mapped, the rest as is)."""
+    return ALIASES.get(name, name)
+
+
+def is_event_type(name: str) -> bool:
+    """Whether ``name`` may be an event type: 1 to 200 of ``[A-Za-z0-9._-]``."""
+    return _TYPE_PATTERN.fullmatch(name) is not None
 
 
 def typed_data(type_: str, value: dict[str, Any]) -> tuple[WebhookData | None, str | None]:
@@ -315,6 +325,13 @@ def typed_data(type_: str, value: dict[str, Any]) -> tuple[WebhookData | None, s
         return msgspec.convert(value, struct), None
     except msgspec.ValidationError as exc:
         return None, str(exc).replace("- at `$", "- at `$.data", 1)
+
+
+def failure_reason(error: msgspec.DecodeError) -> str:
+    """Dead-letter reason of a body ``decode`` refused (a malformed envelope: invalid_payload)."""
+    if isinstance(error, MalformedEnvelope):
+        return "invalid_payload"
+    return actions.failure_reason(error)
 
 
 # --- the outbound event --------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""The webhook endpoint: bytes -> verified -> decoded action -> publish outcome -> answer.
+"""The webhook endpoint: bytes -> verified -> decoded body -> publish outcome -> answer.
+
+A body is an async action (its ``type`` one of the 22) or a webhook event in the
+v2024-01-01 envelope (``domain.webhooks``): both are deduplicated and appended
+by one script call, answered alike, and refused alike (422 and a dead letter).
 
 It is a plain ASGI app mounted on the route (no per-request Response object or
 exception-handler wrapping): this is the hot path, and every answer it gives is
@@ -16,7 +20,8 @@ from starlette.types import Receive, Scope, Send
 
 from .. import metrics
 from ..config import Settings
-from ..domain import actions
+from ..domain import webhooks
+from ..domain.webhooks import Inbound, WebhookDelivery
 from ..streams.errors import RedisUnavailable
 from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
 from . import intake
@@ -59,7 +64,7 @@ class Receiver:
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         """The answer's status and JSON body; a ``Problem`` for every refusal."""
-        action: actions.AnyAction | None = None
+        inbound: Inbound | None = None
         try:
             head = intake.Head.of(scope)
             intake.check_client(scope, self.settings.allow_ips)
@@ -68,8 +73,11 @@ class Receiver:
             body = await intake.read_body(receive, self.settings.max_body_bytes)
             self.verifier.verify(body, head.signatures)
             received_at = datetime.now(UTC)
-            action = await self._decode(body, received_at)
-            outcome = await self.publisher.publish(action, received_at)
+            inbound = await self._decode(body, received_at)
+            if isinstance(inbound, WebhookDelivery):
+                outcome = await self.publisher.publish_event(inbound, received_at)
+            else:
+                outcome = await self.publisher.publish(inbound, received_at)
             if isinstance(outcome, Conflict):
                 await self.publisher.dead_letter(
                     "conflict",
@@ -79,29 +87,33 @@ class Receiver:
                 )
         except RedisUnavailable as exc:
             unavailable = Unavailable()
-            _refused(unavailable, action, exc.__cause__ or exc)
+            _refused(unavailable, inbound, exc.__cause__ or exc)
             raise unavailable from exc
         except Problem as problem:
-            _refused(problem, action, problem.__cause__)
+            _refused(problem, inbound, problem.__cause__)
             raise
-        if isinstance(outcome, Accepted) and action.completed:
-            failed_count = getattr(action.result, "failed_count", None)
-            metrics.completion(action.type, action.status, failed_count)
-        metrics.delivery(action.type, type(outcome).__name__.lower())
-        return _answer(action, outcome)
+        if isinstance(outcome, Accepted):
+            if isinstance(inbound, WebhookDelivery):
+                if not inbound.schema_valid:
+                    metrics.schema_drift(inbound.type)
+            elif inbound.completed:
+                failed_count = getattr(inbound.result, "failed_count", None)
+                metrics.completion(inbound.type, inbound.status, failed_count)
+        metrics.delivery(inbound.type, type(outcome).__name__.lower())
+        return _answer(inbound.id, outcome)
 
-    async def _decode(self, body: bytes, received_at: datetime) -> actions.AnyAction:
+    async def _decode(self, body: bytes, received_at: datetime) -> Inbound:
         try:
-            return actions.decode(body)
+            return webhooks.decode(body)
         except msgspec.ValidationError as exc:
             await self.publisher.dead_letter(
-                actions.failure_reason(exc), str(exc), body, received_at
+                webhooks.failure_reason(exc), str(exc), body, received_at
             )
             raise InvalidPayload(str(exc)) from None
         except msgspec.DecodeError as exc:
             # Authenticated, so kept: nothing the sender signed is lost.
             await self.publisher.dead_letter(
-                actions.failure_reason(exc), str(exc), body, received_at
+                webhooks.failure_reason(exc), str(exc), body, received_at
             )
             raise MalformedJSON(str(exc)) from None
 
@@ -110,18 +122,16 @@ class Receiver:
 _OUTCOMES = {"body_too_large": "too_large"}
 
 
-def _refused(
-    problem: Problem, action: actions.AnyAction | None, cause: BaseException | None
-) -> None:
+def _refused(problem: Problem, inbound: Inbound | None, cause: BaseException | None) -> None:
     """Count and log one refusal."""
     outcome = _OUTCOMES.get(problem.error, problem.error)
-    metrics.delivery(action.type if action else "unknown", outcome)
+    metrics.delivery(inbound.type if inbound else "unknown", outcome)
     fields = {
         "status": problem.status,
         "outcome": outcome,
-        "type": action.type if action else None,
-        "id": action.id if action else None,
-        "request_id": action.request_id if action else None,
+        "type": inbound.type if inbound else None,
+        "id": inbound.id if inbound else None,
+        "request_id": inbound.request_id if inbound else None,
         "detail": problem.detail,
     }
     if problem.status >= 500:
@@ -131,17 +141,15 @@ def _refused(
         logger.info("webhook refused", extra={"fields": fields})
 
 
-def _answer(action: actions.AsyncAction, outcome: Outcome) -> tuple[int, bytes]:
+def _answer(id_: str, outcome: Outcome) -> tuple[int, bytes]:
     if isinstance(outcome, Accepted):
         return 202, _encoder.encode(
             {
                 "status": "accepted",
-                "id": action.id,
+                "id": id_,
                 "stream": outcome.stream,
                 "entry_id": outcome.entry_id,
             }
         )
     # Duplicates, conflicts and stale progress all mean: already have it.
-    return 200, _encoder.encode(
-        {"status": "duplicate", "id": action.id, "entry_id": outcome.entry_id}
-    )
+    return 200, _encoder.encode({"status": "duplicate", "id": id_, "entry_id": outcome.entry_id})

@@ -1,14 +1,18 @@
 """Every Redis key the service uses is built here and nowhere else.
 
-``{...}`` is a Redis Cluster hash tag: all keys of one async action type share
-one slot, so one script can check the dedup key and append to the stream
-atomically. Dead letters and their dedup keys share the ``{dead}`` slot.
+``{...}`` is a Redis Cluster hash tag: all keys of one async action type (or
+of one webhook event type) share one slot, so one script can check the dedup
+key and append to the stream atomically. Dead letters and their dedup keys
+share the ``{dead}`` slot.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+
+# Completions and progress of async actions; events of webhook event types.
+STREAM_KINDS = ("completed", "progress", "events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,14 @@ class Keys:
         step = "" if progress is None else str(progress)
         return f"{self.prefix}:{{{type_}}}:pseen:{id_}:{request_id}:{status}:{step}"
 
+    def events(self, type_: str) -> str:
+        """The stream of one webhook event type (canonical spelling)."""
+        return f"{self.prefix}:{{{type_}}}:events"
+
+    def event_seen(self, type_: str, id_: str, request_id: str) -> str:
+        """One webhook event (event id, request id): holds the entry id and a content digest."""
+        return f"{self.prefix}:{{{type_}}}:eseen:{id_}:{request_id}"
+
     def dead_letters(self) -> str:
         return f"{self.prefix}:{{dead}}:letters"
 
@@ -55,12 +67,12 @@ class Keys:
         return f"{self.prefix}:{{dead}}:*"
 
     def parse_stream(self, key: str) -> tuple[str, str] | None:
-        """``(type, "completed" | "progress")`` of a stream key of this prefix, else None."""
+        """``(type, "completed" | "progress" | "events")`` of a stream key of this prefix."""
         head = f"{self.prefix}:{{"
         if not key.startswith(head) or "}:" not in key:
             return None
         type_, _, kind = key[len(head) :].partition("}:")
-        return (type_, kind) if kind in ("completed", "progress") and type_ != "dead" else None
+        return (type_, kind) if kind in STREAM_KINDS and type_ != "dead" else None
 
     def stream_pattern(self) -> str:
         """Matches every stream of this prefix, for SCAN."""

@@ -24,14 +24,14 @@ from redis.exceptions import RedisError
 
 from .. import metrics
 from ..config import Durability, Settings
-from ..domain import actions, completion
+from ..domain import actions, completion, webhooks
 from . import replies
 from .connection import Client
 from .dead_letters import DeadLetter
 from .errors import RedisUnavailable
 from .group_commit import GroupCommit
 from .keys import Keys
-from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, PROGRESS_LUA
+from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, PROGRESS_LUA
 
 logger = logging.getLogger("service.publish")
 
@@ -126,6 +126,7 @@ class Publisher:
         self._health = _Health()
         self._complete = redis.register_script(COMPLETE_LUA)
         self._progress = redis.register_script(PROGRESS_LUA)
+        self._event = redis.register_script(EVENT_LUA)
         self._dead = redis.register_script(DEAD_LETTER_LUA)
         wait_ms = max(1, int(timeout * 800))
         self._wait: tuple[Any, ...] | None = {
@@ -211,6 +212,31 @@ class Publisher:
         if code == 2:
             return Conflict(entry_id)
         return Stale(entry_id)
+
+    async def publish_event(
+        self, delivery: webhooks.WebhookDelivery, received_at: datetime
+    ) -> Outcome:
+        """Append a webhook event to its type's stream, once per (event id, request id)."""
+        event = webhooks.encode_event(delivery.event(received_at))
+        type_, request_id = delivery.type, delivery.request_id or ""
+        seen = self._keys.event_seen(type_, delivery.id, request_id)
+        stream = self._keys.events(type_)
+        fields: dict[str, str | bytes] = {
+            "type": type_,
+            "id": delivery.id,
+            "request_id": request_id,
+            "sendout_id": delivery.sendout_id,
+            "event": event,
+        }
+        pairs = [item for pair in fields.items() for item in pair]
+        args = (delivery.digest, self._ttl, self._maxlen, *pairs)
+        code, entry = await self._run(self._event, (seen, stream), args)
+        entry_id = replies.text(entry)
+        if code == 1:
+            return Accepted(stream, entry_id)
+        if code == 0:
+            return Duplicate(entry_id)
+        return Conflict(entry_id)
 
     async def dead_letter(
         self, reason: str, detail: str, body: bytes, received_at: datetime

@@ -46,6 +46,23 @@ redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
 return {1, entry}
 """
 
+# A webhook event: answer from the (event id, request_id) key if it is there,
+# else append; the key holds "<entry id> <digest>", a different digest is a conflict.
+# KEYS: seen, stream.  ARGV: digest, ttl, maxlen, then the entry's field/value pairs.
+EVENT_LUA = """
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
+  local sep = string.find(seen, ' ', 1, true)
+  local first = string.sub(seen, 1, sep - 1)
+  if string.sub(seen, sep + 1) == ARGV[1] then return {0, first} end
+  return {2, first}
+end
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
+return {1, entry}
+"""
+
 # A dead letter, once per body hash (KEYS[1] is its digest key), or once per
 # (group, stream, entry id) for a consumer group's poison letter.
 # KEYS: dead seen, dead stream.  ARGV: ttl, maxlen, then the letter's field/value pairs.

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..domain import clock
 from ..domain.actions import TYPES
+from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from . import replies
 from .connection import Client
 from .keys import Keys
@@ -17,11 +18,15 @@ from .keys import Keys
 
 def known_streams(keys: Keys) -> dict[str, str]:
     """Every stream the service writes, by name, with its kind (``completed``, ``progress``,
-    ``dead``): known by name, so no SCAN over the (many) dedup keys is needed."""
+    ``events``, ``dead``): known by name, so no SCAN over the (many) dedup keys is needed.
+    Streams of webhook event types without a documented schema are not listed (``collect``
+    finds them)."""
     streams = {keys.dead_letters(): "dead"}
     for type_ in TYPES:
         streams[keys.completed(type_)] = "completed"
         streams[keys.progress(type_)] = "progress"
+    for type_ in WEBHOOK_TYPES:
+        streams[keys.events(type_)] = "events"
     return streams
 
 
@@ -54,6 +59,7 @@ async def collect(client: Client, keys: Keys) -> dict[str, Any]:
         "dedup_keys": {
             "completions": dedup["seen"],
             "progress_steps": dedup["pseen"],
+            "webhook_events": dedup["eseen"],
             "done_markers": dedup["done"],
             "dead_letter_bodies": dedup["dead_seen"],
             "poison_markers": dedup["poison"],
@@ -68,7 +74,7 @@ def _dedup_kind(key: str, keys: Keys) -> str:
     kind = tail.split(":", 1)[0]
     if tag == "{dead":
         return {"seen": "dead_seen", "poison": "poison"}.get(kind, "other")
-    return kind if kind in ("seen", "pseen", "done") else "other"
+    return kind if kind in ("seen", "pseen", "done", "eseen") else "other"
 
 
 async def _stream(client: Client, keys: Keys, key: str) -> dict[str, Any]:
