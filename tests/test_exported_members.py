@@ -25,6 +25,14 @@ def test_the_downstream_api_is_there() -> None:
     assert {"Consumer", "decode_event", "CompletionEvent", "VoucherImportResult"} <= set(
         service.__all__
     )
+    webhook_api = {"WebhookEvent", "WebhookData", "WebhookSource", "StreamEvent"}
+    assert webhook_api | {"WEBHOOK_BY_TYPE"} <= set(service.__all__)
+
+
+def test_every_webhook_data_struct_is_exported() -> None:
+    assert len(service.WEBHOOK_BY_TYPE) == 72
+    for struct in service.WEBHOOK_BY_TYPE.values():
+        assert getattr(service, struct.__name__) is struct
 
 
 def test_importing_the_consumer_api_loads_no_server_framework() -> None:

@@ -1,8 +1,11 @@
 """Read the streams with a consumer group: typed events in, at-least-once handling.
 
-A ``Consumer`` subscribes one group to the completion streams of some types
-(and, if asked, their progress streams), decodes each entry into the typed
-completion event of its type and hands it to an async handler:
+A ``Consumer`` subscribes one group to the streams of some types: completion
+streams of async action types (and, if asked, their progress streams) and event
+streams of webhook event types (``types=["voucher.published"]``). It decodes
+each entry into the typed event of its type (a ``CompletionEvent``, or a
+``WebhookEvent`` whose ``data`` is the typed Struct of its event type) and hands
+it to an async handler:
 
 * a handler that returns acknowledges the entry (XACK); one that raises, or
   runs past ``handler_timeout``, leaves it pending;
@@ -17,7 +20,7 @@ completion event of its type and hands it to an async handler:
   streams are idle; ``stop()`` finishes the handlers in flight and returns.
 
 Reads never cross a hash slot: on one server a single XREADGROUP covers every
-stream, with ``RedisCluster`` there is one per type (both streams of a type
+stream, with ``RedisCluster`` there is one per type (the streams of a type
 share the type's slot).
 """
 
@@ -38,8 +41,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..domain import actions
-from ..domain.completion import CompletionEvent, decode_event
+from ..domain import actions, webhooks
+from ..domain.entries import StreamEvent, decode_event
+from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from ..streams import replies
 from ..streams.connection import Client
 from ..streams.keys import Keys
@@ -47,7 +51,7 @@ from .poison import Poison, PoisonLetters
 
 logger = logging.getLogger("service.consumer")
 
-Handler: TypeAlias = Callable[[CompletionEvent], Awaitable[object]]
+Handler: TypeAlias = Callable[[StreamEvent], Awaitable[object]]
 Start: TypeAlias = Literal["beginning", "now"]
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
@@ -94,10 +98,13 @@ class Consumer:
         dead_letter_ttl: int = 604_800,
         dead_letter_maxlen: int = 1_000_000,
     ) -> None:
-        types = tuple(types)
-        unknown = [t for t in types if t not in actions.BY_TYPE]
+        # Webhook event types in the vendor's other spelling read the canonical stream.
+        types = tuple(dict.fromkeys(webhooks.canonical_type(t) for t in types))
+        unknown = [t for t in types if t not in actions.BY_TYPE and t not in WEBHOOK_TYPES]
         if unknown or not types:
-            raise ValueError(f"unknown async action type(s): {unknown or 'none given'}")
+            raise ValueError(
+                f"unknown async action or webhook event type(s): {unknown or 'none given'}"
+            )
         if start not in ("beginning", "now"):
             raise ValueError(f"start must be 'beginning' or 'now', got {start!r}")
         if concurrency < 1 or max_deliveries < 1:
@@ -129,7 +136,10 @@ class Consumer:
             redis, self.keys, ttl=dead_letter_ttl, maxlen=dead_letter_maxlen
         )
         streams = [
-            [self.keys.completed(t)] + ([self.keys.progress(t)] if progress else []) for t in types
+            [self.keys.completed(t)] + ([self.keys.progress(t)] if progress else [])
+            if t in actions.BY_TYPE
+            else [self.keys.events(t)]
+            for t in types
         ]
         # One read per hash slot: all streams at once on one server, one type per read on a cluster.
         self._reads: list[list[str]] = (

@@ -452,7 +452,7 @@ async def test_the_example_consumes_until_its_count(
 def test_min_idle_must_exceed_the_handler_timeout(redis: Redis) -> None:
     with pytest.raises(ValueError, match="min_idle"):
         Consumer(redis, "g", handler_timeout=10, min_idle=5)
-    with pytest.raises(ValueError, match="unknown async action type"):
+    with pytest.raises(ValueError, match="unknown async action or webhook event type"):
         Consumer(redis, "g", types=["NOT.A_TYPE"])
 
 
