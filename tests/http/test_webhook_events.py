@@ -197,10 +197,9 @@ async def test_drift_is_accepted_flagged_and_counted(
     assert event["schema_error"] == "Expected `str | null`, got `int` - at `$.data.voucher.code`"
     assert event["data"] == data
     after = await scrape(http)
-    name = "fanout_schema_drift_total"
-    assert value(after, name, type="voucher.published") - value(
-        before, name, type="voucher.published"
-    ) == 1
+    drift = "fanout_schema_drift_total"
+    counted = value(after, drift, type="voucher.published")
+    assert counted - value(before, drift, type="voucher.published") == 1
     assert await dead_letters(redis, keys) == []
 
 
