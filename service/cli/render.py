@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..domain import clock
-from ..domain.completion import decode_event
+from ..domain.entries import decode_event
+from ..domain.webhooks import WebhookEvent
 from ..streams import replies
 from ..streams.dead_letters import DeadLetter
 
@@ -111,6 +112,9 @@ def event_row(entry: Entry) -> list[str]:
         event = decode_event(fields)
     except (msgspec.DecodeError, msgspec.ValidationError):
         row[5] = "?"
+        return row
+    if isinstance(event, WebhookEvent):  # no status or counts: say whether the data fit
+        row[2] = "valid" if event.schema_valid else "drift"
         return row
     row[5:] = [
         "" if value is None else str(value)

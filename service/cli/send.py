@@ -1,4 +1,9 @@
-"""``fanout send``: sign a file or a built-in sample as Voucherify does and post it."""
+"""``fanout send``: sign a file or a built-in sample as Voucherify does and post it.
+
+Samples: an async action of any of the 22 types, or a webhook event of any of
+the 72 documented types (the vendor's example data in the v2024-01-01
+envelope, from a project webhook or a distribution as Voucherify sends it).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,38 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from ..domain import actions, samples
+from ..domain import actions, samples, webhook_samples
+from ..domain.webhook_data import ALIASES
 from ..http import signature
 from .errors import CommandError
 from .serve import SECRET_FILE
 
+#: Types ``--sample`` takes: async action types, webhook event types in either spelling.
+SAMPLE_TYPES = (*actions.TYPES, *webhook_samples.TYPES, *ALIASES)
+
+
+def _sample(type_: str, status: str) -> bytes:
+    if type_ in actions.BY_TYPE:
+        return msgspec.json.encode(samples.sample(type_, status=status))
+    return msgspec.json.encode(webhook_samples.envelope(type_))
+
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    send = commands.add_parser("send", help="sign and post an async action to the receiver")
+    send = commands.add_parser("send", help="sign and post a webhook body to the receiver")
     source = send.add_mutually_exclusive_group(required=True)
-    source.add_argument("file", nargs="?", help="JSON file holding one async action")
-    source.add_argument("--sample", choices=actions.TYPES, metavar="TYPE", help="built-in sample")
+    source.add_argument("file", nargs="?", help="JSON file: an async action or an envelope")
+    source.add_argument(
+        "--sample",
+        choices=SAMPLE_TYPES,
+        metavar="TYPE",
+        help="built-in sample: an async action type (VOUCHERS.IMPORT) "
+        "or a webhook event type (voucher.published)",
+    )
     send.add_argument(
-        "--status", default="DONE", choices=["ENQUEUED", "IN_PROGRESS", "DONE", "FAILED"]
+        "--status",
+        default="DONE",
+        choices=["ENQUEUED", "IN_PROGRESS", "DONE", "FAILED"],
+        help="of an async action sample",
     )
     send.add_argument("--count", type=int, default=1, help="how many to send (new ids each)")
     send.add_argument("--url", help="webhook URL (default: from FANOUT_HOST and FANOUT_PORT)")
@@ -47,10 +71,7 @@ def _bodies(args: argparse.Namespace) -> list[bytes]:
             return [Path(args.file).read_bytes()] * args.count
         except OSError as exc:
             raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
-    return [
-        msgspec.json.encode(samples.sample(args.sample, status=args.status))
-        for _ in range(args.count)
-    ]
+    return [_sample(args.sample, args.status) for _ in range(args.count)]
 
 
 def cmd_send(args: argparse.Namespace) -> int:

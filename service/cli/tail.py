@@ -1,7 +1,10 @@
 """``fanout tail``: the latest stream entries, then (``--follow``) new ones as they come.
 
-Completions by default; ``--progress`` adds the progress streams, ``--dead``
-shows the dead letters instead. ``--json`` prints each event exactly as it was
+Completions and webhook events by default; ``--type`` picks async action
+types or webhook event types (any event type: streams of types without a
+documented schema hold drift), ``--progress`` adds the progress streams,
+``--status`` keeps async actions of those statuses only, ``--dead`` shows the
+dead letters instead. ``--json`` prints each event exactly as it was
 published, one per line (dead letters as an object of their fields).
 """
 
@@ -14,7 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from redis.asyncio.cluster import RedisCluster
 
 from ..config import Settings
-from ..domain import actions
+from ..domain import actions, webhooks
+from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from ..streams import replies
 from ..streams.connection import Client
 from ..streams.keys import Keys
@@ -30,7 +34,12 @@ _SCAN_LIMIT = 10_000
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("tail", help="show recent stream entries, optionally follow")
     parser.add_argument(
-        "--type", action="append", choices=actions.TYPES, metavar="TYPE", help="repeatable"
+        "--type",
+        action="append",
+        type=event_type,
+        metavar="TYPE",
+        help="async action type (VOUCHERS.IMPORT) or webhook event type (voucher.published); "
+        "repeatable",
     )
     parser.add_argument("--status", action="append", choices=STATUSES, help="repeatable")
     parser.add_argument("--progress", action="store_true", help="include progress streams")
@@ -42,13 +51,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(handler=tools.handler(tail))
 
 
+def event_type(value: str) -> str:
+    """An async action type as given, or a webhook event type in its canonical spelling."""
+    if value in actions.BY_TYPE:
+        return value
+    if not webhooks.is_event_type(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither an async action type nor an event type "
+            "(1 to 200 of A-Z a-z 0-9 . _ -)"
+        )
+    return webhooks.canonical_type(value)
+
+
 def streams_for(args: argparse.Namespace, keys: Keys) -> list[str]:
     if args.dead:
         return [keys.dead_letters()]
-    types: Sequence[str] = args.type or actions.TYPES
+    types: Sequence[str] = args.type or (*actions.TYPES, *WEBHOOK_TYPES)
     wanted = set(args.status or STATUSES)
     streams = []
     for type_ in types:
+        if type_ not in actions.BY_TYPE:
+            if not args.status:  # webhook events have no status
+                streams.append(keys.events(type_))
+            continue
         if wanted & {"DONE", "FAILED"}:
             streams.append(keys.completed(type_))
         if (args.progress or args.status) and wanted & {"ENQUEUED", "IN_PROGRESS"}:

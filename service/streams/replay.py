@@ -1,6 +1,7 @@
 """Replay a dead letter through the same decode and publish path as the webhook.
 
-Used by ``fanout dlq replay`` and by the dashboard's replay button. A letter
+Used by ``fanout dlq replay`` and by the dashboard's replay button; async
+actions and webhook envelopes alike. A letter
 that is now accepted, a duplicate, or stale progress is removed; one that fails
 again stays, re-filed under the reason it fails with now. A ``poison`` letter
 (a consumer group gave up on it) holds a published event: replay appends it
@@ -15,8 +16,9 @@ from typing import Any, NamedTuple
 import msgspec
 
 from ..config import Settings
-from ..domain import actions
-from ..domain.completion import decode_event
+from ..domain import webhooks
+from ..domain.entries import decode_event
+from ..domain.webhooks import WebhookDelivery, WebhookEvent
 from . import replies
 from .connection import Client
 from .dead_letters import DeadLetter
@@ -69,10 +71,13 @@ class Replayer:
             return await self._requeue(letter)
         body = letter.letter.body
         try:
-            action = actions.decode(body)
-        except msgspec.DecodeError as exc:  # not JSON, or not a valid async action
-            return await self._keep(letter, actions.failure_reason(exc), str(exc))
-        outcome = await self.publisher.publish(action, letter.letter.received)
+            inbound = webhooks.decode(body)
+        except msgspec.DecodeError as exc:  # not JSON, nor an async action or envelope
+            return await self._keep(letter, webhooks.failure_reason(exc), str(exc))
+        if isinstance(inbound, WebhookDelivery):
+            outcome = await self.publisher.publish_event(inbound, letter.letter.received)
+        else:
+            outcome = await self.publisher.publish(inbound, letter.letter.received)
         if isinstance(outcome, Conflict):
             detail = f"same id and request_id as entry {outcome.entry_id}, different content"
             return await self._keep(letter, "conflict", detail)
@@ -93,17 +98,20 @@ class Replayer:
             event = decode_event(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return Replayed(letter.entry_id, "dead", f"poison: cannot decode the event: {exc}")
-        if stream not in (self.keys.completed(event.type), self.keys.progress(event.type)):
+        fields: dict[Any, Any]
+        if isinstance(event, WebhookEvent):
+            streams: tuple[str, ...] = (self.keys.events(event.type),)
+            fields = {"type": event.type, "id": event.id, "request_id": event.request_id or ""}
+            fields |= {"sendout_id": event.sendout_id, "event": body}
+        else:
+            streams = (self.keys.completed(event.type), self.keys.progress(event.type))
+            fields = {"type": event.type, "status": event.status, "id": event.id}
+            fields |= {"request_id": event.request_id or "", "event": body}
+        if stream not in streams:
             return Replayed(letter.entry_id, "dead", f"poison: unknown stream {stream!r}")
         entry = await self.client.xadd(
             stream,
-            {
-                "type": event.type,
-                "status": event.status,
-                "id": event.id,
-                "request_id": event.request_id or "",
-                "event": body,
-            },
+            fields,
             maxlen=self.config.stream_maxlen,
             approximate=True,
         )
