@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..config import Settings
 from ..domain.actions import TYPES
+from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from ..streams import replies, stats
 from ..streams.dead_letters import DeadLetter
 from ..streams.publisher import Publisher
@@ -34,6 +35,8 @@ from .errors import json_response
 STATIC = Path(__file__).parent / "static"
 #: Failed records shown per action.
 MAX_FAILURES = 20
+#: Webhook events listed (newest first).
+MAX_WEBHOOK_EVENTS = 30
 STATS_EVERY = 2.0
 
 _encoder = msgspec.json.Encoder()
@@ -52,6 +55,19 @@ def _summary(stream_kind: str, entry_id: str, fields: dict[bytes, bytes]) -> dic
             "size": len(letter.body),
         }
     event = msgspec.json.decode(fields.get(b"event", b"{}"))
+    if stream_kind == "events":
+        return {
+            "kind": "events",
+            "entry_id": entry_id,
+            "type": replies.text(fields.get(b"type")),
+            "id": replies.text(fields.get(b"id")),
+            "request_id": replies.text(fields.get(b"request_id")),
+            "webhook_type": event.get("webhook_type"),
+            "source": (event.get("source") or {}).get("object"),
+            "schema_valid": event.get("schema_valid"),
+            "schema_error": (event.get("schema_error") or "")[:300] or None,
+            "received_at": event.get("received_at"),
+        }
     result = event.get("result") or {}
     records = result.get("failed") or result.get("errors") or []
     if isinstance(records, dict):
@@ -78,6 +94,11 @@ def _summary(stream_kind: str, entry_id: str, fields: dict[bytes, bytes]) -> dic
             if isinstance(r, dict)
         ],
     }
+
+
+def _order(entry_id: str) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
 
 
 class Dashboard:
@@ -122,6 +143,7 @@ class Dashboard:
         failed = [0] * 60
         recent_failed: list[dict[str, Any]] = []
         in_flight: dict[str, dict[str, Any]] = {}
+        webhook_events: list[dict[str, Any]] = []
         for stream, kind in self._streams.items():
             if kind == "completed":
                 for entry_id, fields in replies.rows(
@@ -134,6 +156,11 @@ class Dashboard:
                     item = _summary(kind, entry_id, fields)
                     if item["status"] == "FAILED" or item["failed_count"]:
                         recent_failed.append(item)
+            elif kind == "events":
+                for entry_id, fields in replies.rows(
+                    await self._redis.xrevrange(stream, count=MAX_WEBHOOK_EVENTS)
+                ):
+                    webhook_events.append(_summary(kind, entry_id, fields))
             elif kind == "progress":
                 page = replies.rows(await self._redis.xrevrange(stream, count=200))
                 for entry_id, fields in reversed(page):
@@ -149,14 +176,16 @@ class Dashboard:
             )
         ]
         recent_failed.sort(key=lambda item: str(item["entry_id"]), reverse=True)
+        webhook_events.sort(key=lambda item: _order(item["entry_id"]), reverse=True)
         return json_response(
             {
                 "now": now_ms,
-                "types": TYPES,
+                "types": [*TYPES, *WEBHOOK_TYPES],
                 "hour": {"start": hour_start, "done": done, "failed": failed},
                 "failed": recent_failed[:30],
                 "in_flight": sorted(in_flight.values(), key=lambda i: str(i["entry_id"])),
                 "dead": dead,
+                "webhook_events": webhook_events[:MAX_WEBHOOK_EVENTS],
                 **await self._stats(),
             }
         )

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from service.config import Secret, Settings
 from service.domain import samples
+from service.domain.webhook_samples import envelope
 from service.streams.keys import Keys
 from tests.support.browser import requires_chromium
 from tests.support.feed import fixable_letter
@@ -95,11 +96,37 @@ async def test_live_view_changes_within_two_seconds(
                 http, samples.sample("VOUCHERS.IMPORT", status="IN_PROGRESS", progress=30 * n)
             )
             await post(http, samples.sample("CUSTOMERS.BULK_UPDATE"))
+        await post(http, envelope("voucher.published"))
+        await post(http, envelope("customer.order.paid", {"order": []}))
         await post(http, b'{"id": "aa_x", "type": "LOYALTIES.IMPORT", "status": "DONE"}')
         await page.wait_for_selector("#groups tbody tr", timeout=4000)
         await page.wait_for_selector("#dead tbody tr", timeout=2000)
         ARTIFACTS.mkdir(exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        await page.close()
+
+
+async def test_webhook_events_show_with_drift_standing_out(
+    guarded: Settings, browser: object
+) -> None:
+    async with serving(guarded) as http:
+        earlier = envelope("voucher.published")
+        assert (await post(http, earlier)).status_code == 202  # in the snapshot
+        base = str(http.base_url).rstrip("/")
+        page = await browser.new_page()  # type: ignore[attr-defined]
+        await page.goto(f"{base}/dashboard?token={TOKEN}")
+        await page.wait_for_selector("#connection.live", timeout=5000)
+        first = f"#webhook-events tr[data-id='{earlier['event']['id']}']"
+        assert "valid" in await page.inner_text(first)
+
+        drift = envelope("customer.order.paid", {"order": ["not", "an", "object"]})
+        assert (await post(http, drift)).status_code == 202  # live, through the feed
+        row = f"#webhook-events tr[data-id='{drift['event']['id']}']"
+        await page.wait_for_selector(row, timeout=2000)
+        text = await page.inner_text(row)
+        assert "customer.order.paid" in text and "distribution" in text
+        assert "drift: Expected `object | null`, got `array` - at `$.data.order`" in text
+        assert await page.get_attribute(row, "class") == "drift"
         await page.close()
 
 

@@ -10,6 +10,7 @@ const state = {
   inFlight: new Map(),  // action id -> entry
   failed: [],           // latest failures, newest first
   dead: new Map(),      // entry id -> dead letter, newest first
+  webhookEvents: [],    // latest webhook events, newest first
 };
 let rateChart = null;
 let hourChart = null;
@@ -97,6 +98,11 @@ function onEntry(entry) {
     return;
   }
   count(entry);
+  if (entry.kind === "events") {
+    state.webhookEvents = [entry, ...state.webhookEvents].slice(0, 30);
+    renderWebhookEvents();
+    return;
+  }
   if (entry.kind === "progress") {
     state.inFlight.set(entry.id, entry);
   } else {
@@ -159,6 +165,16 @@ function renderFailed() {
   }));
 }
 
+function renderWebhookEvents() {
+  fill("#webhook-events", state.webhookEvents.map((e) => row(
+    [
+      cell(time(e.received_at)), cell(e.type), cell(e.id), cell(e.source),
+      cell(e.schema_valid ? "valid" : `drift: ${e.schema_error || ""}`),
+    ],
+    { class: e.schema_valid ? "" : "drift", "data-id": e.id },
+  )));
+}
+
 function renderDead() {
   fill("#dead", [...state.dead.values()].map((d) => {
     const action = document.createElement("td");
@@ -200,10 +216,12 @@ async function start() {
   state.failed = snapshot.failed;
   snapshot.in_flight.forEach((e) => state.inFlight.set(e.id, e));
   snapshot.dead.forEach((d) => state.dead.set(d.entry_id, d));
+  state.webhookEvents = snapshot.webhook_events;
   makeCharts();
   renderInFlight();
   renderFailed();
   renderDead();
+  renderWebhookEvents();
   renderStats(snapshot);
   renderRates();
   const events = new EventSource("/dashboard/events");
