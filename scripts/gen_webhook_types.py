@@ -116,6 +116,7 @@ class StructDef:
     doc: str
     fields: dict[str, Field] = field(default_factory=dict)
     base: str = "Model"
+    vendor: bool = False  # named after a schema of the vendor's (else after its place)
 
 
 # --- conversion ---------------------------------------------------------------
@@ -193,7 +194,7 @@ class Generator:
         if self.is_object(schema) and not self.open_map(schema):
             struct_name = camel(name)
             self.named[name] = Ref(struct_name)
-            self.build_struct(struct_name, schema)
+            self.build_struct(struct_name, schema).vendor = True
             return self.named[name]
         self.named[name] = ANY  # a cycle through a non-object alias stays Any
         converted = self.convert(schema, camel(name))
@@ -313,16 +314,44 @@ def union(types: list[Type]) -> Type:
     return out[0] if len(out) == 1 else Union(tuple(out))
 
 
-def render_type(t: Type) -> str:
+def render_type(t: Type, same: dict[str, str] | None = None) -> str:
+    """The annotation of ``t``; ``same`` maps a Struct to the identical one used instead."""
     if isinstance(t, Prim):
         return t.name
     if isinstance(t, Arr):
-        return f"list[{render_type(t.item)}]"
+        return f"list[{render_type(t.item, same)}]"
     if isinstance(t, Dict):
-        return f"dict[str, {render_type(t.value)}]"
+        return f"dict[str, {render_type(t.value, same)}]"
     if isinstance(t, Ref):
-        return t.struct
-    return " | ".join(render_type(m) for m in t.members)
+        return (same or {}).get(t.struct, t.struct)
+    return " | ".join(render_type(m, same) for m in t.members)
+
+
+def identical(structs: dict[str, StructDef]) -> dict[str, str]:
+    """Structs named after their place that are field for field another one -> that one.
+
+    The vendor repeats inline objects (the same earning rule shape under
+    several parents): each is generated once, under the vendor's schema name
+    where there is one, else under the first place it appears (by name).
+    """
+    same: dict[str, str] = {}
+    order = sorted(structs.values(), key=lambda s: (not s.vendor, s.name))
+    while True:
+        first: dict[tuple[Any, ...], str] = {}
+        found = False
+        for struct in order:
+            if struct.name in same or struct.base != "Model":
+                continue
+            key = tuple(
+                (prop, render_type(f.type, same), f.override) for prop, f in struct.fields.items()
+            )
+            if key in first and not struct.vendor:
+                same[struct.name] = first[key]
+                found = True
+            else:
+                first.setdefault(key, struct.name)
+        if not found:
+            return same
 
 
 # --- the events -----------------------------------------------------------------
@@ -443,23 +472,24 @@ def render(spec: dict[str, Any]) -> str:
         raise SystemExit(f"QUIRKS entries match no generated field: {sorted(unused)}")
 
     out = [HEADER]
-    order = data_names + sorted(n for n in gen.structs if n not in data_names)
+    same = identical(gen.structs)
+    order = data_names + sorted(n for n in gen.structs if n not in data_names and n not in same)
     for name in order:
-        out.append(render_struct(gen.structs[name]))
+        out.append(render_struct(gen.structs[name], same))
     out.append(render_tables(evs))
     return "\n".join(out)
 
 
-def render_struct(struct: StructDef) -> str:
+def render_struct(struct: StructDef, same: dict[str, str]) -> str:
     lines = [f"\n\nclass {struct.name}({struct.base}):", f'    """{struct.doc}"""', ""]
     taken: set[str] = set()
     for prop, fld in struct.fields.items():
         attr = attr_name(prop, taken)
         taken.add(attr)
-        annotation = render_type(fld.type)
+        annotation = render_type(fld.type, same)
         if fld.override is not None:
             template, evidence = fld.override
-            item = render_type(fld.type.item) if isinstance(fld.type, Arr) else "Any"
+            item = render_type(fld.type.item, same) if isinstance(fld.type, Arr) else "Any"
             annotation = re.sub(r"\bITEM\b", item, re.sub(r"\bT\b", annotation, template))
             lines.append(f"    # Widened: {evidence}.")
         if annotation != "Any":

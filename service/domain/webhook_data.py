@@ -175,8 +175,8 @@ class EventCustomerRewardRedemptionsCreatedData(WebhookData):
     reward_redemption: RewardRedemption | None = None
     reward: SimpleRedemptionRewardResult | None = None
     reward_assignment: RewardAssignment | None = None
-    source: EventCustomerRewardRedemptionsCreatedDataSource | None = None
-    balance: EventCustomerRewardRedemptionsCreatedDataBalance | None = None
+    source: EventCustomerRewardRedemptionsCompletedDataSource | None = None
+    balance: EventCustomerRewardRedemptionsCompletedDataBalance | None = None
     event_source: EventCustomerRewardRedemptionsCreatedDataEventSource | None = None
 
 
@@ -190,9 +190,9 @@ class EventCustomerRewardRedemptionsPendingData(WebhookData):
     reward_redemption: RewardRedemption | None = None
     reward: SimpleRedemptionRewardResult | None = None
     reward_assignment: RewardAssignment | None = None
-    source: EventCustomerRewardRedemptionsPendingDataSource | None = None
-    balance: EventCustomerRewardRedemptionsPendingDataBalance | None = None
-    event_source: EventCustomerRewardRedemptionsPendingDataEventSource | None = None
+    source: EventCustomerRewardRedemptionsCompletedDataSource | None = None
+    balance: EventCustomerRewardRedemptionsCompletedDataBalance | None = None
+    event_source: EventCustomerRewardRedemptionsCreatedDataEventSource | None = None
 
 
 class EventCustomerRewardRedemptionsCompletedData(WebhookData):
@@ -455,7 +455,7 @@ class EventPublicationSucceededData(WebhookData):
     campaign: SimpleCampaign | None = None
     publication: ListPublicationsItemBase | None = None
     voucher: SimpleVoucher | None = None
-    user: EventPublicationSucceededDataUser | None = None
+    user: SimplePromotionTierCampaign | None = None
 
 
 class EventVoucherCreatedData(WebhookData):
@@ -910,7 +910,7 @@ class CampaignVoucher(Model):
     is_referral_code: bool | None = None
     start_date: datetime | None = None
     expiration_date: datetime | None = None
-    validity_timeframe: CampaignVoucherValidityTimeframe | None = None
+    validity_timeframe: CampaignValidityTimeframe | None = None
     validity_day_of_week: list[int] | None = None
     validity_hours: ValidityHours | None = None
 
@@ -919,13 +919,6 @@ class CampaignVoucherRedemption(Model):
     """Defines the redemption limits on vouchers."""
 
     quantity: int | None = None
-
-
-class CampaignVoucherValidityTimeframe(Model):
-    """Set recurrent time periods when the campaign is valid."""
-
-    interval: str | None = None
-    duration: str | None = None
 
 
 class Category(Model):
@@ -1128,8 +1121,8 @@ class EarningRule(Model):
     loyalty: EarningRuleLoyalty | None = None
     event: str | None = None
     custom_event: EarningRuleCustomEvent | None = None
-    segment: EarningRuleSegment | None = None
-    loyalty_tier: EarningRuleLoyaltyTier | None = None
+    segment: SimplePromotionTierCampaign | None = None
+    loyalty_tier: SimplePromotionTierCampaign | None = None
     pending_points: EarningRulePendingPoints | None = None
     source: EarningRuleSource | None = None
     object: str | None = None
@@ -1159,7 +1152,7 @@ class EarningRuleLoyalty(Model):
     calculation_type: str | None = None
     order: EarningRuleLoyaltyOrder | None = None
     order_items: EarningRuleLoyaltyOrderItems | None = None
-    customer: EarningRuleLoyaltyCustomer | None = None
+    customer: EarningRuleLoyaltyCustomEvent | None = None
     custom_event: EarningRuleLoyaltyCustomEvent | None = None
 
 
@@ -1177,26 +1170,12 @@ class EarningRuleLoyaltyCustomEventMetadata(Model):
     property: str | None = None
 
 
-class EarningRuleLoyaltyCustomer(Model):
-    """EarningRuleLoyaltyCustomer."""
-
-    metadata: EarningRuleLoyaltyCustomerMetadata | None = None
-
-
-class EarningRuleLoyaltyCustomerMetadata(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-    property: str | None = None
-
-
 class EarningRuleLoyaltyOrder(Model):
     """EarningRuleLoyaltyOrder."""
 
     amount: EarningRuleLoyaltyOrderAmount | None = None
-    total_amount: EarningRuleLoyaltyOrderTotalAmount | None = None
-    metadata: EarningRuleLoyaltyOrderMetadata | None = None
+    total_amount: EarningRuleLoyaltyOrderAmount | None = None
+    metadata: EarningRuleLoyaltyCustomEventMetadata | None = None
 
 
 class EarningRuleLoyaltyOrderAmount(Model):
@@ -1209,9 +1188,9 @@ class EarningRuleLoyaltyOrderAmount(Model):
 class EarningRuleLoyaltyOrderItems(Model):
     """EarningRuleLoyaltyOrderItems."""
 
-    quantity: EarningRuleLoyaltyOrderItemsQuantity | None = None
+    quantity: EarningRuleLoyaltyOrderItemsAmount | None = None
     amount: EarningRuleLoyaltyOrderItemsAmount | None = None
-    subtotal_amount: EarningRuleLoyaltyOrderItemsSubtotalAmount | None = None
+    subtotal_amount: EarningRuleLoyaltyOrderItemsAmount | None = None
 
 
 class EarningRuleLoyaltyOrderItemsAmount(Model):
@@ -1223,56 +1202,11 @@ class EarningRuleLoyaltyOrderItemsAmount(Model):
     id: str | None = None
 
 
-class EarningRuleLoyaltyOrderItemsQuantity(Model):
-    """EarningRuleLoyaltyOrderItemsQuantity."""
-
-    every: int | None = None
-    points: int | None = None
-    object: str | None = None
-    id: str | None = None
-
-
-class EarningRuleLoyaltyOrderItemsSubtotalAmount(Model):
-    """EarningRuleLoyaltyOrderItemsSubtotalAmount."""
-
-    every: int | None = None
-    points: int | None = None
-    object: str | None = None
-    id: str | None = None
-
-
-class EarningRuleLoyaltyOrderMetadata(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-    property: str | None = None
-
-
-class EarningRuleLoyaltyOrderTotalAmount(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-
-
-class EarningRuleLoyaltyTier(Model):
-    """Defines the tier associated with the earning rule definition."""
-
-    id: str | None = None
-
-
 class EarningRulePendingPoints(Model):
     """Defines the configuration for pending points."""
 
     period_type: str | None = None
     period_value: int | None = None
-
-
-class EarningRuleSegment(Model):
-    """Contains the id of a customer segment."""
-
-    id: str | None = None
 
 
 class EarningRuleSource(Model):
@@ -1318,42 +1252,10 @@ class EventCustomerRewardRedemptionsCompletedDataSource(Model):
     type: str | None = None
 
 
-class EventCustomerRewardRedemptionsCreatedDataBalance(Model):
-    """Balance changed by the event."""
-
-    amount: int | None = None
-
-
 class EventCustomerRewardRedemptionsCreatedDataEventSource(Model):
     """EventCustomerRewardRedemptionsCreatedDataEventSource."""
 
     channel: str | None = None
-
-
-class EventCustomerRewardRedemptionsCreatedDataSource(Model):
-    """EventCustomerRewardRedemptionsCreatedDataSource."""
-
-    id: str | None = None
-    type: str | None = None
-
-
-class EventCustomerRewardRedemptionsPendingDataBalance(Model):
-    """Balance changed by the event."""
-
-    amount: int | None = None
-
-
-class EventCustomerRewardRedemptionsPendingDataEventSource(Model):
-    """EventCustomerRewardRedemptionsPendingDataEventSource."""
-
-    channel: str | None = None
-
-
-class EventCustomerRewardRedemptionsPendingDataSource(Model):
-    """EventCustomerRewardRedemptionsPendingDataSource."""
-
-    id: str | None = None
-    type: str | None = None
 
 
 class EventCustomerRewardedDataBalance(Model):
@@ -1370,17 +1272,11 @@ class EventCustomerRewardedDataCustomerEvent(Model):
     event_type: str | None = None
 
 
-class EventPublicationSucceededDataUser(Model):
-    """Details about the user who triggered the publication or caused an action that..."""
-
-    id: str | None = None
-
-
 class EventSource(Model):
     """Event Source."""
 
     channel: str | None = None
-    user: EventSourceUser | None = None
+    user: SimplePromotionTierCampaign | None = None
     api_key: EventSourceApiKey | None = None
 
 
@@ -1389,12 +1285,6 @@ class EventSourceApiKey(Model):
 
     name: str | None = None
     app_id: str | None = None
-
-
-class EventSourceUser(Model):
-    """Determines the Voucherify user who triggered the event."""
-
-    id: str | None = None
 
 
 class EventVoucherLoyaltyCardPointsAddedDataBalance(Model):
@@ -1448,14 +1338,7 @@ class LoyaltiesMembersBalanceUpdateResponseBody(Model):
     balance: int | None = None
     type: str | None = None
     object: str | None = None
-    related_object: LoyaltiesMembersBalanceUpdateResponseBodyRelatedObject | None = None
-
-
-class LoyaltiesMembersBalanceUpdateResponseBodyRelatedObject(Model):
-    """Related object."""
-
-    type: str | None = None
-    id: str | None = None
+    related_object: EventVoucherLoyaltyCardPointsAddedDataBalanceRelatedObject | None = None
 
 
 class LoyaltyPendingPoints(Model):
@@ -1476,8 +1359,8 @@ class LoyaltyPendingPoints(Model):
 class LoyaltyPendingPointsDetails(Model):
     """Pending Point Details."""
 
-    loyalty_tier: LoyaltyPendingPointsDetailsLoyaltyTier | None = None
-    holder_loyalty_tier: LoyaltyPendingPointsDetailsHolderLoyaltyTier | None = None
+    loyalty_tier: SimpleCustomEvent | None = None
+    holder_loyalty_tier: SimpleCustomEvent | None = None
     event: LoyaltyPendingPointsDetailsEvent | None = None
     earning_rule: LoyaltyPendingPointsDetailsEarningRule | None = None
     order: LoyaltyPendingPointsDetailsOrder | None = None
@@ -1506,20 +1389,6 @@ class LoyaltyPendingPointsDetailsEvent(Model):
     created_at: datetime | None = None
     category: str | None = None
     event_source: EventSource | None = None
-
-
-class LoyaltyPendingPointsDetailsHolderLoyaltyTier(Model):
-    """Loyalty tier of the loyalty card holder at the moment when the transaction occurred."""
-
-    id: str | None = None
-    name: str | None = None
-
-
-class LoyaltyPendingPointsDetailsLoyaltyTier(Model):
-    """The loyalty tier that is mapped for the earning rule and used in the pending point..."""
-
-    id: str | None = None
-    name: str | None = None
 
 
 class LoyaltyPendingPointsDetailsOrder(Model):
@@ -1555,7 +1424,7 @@ class LoyaltyTier(Model):
     name: str | None = None
     earning_rules: dict[str, Any] | None = None
     rewards: dict[str, Any] | None = None
-    points: LoyaltyTierPoints | None = None
+    points: LoyaltyTierConfigPoints | None = None
     id: str | None = None
     campaign_id: str | None = None
     metadata: dict[str, Any] | None = None
@@ -1589,13 +1458,6 @@ class LoyaltyTierExpiration(Model):
     expiration_date: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-
-
-class LoyaltyTierPoints(Model):
-    """Defines range of loyalty tier in points."""
-
-    from_: int | None = msgspec.field(default=None, name="from")
-    to: int | None = None
 
 
 class LoyaltyTiersExpirationAll(Model):
@@ -1653,86 +1515,8 @@ class OrderCalculated(Model):
     referrer_id: str | None = None
     object: str | None = None
     redemptions: dict[str, Any] | None = None
-    customer: OrderCalculatedCustomer | None = None
-    referrer: OrderCalculatedReferrer | None = None
-
-
-class OrderCalculatedCustomer(Model):
-    """OrderCalculatedCustomer."""
-
-    name: str | None = None
-    description: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    birthdate: date | None = None
-    address: OrderCalculatedCustomerAddress | None = None
-    metadata: dict[str, Any] | None = None
-    id: str | None = None
-    source_id: str | None = None
-    summary: CustomerSummary | None = None
-    loyalty: CustomerLoyalty | None = None
-    referrals: CustomerReferrals | None = None
-    system_metadata: dict[str, Any] | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    assets: OrderCalculatedCustomerAssets | None = None
-    object: str | None = None
-
-
-class OrderCalculatedCustomerAddress(Model):
-    """Customer's address."""
-
-    city: str | None = None
-    state: str | None = None
-    line_1: str | None = None
-    line_2: str | None = None
-    country: str | None = None
-    postal_code: str | None = None
-
-
-class OrderCalculatedCustomerAssets(Model):
-    """Contains information about the customer's cockpit."""
-
-    cockpit_url: str | None = None
-
-
-class OrderCalculatedReferrer(Model):
-    """OrderCalculatedReferrer."""
-
-    name: str | None = None
-    description: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    birthdate: date | None = None
-    address: OrderCalculatedReferrerAddress | None = None
-    metadata: dict[str, Any] | None = None
-    id: str | None = None
-    source_id: str | None = None
-    summary: CustomerSummary | None = None
-    loyalty: CustomerLoyalty | None = None
-    referrals: CustomerReferrals | None = None
-    system_metadata: dict[str, Any] | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    assets: OrderCalculatedReferrerAssets | None = None
-    object: str | None = None
-
-
-class OrderCalculatedReferrerAddress(Model):
-    """Customer's address."""
-
-    city: str | None = None
-    state: str | None = None
-    line_1: str | None = None
-    line_2: str | None = None
-    country: str | None = None
-    postal_code: str | None = None
-
-
-class OrderCalculatedReferrerAssets(Model):
-    """Contains information about the customer's cockpit."""
-
-    cockpit_url: str | None = None
+    customer: CustomerWithSummaryLoyaltyReferrals | None = None
+    referrer: CustomerWithSummaryLoyaltyReferrals | None = None
 
 
 class OrderItemCalculated(Model):
@@ -1792,7 +1576,7 @@ class PromotionTier(Model):
     active: bool | None = None
     start_date: datetime | None = None
     expiration_date: datetime | None = None
-    validity_timeframe: PromotionTierValidityTimeframe | None = None
+    validity_timeframe: CampaignValidityTimeframe | None = None
     validity_day_of_week: list[int] | None = None
     validity_hours: ValidityHours | None = None
     summary: PromotionTierSummary | None = None
@@ -1814,19 +1598,12 @@ class PromotionTierCampaign(Model):
     id: str | None = None
     start_date: datetime | None = None
     expiration_date: datetime | None = None
-    validity_timeframe: PromotionTierCampaignValidityTimeframe | None = None
+    validity_timeframe: CampaignValidityTimeframe | None = None
     validity_day_of_week: list[int] | None = None
     validity_hours: ValidityHours | None = None
     active: bool | None = None
     category_id: str | None = None
     object: str | None = None
-
-
-class PromotionTierCampaignValidityTimeframe(Model):
-    """Recurrent time periods when the campaign is valid."""
-
-    interval: str | None = None
-    duration: str | None = None
 
 
 class PromotionTierSummary(Model):
@@ -1847,13 +1624,6 @@ class PromotionTierSummaryRedemptions(Model):
     """Contains statistics about promotion tier redemptions."""
 
     total_redeemed: int | None = None
-
-
-class PromotionTierValidityTimeframe(Model):
-    """Set recurrent time periods when the promotion tier is valid."""
-
-    interval: str | None = None
-    duration: str | None = None
 
 
 class PromotionTiersList(Model):
@@ -1898,21 +1668,13 @@ class PublicationsVoucher(Model):
     created_at: datetime | None = None
     customer_id: str | None = None
     tracking_id: str | None = None
-    metadata: PublicationsVoucherMetadata | None = None
+    metadata: PublicationsDistributionItemBaseMetadata | None = None
     channel: str | None = None
     source_id: str | None = None
     result: str | None = None
     customer: CustomerWithSummaryLoyaltyReferrals | None = None
     vouchers_id: list[str] | None = None
     voucher: Voucher | None = None
-
-
-class PublicationsVoucherMetadata(Model):
-    """The metadata object stores all custom attributes assigned to the publication."""
-
-    source_type: str | None = None
-    source_id: str | None = None
-    distribution_id: str | None = None
 
 
 class RedemptionInternal(Model):
@@ -1950,19 +1712,12 @@ class RedemptionInternal(Model):
 class RedemptionInternalRelatedRedemptions(Model):
     """RedemptionInternalRelatedRedemptions."""
 
-    rollbacks: list[RedemptionInternalRelatedRedemptionsRollbacksItem] | None = None
+    rollbacks: list[RedemptionInternalRelatedRedemptionsRedemptionsItem] | None = None
     redemptions: list[RedemptionInternalRelatedRedemptionsRedemptionsItem] | None = None
 
 
 class RedemptionInternalRelatedRedemptionsRedemptionsItem(Model):
     """Redemption Internal Related Redemptions Item."""
-
-    id: str | None = None
-    date: datetime | None = None
-
-
-class RedemptionInternalRelatedRedemptionsRollbacksItem(Model):
-    """Redemption Internal Related Redemptions Rollbacks Item."""
 
     id: str | None = None
     date: datetime | None = None
@@ -2021,32 +1776,17 @@ class ReferralProgram(Model):
     """Referral Program."""
 
     conversion_event_type: str | None = None
-    custom_event: ReferralProgramCustomEvent | None = None
+    custom_event: SimpleCustomEvent | None = None
     referee_reward: ReferralProgramRefereeReward | None = None
-
-
-class ReferralProgramCustomEvent(Model):
-    """Contains details about the custom event."""
-
-    id: str | None = None
-    name: str | None = None
 
 
 class ReferralProgramRefereeReward(Model):
     """Defines the referee reward."""
 
-    related_object_parent: ReferralProgramRefereeRewardRelatedObjectParent | None = None
+    related_object_parent: SimpleSegment | None = None
     type: str | None = None
     # Widened: a number, not a string, in the redemption.rollback.* examples.
     amount: str | int | None = None
-
-
-class ReferralProgramRefereeRewardRelatedObjectParent(Model):
-    """Details of the resource from which the reward originates."""
-
-    id: str | None = None
-    name: str | None = None
-    object: str | None = None
 
 
 class Reward(Model):
@@ -2116,7 +1856,7 @@ class RewardType(Model):
 
     campaign: RewardTypeCampaign_ | None = None
     coin: RewardTypeCoin_ | None = None
-    product: RewardTypeProduct | None = None
+    product: RedemptionRewardResultParametersProduct | None = None
 
 
 class RewardTypeCampaign_(Model):
@@ -2132,13 +1872,6 @@ class RewardTypeCoin_(Model):
 
     exchange_ratio: float | None = None
     points_ratio: int | None = None
-
-
-class RewardTypeProduct(Model):
-    """Contains information about the product given as a reward."""
-
-    id: str | None = None
-    sku_id: str | None = None
 
 
 class SimpleCampaign(Model):
@@ -2251,124 +1984,13 @@ class SimpleEarningRule(Model):
     parameters: SimpleEarningRuleParameters | None = None
     automation_id: str | None = None
     active: bool | None = None
-    source: SimpleEarningRuleSource | None = None
-    loyalty: SimpleEarningRuleLoyalty | None = None
-    segment: SimpleEarningRuleSegment | None = None
+    source: EarningRuleSource | None = None
+    loyalty: EarningRuleLoyalty | None = None
+    segment: SimplePromotionTierCampaign | None = None
     loyalty_tier: str | None = None
-    custom_event: SimpleEarningRuleCustomEvent | None = None
+    custom_event: EarningRuleCustomEvent | None = None
     metadata: dict[str, Any] | None = None
     event: str | None = None
-
-
-class SimpleEarningRuleCustomEvent(Model):
-    """SimpleEarningRuleCustomEvent."""
-
-    schema_id: str | None = None
-
-
-class SimpleEarningRuleLoyalty(Model):
-    """SimpleEarningRuleLoyalty."""
-
-    type: str | None = None
-    points: int | None = None
-    calculation_type: str | None = None
-    order: SimpleEarningRuleLoyaltyOrder | None = None
-    order_items: SimpleEarningRuleLoyaltyOrderItems | None = None
-    customer: SimpleEarningRuleLoyaltyCustomer | None = None
-    custom_event: SimpleEarningRuleLoyaltyCustomEvent | None = None
-
-
-class SimpleEarningRuleLoyaltyCustomEvent(Model):
-    """SimpleEarningRuleLoyaltyCustomEvent."""
-
-    metadata: SimpleEarningRuleLoyaltyCustomEventMetadata | None = None
-
-
-class SimpleEarningRuleLoyaltyCustomEventMetadata(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-    property: str | None = None
-
-
-class SimpleEarningRuleLoyaltyCustomer(Model):
-    """SimpleEarningRuleLoyaltyCustomer."""
-
-    metadata: SimpleEarningRuleLoyaltyCustomerMetadata | None = None
-
-
-class SimpleEarningRuleLoyaltyCustomerMetadata(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-    property: str | None = None
-
-
-class SimpleEarningRuleLoyaltyOrder(Model):
-    """SimpleEarningRuleLoyaltyOrder."""
-
-    amount: SimpleEarningRuleLoyaltyOrderAmount | None = None
-    total_amount: SimpleEarningRuleLoyaltyOrderTotalAmount | None = None
-    metadata: SimpleEarningRuleLoyaltyOrderMetadata | None = None
-
-
-class SimpleEarningRuleLoyaltyOrderAmount(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-
-
-class SimpleEarningRuleLoyaltyOrderItems(Model):
-    """SimpleEarningRuleLoyaltyOrderItems."""
-
-    quantity: SimpleEarningRuleLoyaltyOrderItemsQuantity | None = None
-    amount: SimpleEarningRuleLoyaltyOrderItemsAmount | None = None
-    subtotal_amount: SimpleEarningRuleLoyaltyOrderItemsSubtotalAmount | None = None
-
-
-class SimpleEarningRuleLoyaltyOrderItemsAmount(Model):
-    """SimpleEarningRuleLoyaltyOrderItemsAmount."""
-
-    every: int | None = None
-    points: int | None = None
-    object: str | None = None
-    id: str | None = None
-
-
-class SimpleEarningRuleLoyaltyOrderItemsQuantity(Model):
-    """SimpleEarningRuleLoyaltyOrderItemsQuantity."""
-
-    every: int | None = None
-    points: int | None = None
-    object: str | None = None
-    id: str | None = None
-
-
-class SimpleEarningRuleLoyaltyOrderItemsSubtotalAmount(Model):
-    """SimpleEarningRuleLoyaltyOrderItemsSubtotalAmount."""
-
-    every: int | None = None
-    points: int | None = None
-    object: str | None = None
-    id: str | None = None
-
-
-class SimpleEarningRuleLoyaltyOrderMetadata(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-    property: str | None = None
-
-
-class SimpleEarningRuleLoyaltyOrderTotalAmount(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
 
 
 class SimpleEarningRuleParameters(Model):
@@ -2376,165 +1998,26 @@ class SimpleEarningRuleParameters(Model):
 
     event: str | None = None
     banner: str | None = None
-    loyalty: SimpleEarningRuleParametersLoyalty | None = None
+    loyalty: EarningRuleLoyalty | None = None
     type: str | None = None
     calculation_type: str | None = None
-    custom_event: SimpleEarningRuleParametersCustomEvent | None = None
+    custom_event: EarningRuleLoyaltyCustomEvent | None = None
     validation_rule_id: str | None = None
-    segment: SimpleEarningRuleParametersSegment | None = None
-    source: SimpleEarningRuleParametersSource | None = None
+    segment: SimplePromotionTierCampaign | None = None
+    source: EarningRuleSource | None = None
     active: bool | None = None
     start_date: datetime | None = None
     expiration_date: datetime | None = None
-    validity_timeframe: SimpleEarningRuleParametersValidityTimeframe | None = None
+    validity_timeframe: EarningRuleValidityTimeframe | None = None
     validity_day_of_week: list[int] | None = None
     validity_hours: SimpleEarningRuleParametersValidityHours | None = None
     metadata: dict[str, Any] | None = None
     id: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    loyalty_tier: SimpleEarningRuleParametersLoyaltyTier | None = None
+    loyalty_tier: SimplePromotionTierCampaign | None = None
     object: str | None = None
     automation_id: str | None = None
-
-
-class SimpleEarningRuleParametersCustomEvent(Model):
-    """SimpleEarningRuleParametersCustomEvent."""
-
-    metadata: SimpleEarningRuleParametersCustomEventMetadata | None = None
-
-
-class SimpleEarningRuleParametersCustomEventMetadata(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-    property: str | None = None
-
-
-class SimpleEarningRuleParametersLoyalty(Model):
-    """SimpleEarningRuleParametersLoyalty."""
-
-    type: str | None = None
-    points: int | None = None
-    calculation_type: str | None = None
-    order: SimpleEarningRuleParametersLoyaltyOrder | None = None
-    order_items: SimpleEarningRuleParametersLoyaltyOrderItems | None = None
-    customer: SimpleEarningRuleParametersLoyaltyCustomer | None = None
-    custom_event: SimpleEarningRuleParametersLoyaltyCustomEvent | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyCustomEvent(Model):
-    """SimpleEarningRuleParametersLoyaltyCustomEvent."""
-
-    metadata: SimpleEarningRuleParametersLoyaltyCustomEventMetadata | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyCustomEventMetadata(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-    property: str | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyCustomer(Model):
-    """SimpleEarningRuleParametersLoyaltyCustomer."""
-
-    metadata: SimpleEarningRuleParametersLoyaltyCustomerMetadata | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyCustomerMetadata(Model):
-    """SimpleEarningRuleParametersLoyaltyCustomerMetadata."""
-
-    every: int | None = None
-    points: int | None = None
-    property: str | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyOrder(Model):
-    """SimpleEarningRuleParametersLoyaltyOrder."""
-
-    amount: SimpleEarningRuleParametersLoyaltyOrderAmount | None = None
-    total_amount: SimpleEarningRuleParametersLoyaltyOrderTotalAmount | None = None
-    metadata: SimpleEarningRuleParametersLoyaltyOrderMetadata | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyOrderAmount(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyOrderItems(Model):
-    """SimpleEarningRuleParametersLoyaltyOrderItems."""
-
-    quantity: SimpleEarningRuleParametersLoyaltyOrderItemsQuantity | None = None
-    amount: SimpleEarningRuleParametersLoyaltyOrderItemsAmount | None = None
-    subtotal_amount: SimpleEarningRuleParametersLoyaltyOrderItemsSubtotalAmount | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyOrderItemsAmount(Model):
-    """SimpleEarningRuleParametersLoyaltyOrderItemsAmount."""
-
-    every: int | None = None
-    points: int | None = None
-    object: str | None = None
-    id: str | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyOrderItemsQuantity(Model):
-    """SimpleEarningRuleParametersLoyaltyOrderItemsQuantity."""
-
-    every: int | None = None
-    points: int | None = None
-    object: str | None = None
-    id: str | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyOrderItemsSubtotalAmount(Model):
-    """SimpleEarningRuleParametersLoyaltyOrderItemsSubtotalAmount."""
-
-    every: int | None = None
-    points: int | None = None
-    object: str | None = None
-    id: str | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyOrderMetadata(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-    property: str | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyOrderTotalAmount(Model):
-    """Defines the ratio based on the property defined in the `calculation_type` parameter."""
-
-    every: int | None = None
-    points: int | None = None
-
-
-class SimpleEarningRuleParametersLoyaltyTier(Model):
-    """Defines the tier associated with the earning rule definition."""
-
-    id: str | None = None
-
-
-class SimpleEarningRuleParametersSegment(Model):
-    """Contains the id of a customer segment."""
-
-    id: str | None = None
-
-
-class SimpleEarningRuleParametersSource(Model):
-    """SimpleEarningRuleParametersSource."""
-
-    banner: str | None = None
-    object_id: str | None = None
-    object_type: str | None = None
 
 
 class SimpleEarningRuleParametersValidityHours(Model):
@@ -2549,35 +2032,6 @@ class SimpleEarningRuleParametersValidityHoursDaily1Item(Model):
     start_time: str | None = None
     days_of_week: list[Any] | None = None
     expiration_time: str | None = None
-
-
-class SimpleEarningRuleParametersValidityHoursDailyItem(Model):
-    """Daily."""
-
-    start_time: str | None = None
-    days_of_week: list[Any] | None = None
-    expiration_time: str | None = None
-
-
-class SimpleEarningRuleParametersValidityTimeframe(Model):
-    """SimpleEarningRuleParametersValidityTimeframe."""
-
-    duration: str | None = None
-    interval: str | None = None
-
-
-class SimpleEarningRuleSegment(Model):
-    """Contains the id of a customer segment."""
-
-    id: str | None = None
-
-
-class SimpleEarningRuleSource(Model):
-    """Contains the custom earning rule name and parent campaign."""
-
-    banner: str | None = None
-    object_id: str | None = None
-    object_type: str | None = None
 
 
 class SimpleEvent(Model):
@@ -2663,14 +2117,8 @@ class SimplePromotionStack(Model):
     id: str | None = None
     name: str | None = None
     category_id: str | None = None
-    campaign: SimplePromotionStackCampaign | None = None
+    campaign: SimplePromotionTierCampaign | None = None
     tiers: SimplePromotionStackTiers | None = None
-
-
-class SimplePromotionStackCampaign(Model):
-    """Represents simplified promotion stack campaign data."""
-
-    id: str | None = None
 
 
 class SimplePromotionStackTiers(Model):
@@ -2757,39 +2205,9 @@ class SimpleRedemptionRewardResult(Model):
     name: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    parameters: SimpleRedemptionRewardResultParameters | None = None
+    parameters: RedemptionRewardResultParameters | None = None
     metadata: dict[str, Any] | None = None
     type: str | None = None
-
-
-class SimpleRedemptionRewardResultParameters(Model):
-    """Defines how the reward is generated."""
-
-    campaign: SimpleRedemptionRewardResultParametersCampaign | None = None
-    coin: SimpleRedemptionRewardResultParametersCoin | None = None
-    product: SimpleRedemptionRewardResultParametersProduct | None = None
-
-
-class SimpleRedemptionRewardResultParametersCampaign(Model):
-    """Objects stores information about the campaign related to the reward."""
-
-    id: str | None = None
-    type: str | None = None
-    balance: int | None = None
-
-
-class SimpleRedemptionRewardResultParametersCoin(Model):
-    """Defines the ratio by mapping the number of loyalty points in `points_ratio` to a..."""
-
-    exchange_ratio: int | None = None
-    points_ratio: int | None = None
-
-
-class SimpleRedemptionRewardResultParametersProduct(Model):
-    """Contains information about the product given as a reward."""
-
-    id: str | None = None
-    sku_id: str | None = None
 
 
 class SimpleReferralTier(Model):
@@ -2805,27 +2223,9 @@ class SimpleReferralTierParameters(Model):
     """Referral tier parameters."""
 
     event_type: str | None = None
-    segment: SimpleReferralTierParametersSegment | None = None
-    custom_event: SimpleReferralTierParametersCustomEvent | None = None
-    distribution: SimpleReferralTierParametersDistribution | None = None
-
-
-class SimpleReferralTierParametersCustomEvent(Model):
-    """SimpleReferralTierParametersCustomEvent."""
-
-    id: str | None = None
-
-
-class SimpleReferralTierParametersDistribution(Model):
-    """SimpleReferralTierParametersDistribution."""
-
-    id: str | None = None
-
-
-class SimpleReferralTierParametersSegment(Model):
-    """SimpleReferralTierParametersSegment."""
-
-    id: str | None = None
+    segment: SimplePromotionTierCampaign | None = None
+    custom_event: SimplePromotionTierCampaign | None = None
+    distribution: SimplePromotionTierCampaign | None = None
 
 
 class SimpleSegment(Model):
@@ -2871,18 +2271,11 @@ class SimpleVoucher(Model):
     active: bool | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    redemption: SimpleVoucherRedemption | None = None
+    redemption: SimpleCampaignVoucherRedemption | None = None
     start_date: datetime | None = None
     expiration_date: datetime | None = None
     metadata: dict[str, Any] | None = None
     object: str | None = None
-
-
-class SimpleVoucherRedemption(Model):
-    """Defines the redemption limits on vouchers."""
-
-    quantity: int | None = None
-    redeemed_quantity: int | None = None
 
 
 class Sku(Model):
@@ -2974,15 +2367,7 @@ class ValidationRulesAssignmentsList(Model):
 class ValidityHours(Model):
     """Validity Hours."""
 
-    daily: list[ValidityHoursDailyItem] | None = None
-
-
-class ValidityHoursDailyItem(Model):
-    """Daily."""
-
-    start_time: str | None = None
-    days_of_week: list[Any] | None = None
-    expiration_time: str | None = None
+    daily: list[SimpleEarningRuleParametersValidityHoursDaily1Item] | None = None
 
 
 class Voucher(Model):
@@ -3001,7 +2386,7 @@ class Voucher(Model):
     loyalty_card: VoucherLoyaltyCard | None = None
     start_date: datetime | None = None
     expiration_date: datetime | None = None
-    validity_timeframe: VoucherValidityTimeframe | None = None
+    validity_timeframe: CampaignValidityTimeframe | None = None
     validity_day_of_week: list[int] | None = None
     validity_hours: ValidityHours | None = None
     active: bool | None = None
@@ -3022,19 +2407,12 @@ class Voucher(Model):
 class VoucherAssets(Model):
     """Voucher Assets."""
 
-    qr: VoucherAssetsQr | None = None
+    qr: VoucherAssetsBarcode | None = None
     barcode: VoucherAssetsBarcode | None = None
 
 
 class VoucherAssetsBarcode(Model):
     """Stores barcode representation of encrypted code."""
-
-    id: str | None = None
-    url: str | None = None
-
-
-class VoucherAssetsQr(Model):
-    """Stores Quick Response (QR) representation of encrypted code."""
 
     id: str | None = None
     url: str | None = None
@@ -3050,14 +2428,7 @@ class VoucherBalance(Model):
     points: int | None = None
     balance: int | None = None
     operation_type: str | None = None
-    related_object: VoucherBalanceRelatedObject | None = None
-
-
-class VoucherBalanceRelatedObject(Model):
-    """Defines the resource that is being modified with the values that are returned in..."""
-
-    id: str | None = None
-    type: str | None = None
+    related_object: EventCustomerRewardRedemptionsCompletedDataSource | None = None
 
 
 class VoucherGift(Model):
@@ -3118,108 +2489,20 @@ class VoucherTransactionDetails(Model):
     """Contains the detailed information about the transaction."""
 
     balance: VoucherBalance | None = None
-    order: VoucherTransactionDetailsOrder | None = None
-    event: VoucherTransactionDetailsEvent | None = None
-    earning_rule: VoucherTransactionDetailsEarningRule | None = None
-    segment: VoucherTransactionDetailsSegment | None = None
-    loyalty_tier: VoucherTransactionDetailsLoyaltyTier | None = None
-    redemption: VoucherTransactionDetailsRedemption | None = None
-    rollback: VoucherTransactionDetailsRollback | None = None
-    custom_event: VoucherTransactionDetailsCustomEvent | None = None
-    event_schema: VoucherTransactionDetailsEventSchema | None = None
-    holder_loyalty_tier: VoucherTransactionDetailsHolderLoyaltyTier | None = None
+    order: LoyaltyPendingPointsDetailsOrder | None = None
+    event: EventCustomerRewardRedemptionsCompletedDataSource | None = None
+    earning_rule: LoyaltyPendingPointsDetailsEarningRule | None = None
+    segment: SimpleCustomEvent | None = None
+    loyalty_tier: SimpleCustomEvent | None = None
+    redemption: SimplePromotionTierCampaign | None = None
+    rollback: SimplePromotionTierCampaign | None = None
+    custom_event: EventCustomerRewardRedemptionsCompletedDataSource | None = None
+    event_schema: SimpleCustomEvent | None = None
+    holder_loyalty_tier: SimpleCustomEvent | None = None
     pending_points: LoyaltyPendingPoints | None = None
-    reward: VoucherTransactionDetailsReward | None = None
+    reward: SimpleCustomEvent | None = None
     source_voucher: SimpleVoucher | None = None
     destination_voucher: SimpleVoucher | None = None
-
-
-class VoucherTransactionDetailsCustomEvent(Model):
-    """Contains information about the custom event that triggers the point accrual."""
-
-    id: str | None = None
-    type: str | None = None
-
-
-class VoucherTransactionDetailsEarningRule(Model):
-    """Contains information about the earning rule."""
-
-    id: str | None = None
-    source: VoucherTransactionDetailsEarningRuleSource | None = None
-
-
-class VoucherTransactionDetailsEarningRuleSource(Model):
-    """Contains the custom earning rule name."""
-
-    banner: str | None = None
-
-
-class VoucherTransactionDetailsEvent(Model):
-    """Contains information about the event that triggers the point accrual."""
-
-    id: str | None = None
-    type: str | None = None
-
-
-class VoucherTransactionDetailsEventSchema(Model):
-    """Contains information about the custom event metadata schema."""
-
-    id: str | None = None
-    name: str | None = None
-
-
-class VoucherTransactionDetailsHolderLoyaltyTier(Model):
-    """Loyalty tier of the loyalty card holder at the moment when the transaction occurred."""
-
-    id: str | None = None
-    name: str | None = None
-
-
-class VoucherTransactionDetailsLoyaltyTier(Model):
-    """Contains information about the loyalty tier that is mapped for the earning rule..."""
-
-    id: str | None = None
-    name: str | None = None
-
-
-class VoucherTransactionDetailsOrder(Model):
-    """Contains information about the original order."""
-
-    id: str | None = None
-    source_id: str | None = None
-
-
-class VoucherTransactionDetailsRedemption(Model):
-    """Contains information about the original redemption."""
-
-    id: str | None = None
-
-
-class VoucherTransactionDetailsReward(Model):
-    """Contains information about the pay with points reward."""
-
-    id: str | None = None
-    name: str | None = None
-
-
-class VoucherTransactionDetailsRollback(Model):
-    """Contains information about the redemption rollback."""
-
-    id: str | None = None
-
-
-class VoucherTransactionDetailsSegment(Model):
-    """Contains information about the segment."""
-
-    id: str | None = None
-    name: str | None = None
-
-
-class VoucherValidityTimeframe(Model):
-    """Set recurrent time periods when the voucher is valid."""
-
-    interval: str | None = None
-    duration: str | None = None
 
 
 class VouchersBalanceUpdateResponseBody(Model):
@@ -3231,14 +2514,7 @@ class VouchersBalanceUpdateResponseBody(Model):
     type: str | None = None
     operation_type: str | None = None
     object: str | None = None
-    related_object: VouchersBalanceUpdateResponseBodyRelatedObject | None = None
-
-
-class VouchersBalanceUpdateResponseBodyRelatedObject(Model):
-    """Defines the resource that is being modified with the values that are returned in..."""
-
-    type: str | None = None
-    id: str | None = None
+    related_object: EventVoucherLoyaltyCardPointsAddedDataBalanceRelatedObject | None = None
 
 
 #: Event type (canonical spelling) -> the Struct of its ``data``, in vendor order.
