@@ -354,18 +354,4 @@ def decode_webhook_event(data: bytes | str) -> WebhookEvent:
         body = _data_decoder(wire.type).decode(wire.data)
     except (KeyError, msgspec.ValidationError):
         body = msgspec.json.decode(wire.data)
-    return WebhookEvent(
-        type=wire.type,
-        id=wire.id,
-        sendout_id=wire.sendout_id,
-        request_id=wire.request_id,
-        project_id=wire.project_id,
-        created_at=wire.created_at,
-        received_at=wire.received_at,
-        source=wire.source,
-        webhook_type=wire.webhook_type,
-        schema_valid=wire.schema_valid,
-        schema_error=wire.schema_error,
-        data=body,
-        schema=wire.schema,
-    )
+    return WebhookEvent(**(msgspec.structs.asdict(wire) | {"data": body}))

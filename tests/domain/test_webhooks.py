@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from service.domain import actions, samples, webhook_data, webhook_samples, webhooks
 from service.domain.webhook_samples import TYPES, envelope
+from tests.support.strategies import json_value
 
 ROOT = Path(__file__).resolve().parents[2]
 RECEIVED = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -98,7 +99,7 @@ def test_the_vendors_other_spellings() -> None:
 
 def test_field_names_are_the_vendors() -> None:
     # "from" is a Python keyword: the attribute is from_, the JSON name stays "from".
-    struct = webhook_data.LoyaltyTierPoints
+    struct = webhook_data.LoyaltyTierConfigPoints
     assert msgspec.structs.fields(struct)[0].encode_name == "from"
     decoded = msgspec.json.decode(b'{"from": 1, "to": 5}', type=struct)
     assert (decoded.from_, decoded.to) == (1, 5)
@@ -492,19 +493,6 @@ def test_decode_webhook_event_of_drift_gives_the_data_as_published() -> None:
 
 
 # --- properties -------------------------------------------------------------------------
-
-json_leaf = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=12),
-)
-json_value = st.recursive(
-    json_leaf,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=16,
-)
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,4 +1,4 @@
-"""Fuzzing over HTTP: valid async actions of every type, mutated, signed, posted.
+"""Fuzzing over HTTP: valid async actions and webhook events of every type, mutated, posted.
 
 Whatever arrives, the answer is a 2xx or a 4xx, the process stays up, and every
 authenticated body that is refused sits in the dead letters exactly once.
@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from service.domain import actions, samples
+from service.domain import actions, samples, webhook_samples
 from service.http.app import WEBHOOK_PATH
 from service.streams.keys import Keys
 from tests.support.http import SECRET, signed
 from tests.support.servers import FanoutProcess
+from tests.support.strategies import json_value
 
 PREFIX = f"fz{uuid.uuid4().hex[:10]}"
 STATUSES = ("ENQUEUED", "IN_PROGRESS", "DONE", "FAILED")
@@ -51,21 +52,6 @@ def receiver(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             client.close()
 
 
-json_leaf = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.integers(min_value=2**63, max_value=10**400),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=20),
-)
-json_value = st.recursive(
-    json_leaf,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=12,
-)
-
-
 @st.composite
 def action(draw: st.DrawFn) -> dict[str, Any]:
     type_ = draw(st.sampled_from(actions.TYPES))
@@ -76,6 +62,16 @@ def action(draw: st.DrawFn) -> dict[str, Any]:
         id_="aa_" + draw(st.text("0123456789abcdef", min_size=6, max_size=18)),
         request_id=draw(st.none() | st.text(min_size=1, max_size=12)),
         progress=draw(st.none() | st.integers(0, 100)),
+    )
+
+
+@st.composite
+def webhook_event(draw: st.DrawFn) -> dict[str, Any]:
+    type_ = draw(st.sampled_from(webhook_samples.TYPES))
+    return webhook_samples.envelope(
+        type_,
+        sendout_id="whs_" + draw(st.text("0123456789abcdef", min_size=6, max_size=18)),
+        distribution=draw(st.none() | st.booleans()),
     )
 
 
@@ -100,7 +96,7 @@ def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
 
 @st.composite
 def mutated_body(draw: st.DrawFn) -> bytes:
-    obj = draw(action())
+    obj = draw(action() | webhook_event())
     kind = draw(
         st.sampled_from(
             ["none", "replace", "delete", "deep", "huge_int", "bad_utf8", "truncate", "type"]
@@ -131,7 +127,11 @@ def mutated_body(draw: st.DrawFn) -> bytes:
         digits = b"9" * draw(st.integers(20, 5000))
         body = body[:-1] + b',"' + key + b'":' + draw(st.sampled_from([b"", b"-"])) + digits + b"}"
     elif kind == "bad_utf8":
-        at = draw(st.sampled_from([b'"status":"', b'"id":"aa_', b'"object":"', b'"message":"']))
+        at = draw(
+            st.sampled_from(
+                [b'"status":"', b'"id":"aa_', b'"object":"', b'"message":"', b'"id":"whs_']
+            )
+        )
         body = body.replace(at, at + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80"])), 1)
     elif kind == "truncate":
         body = body[: draw(st.integers(0, len(body) - 1))]
@@ -146,7 +146,7 @@ def mutated_body(draw: st.DrawFn) -> bytes:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(body=mutated_body())
-def test_mutated_actions_get_2xx_or_4xx_and_refused_ones_are_dead_lettered_once(
+def test_mutated_bodies_get_2xx_or_4xx_and_refused_ones_are_dead_lettered_once(
     receiver: FanoutProcess, redis_url: str, body: bytes
 ) -> None:
     dead = Keys(PREFIX).dead_letters()
