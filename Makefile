@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: lint-imports
-	$(BIN)/ruff check service tests bench examples
-	$(BIN)/ruff format --check service tests bench examples
+	$(BIN)/ruff check service tests bench examples scripts
+	$(BIN)/ruff format --check service tests bench examples scripts
 
 # The layers of service/ (pyproject [tool.importlinter]): domain <- streams <- {http,
 # consumer, reconciler} <- cli, and nothing imports the CLI.
