@@ -3,7 +3,10 @@
     python -m bench.decode [--messages 20000] [--repeat 5]
 
 Both decode the same corpus of signed-sample bodies of all 22 types into typed
-objects; the best of several passes is reported.
+objects; the best of several passes is reported. Then the receiver's own decode
+(``webhooks.decode``: one body, async action or webhook envelope) on those
+async actions and on envelopes of the 72 webhook event types (the vendor's
+example data; data parsed, typed and digested).
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import msgspec
+
 from bench import corpus
 from bench.alternative import ADAPTER
-from service.domain import actions
+from service.domain import actions, webhook_samples, webhooks
 
 
 def best(fn: object, bodies: list[bytes], repeat: int) -> float:
@@ -42,6 +47,20 @@ def main() -> None:
     print(f"  msgspec (service)  {service:6.2f} us/message")
     print(f"  pydantic v2 union  {pydantic:6.2f} us/message")
     print(f"  service is {pydantic / service:.1f}x faster (target >= 3x)")
+
+    envelopes = [
+        msgspec.json.encode(webhook_samples.envelope(t))
+        for t in webhook_samples.TYPES * (args.messages // len(webhook_samples.TYPES))
+    ]
+    as_action = best(webhooks.decode, bodies, args.repeat)
+    as_envelope = best(webhooks.decode, envelopes, args.repeat)
+    envelope_size = sum(map(len, envelopes)) / len(envelopes)
+    print("receiver decode (webhooks.decode), async action or envelope:")
+    print(f"  async action         {as_action:6.2f} us/message ({size:.0f} bytes on average)")
+    print(
+        f"  webhook envelope     {as_envelope:6.2f} us/message "
+        f"({envelope_size:.0f} bytes on average, {len(webhook_samples.TYPES)} types)"
+    )
 
 
 if __name__ == "__main__":
