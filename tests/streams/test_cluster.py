@@ -1,7 +1,8 @@
 """The receiver on a real 3-master Redis Cluster (FANOUT_REDIS_CLUSTER=1).
 
 A representative subset of the end-to-end tests, run against the cluster:
-accept, duplicate, conflict, progress, dead letters, all 22 types, and a burst.
+accept, duplicate, conflict, progress, dead letters, all 22 types, all 72
+webhook event types, and a burst.
 No script may touch two slots, so a CROSSSLOT error would show here as a 503.
 """
 
@@ -22,7 +23,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoPermissionError
 
 from service.config import Settings
-from service.domain import actions, samples
+from service.domain import actions, samples, webhook_samples
 from service.http.app import create_app
 from service.streams.keys import Keys
 from tests.support.acl import service_acl
@@ -91,6 +92,24 @@ async def test_every_type_is_accepted_into_its_stream(
         entries = await cluster.xrange(keys.completed(type_))
         assert [f[b"status"] for _, f in entries] == [b"DONE", b"FAILED"]
         assert msgspec.json.decode(entries[0][1][b"event"])["type"] == type_
+
+
+async def test_every_webhook_event_type_is_accepted_and_deduplicated(
+    http: httpx.AsyncClient, cluster: RedisCluster, keys: Keys
+) -> None:
+    for type_ in webhook_samples.TYPES:
+        payload = webhook_samples.envelope(type_)
+        response = await post(http, payload)
+        assert response.status_code == 202, (type_, response.text)
+        assert response.json()["stream"] == keys.events(type_)
+        again = await post(http, payload | {"id": "whs_second_webhook"})
+        assert again.status_code == 200, (type_, again.text)
+    for type_ in webhook_samples.TYPES:
+        [(_, entry)] = await cluster.xrange(keys.events(type_))
+        assert entry[b"type"].decode() == type_
+    assert key_slot(keys.events("a.b").encode()) == key_slot(
+        keys.event_seen("a.b", "evt_1", "v-1").encode()
+    )
 
 
 async def test_duplicate_and_conflict(
