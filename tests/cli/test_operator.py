@@ -12,15 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import pytest
 from redis.asyncio import Redis
 
 from service.config import Settings
 from service.consumer import Consumer
 from service.domain import actions, samples
-from service.domain.completion import CompletionEvent
+from service.domain.entries import StreamEvent
 from service.streams.keys import Keys
 from service.streams.publisher import Accepted, Publisher
-from tests.support.feed import append, running, until
+from tests.support.feed import append, append_webhook_events, running, until
 from tests.support.servers import free_port
 
 FANOUT = str(Path(sys.executable).parent / "fanout")
@@ -264,15 +265,19 @@ async def test_dlq_replay_publishes_removes_or_keeps_with_the_new_reason(
     assert "replayed 0 of 1; 1 still dead or missing" in table.stdout
 
 
+@pytest.mark.parametrize("type_", ["ORDERS.IMPORT", "customer.created"])
 async def test_dlq_replay_of_a_poison_letter_delivers_it_again(
-    redis: Redis, keys: Keys, redis_url: str
+    redis: Redis, keys: Keys, redis_url: str, type_: str
 ) -> None:
-    type_ = "ORDERS.IMPORT"
-    [bad] = await append(redis, keys, type_, 1)
+    # An async action's completion event, or a webhook event: both go back to their stream.
+    if type_ in actions.BY_TYPE:
+        [bad] = await append(redis, keys, type_, 1)
+    else:
+        [bad] = await append_webhook_events(redis, keys, type_, 1)
     fixed = False
     handled: list[str] = []
 
-    async def handle(event: CompletionEvent) -> None:
+    async def handle(event: StreamEvent) -> None:
         if not fixed:
             raise RuntimeError("bug")
         handled.append(event.id)

@@ -12,16 +12,13 @@ import msgspec
 import redis
 from redis.asyncio import Redis
 
-from service import StreamEvent
 from service.config import Settings
-from service.consumer import Consumer
 from service.domain import webhooks
 from service.domain.webhook_samples import envelope
 from service.streams.keys import Keys
 from service.streams.publisher import Accepted, Publisher
 from tests.cli.test_cli import FANOUT, _env, served  # noqa: F401 - served is a fixture
 from tests.cli.test_operator import fanout
-from tests.support.feed import running, until
 
 
 async def publish(settings: Settings, redis: Redis, type_: str, **options: object) -> str:
@@ -155,37 +152,3 @@ async def test_dlq_replay_of_an_envelope_an_older_version_refused(
     outcome = json.loads(again.stdout)
     assert outcome["outcome"] == "dead"
     assert "invalid_payload: Expected `object`, got `array` - at `$.data`" in outcome["detail"]
-
-
-async def test_dlq_replay_of_a_poison_webhook_event(
-    redis: Redis, keys: Keys, settings: Settings, redis_url: str
-) -> None:
-    id_ = await publish(settings, redis, "customer.created")
-    fixed = False
-    handled: list[str] = []
-
-    async def handle(event: StreamEvent) -> None:
-        if not fixed:
-            raise RuntimeError("bug")
-        handled.append(event.id)
-
-    member = Consumer(
-        redis,
-        "g",
-        prefix=keys.prefix,
-        types=["customer.created"],
-        max_deliveries=1,
-        handler_timeout=0.3,
-        min_idle=0.5,
-        block=0.1,
-    )
-    async with running(member, handle):
-        async with asyncio.timeout(5):
-            while not await redis.xlen(keys.dead_letters()):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-        fixed = True
-        result = await fanout(redis_url, keys.prefix, "dlq", "replay", "--all")
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "requeued" in result.stdout
-        await until(lambda: handled == [id_])
-    assert await redis.xlen(keys.dead_letters()) == 0

