@@ -1,0 +1,84 @@
+"""The AsyncAPI document: one channel per stream, literal keys, payloads that fit the events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+
+from service import asyncapi, completion, events, samples
+from service.keys import Keys
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return asyncapi.document("acme")
+
+
+def resolve(doc: dict[str, Any], ref: str) -> Any:
+    node: Any = doc
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def test_one_channel_per_stream(doc: dict[str, Any]) -> None:
+    keys = Keys("acme")
+    expected = [k for t in events.TYPES for k in (keys.completed(t), keys.progress(t))]
+    expected.append(keys.dead_letters())
+    assert [c["x-redis-key"] for c in doc["channels"].values()] == expected
+    assert len(doc["channels"]) == 45
+
+
+def test_braced_keys_are_not_addresses(doc: dict[str, Any]) -> None:
+    # AsyncAPI reads {...} in an address as a parameter: the key is in x-redis-key only.
+    for channel in doc["channels"].values():
+        assert channel["address"] is None
+        assert "parameters" not in channel
+    template = doc["channels"]["VOUCHERS.IMPORT.completed"]["x-redis-key-template"]
+    assert template == "<prefix>:{VOUCHERS.IMPORT}:completed"
+    assert "x-redis-key" in doc["info"]["description"]
+
+
+def test_every_operation_sends_its_channels_message(doc: dict[str, Any]) -> None:
+    assert len(doc["operations"]) == len(doc["channels"])
+    for name, operation in doc["operations"].items():
+        assert operation["action"] == "send"
+        channel = resolve(doc, operation["channel"]["$ref"])
+        assert name == "send." + next(iter(channel["messages"]))
+        for ref in operation["messages"]:
+            assert resolve(doc, resolve(doc, ref["$ref"])["$ref"])["name"]
+
+
+@pytest.mark.parametrize("type_", events.TYPES)
+@pytest.mark.parametrize("status", ["DONE", "FAILED", "IN_PROGRESS"])
+def test_payload_and_headers_describe_a_real_entry(
+    doc: dict[str, Any], type_: str, status: str
+) -> None:
+    action = events.decode(msgspec.json.encode(samples.sample(type_, status=status)))
+    event = msgspec.json.decode(
+        completion.encode_event(completion.from_action(action, datetime.now(UTC)))
+    )
+    kind = "completed" if action.completed else "progress"
+    message = resolve(
+        doc, doc["channels"][f"{type_}.{kind}"]["messages"][f"{type_}.{kind}"]["$ref"]
+    )
+    assert message["x-redis-payload-field"] == "event"
+    schema = resolve(doc, message["payload"]["$ref"])
+    assert set(schema["required"]) <= set(event) <= set(schema["properties"])
+    assert schema["properties"]["type"]["enum"] == [type_]
+    result = schema["properties"]["result"]["anyOf"][0]
+    assert set(event["result"] or {}) <= set(resolve(doc, result["$ref"])["properties"])
+    headers = message["headers"]
+    entry = {"type": type_, "status": status, "id": action.id, "request_id": action.request_id}
+    assert set(headers["required"]) <= set(entry) <= set(headers["properties"])
+    assert status in headers["properties"]["status"]["enum"]
+
+
+def test_render_is_stable() -> None:
+    first = asyncapi.render(asyncapi.document())
+    assert first == asyncapi.render(asyncapi.document())
+    assert first.endswith(b"}\n")
+    assert msgspec.json.decode(first)["asyncapi"] == "3.0.0"
