@@ -1,0 +1,103 @@
+"""CloudEvents 1.0 structured JSON for an entry's ``data`` field (``FANOUT_CLOUDEVENTS=1``).
+
+Dapr's Redis Streams pub/sub reads only an entry's ``data`` field and expects a
+CloudEvent there; Redpanda Connect reads one body field (``body_key: data``).
+The attributes:
+
+- ``id``: a hash of the entry's dedup identity (stream kind, type, id,
+  request_id, and for progress the status and progress), so a resend that
+  makes a new entry (after the dedup key expired or the stream was trimmed)
+  carries the same id, and two different entries never do.
+- ``source``: ``/voucherify/<prefix>``, the deployment's ``FANOUT_STREAM_PREFIX``.
+- ``type``: ``io.voucherify.async_action.<type, lowercased>.<completed|progress>``,
+  e.g. ``io.voucherify.async_action.vouchers.import.completed``.
+- ``subject``: the async action id; ``time``: when it happened at Voucherify
+  (``updated_at``, else ``created_at``, else when it was received).
+- ``datacontenttype``: ``application/json``; ``data``: the entry's event JSON,
+  embedded as is (not re-encoded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Literal
+from urllib.parse import quote
+
+import msgspec
+
+from . import events
+
+SPECVERSION = "1.0"
+TYPE_NAMESPACE = "io.voucherify"
+Kind = Literal["completed", "progress"]
+
+
+class _Attributes(msgspec.Struct, kw_only=True):
+    """The context attributes, in the order they are written; ``data`` follows."""
+
+    specversion: str = SPECVERSION
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    datacontenttype: str = "application/json"
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def source(prefix: str) -> str:
+    """The ``source`` of every event of one deployment (a URI reference)."""
+    return f"/voucherify/{quote(prefix, safe='')}"
+
+
+def action_type(type_: str, kind: Kind) -> str:
+    """``io.voucherify.async_action.vouchers.import.completed`` for VOUCHERS.IMPORT."""
+    return f"{TYPE_NAMESPACE}.async_action.{type_.lower()}.{kind}"
+
+
+def event_id(*identity: str | int | None) -> str:
+    """A stable id from the parts of a dedup identity (JSON-encoded, so unambiguous)."""
+    return hashlib.sha256(_encoder.encode(identity)).hexdigest()[:32]
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC with milliseconds and ``Z``; a naive time is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def structured(
+    *, id: str, source: str, type: str, subject: str, time: datetime, data: bytes
+) -> bytes:
+    """A structured-mode CloudEvent; ``data`` must be JSON text and is embedded unchanged."""
+    head = _encoder.encode(
+        _Attributes(id=id, source=source, type=type, subject=subject, time=rfc3339(time))
+    )
+    return b"".join((head[:-1], b',"data":', data, b"}"))
+
+
+def for_action(
+    source: str, action: events.AsyncAction, event: bytes, received_at: datetime
+) -> bytes:
+    """The CloudEvent of one async action entry; ``event`` is the entry's event JSON."""
+    request_id = action.request_id or ""
+    if action.completed:
+        kind: Kind = "completed"
+        identity = event_id(kind, action.type, action.id, request_id)
+    else:
+        kind = "progress"
+        identity = event_id(
+            kind, action.type, action.id, request_id, action.status, action.progress
+        )
+    return structured(
+        id=identity,
+        source=source,
+        type=action_type(action.type, kind),
+        subject=action.id,
+        time=action.updated_at or action.created_at or received_at,
+        data=event,
+    )
