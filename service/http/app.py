@@ -23,6 +23,7 @@ from ..config import Settings
 from ..streams import connection
 from ..streams.connection import Client
 from ..streams.publisher import Publisher
+from . import asyncapi
 from .admin import AdminGuard
 from .dashboard import Dashboard
 from .errors import EXCEPTION_HANDLERS, Unavailable, json_response
@@ -55,6 +56,13 @@ def metrics_endpoint(
         return Response(metrics.exposition(stats), media_type=CONTENT_TYPE_LATEST)
 
     return scrape
+
+
+def asyncapi_endpoint(prefix: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    async def document(request: Request) -> Response:
+        return Response(asyncapi.rendered(prefix), media_type="application/json")
+
+    return document
 
 
 #: Run beside the app with its publisher, e.g. the reconciler (``reconciler.task``).
@@ -103,6 +111,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readiness(publisher), methods=["GET"]),
             Route("/metrics", metrics_endpoint(stream_stats), methods=["GET"]),
+            Route("/asyncapi.json", asyncapi_endpoint(settings.stream_prefix), methods=["GET"]),
         ],
         # Only /dashboard is guarded; the webhook and the probes pass straight through.
         middleware=[Middleware(AdminGuard, settings=settings)],

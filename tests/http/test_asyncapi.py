@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
-from service import asyncapi, completion, events, samples
-from service.keys import Keys
+from service.config import Settings
+from service.domain import actions, completion, samples
+from service.http import asyncapi
+from service.streams.dead_letters import DeadLetter
+from service.streams.keys import Keys
+
+CHECKED_IN = Path(__file__).parents[2] / "docs" / "asyncapi.json"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +33,7 @@ def resolve(doc: dict[str, Any], ref: str) -> Any:
 
 def test_one_channel_per_stream(doc: dict[str, Any]) -> None:
     keys = Keys("acme")
-    expected = [k for t in events.TYPES for k in (keys.completed(t), keys.progress(t))]
+    expected = [k for t in actions.TYPES for k in (keys.completed(t), keys.progress(t))]
     expected.append(keys.dead_letters())
     assert [c["x-redis-key"] for c in doc["channels"].values()] == expected
     assert len(doc["channels"]) == 45
@@ -52,12 +59,12 @@ def test_every_operation_sends_its_channels_message(doc: dict[str, Any]) -> None
             assert resolve(doc, resolve(doc, ref["$ref"])["$ref"])["name"]
 
 
-@pytest.mark.parametrize("type_", events.TYPES)
+@pytest.mark.parametrize("type_", actions.TYPES)
 @pytest.mark.parametrize("status", ["DONE", "FAILED", "IN_PROGRESS"])
 def test_payload_and_headers_describe_a_real_entry(
     doc: dict[str, Any], type_: str, status: str
 ) -> None:
-    action = events.decode(msgspec.json.encode(samples.sample(type_, status=status)))
+    action = actions.decode(msgspec.json.encode(samples.sample(type_, status=status)))
     event = msgspec.json.decode(
         completion.encode_event(completion.from_action(action, datetime.now(UTC)))
     )
@@ -77,8 +84,34 @@ def test_payload_and_headers_describe_a_real_entry(
     assert status in headers["properties"]["status"]["enum"]
 
 
+def test_dead_letter_headers_are_the_letters_fields(doc: dict[str, Any]) -> None:
+    message = doc["components"]["messages"]["dead.letters"]
+    assert message["x-redis-payload-field"] == "body"
+    names = [name for name in DeadLetter.__struct_fields__ if name != "body"]
+    assert list(message["headers"]["properties"]) == names
+    assert message["headers"]["required"] == ["reason", "detail", "sha256", "received_at"]
+
+
+def test_the_checked_in_document_is_current() -> None:
+    # Regenerate with `make asyncapi` after changing a struct, a key or the version.
+    current = asyncapi.render(asyncapi.document(Settings().stream_prefix))
+    assert CHECKED_IN.read_bytes() == current, "docs/asyncapi.json is stale: run `make asyncapi`"
+
+
 def test_render_is_stable() -> None:
     first = asyncapi.render(asyncapi.document())
     assert first == asyncapi.render(asyncapi.document())
     assert first.endswith(b"}\n")
     assert msgspec.json.decode(first)["asyncapi"] == "3.0.0"
+
+
+async def test_served_with_the_configured_prefix(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await http.get("/asyncapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    served = response.json()
+    assert served == asyncapi.document(settings.stream_prefix)
+    key = served["channels"]["ORDERS.IMPORT.completed"]["x-redis-key"]
+    assert key == f"{settings.stream_prefix}:{{ORDERS.IMPORT}}:completed"

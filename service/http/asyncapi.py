@@ -13,12 +13,15 @@ document's description says so, for readers and code generators alike.
 
 from __future__ import annotations
 
+import functools
+from importlib.metadata import version
 from typing import Any
 
 import msgspec
 
-from . import __version__, completion, events
-from .keys import Keys
+from ..domain import actions, completion
+from ..streams.dead_letters import DeadLetter
+from ..streams.keys import Keys
 
 ASYNCAPI_VERSION = "3.0.0"
 _REF = "#/components/schemas/{name}"
@@ -85,7 +88,7 @@ def document(prefix: str = "voucherify") -> dict[str, Any]:
         }
 
     refs, schemas = msgspec.json.schema_components(completion.EVENT_TYPES, ref_template=_REF)
-    for type_, ref in zip(events.TYPES, refs, strict=True):
+    for type_, ref in zip(actions.TYPES, refs, strict=True):
         for kind in ("completed", "progress"):
             key = getattr(keys, kind)(type_)
             name = f"{type_}.{kind}"
@@ -141,7 +144,7 @@ def document(prefix: str = "voucherify") -> dict[str, Any]:
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
             "title": "voucherify-fanout streams",
-            "version": __version__,
+            "version": version("voucherify-fanout"),
             "description": _DESCRIPTION,
             "license": {"name": "MIT"},
         },
@@ -167,6 +170,12 @@ def render(doc: dict[str, Any]) -> bytes:
     return msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n"
 
 
+@functools.cache
+def rendered(prefix: str) -> bytes:
+    """``render(document(prefix))``, made once per process (``GET /asyncapi.json``)."""
+    return render(document(prefix))
+
+
 def _string(description: str, **extra: Any) -> dict[str, Any]:
     return {"type": "string", "description": description, **extra}
 
@@ -189,20 +198,25 @@ def _event_headers(type_: str, statuses: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+# What each dead-letter field holds; the fields themselves are DeadLetter's.
+_DEAD_LETTER_FIELDS = {
+    "reason": _string("Why the body was not published.", enum=list(DEAD_LETTER_REASONS)),
+    "detail": _string("What was wrong and where (the decoder's message)."),
+    "sha256": _string("Hex SHA-256 of the body."),
+    "received_at": _string("When the body arrived (RFC 3339).", format="date-time"),
+    "group": _string("poison: the consumer group that gave up."),
+    "consumer": _string("poison: the group's last consumer."),
+    "stream": _string("poison: the stream of the entry."),
+    "entry_id": _string("poison: the entry's id."),
+    "deliveries": _string("poison: how often the entry was delivered (decimal)."),
+    "error": _string("poison: the consumer's last error."),
+}
+
+
 def _dead_letter_headers() -> dict[str, Any]:
+    fields = [f for f in msgspec.structs.fields(DeadLetter) if f.name != "body"]  # the payload
     return {
         "type": "object",
-        "properties": {
-            "reason": _string("Why the body was not published.", enum=list(DEAD_LETTER_REASONS)),
-            "detail": _string("What was wrong and where (the decoder's message)."),
-            "sha256": _string("Hex SHA-256 of the body."),
-            "received_at": _string("When the body arrived (RFC 3339).", format="date-time"),
-            "group": _string("poison: the consumer group that gave up."),
-            "consumer": _string("poison: the group's last consumer."),
-            "stream": _string("poison: the stream of the entry."),
-            "entry_id": _string("poison: the entry's id."),
-            "deliveries": _string("poison: how often the entry was delivered (decimal)."),
-            "error": _string("poison: the consumer's last error."),
-        },
-        "required": ["reason", "detail", "sha256", "received_at"],
+        "properties": {f.name: _DEAD_LETTER_FIELDS[f.name] for f in fields},
+        "required": [f.name for f in fields if f.required],
     }
