@@ -38,10 +38,11 @@ def _calls(keys: Keys, count: int) -> list[tuple[tuple[str, ...], tuple[Any, ...
     for n in range(count):
         id_ = f"aa_{n}"
         type_ = "VOUCHERS.IMPORT"
+        fields = ("type", type_, "status", "DONE", "id", id_, "request_id", "r", "event", event)
         out.append(
             (
                 (keys.seen(type_, id_, "r"), keys.done(type_, id_), keys.completed(type_)),
-                ("digest", 600, 1_000_000, type_, "DONE", id_, "r", event),
+                ("digest", 600, 1_000_000, *fields),
             )
         )
     return out

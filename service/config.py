@@ -83,6 +83,7 @@ class Settings:
     admin_token: Secret | None = None
     #: ``Host`` values ``/dashboard`` answers to; ``None``: ``dashboard_hosts()``'s default.
     allowed_hosts: tuple[str, ...] | None = None
+    cloudevents: bool = False
 
     def dashboard_hosts(self) -> tuple[str, ...]:
         """``FANOUT_ALLOWED_HOSTS``, or the listen host, localhost, 127.0.0.1 and [::1]
@@ -127,6 +128,7 @@ class Settings:
             ),
             admin_token=_admin_token(get("FANOUT_ADMIN_TOKEN")),
             allowed_hosts=_hosts(get("FANOUT_ALLOWED_HOSTS")),
+            cloudevents=_flag("FANOUT_CLOUDEVENTS", get("FANOUT_CLOUDEVENTS")),
         )
 
 

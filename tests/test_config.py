@@ -23,6 +23,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.durability == Durability("none")
     assert settings.data_dir == Path(".fanout")
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.cloudevents is False
 
 
 def test_every_variable_is_read() -> None:
@@ -40,6 +41,7 @@ def test_every_variable_is_read() -> None:
             "FANOUT_DATA_DIR": "/var/lib/fanout",
             "FANOUT_HOST": "0.0.0.0",
             "FANOUT_PORT": "9000",
+            "FANOUT_CLOUDEVENTS": "1",
         }
     )
     assert settings.redis_url == "rediss://cache:6380/1"
@@ -54,6 +56,7 @@ def test_every_variable_is_read() -> None:
     assert settings.durability == Durability("replicas", 2)
     assert settings.data_dir == Path("/var/lib/fanout")
     assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+    assert settings.cloudevents is True
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,7 @@ def test_every_variable_is_read() -> None:
     [
         ("FANOUT_REDIS_URL", "http://localhost"),
         ("FANOUT_REDIS_CLUSTER", "maybe"),
+        ("FANOUT_CLOUDEVENTS", "on"),
         ("FANOUT_SECRETS", "a,,b"),
         ("FANOUT_STREAM_PREFIX", "a{b}"),
         ("FANOUT_DEDUP_TTL", "-1"),

@@ -21,7 +21,7 @@ from ..streams import replies
 from ..streams.connection import Client
 from ..streams.keys import Keys
 from ..streams.replay import Replayed, Replayer, find_letter
-from . import render, tools
+from . import flags, render, tools
 from .errors import CommandError
 from .render import dead_letter_object, dead_row, dead_table
 from .tail import recent
@@ -60,6 +60,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     for sub in (listing, show, replay):
         tools.add_redis_flags(sub)
+    flags.add(replay, ["--cloudevents"])  # it publishes: entries as `fanout serve` writes them
 
 
 async def list_letters(args: argparse.Namespace, client: Client, config: Settings) -> int:

@@ -62,6 +62,7 @@ FLAGS: dict[str, Flag] = {
             "comma-separated Host names /dashboard answers to "
             "(default: the listen host, localhost, 127.0.0.1, [::1] on the listen port)",
         ),
+        Flag("--cloudevents", "1 to add a CloudEvents 1.0 `data` field to every event entry"),
         # The reconciler's; its app token is read from the environment only (a
         # flag would show it in the process list).
         Flag("--api-url", "API base URL of your region", env="FANOUT_VOUCHERIFY_API_URL"),
@@ -90,9 +91,19 @@ SERVE = (
     "--redis-timeout",
     "--admin-token",
     "--allowed-hosts",
+    "--cloudevents",
 )
 TOOLS = (*REDIS, "--data-dir")
-POLL = ("--api-url", "--app-id", "--interval", "--rate", "--page-size", "--api-timeout", *REDIS)
+POLL = (
+    "--api-url",
+    "--app-id",
+    "--interval",
+    "--rate",
+    "--page-size",
+    "--api-timeout",
+    "--cloudevents",
+    *REDIS,
+)
 
 
 def add(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:

@@ -21,11 +21,12 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from .. import metrics
 from ..config import Durability, Settings
 from ..domain import actions, completion, webhooks
-from . import replies
+from . import cloud_events, replies
 from .connection import Client
 from .dead_letters import DeadLetter
 from .errors import RedisUnavailable
@@ -116,6 +117,7 @@ class Publisher:
         stream_maxlen: int,
         timeout: float,
         durability: Durability,
+        cloudevents: bool = False,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -123,6 +125,7 @@ class Publisher:
         self._maxlen = stream_maxlen
         self._timeout = timeout
         self._durability = durability
+        self._cloudevents_source = cloud_events.source(keys.prefix) if cloudevents else None
         self._health = _Health()
         self._complete = redis.register_script(COMPLETE_LUA)
         self._progress = redis.register_script(PROGRESS_LUA)
@@ -156,6 +159,7 @@ class Publisher:
             stream_maxlen=settings.stream_maxlen,
             timeout=settings.redis_timeout,
             durability=settings.durability,
+            cloudevents=settings.cloudevents,
         )
 
     @property
@@ -188,8 +192,24 @@ class Publisher:
                 )
             ) from exc
 
+    def entry_fields(
+        self, event: completion.CompletionEvent, data: bytes
+    ) -> dict[FieldT, EncodableT]:
+        """An event entry's fields: the contract's five, and ``data`` with FANOUT_CLOUDEVENTS."""
+        fields: dict[FieldT, EncodableT] = {
+            "type": event.type,
+            "status": event.status,
+            "id": event.id,
+            "request_id": event.request_id or "",
+            "event": data,
+        }
+        if self._cloudevents_source is not None:
+            fields["data"] = cloud_events.for_event(self._cloudevents_source, event, data)
+        return fields
+
     async def publish(self, action: actions.AsyncAction, received_at: datetime) -> Outcome:
-        event = completion.encode_event(completion.from_action(action, received_at))
+        event = completion.from_action(action, received_at)
+        fields = self.entry_fields(event, completion.encode_event(event))
         type_, request_id = action.type, action.request_id or ""
         done = self._keys.done(type_, action.id)
         if action.completed:
@@ -202,8 +222,9 @@ class Publisher:
                 type_, action.id, request_id, action.status, action.progress
             )
             stream = self._keys.progress(type_)
-        args = (digest(action), self._ttl, self._maxlen, type_, action.status, action.id)
-        code, entry = await self._run(script, (seen, done, stream), (*args, request_id, event))
+        pairs = [part for item in fields.items() for part in item]
+        args = (digest(action), self._ttl, self._maxlen, *pairs)
+        code, entry = await self._run(script, (seen, done, stream), args)
         entry_id = replies.text(entry)
         if code == 1:
             return Accepted(stream, entry_id)

@@ -105,8 +105,7 @@ class Replayer:
             fields |= {"sendout_id": event.sendout_id, "event": body}
         else:
             streams = (self.keys.completed(event.type), self.keys.progress(event.type))
-            fields = {"type": event.type, "status": event.status, "id": event.id}
-            fields |= {"request_id": event.request_id or "", "event": body}
+            fields = self.publisher.entry_fields(event, body)
         if stream not in streams:
             return Replayed(letter.entry_id, "dead", f"poison: unknown stream {stream!r}")
         entry = await self.client.xadd(

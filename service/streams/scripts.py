@@ -10,7 +10,7 @@ second replica of the service (see ``keys.py`` for the slots).
 
 # A completion: answer from the (id, request_id) key if it is there, else append.
 # The key holds "<entry id> <digest>"; a different digest is a conflict.
-# KEYS: seen, done, stream.  ARGV: digest, ttl, maxlen, type, status, id, request_id, event.
+# KEYS: seen, done, stream.  ARGV: digest, ttl, maxlen, then the entry's field/value pairs.
 COMPLETE_LUA = """
 local seen = redis.call('GET', KEYS[1])
 if seen then
@@ -20,8 +20,7 @@ if seen then
   if string.sub(seen, sep + 1) == ARGV[1] then return {0, first} end
   return {2, first}
 end
-local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-  'type', ARGV[4], 'status', ARGV[5], 'id', ARGV[6], 'request_id', ARGV[7], 'event', ARGV[8])
+local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
 redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[2], entry, 'EX', ARGV[2], 'NX')
 return {1, entry}
@@ -40,8 +39,7 @@ if seen then
   redis.call('SET', KEYS[1], seen, 'KEEPTTL')
   return {0, seen}
 end
-local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-  'type', ARGV[4], 'status', ARGV[5], 'id', ARGV[6], 'request_id', ARGV[7], 'event', ARGV[8])
+local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
 redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
 return {1, entry}
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import redis
 
+from service.domain import samples
+from tests.support.http import SECRET, signed
 from tests.support.servers import free_port
 
 FANOUT = str(Path(sys.executable).parent / "fanout")
@@ -25,14 +29,14 @@ def _env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
-    """``fanout serve`` with nothing configured, in an empty folder."""
+@contextlib.contextmanager
+def serve(folder: Path, *args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``fanout serve`` in ``folder`` until ready: its base URL and process."""
     port = str(free_port())
     process = subprocess.Popen(
-        [FANOUT, "serve", "--port", port],
-        cwd=tmp_path,
-        env=_env(),
+        [FANOUT, "serve", "--port", port, *args],
+        cwd=folder,
+        env=_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -49,11 +53,18 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
         process.kill()
         pytest.fail(process.communicate()[0])
     try:
-        yield base, tmp_path, process
+        yield base, process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
         process.communicate(timeout=15)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
+    """``fanout serve`` with nothing configured, in an empty folder."""
+    with serve(tmp_path) as (base, process):
+        yield base, tmp_path, process
 
 
 def test_serve_embedded_then_send_a_sample(
@@ -92,6 +103,30 @@ def test_serve_embedded_then_send_a_sample(
     assert "embedded Valkey listening on unix://" in output
     assert process.returncode == 0
     assert not (folder / ".fanout" / "valkey.sock").exists(), "the embedded server stopped"
+
+
+def test_serve_with_cloudevents_writes_the_data_field(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    env = {"FANOUT_REDIS_URL": redis_url, "FANOUT_STREAM_PREFIX": prefix, "FANOUT_SECRETS": SECRET}
+    body = msgspec.json.encode(samples.sample("ORDERS.IMPORT"))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with serve(tmp_path, "--cloudevents", "1", **env) as (base, _):
+            answer = httpx.post(f"{base}/webhooks/voucherify", content=body, headers=signed(body))
+            document = httpx.get(f"{base}/asyncapi.json").json()
+        assert answer.status_code == 202, answer.text
+        [(_, entry)] = client.xrange(answer.json()["stream"])
+        assert (
+            json.loads(entry[b"data"])["type"]
+            == "io.voucherify.async_action.orders.import.completed"
+        )
+        key = document["channels"]["ORDERS.IMPORT.completed"]["x-redis-key"]
+        assert key == answer.json()["stream"] == f"{prefix}:{{ORDERS.IMPORT}}:completed"
+    finally:
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+        client.close()
 
 
 def test_send_a_file_twice_gives_accepted_then_duplicate(

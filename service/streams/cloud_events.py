@@ -7,14 +7,14 @@ The attributes:
 - ``id``: a hash of the entry's dedup identity (stream kind, type, id,
   request_id, and for progress the status and progress), so a resend that
   makes a new entry (after the dedup key expired or the stream was trimmed)
-  carries the same id, and two different entries never do.
+  and a replayed poison entry carry the same id, and two different entries never do.
 - ``source``: ``/voucherify/<prefix>``, the deployment's ``FANOUT_STREAM_PREFIX``.
 - ``type``: ``io.voucherify.async_action.<type, lowercased>.<completed|progress>``,
   e.g. ``io.voucherify.async_action.vouchers.import.completed``.
 - ``subject``: the async action id; ``time``: when it happened at Voucherify
   (``updated_at``, else ``created_at``, else when it was received).
 - ``datacontenttype``: ``application/json``; ``data``: the entry's event JSON,
-  embedded as is (not re-encoded).
+  embedded as is (not encoded a second time).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from urllib.parse import quote
 
 import msgspec
 
-from . import events
+from ..domain import clock
+from ..domain.actions import COMPLETED_STATUSES
+from ..domain.completion import CompletionEvent
 
 SPECVERSION = "1.0"
 TYPE_NAMESPACE = "io.voucherify"
@@ -63,41 +65,31 @@ def event_id(*identity: str | int | None) -> str:
     return hashlib.sha256(_encoder.encode(identity)).hexdigest()[:32]
 
 
-def rfc3339(moment: datetime) -> str:
-    """UTC with milliseconds and ``Z``; a naive time is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def structured(
     *, id: str, source: str, type: str, subject: str, time: datetime, data: bytes
 ) -> bytes:
     """A structured-mode CloudEvent; ``data`` must be JSON text and is embedded unchanged."""
+    moment = time if time.tzinfo else time.replace(tzinfo=UTC)  # naive: taken as UTC
     head = _encoder.encode(
-        _Attributes(id=id, source=source, type=type, subject=subject, time=rfc3339(time))
+        _Attributes(id=id, source=source, type=type, subject=subject, time=clock.iso(moment))
     )
     return b"".join((head[:-1], b',"data":', data, b"}"))
 
 
-def for_action(
-    source: str, action: events.AsyncAction, event: bytes, received_at: datetime
-) -> bytes:
-    """The CloudEvent of one async action entry; ``event`` is the entry's event JSON."""
-    request_id = action.request_id or ""
-    if action.completed:
+def for_event(source: str, event: CompletionEvent, data: bytes) -> bytes:
+    """The CloudEvent of one async action entry; ``data`` is the entry's event JSON."""
+    request_id = event.request_id or ""
+    if event.status in COMPLETED_STATUSES:
         kind: Kind = "completed"
-        identity = event_id(kind, action.type, action.id, request_id)
+        identity = event_id(kind, event.type, event.id, request_id)
     else:
         kind = "progress"
-        identity = event_id(
-            kind, action.type, action.id, request_id, action.status, action.progress
-        )
+        identity = event_id(kind, event.type, event.id, request_id, event.status, event.progress)
     return structured(
         id=identity,
         source=source,
-        type=action_type(action.type, kind),
-        subject=action.id,
-        time=action.updated_at or action.created_at or received_at,
-        data=event,
+        type=action_type(event.type, kind),
+        subject=event.id,
+        time=event.updated_at or event.created_at or event.received_at,
+        data=data,
     )
