@@ -10,9 +10,11 @@ The attributes:
   and a replayed poison entry carry the same id, and two different entries never do.
 - ``source``: ``/voucherify/<prefix>``, the deployment's ``FANOUT_STREAM_PREFIX``.
 - ``type``: ``io.voucherify.async_action.<type, lowercased>.<completed|progress>``,
-  e.g. ``io.voucherify.async_action.vouchers.import.completed``.
-- ``subject``: the async action id; ``time``: when it happened at Voucherify
-  (``updated_at``, else ``created_at``, else when it was received).
+  e.g. ``io.voucherify.async_action.vouchers.import.completed``, and
+  ``io.voucherify.webhook.<event type>``, e.g. ``io.voucherify.webhook.voucher.published``.
+- ``subject``: the async action id or the webhook event id; ``time``: when it
+  happened at Voucherify (an action's ``updated_at``, else ``created_at``; a
+  webhook event's ``created_at``), else when it was received.
 - ``datacontenttype``: ``application/json``; ``data``: the entry's event JSON,
   embedded as is (not encoded a second time).
 """
@@ -29,6 +31,7 @@ import msgspec
 from ..domain import clock
 from ..domain.actions import COMPLETED_STATUSES
 from ..domain.completion import CompletionEvent
+from ..domain.webhooks import WebhookEvent
 
 SPECVERSION = "1.0"
 TYPE_NAMESPACE = "io.voucherify"
@@ -60,6 +63,11 @@ def action_type(type_: str, kind: Kind) -> str:
     return f"{TYPE_NAMESPACE}.async_action.{type_.lower()}.{kind}"
 
 
+def webhook_type(type_: str) -> str:
+    """``io.voucherify.webhook.voucher.published`` for voucher.published (spelled as published)."""
+    return f"{TYPE_NAMESPACE}.webhook.{type_}"
+
+
 def event_id(*identity: str | int | None) -> str:
     """A stable id from the parts of a dedup identity (JSON-encoded, so unambiguous)."""
     return hashlib.sha256(_encoder.encode(identity)).hexdigest()[:32]
@@ -76,8 +84,10 @@ def structured(
     return b"".join((head[:-1], b',"data":', data, b"}"))
 
 
-def for_event(source: str, event: CompletionEvent, data: bytes) -> bytes:
-    """The CloudEvent of one async action entry; ``data`` is the entry's event JSON."""
+def for_event(source: str, event: CompletionEvent | WebhookEvent, data: bytes) -> bytes:
+    """The CloudEvent of one event entry; ``data`` is the entry's event JSON."""
+    if isinstance(event, WebhookEvent):
+        return _for_webhook(source, event, data)
     request_id = event.request_id or ""
     if event.status in COMPLETED_STATUSES:
         kind: Kind = "completed"
@@ -91,5 +101,18 @@ def for_event(source: str, event: CompletionEvent, data: bytes) -> bytes:
         type=action_type(event.type, kind),
         subject=event.id,
         time=event.updated_at or event.created_at or event.received_at,
+        data=data,
+    )
+
+
+def _for_webhook(source: str, event: WebhookEvent, data: bytes) -> bytes:
+    # The identity of the dedup key: (event type, event id, request id).
+    received = event.received_at
+    return structured(
+        id=event_id("webhook", event.type, event.id, event.request_id or ""),
+        source=source,
+        type=webhook_type(event.type),
+        subject=event.id,
+        time=clock.parse(event.created_at, received) if event.created_at else received,
         data=data,
     )

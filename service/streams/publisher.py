@@ -193,16 +193,19 @@ class Publisher:
             ) from exc
 
     def entry_fields(
-        self, event: completion.CompletionEvent, data: bytes
+        self, event: completion.CompletionEvent | webhooks.WebhookEvent, data: bytes
     ) -> dict[FieldT, EncodableT]:
-        """An event entry's fields: the contract's five, and ``data`` with FANOUT_CLOUDEVENTS."""
-        fields: dict[FieldT, EncodableT] = {
-            "type": event.type,
-            "status": event.status,
-            "id": event.id,
-            "request_id": event.request_id or "",
-            "event": data,
-        }
+        """An event entry's fields: the contract's five, and ``data`` with FANOUT_CLOUDEVENTS.
+
+        ``data`` is the event's JSON (the ``event`` field).
+        """
+        fields: dict[FieldT, EncodableT]
+        if isinstance(event, webhooks.WebhookEvent):
+            fields = {"type": event.type, "id": event.id, "request_id": event.request_id or ""}
+            fields |= {"sendout_id": event.sendout_id, "event": data}
+        else:
+            fields = {"type": event.type, "status": event.status, "id": event.id}
+            fields |= {"request_id": event.request_id or "", "event": data}
         if self._cloudevents_source is not None:
             fields["data"] = cloud_events.for_event(self._cloudevents_source, event, data)
         return fields
@@ -222,7 +225,7 @@ class Publisher:
                 type_, action.id, request_id, action.status, action.progress
             )
             stream = self._keys.progress(type_)
-        pairs = [part for item in fields.items() for part in item]
+        pairs = [item for pair in fields.items() for item in pair]
         args = (digest(action), self._ttl, self._maxlen, *pairs)
         code, entry = await self._run(script, (seen, done, stream), args)
         entry_id = replies.text(entry)
@@ -238,17 +241,11 @@ class Publisher:
         self, delivery: webhooks.WebhookDelivery, received_at: datetime
     ) -> Outcome:
         """Append a webhook event to its type's stream, once per (event id, request id)."""
-        event = webhooks.encode_event(delivery.event(received_at))
+        event = delivery.event(received_at)
+        fields = self.entry_fields(event, webhooks.encode_event(event))
         type_, request_id = delivery.type, delivery.request_id or ""
         seen = self._keys.event_seen(type_, delivery.id, request_id)
         stream = self._keys.events(type_)
-        fields: dict[str, str | bytes] = {
-            "type": type_,
-            "id": delivery.id,
-            "request_id": request_id,
-            "sendout_id": delivery.sendout_id,
-            "event": event,
-        }
         pairs = [item for pair in fields.items() for item in pair]
         args = (delivery.digest, self._ttl, self._maxlen, *pairs)
         code, entry = await self._run(self._event, (seen, stream), args)

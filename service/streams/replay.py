@@ -98,19 +98,15 @@ class Replayer:
             event = decode_event(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return Replayed(letter.entry_id, "dead", f"poison: cannot decode the event: {exc}")
-        fields: dict[Any, Any]
         if isinstance(event, WebhookEvent):
             streams: tuple[str, ...] = (self.keys.events(event.type),)
-            fields = {"type": event.type, "id": event.id, "request_id": event.request_id or ""}
-            fields |= {"sendout_id": event.sendout_id, "event": body}
         else:
             streams = (self.keys.completed(event.type), self.keys.progress(event.type))
-            fields = self.publisher.entry_fields(event, body)
         if stream not in streams:
             return Replayed(letter.entry_id, "dead", f"poison: unknown stream {stream!r}")
         entry = await self.client.xadd(
             stream,
-            fields,
+            self.publisher.entry_fields(event, body),
             maxlen=self.config.stream_maxlen,
             approximate=True,
         )

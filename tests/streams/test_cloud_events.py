@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
+import pytest
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from hypothesis import given
@@ -16,7 +18,7 @@ from redis.asyncio import Redis
 
 from service.config import Settings
 from service.consumer.poison import Poison, PoisonLetters
-from service.domain import actions, completion, samples
+from service.domain import actions, completion, samples, webhook_samples, webhooks
 from service.streams import cloud_events
 from service.streams.keys import Keys
 from service.streams.replay import Replayer
@@ -107,6 +109,32 @@ def test_the_source_is_a_uri_reference_for_any_prefix() -> None:
     assert cloud_events.source("a/b%c") == "/voucherify/a%2Fb%25c"
 
 
+def test_a_webhook_event_reads_back_with_every_attribute() -> None:
+    body = webhook_samples.envelope("voucher.published", event_id="evt_1", group_id="v-1")
+    delivery = webhooks.decode_envelope(msgspec.json.encode(body))
+    event = delivery.event(RECEIVED)
+    data = webhooks.encode_event(event)
+    ce = read(cloud_events.for_event(SOURCE, event, data))
+    assert ce.get_type() == "io.voucherify.webhook.voucher.published"
+    assert ce.get_subject() == "evt_1"
+    assert ce.get_time() == datetime.fromisoformat(body["event"]["created_at"])
+    assert ce.get_data() == msgspec.json.decode(data)
+    # Its id is the dedup identity's: the same event through a second webhook (another
+    # sendout) is the same delivery, so the same id.
+    other = webhooks.decode_envelope(msgspec.json.encode(body | {"id": "whs_other"}))
+    again = read(cloud_events.for_event(SOURCE, other.event(RECEIVED), data))
+    assert again.get_id() == ce.get_id()
+    assert ce.get_id() == cloud_events.event_id("webhook", "voucher.published", "evt_1", "v-1")
+
+
+def test_a_webhook_event_without_a_valid_time_has_the_arrival() -> None:
+    body = webhook_samples.envelope("customer.created")
+    body["created_at"] = body["event"]["created_at"] = "yesterday"
+    event = webhooks.decode_envelope(msgspec.json.encode(body)).event(RECEIVED)
+    ce = read(cloud_events.for_event(SOURCE, event, webhooks.encode_event(event)))
+    assert ce.get_time() == RECEIVED
+
+
 @given(
     id_=st.text(min_size=1, max_size=40),
     request_id=st.one_of(st.none(), st.text(max_size=40)),
@@ -125,18 +153,49 @@ async def entries(redis: Redis, stream: str) -> list[dict[bytes, bytes]]:
     return [fields for _, fields in await redis.xrange(stream)]
 
 
+ACTION_FIELDS = [b"type", b"status", b"id", b"request_id", b"event"]
+WEBHOOK_FIELDS = [b"type", b"id", b"request_id", b"sendout_id", b"event"]
+
+
+class Kind(NamedTuple):
+    body: dict[str, Any]
+    stream: Callable[[Keys], str]
+    fields: list[bytes]
+    type: str
+
+
+@pytest.fixture(params=["async_action", "webhook_event"])
+def kind(request: pytest.FixtureRequest) -> Kind:
+    """An entry of either kind: its delivery (id aa_ce1), stream, fields and CloudEvent type."""
+    if request.param == "async_action":
+        return Kind(
+            samples.sample("VOUCHERS.IMPORT", id_="aa_ce1", request_id="v-ce1"),
+            lambda k: k.completed("VOUCHERS.IMPORT"),
+            ACTION_FIELDS,
+            "io.voucherify.async_action.vouchers.import.completed",
+        )
+    return Kind(
+        webhook_samples.envelope("voucher.published", event_id="aa_ce1", group_id="v-ce1"),
+        lambda k: k.events("voucher.published"),
+        WEBHOOK_FIELDS,
+        "io.voucherify.webhook.voucher.published",
+    )
+
+
 async def test_a_delivery_writes_a_cloud_event_beside_the_event(
-    redis: Redis, keys: Keys, settings: Settings
+    redis: Redis, keys: Keys, settings: Settings, kind: Kind
 ) -> None:
-    body = samples.sample("VOUCHERS.IMPORT", id_="aa_ce1", request_id="v-ce1")
     async with serving(dataclasses.replace(settings, cloudevents=True)) as http:
-        assert (await post(http, body)).status_code == 202
-    [entry] = await entries(redis, keys.completed("VOUCHERS.IMPORT"))
-    assert list(entry) == [b"type", b"status", b"id", b"request_id", b"event", b"data"]
+        assert (await post(http, kind.body)).status_code == 202
+        # A resend (for a webhook event: the same event through a second webhook).
+        again = kind.body | {"id": "whs_2"} if "data" in kind.body else kind.body
+        assert (await post(http, again)).status_code == 200
+    [entry] = await entries(redis, kind.stream(keys))
+    assert list(entry) == [*kind.fields, b"data"]
     assert entry[b"id"] == b"aa_ce1"
     ce = read(entry[b"data"])
     assert ce.get_source() == f"/voucherify/{keys.prefix}"
-    assert ce.get_type() == "io.voucherify.async_action.vouchers.import.completed"
+    assert ce.get_type() == kind.type
     assert ce.get_subject() == "aa_ce1"
     assert ce.get_data() == msgspec.json.decode(entry[b"event"])
 
@@ -152,14 +211,13 @@ async def test_progress_entries_carry_one_too(redis: Redis, keys: Keys, settings
 async def test_off_by_default(redis: Redis, keys: Keys, http: Any) -> None:
     assert (await post(http, samples.sample("SKUS.IMPORT_CSV"))).status_code == 202
     [entry] = await entries(redis, keys.completed("SKUS.IMPORT_CSV"))
-    assert list(entry) == [b"type", b"status", b"id", b"request_id", b"event"]
+    assert list(entry) == ACTION_FIELDS
 
 
 async def test_a_resend_after_expiry_and_trim_has_the_same_id(
-    redis: Redis, keys: Keys, settings: Settings
+    redis: Redis, keys: Keys, settings: Settings, kind: Kind
 ) -> None:
-    body = samples.sample("PRODUCTS.IMPORT_CSV", id_="aa_ce2", request_id="v-ce2")
-    stream = keys.completed("PRODUCTS.IMPORT_CSV")
+    body, stream = kind.body, kind.stream(keys)
     config = dataclasses.replace(settings, cloudevents=True, dedup_ttl=1)
     async with serving(config) as http:
         assert (await post(http, body)).status_code == 202
@@ -175,23 +233,20 @@ async def test_a_resend_after_expiry_and_trim_has_the_same_id(
 
 
 async def test_a_replayed_poison_entry_has_the_same_id(
-    redis: Redis, keys: Keys, settings: Settings
+    redis: Redis, keys: Keys, settings: Settings, kind: Kind
 ) -> None:
-    body = samples.sample("CUSTOMERS.BULK_UPDATE", id_="aa_ce3", request_id="v-ce3")
-    stream = keys.completed("CUSTOMERS.BULK_UPDATE")
+    body, key = kind.body, kind.stream(keys)
     config = dataclasses.replace(settings, cloudevents=True)
     async with serving(config) as http:
         assert (await post(http, body)).status_code == 202
-    [(entry_id, first)] = await redis.xrange(stream)
-    await redis.xdel(stream, entry_id)  # a group gave up on it and it was trimmed since
+    [(entry_id, first)] = await redis.xrange(key)
+    await redis.xdel(key, entry_id)  # a group gave up on it and it was trimmed since
     letters = PoisonLetters(redis, keys, ttl=60, maxlen=100)
-    poison = Poison("g", "c", stream, entry_id.decode(), 5, 5, first[b"event"], "bug")
-    letter = await letters.send(poison)
-    replayed = await Replayer(redis, config).replay(letter)
+    poison = Poison("g", "c", key, entry_id.decode(), 5, 5, first[b"event"], "bug")
+    replayed = await Replayer(redis, config).replay(await letters.send(poison))
     assert replayed.outcome == "requeued"
-    [again] = await entries(redis, stream)
-    assert again[b"data"] == first[b"data"]
-    assert read(again[b"data"]).get_id() == read(first[b"data"]).get_id()
+    [again] = await entries(redis, key)
+    assert again == first  # every field, the CloudEvent with its id included
 
 
 def test_the_id_scheme_is_pinned() -> None:
