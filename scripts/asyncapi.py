@@ -17,7 +17,7 @@ from service.http import asyncapi
 
 def main(argv: list[str]) -> int:
     path = Path(argv[0] if argv else "docs/asyncapi.json")
-    path.write_bytes(asyncapi.rendered(Settings().stream_prefix))
+    path.write_bytes(asyncapi.render(asyncapi.document(Settings().stream_prefix)))
     print(f"wrote {path}")
     return 0
 

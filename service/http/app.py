@@ -60,7 +60,7 @@ def metrics_endpoint(
 
 def asyncapi_endpoint(prefix: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
     async def document(request: Request) -> Response:
-        return Response(asyncapi.rendered(prefix), media_type="application/json")
+        return Response(asyncapi.served(prefix), media_type="application/json")
 
     return document
 

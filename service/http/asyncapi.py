@@ -1,9 +1,12 @@
 """The AsyncAPI 3.0 document of the streams, generated from the msgspec types.
 
 One channel per stream: each async action type's ``completed`` and ``progress``
-streams, then the dead letters. A stream entry is one message: its plain string
-fields are the message's headers, and the JSON in its ``event`` field is the
-payload, whose schema msgspec generates from the event struct of the type.
+streams, each documented webhook event type's ``events`` stream, one channel for
+the streams of every other webhook event type (distributions' own names, types
+the service does not know), then the dead letters. A stream entry is one
+message: its plain string fields are the message's headers, and the JSON in its
+``event`` field is the payload, whose schema msgspec generates from the event
+Struct of the type (for webhook events: ``WebhookEvent`` with that type's data).
 
 Redis keys hold a ``{...}`` hash tag, and AsyncAPI reads braces in a channel's
 ``address`` as parameters. So every channel has ``address: null`` (the spec's
@@ -14,12 +17,14 @@ document's description says so, for readers and code generators alike.
 from __future__ import annotations
 
 import functools
+import re
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from ..domain import actions, completion
+from ..domain import actions, completion, webhooks
+from ..domain.webhook_data import BY_TYPE, PROJECT_SETTINGS_TYPES
 from ..streams.dead_letters import DeadLetter
 from ..streams.keys import Keys
 
@@ -44,13 +49,15 @@ DEAD_LETTER_REASONS = ("malformed_json", "invalid_payload", "unknown_type", "con
 
 _DESCRIPTION = """\
 Redis Streams written by voucherify-fanout: one stream per async action type and \
-kind (completed, progress), and one of dead letters. Read them with XREAD or a \
-consumer group (XREADGROUP).
+kind (completed, progress), one per webhook event type, and one of dead letters. \
+Read them with XREAD or a consumer group (XREADGROUP).
 
 Each channel is one stream. Its key contains a `{...}` Redis Cluster hash tag, and \
 AsyncAPI reads braces in a channel address as a parameter, so every channel has \
 `address: null` and gives its literal Redis key in the `x-redis-key` extension \
-(`x-redis-key-template` shows it with the configured prefix as `<prefix>`).
+(`x-redis-key-template` shows it with the configured prefix as `<prefix>`). The \
+channel of the other webhook event types stands for many streams: it has an \
+`x-redis-key-pattern` (SCAN MATCH syntax) instead of one key.
 
 A stream entry is one message: the entry's plain string fields are the message \
 headers, and the message payload is the JSON held in the field named by the \
@@ -61,85 +68,45 @@ reads).
 """
 
 
-def document(prefix: str = "voucherify") -> dict[str, Any]:
-    """The AsyncAPI document for streams under ``prefix`` (``FANOUT_STREAM_PREFIX``)."""
-    keys = Keys(prefix)
-    template = Keys("<prefix>")
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    messages: dict[str, Any] = {}
+class _Document:
+    """Channels, operations and messages, added one stream at a time."""
 
-    def add(
-        name: str, key: str, key_template: str, channel: dict[str, Any], message: dict[str, Any]
-    ) -> None:
-        messages[name] = message
-        channels[name] = {
+    def __init__(self, prefix: str) -> None:
+        self.keys = Keys(prefix)
+        self.template = Keys("<prefix>")
+        self.channels: dict[str, Any] = {}
+        self.operations: dict[str, Any] = {}
+        self.messages: dict[str, Any] = {}
+
+    def add(self, name: str, keys: dict[str, str], channel: Any, message: Any) -> None:
+        """One stream; ``keys`` maps ``key``, ``key-template``, ``key-pattern`` to x-redis-*."""
+        self.messages[name] = {"name": name, **message}
+        self.channels[name] = {
             "address": None,
-            "x-redis-key": key,
-            "x-redis-key-template": key_template,
+            **{f"x-redis-{k}": v for k, v in keys.items()},
             **channel,
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
         }
-        operations[f"send.{name}"] = {
+        self.operations[f"send.{name}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{name}"},
-            "summary": f"Append an entry to {key}",
             "messages": [{"$ref": f"#/channels/{name}/messages/{name}"}],
         }
 
-    refs, schemas = msgspec.json.schema_components(completion.EVENT_TYPES, ref_template=_REF)
-    for type_, ref in zip(actions.TYPES, refs, strict=True):
-        for kind in ("completed", "progress"):
-            key = getattr(keys, kind)(type_)
-            name = f"{type_}.{kind}"
-            text = _KIND_TEXT[kind].format(type=type_)
-            add(
-                name,
-                key,
-                getattr(template, kind)(type_),
-                {
-                    "title": f"{type_} {kind}",
-                    "description": text,
-                    "tags": [{"name": "async_action"}, {"name": kind}],
-                },
-                {
-                    "name": name,
-                    "title": f"{type_} {'completion' if kind == 'completed' else 'progress'}",
-                    "summary": text,
-                    "contentType": "application/json",
-                    "x-redis-payload-field": "event",
-                    "headers": _event_headers(type_, _STATUSES[kind]),
-                    "payload": ref,
-                },
-            )
 
-    add(
-        "dead.letters",
-        keys.dead_letters(),
-        template.dead_letters(),
-        {
-            "title": "dead letters",
-            "description": (
-                "Authenticated bodies that failed to decode, conflicts (same key, different "
-                "content) and entries a consumer group gave up on (poison). The same body is "
-                "dead-lettered once however often it is resent."
-            ),
-            "tags": [{"name": "dead_letters"}],
-        },
-        {
-            "name": "dead.letters",
-            "title": "dead letter",
-            "summary": "A body the service could not publish, kept with the reason.",
-            "contentType": "application/octet-stream",
-            "x-redis-payload-field": "body",
-            "headers": _dead_letter_headers(),
-            "payload": {
-                "type": "string",
-                "description": "The body exactly as received (poison: the entry's event JSON).",
-            },
-        },
+def document(prefix: str = "voucherify") -> dict[str, Any]:
+    """The AsyncAPI document for streams under ``prefix`` (``FANOUT_STREAM_PREFIX``)."""
+    doc = _Document(prefix)
+    webhook_events = _webhook_event_types()
+    refs, schemas = msgspec.json.schema_components(
+        [*completion.EVENT_TYPES, *webhook_events.values(), _OtherWebhookEvent],
+        ref_template=_REF,
     )
-
+    action_refs = refs[: len(actions.TYPES)]
+    webhook_refs = refs[len(actions.TYPES) : -1]
+    _action_channels(doc, action_refs)
+    _webhook_channels(doc, dict(zip(webhook_events, webhook_refs, strict=True)), refs[-1])
+    _dead_letter_channel(doc)
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
@@ -159,10 +126,106 @@ def document(prefix: str = "voucherify") -> dict[str, Any]:
                 },
             }
         },
-        "channels": channels,
-        "operations": operations,
-        "components": {"schemas": schemas, "messages": messages},
+        "channels": doc.channels,
+        "operations": doc.operations,
+        "components": {"schemas": schemas, "messages": doc.messages},
     }
+
+
+def _action_channels(doc: _Document, refs: tuple[dict[str, Any], ...]) -> None:
+    for type_, ref in zip(actions.TYPES, refs, strict=True):
+        for kind in ("completed", "progress"):
+            text = _KIND_TEXT[kind].format(type=type_)
+            doc.add(
+                f"{type_}.{kind}",
+                {
+                    "key": getattr(doc.keys, kind)(type_),
+                    "key-template": getattr(doc.template, kind)(type_),
+                },
+                {
+                    "title": f"{type_} {kind}",
+                    "description": text,
+                    "tags": [{"name": "async_action"}, {"name": kind}],
+                },
+                {
+                    "title": f"{type_} {'completion' if kind == 'completed' else 'progress'}",
+                    "summary": text,
+                    "contentType": "application/json",
+                    "x-redis-payload-field": "event",
+                    "headers": _event_headers(type_, _STATUSES[kind]),
+                    "payload": ref,
+                },
+            )
+
+
+def _webhook_channels(
+    doc: _Document, refs: dict[str, dict[str, Any]], other: dict[str, Any]
+) -> None:
+    for type_, ref in refs.items():
+        sender = "project settings" if type_ in PROJECT_SETTINGS_TYPES else "distribution"
+        text = (
+            f"{type_} webhook events (sent by a {sender} webhook), once per (event id, "
+            "request_id). The payload's data has the documented shape unless schema_valid "
+            "is false (drift: data as received, the decoder's message in schema_error)."
+        )
+        doc.add(
+            f"{type_}.events",
+            {"key": doc.keys.events(type_), "key-template": doc.template.events(type_)},
+            {"title": f"{type_} events", "description": text, "tags": [{"name": "webhook"}]},
+            {
+                "title": f"{type_} webhook event",
+                "summary": text,
+                "contentType": "application/json",
+                "x-redis-payload-field": "event",
+                "headers": _webhook_headers({"const": type_}),
+                "payload": ref,
+            },
+        )
+    text = (
+        "Webhook events of any other type: a distribution's own event name, or a type "
+        "the service does not know (published with schema_valid false). One stream per "
+        "event type; x-redis-key-pattern matches them all (with the streams above)."
+    )
+    doc.add(
+        "other_webhook_types.events",
+        {"key-pattern": doc.keys.events("*"), "key-template": doc.template.events("<event type>")},
+        {"title": "other webhook events", "description": text, "tags": [{"name": "webhook"}]},
+        {
+            "title": "webhook event of another type",
+            "summary": text,
+            "contentType": "application/json",
+            "x-redis-payload-field": "event",
+            "headers": _webhook_headers({"pattern": "^[A-Za-z0-9._-]{1,200}$"}),
+            "payload": other,
+        },
+    )
+
+
+def _dead_letter_channel(doc: _Document) -> None:
+    doc.add(
+        "dead.letters",
+        {"key": doc.keys.dead_letters(), "key-template": doc.template.dead_letters()},
+        {
+            "title": "dead letters",
+            "description": (
+                "Authenticated bodies that failed to decode, conflicts (same key, different "
+                "content) and entries a consumer group gave up on (poison). The same body is "
+                "dead-lettered once however often it is resent."
+            ),
+            "tags": [{"name": "dead_letters"}],
+        },
+        {
+            "title": "dead letter",
+            "summary": "A body the service could not publish, kept with the reason.",
+            "contentType": "application/octet-stream",
+            "x-redis-payload-field": "body",
+            "headers": _dead_letter_headers(),
+            "payload": {
+                "type": "string",
+                "description": "The body exactly as received (poison: the entry's event JSON).",
+            },
+        },
+    )
 
 
 def render(doc: dict[str, Any]) -> bytes:
@@ -171,13 +234,20 @@ def render(doc: dict[str, Any]) -> bytes:
 
 
 @functools.cache
-def rendered(prefix: str) -> bytes:
-    """``render(document(prefix))``, made once per process (``GET /asyncapi.json``)."""
-    return render(document(prefix))
+def served(prefix: str) -> bytes:
+    """The document as compact JSON (half the size), made once per process: GET /asyncapi.json."""
+    return msgspec.json.encode(document(prefix))
 
 
 def _string(description: str, **extra: Any) -> dict[str, Any]:
     return {"type": "string", "description": description, **extra}
+
+
+_CLOUDEVENT_HEADER = _string(
+    "Only with FANOUT_CLOUDEVENTS=1: a CloudEvents 1.0 structured JSON event whose data "
+    "is the event JSON.",
+    contentMediaType="application/cloudevents+json",
+)
 
 
 def _event_headers(type_: str, statuses: tuple[str, ...]) -> dict[str, Any]:
@@ -188,11 +258,7 @@ def _event_headers(type_: str, statuses: tuple[str, ...]) -> dict[str, Any]:
             "status": _string("The action's status.", enum=list(statuses)),
             "id": _string("The async action id (aa_...)."),
             "request_id": _string("The request id (v-..., w-...); empty string when absent."),
-            "data": _string(
-                "Only with FANOUT_CLOUDEVENTS=1: a CloudEvents 1.0 structured JSON event "
-                "whose data is the event JSON.",
-                contentMediaType="application/cloudevents+json",
-            ),
+            "data": _CLOUDEVENT_HEADER,
         },
         "required": ["type", "status", "id", "request_id"],
     }
@@ -211,6 +277,44 @@ _DEAD_LETTER_FIELDS = {
     "deliveries": _string("poison: how often the entry was delivered (decimal)."),
     "error": _string("poison: the consumer's last error."),
 }
+
+
+def _webhook_headers(type_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "type": _string(
+                "The event type (the vendor's payload schema spelling).", **type_schema
+            ),
+            "id": _string("The event id (event.id, else the envelope id)."),
+            "request_id": _string("event.group_id; empty string when absent."),
+            "sendout_id": _string("The envelope id (one per webhook that sent the event)."),
+            "data": _CLOUDEVENT_HEADER,
+        },
+        "required": ["type", "id", "request_id", "sendout_id"],
+    }
+
+
+class _OtherWebhookEvent(webhooks.WebhookEvent, kw_only=True):
+    """A webhook event of a type with no documented schema: ``data`` as received."""
+
+    data: dict[str, Any]
+
+
+@functools.cache
+def _webhook_event_types() -> dict[str, type[webhooks.WebhookEvent]]:
+    """One WebhookEvent Struct per documented event type, its ``data`` of that type's Struct."""
+    literal: Any = Literal  # a Literal of a runtime value
+    return {
+        type_: msgspec.defstruct(  # type: ignore[misc]
+            "".join(part.capitalize() for part in re.split(r"[._-]", type_)) + "WebhookEvent",
+            [("type", literal[type_]), ("data", data)],
+            bases=(webhooks.WebhookEvent,),
+            kw_only=True,
+            module=__name__,
+        )
+        for type_, data in BY_TYPE.items()
+    }
 
 
 def _dead_letter_headers() -> dict[str, Any]:
