@@ -7,13 +7,18 @@ from typing import Any
 
 import yaml
 
-from service.domain import actions
+from service.domain import actions, webhook_samples
 from service.streams import cloud_events
 from service.streams.keys import Keys
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 STREAMS = {
-    getattr(Keys(), kind)(type_) for type_ in actions.TYPES for kind in ("completed", "progress")
+    *(
+        getattr(Keys(), kind)(type_)
+        for type_ in actions.TYPES
+        for kind in ("completed", "progress")
+    ),
+    *(Keys().events(type_) for type_ in webhook_samples.TYPES),
 }
 
 
