@@ -1,0 +1,241 @@
+"""Issue 13's headline: acknowledged deliveries lost when Redis is killed on a slow disk.
+
+A retrying sender posts unique completions to a receiver; the data server's
+fsyncs are slowed by strace; once enough deliveries were acknowledged (or a
+time limit passed) the server gets SIGKILL, the sender stops, the server is
+started again on the same files, and every acknowledged delivery is looked up
+in its stream. A 2xx whose entry is missing is a lost delivery: the sender
+will never send it again.
+
+As a script (``fanout serve`` as a child process, figures printed)::
+
+    python -m tests.faultkit.loss --binary valkey --durability none --deliveries 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+
+from service import events
+from service.keys import Keys
+from tests.faultkit.servers import DataServer
+from tests.faultkit.slowdisk import SlowDisk
+from tests.load import Connection, Delivery, Tally, deliver, make_deliveries
+
+
+@dataclass
+class LossReport:
+    offered: int
+    acknowledged: int
+    lost: int
+    answers: dict[int, int]
+    seconds_to_kill: float
+    delayed_fsyncs: int
+    lost_ids: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.acknowledged / self.seconds_to_kill if self.seconds_to_kill else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.acknowledged} acknowledged of {self.offered} offered in "
+            f"{self.seconds_to_kill:.1f}s ({self.rate:.0f}/s), lost after restart: {self.lost}; "
+            f"answers {dict(sorted(self.answers.items()))}, fsyncs delayed {self.delayed_fsyncs}"
+        )
+
+
+async def ids_in_streams(url: str, keys: Keys, types: Sequence[str]) -> collections.Counter[str]:
+    """How many times each action id appears in the completed streams."""
+    client = Redis.from_url(url)
+    try:
+        seen: collections.Counter[str] = collections.Counter()
+        for type_ in types:
+            for _, fields in await client.xrange(keys.completed(type_)):
+                seen[fields[b"id"].decode()] += 1
+        return seen
+    finally:
+        await client.aclose()
+
+
+async def kill_under_load(
+    server: DataServer,
+    base_url: str,
+    keys: Keys,
+    *,
+    deliveries: list[Delivery],
+    kill_after_acks: int,
+    kill_after_seconds: float = 20.0,
+    slow_disk: float | None = 2.5,
+    concurrency: int = 32,
+    when_buffered: float = 0.0,
+) -> LossReport:
+    """Load, slow disk, SIGKILL, restart; the acknowledged deliveries missing afterwards.
+
+    The server must run (``server.start()``) and the receiver at ``base_url``
+    must write to it. The server is left running again, with its old files.
+
+    With ``when_buffered`` the kill waits (up to that many seconds) for a moment
+    when the server holds AOF data it has not even written to the file yet
+    (``aof_buffer_length`` > 0: under ``everysec`` it postpones writes for up
+    to 2 s while an fsync is slow): the worst moment, so a mode that answers
+    before the data is safe shows its loss on every run, not by chance.
+    """
+    tally = Tally()
+    disk = SlowDisk(server.pid, slow_disk) if slow_disk else None
+    if disk is not None:
+        await asyncio.to_thread(disk.start)
+    stop = asyncio.Event()
+    senders = [
+        asyncio.create_task(_send(base_url, pending, tally, stop))
+        for pending in _split(deliveries, concurrency)
+    ]
+    started = time.monotonic()
+    try:
+        deadline = started + kill_after_seconds
+        while len(tally.acks) < kill_after_acks and time.monotonic() < deadline:
+            if all(sender.done() for sender in senders):
+                break
+            await asyncio.sleep(0.005)
+        if when_buffered:
+            await _until_buffered(server, when_buffered)
+        killed = time.monotonic()
+        await asyncio.to_thread(server.kill)
+        await asyncio.sleep(0.5)  # answers already on the wire still arrive
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*senders, return_exceptions=True), 15)
+        delayed = disk.delayed if disk is not None else 0
+        if disk is not None:
+            await asyncio.to_thread(disk.stop)
+    await asyncio.to_thread(server.start)
+    await asyncio.to_thread(server.wait_loaded)
+    types = sorted({d.type for d in deliveries})
+    seen = await ids_in_streams(server.url, keys, types)
+    acked = [d for d in deliveries if d.status is not None and 200 <= d.status < 300]
+    lost = [d.id for d in acked if seen[d.id] == 0]
+    late = [d.id for d in acked if d.acked_at is not None and d.acked_at > killed + 0.5]
+    assert not late, f"{len(late)} deliveries were acknowledged after the kill"
+    return LossReport(
+        offered=len(deliveries),
+        acknowledged=len(acked),
+        lost=len(lost),
+        answers=dict(tally.answers),
+        seconds_to_kill=killed - started,
+        delayed_fsyncs=delayed,
+        lost_ids=lost,
+    )
+
+
+def _split(deliveries: list[Delivery], parts: int) -> list[collections.deque[Delivery]]:
+    return [collections.deque(deliveries[n::parts]) for n in range(parts)]
+
+
+async def _send(
+    base_url: str, pending: collections.deque[Delivery], tally: Tally, stop: asyncio.Event
+) -> None:
+    """One connection: each delivery until it gets a 2xx, retried after 50 ms; until ``stop``."""
+    url = httpx.URL(base_url)
+    assert url.port is not None
+    connection = Connection(url.host, url.port)
+    try:
+        while pending and not stop.is_set():
+            delivery = pending.popleft()
+            await deliver(
+                connection, delivery, tally, max_attempts=delivery.attempts + 1, deadline=math.inf
+            )
+            if delivery.acked_at is None:
+                pending.appendleft(delivery)
+                await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
+async def _until_buffered(server: DataServer, within: float) -> None:
+    client = Redis.from_url(server.url, socket_timeout=within)
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            info = await client.info("persistence")
+            if int(info.get("aof_buffer_length", 0)) > 0:
+                return
+            await asyncio.sleep(0.002)
+    finally:
+        await client.aclose()
+
+
+# --- as a script: `fanout serve` as a child process --------------------------------
+
+
+async def _measure(args: argparse.Namespace, root: Path) -> LossReport:
+    from tests.conftest import SECRET
+    from tests.servers import FanoutProcess
+
+    server = DataServer(root / "data", binary=args.binary, appendfsync=args.appendfsync)
+    server.start()
+    env = {
+        "FANOUT_SECRETS": SECRET,
+        "FANOUT_REDIS_URL": server.url,
+        "FANOUT_STREAM_PREFIX": "loss",
+        "FANOUT_REDIS_TIMEOUT": str(args.redis_timeout),
+    }
+    if args.durability != "default":
+        env["FANOUT_DURABILITY"] = args.durability
+    receiver = FanoutProcess(root / "fanout.log", env=env)
+    try:
+        receiver.start()
+        return await kill_under_load(
+            server,
+            receiver.base_url,
+            Keys("loss"),
+            deliveries=make_deliveries(args.deliveries, events.TYPES),
+            kill_after_acks=args.kill_after or int(args.deliveries * 0.8),
+            kill_after_seconds=args.seconds,
+            slow_disk=args.delay or None,
+            concurrency=args.concurrency,
+            when_buffered=args.when_buffered,
+        )
+    finally:
+        receiver.stop()
+        server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--binary", default="valkey", help="valkey, redis or a path")
+    parser.add_argument("--durability", default="default", help="FANOUT_DURABILITY, or default")
+    parser.add_argument("--appendfsync", default="everysec")
+    parser.add_argument("--deliveries", type=int, default=5000)
+    parser.add_argument("--kill-after", type=int, default=0, help="acks (default 80%%)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="kill by then anyway")
+    parser.add_argument("--delay", type=float, default=2.5, help="fsync delay, 0 for none")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--redis-timeout", type=float, default=2.0)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--when-buffered", type=float, default=0.0, help="wait up to S s for unwritten AOF data"
+    )
+    args = parser.parse_args(argv)
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="fanout-loss-") as root:
+            report = asyncio.run(_measure(args, Path(root)))
+        print(
+            f"[{run + 1}] {args.binary} appendfsync={args.appendfsync} "
+            f"durability={args.durability} fsync+{args.delay}s: {report.line()}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
