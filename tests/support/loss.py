@@ -9,7 +9,7 @@ will never send it again.
 
 As a script (``fanout serve`` as a child process, figures printed)::
 
-    python -m tests.faultkit.loss --binary valkey --durability none --deliveries 5000
+    python -m tests.support.loss --binary valkey --durability none --deliveries 5000
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
-from service import events
-from service.keys import Keys
-from tests.faultkit.servers import DataServer
-from tests.faultkit.slowdisk import SlowDisk
-from tests.load import Connection, Delivery, Tally, deliver, make_deliveries
+from service.domain import actions
+from service.streams.keys import Keys
+from tests.support.load import Connection, Delivery, Tally, deliver, make_deliveries
+from tests.support.servers import ValkeyProcess
+from tests.support.slowdisk import SlowDisk
 
 
 @dataclass
@@ -70,7 +70,7 @@ async def ids_in_streams(url: str, keys: Keys, types: Sequence[str]) -> collecti
 
 
 async def kill_under_load(
-    server: DataServer,
+    server: ValkeyProcess,
     base_url: str,
     keys: Keys,
     *,
@@ -120,7 +120,6 @@ async def kill_under_load(
         if disk is not None:
             await asyncio.to_thread(disk.stop)
     await asyncio.to_thread(server.start)
-    await asyncio.to_thread(server.wait_loaded)
     types = sorted({d.type for d in deliveries})
     seen = await ids_in_streams(server.url, keys, types)
     acked = [d for d in deliveries if d.status is not None and 200 <= d.status < 300]
@@ -162,7 +161,7 @@ async def _send(
         await connection.close()
 
 
-async def _until_buffered(server: DataServer, within: float) -> None:
+async def _until_buffered(server: ValkeyProcess, within: float) -> None:
     client = Redis.from_url(server.url, socket_timeout=within)
     try:
         deadline = time.monotonic() + within
@@ -179,10 +178,12 @@ async def _until_buffered(server: DataServer, within: float) -> None:
 
 
 async def _measure(args: argparse.Namespace, root: Path) -> LossReport:
-    from tests.conftest import SECRET
-    from tests.servers import FanoutProcess
+    from tests.support.http import SECRET
+    from tests.support.servers import FanoutProcess
 
-    server = DataServer(root / "data", binary=args.binary, appendfsync=args.appendfsync)
+    server = ValkeyProcess(
+        root / "data", binary=args.binary, appendonly=True, appendfsync=args.appendfsync
+    )
     server.start()
     env = {
         "FANOUT_SECRETS": SECRET,
@@ -199,7 +200,7 @@ async def _measure(args: argparse.Namespace, root: Path) -> LossReport:
             server,
             receiver.base_url,
             Keys("loss"),
-            deliveries=make_deliveries(args.deliveries, events.TYPES),
+            deliveries=make_deliveries(args.deliveries, actions.TYPES),
             kill_after_acks=args.kill_after or int(args.deliveries * 0.8),
             kill_after_seconds=args.seconds,
             slow_disk=args.delay or None,

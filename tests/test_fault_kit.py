@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from redis.exceptions import ReadOnlyError
 
-from tests.faultkit.servers import DataServer, ReplicatedSet, has_binary
-from tests.faultkit.slowdisk import SlowDisk
+from tests.support.sentinel import ReplicatedSet
+from tests.support.servers import ValkeyProcess, has_binary
+from tests.support.slowdisk import SlowDisk
 
 BINARIES = [
     pytest.param(name, marks=pytest.mark.skipif(not has_binary(name), reason=f"no {name}"))
@@ -20,12 +21,11 @@ needs_strace = pytest.mark.skipif(not SlowDisk.available(), reason="strace canno
 
 @pytest.mark.parametrize("binary", BINARIES)
 def test_kill_and_restart_keeps_what_was_fsynced(tmp_path: Path, binary: str) -> None:
-    with DataServer(tmp_path, binary=binary, appendfsync="always") as server:
+    with ValkeyProcess(tmp_path, binary=binary, appendonly=True, appendfsync="always") as server:
         with server.client() as client:
             client.set("kept", "1")
         server.kill()
         server.start()
-        server.wait_loaded()
         with server.client() as client:
             assert client.get("kept") == b"1"
 
@@ -34,7 +34,7 @@ def test_kill_and_restart_keeps_what_was_fsynced(tmp_path: Path, binary: str) ->
 @pytest.mark.parametrize("binary", BINARIES)
 def test_slow_disk_delays_every_fsync(tmp_path: Path, binary: str) -> None:
     # appendfsync always: the server fsyncs before it answers, in its main thread.
-    with DataServer(tmp_path, binary=binary, appendfsync="always") as server:
+    with ValkeyProcess(tmp_path, binary=binary, appendonly=True, appendfsync="always") as server:
         with server.client() as client:
             client.set("warm", "1")
             with SlowDisk(server.pid, delay=0.5) as disk:
@@ -52,8 +52,8 @@ def test_slow_disk_delays_every_fsync(tmp_path: Path, binary: str) -> None:
 
 @pytest.mark.parametrize("binary", BINARIES)
 def test_replica_follows_and_refuses_writes(tmp_path: Path, binary: str) -> None:
-    with DataServer(tmp_path / "a", binary=binary) as master:
-        replica = DataServer(tmp_path / "b", binary=binary, replicaof=master)
+    with ValkeyProcess(tmp_path / "a", binary=binary) as master:
+        replica = ValkeyProcess(tmp_path / "b", binary=binary, replicaof=master)
         with replica:
             replica.wait_synced()
             with master.client() as client:

@@ -1,0 +1,163 @@
+"""Redis Sentinel for the tests: one master, one replica, one Sentinel, and a failover.
+
+``ReplicatedSet`` starts the three (Valkey by default, ``binary="redis"`` for the
+machine's Redis) in their own directories; ``sentinel.failover()`` promotes the
+replica and returns once it is the master, ``sentinel.url`` is the
+``redis+sentinel://`` URL the service and consumers are given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from tests.support.servers import HOST, ServerProcess, ValkeyProcess, binary_path, parse_info
+
+
+class Sentinel(ServerProcess):
+    """A Sentinel watching ``master`` under ``name``, quorum 1 (one sentinel decides).
+
+    ``down_after_ms`` is how long the master must not answer before a failover;
+    ``failover()`` forces one at once (SENTINEL FAILOVER, no vote needed).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        master: ValkeyProcess,
+        *,
+        name: str = "fanout",
+        binary: str | None = None,
+        port: int | None = None,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+    ) -> None:
+        super().__init__(data_dir, port, binary or master.binary)
+        self.master = master
+        self.name = name
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.config = data_dir / "sentinel.conf"
+
+    @property
+    def url(self) -> str:
+        """The service's and consumers' FANOUT_REDIS_URL for this master."""
+        return f"redis+sentinel://{HOST}:{self.port}/{self.name}"
+
+    def args(self) -> list[str]:
+        if not self.config.exists():  # Sentinel rewrites it as it learns; kept on restart
+            self.config.write_text(
+                f"port {self.port}\n"
+                f"bind {HOST}\n"
+                f"dir {self.data_dir}\n"
+                f"sentinel monitor {self.name} {HOST} {self.master.port} 1\n"
+                f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.name} {self.failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {self.name} 1\n"
+            )
+        return [binary_path(self.binary), str(self.config), "--sentinel"]
+
+    def master_address(self) -> tuple[str, int]:
+        with self.client() as client:
+            host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
+
+    def replicas_known(self) -> int:
+        with self.client() as client:
+            return len(client.execute_command("SENTINEL", "REPLICAS", self.name) or [])
+
+    def wait_replicas(self, count: int = 1, timeout: float = 15.0) -> None:
+        """Until Sentinel has learned ``count`` replicas from the master's INFO."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.replicas_known() >= count:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"sentinel knows no {count} replica(s):\n{self.log[-2000:]}")
+
+    def wait_master(self, not_at: tuple[str, int], timeout: float = 20.0) -> tuple[str, int]:
+        """Until Sentinel names a master other than ``not_at`` and that one is a master."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            address = self.master_address()
+            if address != not_at:
+                with Redis(host=address[0], port=address[1], socket_timeout=2) as client:
+                    try:
+                        if (
+                            parse_info(client.execute_command("INFO", "replication")).get("role")
+                            == "master"
+                        ):
+                            return address
+                    except RedisError:
+                        pass
+            time.sleep(0.05)
+        raise TimeoutError(f"no failover away from {not_at} in {timeout}s:\n{self.log[-3000:]}")
+
+    def failover(self, timeout: float = 20.0, *, demote: bool = True) -> tuple[str, int]:
+        """Promote a replica now; returns the new master's address once it is one.
+
+        Sentinel tells the old master to follow the new one only at its next
+        INFO round, up to 10 s later; until then the old master still takes
+        writes (which the resync then drops). ``demote`` sends it the REPLICAOF
+        Sentinel would send, at once, so a test need not wait for that round.
+        """
+        old = self.master_address()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.client() as client:
+                    client.execute_command("SENTINEL", "FAILOVER", self.name)
+                break
+            except RedisError as exc:  # NOGOODSLAVE until it has seen the replica, INPROG
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"SENTINEL FAILOVER refused: {exc}") from exc
+                time.sleep(0.1)
+        new = self.wait_master(old, max(1.0, deadline - time.monotonic()))
+        if demote:
+            with contextlib.suppress(RedisError), Redis(*old, socket_timeout=2) as client:
+                client.execute_command("REPLICAOF", *new)
+        return new
+
+
+class ReplicatedSet:
+    """One master, one replica, one Sentinel, each in its own directory under ``root``."""
+
+    def __init__(self, root: Path, *, binary: str = "valkey", name: str = "fanout") -> None:
+        self.master = ValkeyProcess(root / "a", binary=binary, appendonly=True)
+        self.replica = ValkeyProcess(
+            root / "b", binary=binary, appendonly=True, replicaof=self.master
+        )
+        self.sentinel = Sentinel(root / "sentinel", self.master, name=name)
+
+    @property
+    def servers(self) -> tuple[ValkeyProcess, ValkeyProcess]:
+        return self.master, self.replica
+
+    def by_address(self, address: tuple[str, int]) -> ValkeyProcess:
+        return next(server for server in self.servers if server.address == address)
+
+    def start(self) -> None:
+        self.master.start()
+        self.replica.start()
+        self.replica.wait_synced()
+        self.sentinel.start()
+        self.sentinel.wait_replicas(1)
+
+    def stop(self) -> None:
+        for process in (self.sentinel, self.replica, self.master):
+            process.stop()
+
+    def __enter__(self) -> ReplicatedSet:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
