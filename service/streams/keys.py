@@ -4,6 +4,14 @@
 of one webhook event type) share one slot, so one script can check the dedup
 key and append to the stream atomically. Dead letters and their dedup keys
 share the ``{dead}`` slot.
+
+The values a sender chooses (ids, request ids, statuses, progress steps) go
+into a key through ``part()`` only: each is written with its length in front
+(``<bytes>.<value>``), so the parts of a key can be read back one way only and
+two different tuples can never make the same key (``aa:v-2`` + ``x`` and ``aa``
++ ``v-2:x`` used to). Types are not encoded: async action types come from a
+fixed set, webhook event types are held to ``[A-Za-z0-9._-]``, so neither can
+hold the ``}`` that ends the hash tag.
 """
 
 from __future__ import annotations
@@ -13,6 +21,11 @@ from dataclasses import dataclass
 
 # Completions and progress of async actions; events of webhook event types.
 STREAM_KINDS = ("completed", "progress", "events")
+
+
+def part(value: str) -> str:
+    """One sender-chosen component of a key, length-prefixed: ``6.aa_col``, ``0.`` for ""."""
+    return f"{len(value.encode())}.{value}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,17 +40,18 @@ class Keys:
 
     def seen(self, type_: str, id_: str, request_id: str) -> str:
         """Completion of one (id, request_id): holds the entry id and a content digest."""
-        return f"{self.prefix}:{{{type_}}}:seen:{id_}:{request_id}"
+        return f"{self.prefix}:{{{type_}}}:seen:{part(id_)}:{part(request_id)}"
 
     def done(self, type_: str, id_: str) -> str:
         """Set once any completion of the action is published; later progress is stale."""
-        return f"{self.prefix}:{{{type_}}}:done:{id_}"
+        return f"{self.prefix}:{{{type_}}}:done:{part(id_)}"
 
     def progress_seen(
         self, type_: str, id_: str, request_id: str, status: str, progress: int | None
     ) -> str:
-        step = "" if progress is None else str(progress)
-        return f"{self.prefix}:{{{type_}}}:pseen:{id_}:{request_id}:{status}:{step}"
+        step = "" if progress is None else str(progress)  # an integer is never ""
+        parts = ":".join(part(value) for value in (id_, request_id, status, step))
+        return f"{self.prefix}:{{{type_}}}:pseen:{parts}"
 
     def events(self, type_: str) -> str:
         """The stream of one webhook event type (canonical spelling)."""
@@ -45,7 +59,7 @@ class Keys:
 
     def event_seen(self, type_: str, id_: str, request_id: str) -> str:
         """One webhook event (event id, request id): holds the entry id and a content digest."""
-        return f"{self.prefix}:{{{type_}}}:eseen:{id_}:{request_id}"
+        return f"{self.prefix}:{{{type_}}}:eseen:{part(id_)}:{part(request_id)}"
 
     def dead_letters(self) -> str:
         return f"{self.prefix}:{{dead}}:letters"
@@ -55,7 +69,8 @@ class Keys:
 
     def poison_seen(self, group: str, stream: str, entry_id: str) -> str:
         """Set once a consumer group dead-lettered one entry of one stream as poison."""
-        digest = hashlib.sha256(f"{group}\0{stream}\0{entry_id}".encode()).hexdigest()
+        identity = ":".join(part(value) for value in (group, stream, entry_id))
+        digest = hashlib.sha256(identity.encode()).hexdigest()
         return f"{self.prefix}:{{dead}}:poison:{digest}"
 
     def all_pattern(self) -> str:

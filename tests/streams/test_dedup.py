@@ -137,3 +137,35 @@ async def test_dedup_keys_expire_after_the_ttl(
     await post(http, action)
     ttl = await redis.ttl(keys.seen("VOUCHERS.IMPORT", action["id"], action["request_id"]))
     assert 604_700 < ttl <= 604_800
+
+
+async def test_ids_that_share_a_separator_are_different_deliveries(
+    http: httpx.AsyncClient, redis: Redis, keys: Keys
+) -> None:
+    # Issue 13: with ":"-joined keys, (aa_col:v-2, x) and (aa_col, v-2:x) shared one
+    # dedup key: the second was answered "duplicate" and filed as a conflict.
+    type_ = "VOUCHERS.IMPORT"
+    first = samples.sample(type_, id_="aa_col:v-2", request_id="x")
+    second = samples.sample(type_, id_="aa_col", request_id="v-2:x")
+    answers = [await post(http, first), await post(http, second)]
+    assert [a.status_code for a in answers] == [202, 202]
+    assert answers[0].json()["entry_id"] != answers[1].json()["entry_id"]
+    entries = await redis.xrange(keys.completed(type_))
+    assert [(e[b"id"], e[b"request_id"]) for _, e in entries] == [
+        (b"aa_col:v-2", b"x"),
+        (b"aa_col", b"v-2:x"),
+    ]
+    assert await redis.xlen(keys.dead_letters()) == 0
+
+
+async def test_progress_steps_that_share_a_separator_are_different(
+    http: httpx.AsyncClient, redis: Redis, keys: Keys
+) -> None:
+    type_ = "CUSTOMERS.BULK_UPDATE"
+    steps = [
+        samples.sample(type_, status="IN_PROGRESS", progress=5, id_="aa_p:v-1")
+        | {"request_id": ""},
+        samples.sample(type_, status="IN_PROGRESS", progress=5, id_="aa_p", request_id="v-1:"),
+    ]
+    assert [(await post(http, step)).status_code for step in steps] == [202, 202]
+    assert await redis.xlen(keys.progress(type_)) == 2
