@@ -14,11 +14,25 @@ from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 
+from .text import UNPRINTABLE
+
 Status: TypeAlias = Literal["ENQUEUED", "IN_PROGRESS", "DONE", "FAILED"]
 # Integers are held to 64 bits: a 20-digit "progress" is invalid input (422, dead
 # letter), not a number that breaks an encoder further on (found by fuzzing).
 Int64: TypeAlias = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 COMPLETED_STATUSES = frozenset({"DONE", "FAILED"})
+# Ids become parts of Redis keys and are printed on operators' terminals: at most
+# 256 characters, printable (none of ``text.UNPRINTABLE``: control characters,
+# DEL, line separators, bidi controls). ``\Z``, not ``$``, which would let a
+# trailing newline through.
+_PRINTABLE = f"[^{UNPRINTABLE}]"
+MAX_ID_LENGTH = 256
+Id: TypeAlias = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=rf"^{_PRINTABLE}+\Z")
+]
+RequestId: TypeAlias = Annotated[
+    str, msgspec.Meta(max_length=MAX_ID_LENGTH, pattern=rf"^{_PRINTABLE}*\Z")
+]
 
 
 class _Record(msgspec.Struct, omit_defaults=True):
@@ -185,10 +199,10 @@ Result: TypeAlias = (
 class AsyncAction(msgspec.Struct, tag_field="type", kw_only=True):
     """Fields shared by every async action type."""
 
-    id: str
+    id: Id
     status: Status
     operation_status: str | None = None
-    request_id: str | None = None
+    request_id: RequestId | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     processing_time: Int64 | None = None

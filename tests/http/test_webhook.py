@@ -211,6 +211,48 @@ async def test_wrong_field_type_is_422_naming_the_path(
     assert await redis.xlen(keys.completed("CUSTOMERS.IMPORT_CSV")) == 0
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("id", "", "Expected `str` of length >= 1 - at `$.id`"),
+        ("id", "a" * 257, "Expected `str` of length <= 256 - at `$.id`"),
+        ("id", "x" * 900_000, "Expected `str` of length <= 256 - at `$.id`"),
+        ("id", "aa_\x00nul", "at `$.id`"),
+        ("id", "aa_\x1b[2J\x1b[31mred", "at `$.id`"),
+        ("id", "aa_1\n", "at `$.id`"),
+        ("id", "aa_\u202egnp.exe", "at `$.id`"),
+        ("request_id", "v" * 257, "Expected `str` of length <= 256 - at `$.request_id`"),
+        ("request_id", "v-\r\n", "at `$.request_id`"),
+    ],
+    ids=["empty", "257", "900KB", "NUL", "ANSI", "newline", "bidi", "rid-257", "rid-CRLF"],
+)
+async def test_ids_are_bounded_and_printable(
+    settings: Settings, redis: Redis, keys: Keys, field: str, value: str, message: str
+) -> None:
+    # Issue 13: an empty id shared a done marker with every other empty id; a 900 KB
+    # id was stored four times; NUL and ANSI escapes reached operators' terminals.
+    action = samples.sample("VOUCHERS.IMPORT") | {field: value}
+    body = msgspec.json.encode(action)
+    async with serving(dataclasses.replace(settings, max_body_bytes=2_000_000)) as http:
+        response = await post(http, body)
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_payload"
+    assert response.json()["detail"].endswith(message)
+    letters = await redis.xrange(keys.dead_letters())
+    assert [(f[b"reason"], f[b"body"]) for _, f in letters] == [(b"invalid_payload", body)]
+    assert await redis.xlen(keys.completed("VOUCHERS.IMPORT")) == 0
+
+
+async def test_ids_at_the_limits_are_accepted(http: httpx.AsyncClient) -> None:
+    longest = samples.sample("VOUCHERS.IMPORT", id_="a" * 256, request_id="v" * 256)
+    absent = samples.sample("VOUCHERS.IMPORT")
+    del absent["request_id"]
+    empty = samples.sample("VOUCHERS.IMPORT") | {"request_id": ""}
+    unicode = samples.sample("VOUCHERS.IMPORT", id_="aa_zażółć_日本")
+    for action in (longest, absent, empty, unicode):
+        assert (await post(http, action)).status_code == 202
+
+
 async def test_json_that_is_not_an_object_is_422(http: httpx.AsyncClient) -> None:
     response = await post(http, b"[1, 2, 3]")
     assert response.status_code == 422
