@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from .domain.text import escape
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -38,9 +40,12 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items() if v not in (None, ""))
+        # A terminal reads these: control characters in a value are shown escaped.
+        extra = " ".join(
+            f"{k}={escape(str(v))}" for k, v in _fields(record).items() if v not in (None, "")
+        )
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        text = f"{stamp} {record.levelname:<7} {record.getMessage()}"
+        text = f"{stamp} {record.levelname:<7} {escape(record.getMessage())}"
         return f"{text}  {extra}" if extra else text
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from .. import logs
 from ..config import ConfigError
+from ..domain.text import escape
 from . import dlq, poll, send, serve, stats, tail
 from .errors import CommandError
 
@@ -39,10 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ConfigError as exc:
-        print(f"fanout: configuration error: {exc}", file=sys.stderr)
+        print(f"fanout: configuration error: {escape(str(exc))}", file=sys.stderr)
         return 2
     except CommandError as exc:
-        print(f"fanout: {exc}", file=sys.stderr)
+        print(f"fanout: {escape(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -17,6 +17,7 @@ import sys
 import msgspec
 
 from ..config import Settings
+from ..domain.text import escape
 from ..streams import replies
 from ..streams.connection import Client
 from ..streams.keys import Keys
@@ -74,13 +75,12 @@ async def list_letters(args: argparse.Namespace, client: Client, config: Setting
     )
     if args.json:
         for entry in entries:
-            line = msgspec.json.encode(dead_letter_object(entry))
-            sys.stdout.write(line.decode() + "\n")
+            sys.stdout.write(render.json_line(dead_letter_object(entry)) + "\n")
         return 0
     out = render.console()
     table = dead_table()
     for entry in entries:
-        table.add_row(*dead_row(entry))
+        table.add_row(*render.cells(dead_row(entry)))
     out.print(table)
     out.print(f"{len(entries)} shown, {await client.xlen(keys.dead_letters())} dead letters in all")
     return 0
@@ -92,17 +92,17 @@ async def show_letter(args: argparse.Namespace, client: Client, config: Settings
         raise CommandError(f"no dead letter with id {args.id}")
     obj = found.letter.as_object(found.entry_id)
     if args.json:
-        sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+        sys.stdout.write(render.json_line(obj) + "\n")
         return 0
     body = obj.pop("body", "")
     for name, value in obj.items():
-        print(f"{name + ':':<13} {value}")
+        print(f"{name + ':':<13} {escape(value)}")
     try:
         pretty = msgspec.json.format(body.encode(), indent=2).decode()
     except msgspec.DecodeError:
         pretty = body
     print("body:")
-    print(pretty)
+    print(escape(pretty, lines=True))
     return 0
 
 
@@ -141,7 +141,7 @@ async def replay_letters(args: argparse.Namespace, client: Client, config: Setti
     if args.json:
         for result in results:
             line = {"letter": result.letter, "outcome": result.outcome, "detail": result.detail}
-            sys.stdout.write(msgspec.json.encode(line).decode() + "\n")
+            sys.stdout.write(render.json_line(line) + "\n")
     else:
         from rich.table import Table
 
@@ -149,7 +149,7 @@ async def replay_letters(args: argparse.Namespace, client: Client, config: Setti
         for name in ("letter", "outcome", "detail"):
             table.add_column(name, no_wrap=name != "detail")
         for result in results:
-            table.add_row(result.letter, result.outcome, result.detail)
+            table.add_row(*render.cells((result.letter, result.outcome, result.detail)))
         out = render.console()
         if results:
             out.print(table)

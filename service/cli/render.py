@@ -1,13 +1,16 @@
 """Output of the operator commands: rich tables and JSON lines for events and dead letters.
 
-rich is imported only when a table is drawn.
+rich is imported only when a table is drawn. Nothing a sender or another program
+wrote reaches the terminal raw: table cells are plain text (never rich markup)
+with control characters escaped, JSON lines escape what JSON itself leaves raw
+(``domain.text``).
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +18,7 @@ import msgspec
 
 from ..domain import clock
 from ..domain.entries import decode_event
+from ..domain.text import escape, escape_json
 from ..domain.webhooks import WebhookEvent
 from ..streams import replies
 from ..streams.dead_letters import DeadLetter
@@ -22,6 +26,7 @@ from ..streams.dead_letters import DeadLetter
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,18 @@ def console(stderr: bool = False) -> Console:
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
+def cells(values: Iterable[str]) -> list[Text]:
+    """Table cells that show ``values`` as they are: no markup, control characters escaped."""
+    from rich.text import Text
+
+    return [Text(escape(value)) for value in values]
+
+
+def json_line(value: object) -> str:
+    """One JSON text for stdout, safe on a terminal."""
+    return escape_json(msgspec.json.encode(value).decode())
+
+
 def printer(*, json: bool, dead: bool) -> Callable[[list[Entry], bool], None]:
     """Prints a batch of entries; the bool says whether it is the first (with the header)."""
     if json:
@@ -60,9 +77,9 @@ def dead_letter_object(entry: Entry) -> dict[str, Any]:
 def print_json(entries: list[Entry], *, dead: bool) -> None:
     for entry in entries:
         if dead:
-            line = msgspec.json.encode(dead_letter_object(entry)).decode()
+            line = json_line(dead_letter_object(entry))
         else:
-            line = replies.text(entry.fields.get(b"event"))
+            line = escape_json(replies.text(entry.fields.get(b"event")))
         sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
@@ -139,7 +156,7 @@ def print_table(out: Console, entries: list[Entry], *, dead: bool, header: bool)
         return
     table = dead_table(header) if dead else event_table(header)
     for entry in entries:
-        table.add_row(*(dead_row(entry) if dead else event_row(entry)))
+        table.add_row(*cells(dead_row(entry) if dead else event_row(entry)))
     out.print(table)
     if header and not entries:
         out.print("(no entries)")

@@ -15,6 +15,7 @@ import httpx
 import msgspec
 
 from ..domain import actions, samples, webhook_samples
+from ..domain.text import escape
 from ..domain.webhook_data import ALIASES
 from ..http import signature
 from .errors import CommandError
@@ -93,6 +94,6 @@ def cmd_send(args: argparse.Namespace) -> int:
                 response = client.post(url, content=body, headers=headers)
             except httpx.HTTPError as exc:
                 raise CommandError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
-            print(f"{response.status_code} {response.content.decode(errors='replace')}")
+            print(f"{response.status_code} {escape(response.content.decode(errors='replace'))}")
             failures += not response.is_success
     return 1 if failures else 0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import msgspec
-
 from ..config import Settings
 from ..streams.connection import Client
 from ..streams.stats import collect
@@ -23,7 +21,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 async def stats(args: argparse.Namespace, client: Client, config: Settings) -> int:
     data = await collect(client, tools.keys(config))
     if args.json:
-        sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
+        sys.stdout.write(render.json_line(data) + "\n")
         return 0
     from rich.table import Table
 
@@ -41,12 +39,11 @@ async def stats(args: argparse.Namespace, client: Client, config: Settings) -> i
             stream["last_entry_at"] or "-",
         ]
         if not stream["groups"]:
-            table.add_row(*first, "-", "", "")
+            table.add_row(*render.cells([*first, "-", "", ""]))
         for n, group in enumerate(stream["groups"]):
             lag = "?" if group["lag"] is None else str(group["lag"])
-            table.add_row(
-                *(first if n == 0 else ["", "", "", ""]), group["name"], str(group["pending"]), lag
-            )
+            row = [*(first if n == 0 else ["", "", "", ""]), group["name"], str(group["pending"])]
+            table.add_row(*render.cells([*row, lag]))
     if data["streams"]:
         out.print(table)
     else:

@@ -365,3 +365,77 @@ async def test_wrong_url_and_no_server_are_named(tmp_path: Path) -> None:
     )
     assert nothing.returncode == 1
     assert "no embedded server runs" in nothing.stderr
+
+
+# Every C0/C1 control character, DEL, a line separator, a bidi override, rich markup.
+HOSTILE = "aa_\x00\x07\x1b[2J\x1b]0;owned\x07\r\x7f\x9b31m\u2028\u202e[bold red]x[/]"
+
+
+def _unprintable(text: str) -> list[str]:
+    allowed = {"\n"}  # line ends of the output itself
+    return [ch for ch in text if ch not in allowed and not (ch == " " or ch.isprintable())]
+
+
+async def test_nothing_printed_reaches_the_terminal_raw(
+    redis: Redis, keys: Keys, redis_url: str
+) -> None:
+    # Issue 13: ids with NUL or ANSI escapes were written raw to the terminal. The
+    # receiver refuses such ids now, but streams may hold older entries, dead-letter
+    # bodies are whatever was sent, and group names are anyone's choice.
+    _, event = event_json_with("VOUCHERS.IMPORT", id=HOSTILE)
+    stream = keys.completed("VOUCHERS.IMPORT")
+    await redis.xadd(
+        stream,
+        {
+            "type": "VOUCHERS.IMPORT",
+            "status": "DONE",
+            "id": HOSTILE,
+            "request_id": HOSTILE,
+            "event": event,
+        },
+    )
+    await redis.xgroup_create(stream, HOSTILE, id="0")
+    body = b'{"id":"' + HOSTILE.encode() + b'","raw":"\x1b[31m"}'
+    await redis.xadd(
+        keys.dead_letters(),
+        {
+            "reason": "invalid_payload",
+            "detail": HOSTILE,
+            "body": body,
+            "sha256": "0" * 64,
+            "received_at": "2026-11-29T00:00:00.000Z",
+        },
+    )
+    letter = (await redis.xrange(keys.dead_letters()))[0][0].decode()
+    for args in (
+        ("tail",),
+        ("tail", "--json"),
+        ("tail", "--dead"),
+        ("tail", "--dead", "--json"),
+        ("dlq", "list"),
+        ("dlq", "list", "--json"),
+        ("dlq", "show", letter),
+        ("dlq", "show", letter, "--json"),
+        ("stats",),
+        ("stats", "--json"),
+    ):
+        result = await fanout(redis_url, keys.prefix, *args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert _unprintable(result.stdout) == [], args
+        assert "\\x1b" in result.stdout or "\\u001b" in result.stdout, args
+        if "--json" in args:
+            for line in result.stdout.splitlines():
+                json.loads(line)  # still JSON, same values
+        elif args[:2] == ("dlq", "show"):  # no column to cut the value short
+            assert "[bold red]x[/]" in result.stdout, "markup shown as text"
+    shown = json.loads((await fanout(redis_url, keys.prefix, "tail", "--json")).stdout)
+    assert shown["id"] == HOSTILE, "the JSON value is unchanged, only escaped"
+
+
+def event_json_with(type_: str, **overrides: str) -> tuple[str, bytes]:
+    """The published event JSON of a sample, with fields replaced after validation."""
+    from service.domain import completion
+
+    action = actions.decode(msgspec.json.encode(samples.sample(type_)))
+    event = completion.from_action(action, datetime.now(UTC))
+    return action.id, msgspec.json.encode(msgspec.structs.replace(event, **overrides))
