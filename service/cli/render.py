@@ -37,8 +37,7 @@ class Entry:
 
     @property
     def order(self) -> tuple[int, int]:
-        millis, _, seq = self.entry_id.partition("-")
-        return int(millis), int(seq or 0)
+        return replies.order(self.entry_id)
 
 
 def console(stderr: bool = False) -> Console:

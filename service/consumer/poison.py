@@ -15,8 +15,9 @@ from typing import Any
 from ..streams import replies
 from ..streams.connection import Client
 from ..streams.dead_letters import DeadLetter
+from ..streams.errors import StreamFull
 from ..streams.keys import Keys
-from ..streams.scripts import DEAD_LETTER_LUA
+from ..streams.scripts import DEAD_LETTER_LUA, FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class PoisonLetters:
         self._script = redis.register_script(DEAD_LETTER_LUA)
 
     async def send(self, poison: Poison) -> str:
-        """Write the letter (once); its entry id. Redis errors propagate."""
+        """Write the letter (once); its entry id. Redis errors and ``StreamFull`` propagate."""
         letter = DeadLetter.of(
             "poison",
             poison.detail,
@@ -62,5 +63,7 @@ class PoisonLetters:
         )
         args: list[Any] = [self._ttl, self._maxlen, *letter.pairs()]
         seen = self._keys.poison_seen(poison.group, poison.stream, poison.entry_id)
-        entry = await self._script(keys=[seen, self._keys.dead_letters()], args=args)
-        return replies.text(entry[1])
+        code, entry = await self._script(keys=[seen, self._keys.dead_letters()], args=args)
+        if code == FULL:
+            raise StreamFull(self._keys.dead_letters(), self._maxlen)
+        return replies.text(entry)

@@ -86,7 +86,9 @@ def create_app(
     client = redis if redis is not None else connection.from_settings(settings)
     publisher = Publisher.from_settings(client, settings)
     receiver = Receiver(settings, publisher)
-    stream_stats = StreamStats(client, publisher.keys, settings.redis_timeout)
+    stream_stats = StreamStats(
+        client, publisher.keys, settings.redis_timeout, settings.stream_maxlen
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -11,7 +11,9 @@ The exceptions of the whole service and where each one ends::
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── InvalidPayload                422 invalid_payload
     └── Unavailable                   503 unavailable + Retry-After
+        └── BackPressure              503 unavailable, Retry-After 30: the stream is full
     streams.errors.RedisUnavailable   the Redis core failed: answered as Unavailable
+    streams.errors.StreamFull         a group is a whole FANOUT_STREAM_MAXLEN behind: BackPressure
     redis.exceptions.RedisError       a safety net: answered as Unavailable, never a 500
     starlette HTTPException           404 not_found, 405 method_not_allowed, ...
     config.ConfigError                bad configuration: ``fanout`` exits 2 with one line
@@ -34,9 +36,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..streams.errors import RedisUnavailable
+from ..streams.errors import RedisUnavailable, StreamFull
 
 RETRY_AFTER_SECONDS = 2
+#: A full stream empties as fast as its consumers work: ask for a longer pause.
+FULL_RETRY_AFTER_SECONDS = 30
 
 
 class Problem(Exception):
@@ -95,6 +99,13 @@ class Unavailable(Problem):
     headers: ClassVar[dict[str, str]] = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
+class BackPressure(Unavailable):
+    """The stream holds FANOUT_STREAM_MAXLEN entries a consumer group has not acknowledged:
+    nothing is trimmed to make room, the sender retries later."""
+
+    headers: ClassVar[dict[str, str]] = {"Retry-After": str(FULL_RETRY_AFTER_SECONDS)}
+
+
 def json_response(
     content: object, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
@@ -123,6 +134,10 @@ def _unavailable(request: Request, exc: Exception) -> Response:
     return _problem(request, Unavailable())
 
 
+def _back_pressure(request: Request, exc: Exception) -> Response:
+    return _problem(request, BackPressure(str(exc)))
+
+
 def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -132,6 +147,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     Problem: _problem,
     RedisUnavailable: _unavailable,
+    StreamFull: _back_pressure,
     RedisError: _unavailable,
     HTTPException: _http_error,
 }

@@ -22,10 +22,10 @@ from .. import metrics
 from ..config import Settings
 from ..domain import webhooks
 from ..domain.webhooks import Inbound, WebhookDelivery
-from ..streams.errors import RedisUnavailable
+from ..streams.errors import RedisUnavailable, StreamFull
 from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
 from . import intake
-from .errors import InvalidPayload, MalformedJSON, Problem, Unavailable, render
+from .errors import BackPressure, InvalidPayload, MalformedJSON, Problem, Unavailable, render
 from .signature import Verifier
 
 logger = logging.getLogger("service")
@@ -89,6 +89,11 @@ class Receiver:
             unavailable = Unavailable()
             _refused(unavailable, inbound, exc.__cause__ or exc)
             raise unavailable from exc
+        except StreamFull as exc:
+            # Nothing was trimmed to make room: the sender retries once consumers catch up.
+            full = BackPressure(str(exc))
+            _refused(full, inbound, exc, outcome="stream_full")
+            raise full from exc
         except Problem as problem:
             _refused(problem, inbound, problem.__cause__)
             raise
@@ -122,9 +127,15 @@ class Receiver:
 _OUTCOMES = {"body_too_large": "too_large"}
 
 
-def _refused(problem: Problem, inbound: Inbound | None, cause: BaseException | None) -> None:
+def _refused(
+    problem: Problem,
+    inbound: Inbound | None,
+    cause: BaseException | None,
+    *,
+    outcome: str | None = None,
+) -> None:
     """Count and log one refusal."""
-    outcome = _OUTCOMES.get(problem.error, problem.error)
+    outcome = outcome or _OUTCOMES.get(problem.error, problem.error)
     metrics.delivery(inbound.type if inbound else "unknown", outcome)
     fields = {
         "status": problem.status,

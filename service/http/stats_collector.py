@@ -24,10 +24,11 @@ STREAM_STATS_INTERVAL = 5.0
 class StreamStats(Collector):
     """Stream lengths, group pending and lag, read from Redis and cached briefly."""
 
-    def __init__(self, redis: Client, keys: Keys, timeout: float) -> None:
+    def __init__(self, redis: Client, keys: Keys, timeout: float, maxlen: int) -> None:
         self._redis = redis
         self._keys = keys
         self._timeout = timeout
+        self._maxlen = maxlen
         self._read_at = -STREAM_STATS_INTERVAL
         self._lengths: dict[str, int] = {}
         self._groups: list[tuple[str, str, int, int | None]] = []
@@ -68,11 +69,17 @@ class StreamStats(Collector):
         )
         lag = GaugeMetricFamily(
             "fanout_group_lag",
-            "Entries in a stream not yet delivered to a consumer group.",
+            "Entries in a stream not yet delivered to a consumer group (entries that exist).",
             labels=["stream", "group"],
         )
         for stream, group, pending_count, lag_count in self._groups:
             pending.add_metric([stream, group], pending_count)
             if lag_count is not None:
                 lag.add_metric([stream, group], lag_count)
-        yield from (length, pending, lag)
+        cap = GaugeMetricFamily(
+            "fanout_stream_maxlen",
+            "FANOUT_STREAM_MAXLEN: entries a stream may hold; when the entries a group has not "
+            "acknowledged reach it, deliveries get 503 until the group catches up.",
+        )
+        cap.add_metric([], self._maxlen)
+        yield from (length, pending, lag, cap)

@@ -1,4 +1,4 @@
-"""What the Redis core raises; the HTTP side maps it to ``503`` with ``Retry-After``."""
+"""What the Redis core raises; the HTTP side maps both to ``503`` with ``Retry-After``."""
 
 from __future__ import annotations
 
@@ -9,3 +9,20 @@ class RedisUnavailable(Exception):
     Raised by ``Publisher`` for every Redis failure of a delivery, with the
     original error as ``__cause__``.
     """
+
+
+class StreamFull(Exception):
+    """The stream holds ``maxlen`` entries a consumer group has not acknowledged yet.
+
+    Nothing was written: entries are removed only once every group has
+    acknowledged them, so the delivery must wait (the sender retries) until the
+    consumers catch up. ``stream`` names the full stream.
+    """
+
+    def __init__(self, stream: str, maxlen: int) -> None:
+        self.stream = stream
+        self.maxlen = maxlen
+        super().__init__(
+            f"{stream} is full: {maxlen} entries (FANOUT_STREAM_MAXLEN) wait for a consumer "
+            "group; retry later"
+        )

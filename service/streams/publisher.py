@@ -29,10 +29,10 @@ from ..domain import actions, completion, webhooks
 from . import cloud_events, replies
 from .connection import Client
 from .dead_letters import DeadLetter
-from .errors import RedisUnavailable
+from .errors import RedisUnavailable, StreamFull
 from .group_commit import GroupCommit
 from .keys import Keys
-from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, PROGRESS_LUA
+from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, FULL, PROGRESS_LUA
 
 logger = logging.getLogger("service.publish")
 
@@ -211,6 +211,7 @@ class Publisher:
         return fields
 
     async def publish(self, action: actions.AsyncAction, received_at: datetime) -> Outcome:
+        """Append ``action`` to its stream once; ``StreamFull`` when consumers are a cap behind."""
         event = completion.from_action(action, received_at)
         fields = self.entry_fields(event, completion.encode_event(event))
         type_, request_id = action.type, action.request_id or ""
@@ -229,6 +230,8 @@ class Publisher:
         args = (digest(action), self._ttl, self._maxlen, *pairs)
         code, entry = await self._run(script, (seen, done, stream), args)
         entry_id = replies.text(entry)
+        if code == FULL:
+            raise StreamFull(stream, self._maxlen)
         if code == 1:
             return Accepted(stream, entry_id)
         if code == 0:
@@ -240,7 +243,8 @@ class Publisher:
     async def publish_event(
         self, delivery: webhooks.WebhookDelivery, received_at: datetime
     ) -> Outcome:
-        """Append a webhook event to its type's stream, once per (event id, request id)."""
+        """Append a webhook event to its type's stream, once per (event id, request id);
+        ``StreamFull`` when consumers are a cap behind."""
         event = delivery.event(received_at)
         fields = self.entry_fields(event, webhooks.encode_event(event))
         type_, request_id = delivery.type, delivery.request_id or ""
@@ -250,6 +254,8 @@ class Publisher:
         args = (delivery.digest, self._ttl, self._maxlen, *pairs)
         code, entry = await self._run(self._event, (seen, stream), args)
         entry_id = replies.text(entry)
+        if code == FULL:
+            raise StreamFull(stream, self._maxlen)
         if code == 1:
             return Accepted(stream, entry_id)
         if code == 0:
@@ -259,10 +265,15 @@ class Publisher:
     async def dead_letter(
         self, reason: str, detail: str, body: bytes, received_at: datetime
     ) -> Filed:
-        """File ``body`` as a dead letter, once per body however often it comes."""
+        """File ``body`` as a dead letter, once per body however often it comes.
+
+        ``StreamFull`` when the dead-letter stream's groups are a whole cap behind.
+        """
         letter = DeadLetter.of(reason, detail, body, received_at)
         keys = (self._keys.dead_seen(letter.sha256), self._keys.dead_letters())
         code, entry = await self._run(self._dead, keys, (self._ttl, self._maxlen, *letter.pairs()))
+        if code == FULL:
+            raise StreamFull(keys[1], self._maxlen)
         filed = Filed(replies.text(entry), code == 1)
         if filed.new:
             metrics.dead_letter(reason)

@@ -22,9 +22,10 @@ from ..domain.webhooks import WebhookDelivery, WebhookEvent
 from . import replies
 from .connection import Client
 from .dead_letters import DeadLetter
+from .errors import StreamFull
 from .keys import Keys
 from .publisher import Accepted, Conflict, Duplicate, Publisher, Stale
-from .scripts import REPLACE_LETTER_LUA
+from .scripts import APPEND_LUA, FULL, REPLACE_LETTER_LUA
 
 
 class Letter(NamedTuple):
@@ -43,7 +44,7 @@ async def find_letter(client: Client, keys: Keys, id_: str) -> Letter | None:
 @dataclass(frozen=True, slots=True)
 class Replayed:
     letter: str
-    outcome: str  # accepted, duplicate, stale, requeued, dead, missing
+    outcome: str  # accepted, duplicate, stale, requeued, dead, missing, full
     detail: str
     #: The letter's new entry id when it failed again and was re-filed.
     new_entry_id: str | None = None
@@ -62,6 +63,7 @@ class Replayer:
         self.config = config
         self.publisher = Publisher.from_settings(client, config)
         self._replace = client.register_script(REPLACE_LETTER_LUA)
+        self._append = client.register_script(APPEND_LUA)
 
     async def replay(self, id_: str) -> Replayed:
         letter = await find_letter(self.client, self.keys, id_)
@@ -74,10 +76,13 @@ class Replayer:
             inbound = webhooks.decode(body)
         except msgspec.DecodeError as exc:  # not JSON, nor an async action or envelope
             return await self._keep(letter, webhooks.failure_reason(exc), str(exc))
-        if isinstance(inbound, WebhookDelivery):
-            outcome = await self.publisher.publish_event(inbound, letter.letter.received)
-        else:
-            outcome = await self.publisher.publish(inbound, letter.letter.received)
+        try:
+            if isinstance(inbound, WebhookDelivery):
+                outcome = await self.publisher.publish_event(inbound, letter.letter.received)
+            else:
+                outcome = await self.publisher.publish(inbound, letter.letter.received)
+        except StreamFull as exc:
+            return Replayed(letter.entry_id, "full", str(exc))
         if isinstance(outcome, Conflict):
             detail = f"same id and request_id as entry {outcome.entry_id}, different content"
             return await self._keep(letter, "conflict", detail)
@@ -104,12 +109,13 @@ class Replayer:
             streams = (self.keys.completed(event.type), self.keys.progress(event.type))
         if stream not in streams:
             return Replayed(letter.entry_id, "dead", f"poison: unknown stream {stream!r}")
-        entry = await self.client.xadd(
-            stream,
-            self.publisher.entry_fields(event, body),
-            maxlen=self.config.stream_maxlen,
-            approximate=True,
-        )
+        fields = self.publisher.entry_fields(event, body)
+        pairs = [part for item in fields.items() for part in item]
+        code, entry = await self._append(keys=[stream], args=[self.config.stream_maxlen, *pairs])
+        if code == FULL:
+            return Replayed(
+                letter.entry_id, "full", str(StreamFull(stream, self.config.stream_maxlen))
+            )
         await self.client.xdel(self.keys.dead_letters(), letter.entry_id)
         return Replayed(letter.entry_id, "requeued", f"{stream} {replies.text(entry)}")
 
@@ -119,9 +125,12 @@ class Replayer:
             return Replayed(letter.entry_id, "dead", f"{reason}: {detail}")
         updated = msgspec.structs.replace(old, reason=reason, detail=detail)
         args: list[Any] = [letter.entry_id, self.config.dedup_ttl, self.config.stream_maxlen]
-        new = await self._replace(
+        code, new = await self._replace(
             keys=[self.keys.dead_seen(old.sha256), self.keys.dead_letters()],
             args=[*args, *updated.pairs()],
         )
+        if code == FULL:
+            full = StreamFull(self.keys.dead_letters(), self.config.stream_maxlen)
+            return Replayed(letter.entry_id, "full", str(full))
         now = replies.text(new)
         return Replayed(letter.entry_id, "dead", f"{reason}: {detail} (now {now})", now)

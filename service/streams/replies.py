@@ -50,6 +50,12 @@ def streams(reply: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
     return [(text(stream), entries) for stream, entries in reply]
 
 
+def order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as numbers, to compare ids: ``"1732800000000-2"`` -> ``(…, 2)``."""
+    millis, _, seq = entry_id.partition("-")
+    return int(millis or 0), int(seq or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Group:
     """One consumer group of a stream, as XINFO GROUPS describes it."""

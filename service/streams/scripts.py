@@ -2,6 +2,69 @@
 
 Scripts run atomically, so dedup and append cannot be split by a crash or by a
 second replica of the service (see ``keys.py`` for the slots).
+
+Every entry is appended by ``append()`` of ``APPEND_PRELUDE``, whatever the
+stream: the length cap (``FANOUT_STREAM_MAXLEN``) removes only entries every
+consumer group has acknowledged (with no group, the oldest entries: history).
+When the entries some group still needs fill the cap, nothing is removed and
+nothing appended: the script answers ``FULL`` (code 4) and the sender gets a 503
+to retry later. Overload becomes back-pressure, never loss.
+"""
+
+#: The code a script returns when the stream is full of entries a group still needs.
+FULL = 4
+
+# Entry ids are "<ms>-<seq>"; compared as numbers, part by part.
+APPEND_PRELUDE = """
+local function id_parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+local function id_less(a, b)
+  local am, as = id_parts(a)
+  local bm, bs = id_parts(b)
+  return am < bm or (am == bm and as < bs)
+end
+
+local function successor(id)
+  local ms, seq = id_parts(id)
+  return string.format('%d-%d', ms, seq + 1)
+end
+
+-- The oldest entry id some group still needs: its oldest pending entry, or the
+-- one after its last delivered entry. Entries before it every group has
+-- acknowledged. nil when the stream has no group.
+local function needed_from(stream)
+  local floor = nil
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local info = {}
+    for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+    local need = successor(info['last-delivered-id'])
+    if tonumber(info['pending']) > 0 then
+      need = redis.call('XPENDING', stream, info['name'])[2]
+    end
+    if floor == nil or id_less(need, floor) then floor = need end
+  end
+  return floor
+end
+
+-- Append one entry (field/value pairs) and keep the stream at most maxlen long,
+-- removing only entries no group still needs, a few (1 %) at a time. The removal
+-- is XADD's own MINID, so the receiver's Redis user needs no XTRIM or XDEL.
+-- Returns the new entry id, or false when the needed entries fill the cap.
+local function append(stream, maxlen, ...)
+  local length = redis.call('XLEN', stream)
+  if length < maxlen then
+    return redis.call('XADD', stream, '*', ...)
+  end
+  local slack = math.min(100, math.floor(maxlen / 100))
+  local floor = needed_from(stream)
+  local upto = floor and ('(' .. floor) or '+'
+  local old = redis.call('XRANGE', stream, '-', upto, 'COUNT', length - maxlen + 1 + slack)
+  if length - #old >= maxlen then return false end
+  return redis.call('XADD', stream, 'MINID', successor(old[#old][1]), '*', ...)
+end
 """
 
 # Every answer from an existing key rewrites it unchanged (SET ... KEEPTTL): that
@@ -11,7 +74,9 @@ second replica of the service (see ``keys.py`` for the slots).
 # A completion: answer from the (id, request_id) key if it is there, else append.
 # The key holds "<entry id> <digest>"; a different digest is a conflict.
 # KEYS: seen, done, stream.  ARGV: digest, ttl, maxlen, then the entry's field/value pairs.
-COMPLETE_LUA = """
+COMPLETE_LUA = (
+    APPEND_PRELUDE
+    + """
 local seen = redis.call('GET', KEYS[1])
 if seen then
   redis.call('SET', KEYS[1], seen, 'KEEPTTL')
@@ -20,15 +85,19 @@ if seen then
   if string.sub(seen, sep + 1) == ARGV[1] then return {0, first} end
   return {2, first}
 end
-local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+local entry = append(KEYS[3], tonumber(ARGV[3]), unpack(ARGV, 4))
+if not entry then return {4, ''} end
 redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[2], entry, 'EX', ARGV[2], 'NX')
 return {1, entry}
 """
+)
 
 # A progress update: dropped once the action completed, else once per step.
 # KEYS: progress seen, done, stream.  ARGV: as COMPLETE_LUA.
-PROGRESS_LUA = """
+PROGRESS_LUA = (
+    APPEND_PRELUDE
+    + """
 local done = redis.call('GET', KEYS[2])
 if done then
   redis.call('SET', KEYS[2], done, 'KEEPTTL')
@@ -39,15 +108,19 @@ if seen then
   redis.call('SET', KEYS[1], seen, 'KEEPTTL')
   return {0, seen}
 end
-local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+local entry = append(KEYS[3], tonumber(ARGV[3]), unpack(ARGV, 4))
+if not entry then return {4, ''} end
 redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
 return {1, entry}
 """
+)
 
 # A webhook event: answer from the (event id, request_id) key if it is there,
 # else append; the key holds "<entry id> <digest>", a different digest is a conflict.
 # KEYS: seen, stream.  ARGV: digest, ttl, maxlen, then the entry's field/value pairs.
-EVENT_LUA = """
+EVENT_LUA = (
+    APPEND_PRELUDE
+    + """
 local seen = redis.call('GET', KEYS[1])
 if seen then
   redis.call('SET', KEYS[1], seen, 'KEEPTTL')
@@ -56,30 +129,53 @@ if seen then
   if string.sub(seen, sep + 1) == ARGV[1] then return {0, first} end
   return {2, first}
 end
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+local entry = append(KEYS[2], tonumber(ARGV[3]), unpack(ARGV, 4))
+if not entry then return {4, ''} end
 redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
 return {1, entry}
 """
+)
 
 # A dead letter, once per body hash (KEYS[1] is its digest key), or once per
 # (group, stream, entry id) for a consumer group's poison letter.
 # KEYS: dead seen, dead stream.  ARGV: ttl, maxlen, then the letter's field/value pairs.
-DEAD_LETTER_LUA = """
+DEAD_LETTER_LUA = (
+    APPEND_PRELUDE
+    + """
 local seen = redis.call('GET', KEYS[1])
 if seen then
   redis.call('SET', KEYS[1], seen, 'KEEPTTL')
   return {0, seen}
 end
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+local entry = append(KEYS[2], tonumber(ARGV[2]), unpack(ARGV, 3))
+if not entry then return {4, ''} end
 redis.call('SET', KEYS[1], entry, 'EX', ARGV[1])
 return {1, entry}
 """
+)
 
-# Replace a letter by one with a new reason, and point its dedup key at it.
+# Replace a letter by one with a new reason, and point its dedup key at it. The
+# new one goes in first (one over the cap, as the old one goes next): a full
+# stream leaves the old letter where it was.
 # KEYS: dead seen, dead stream.  ARGV: old entry id, ttl, maxlen, field/value pairs.
-REPLACE_LETTER_LUA = """
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+REPLACE_LETTER_LUA = (
+    APPEND_PRELUDE
+    + """
+local entry = append(KEYS[2], tonumber(ARGV[3]) + 1, unpack(ARGV, 4))
+if not entry then return {4, ''} end
 redis.call('XDEL', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
-return entry
+return {1, entry}
 """
+)
+
+# Append an entry as it is (a poison letter's event sent round again).
+# KEYS: stream.  ARGV: maxlen, then the entry's field/value pairs.
+APPEND_LUA = (
+    APPEND_PRELUDE
+    + """
+local entry = append(KEYS[1], tonumber(ARGV[1]), unpack(ARGV, 2))
+if not entry then return {4, ''} end
+return {1, entry}
+"""
+)

@@ -5,6 +5,7 @@ One reader for ``fanout stats``, the ``/metrics`` collector and the dashboard.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -31,8 +32,28 @@ def known_streams(keys: Keys) -> dict[str, str]:
 
 
 async def groups(client: Client, stream: str) -> list[replies.Group]:
-    """The consumer groups of ``stream``."""
-    return replies.groups(await client.xinfo_groups(stream))
+    """The consumer groups of ``stream``, each with the entries it has still to be given.
+
+    Redis reports as lag the entries added after the group's last delivered one,
+    counting those removed since without being delivered (10 added, 3 read,
+    trimmed to the newest 5: lag 7, where 5 wait). When the group's last
+    delivered entry is older than the stream's first, every entry waits.
+    """
+    found = replies.groups(await client.xinfo_groups(stream))
+    if not found:
+        return found
+    length = int(await client.xlen(stream))
+    first = await client.xrange(stream, min="-", max="+", count=1)
+    first_id = replies.order(replies.text(first[0][0])) if first else None
+    return [dataclasses.replace(group, lag=_lag(group, length, first_id)) for group in found]
+
+
+def _lag(group: replies.Group, length: int, first_id: tuple[int, int] | None) -> int | None:
+    if first_id is None:
+        return 0
+    if replies.order(group.last_delivered_id) < first_id:
+        return length
+    return None if group.lag is None else min(group.lag, length)
 
 
 async def collect(client: Client, keys: Keys) -> dict[str, Any]:

@@ -33,13 +33,26 @@ async def test_service_works_under_its_acl_user_and_can_do_nothing_else(
     try:
         await admin.execute_command("ACL", "SETUSER", "fanout", *service_acl(prefix, "s3cret"))
         url = f"redis://fanout:s3cret@127.0.0.1:{server.port}"
-        own = dataclasses.replace(settings, redis_url=url, durability=durability)
+        own = dataclasses.replace(settings, redis_url=url, durability=durability, stream_maxlen=3)
+        # A group on the progress stream: at its cap the scripts read groups and pending.
+        await admin.xgroup_create(keys.progress("ORDERS.IMPORT"), "g", id="$", mkstream=True)
         async with serving(own) as http:
             action = samples.sample("VOUCHERS.IMPORT")
             assert (await post(http, action)).status_code == 202
             assert (await post(http, action)).status_code == 200
             progress = samples.sample("ORDERS.IMPORT", status="IN_PROGRESS", progress=40)
             assert (await post(http, progress)).status_code == 202
+            steps = [
+                samples.sample("ORDERS.IMPORT", status="IN_PROGRESS", progress=n) for n in range(4)
+            ]
+            assert [(await post(http, step)).status_code for step in steps] == [202, 202, 503, 503]
+            await admin.xreadgroup("g", "c", {keys.progress("ORDERS.IMPORT"): ">"})
+            await admin.xack(
+                keys.progress("ORDERS.IMPORT"),
+                "g",
+                *[e for e, _ in await admin.xrange(keys.progress("ORDERS.IMPORT"))],
+            )
+            assert (await post(http, steps[2])).status_code == 202  # room made under the ACL
             assert (await post(http, b'{"id": "aa_1", "type": "NOPE"}')).status_code == 422
             assert (await post(http, b"not json")).status_code == 400
             assert (await http.get("/readyz")).status_code == 200
@@ -48,7 +61,7 @@ async def test_service_works_under_its_acl_user_and_can_do_nothing_else(
             assert (await post(http, samples.sample("VOUCHERS.IMPORT"))).status_code == 202
 
         assert await admin.xlen(keys.completed("VOUCHERS.IMPORT")) == 2
-        assert await admin.xlen(keys.progress("ORDERS.IMPORT")) == 1
+        assert await admin.xlen(keys.progress("ORDERS.IMPORT")) == 3
         assert await admin.xlen(keys.dead_letters()) == 2
 
         user = Redis.from_url(url)

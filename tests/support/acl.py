@@ -15,10 +15,14 @@ def service_acl(prefix: str, password: str, *, cluster: bool = False) -> list[st
         # the three scripts, and loading them again after a restart or SCRIPT FLUSH
         "+evalsha",
         "+script|load",
-        # what the scripts call
+        # what the scripts call; the reads decide what the length cap may remove
         "+get",
         "+set",
         "+xadd",
+        "+xlen",
+        "+xrange",
+        "+xinfo|groups",
+        "+xpending",
         # /readyz, the client's health check, and FANOUT_DURABILITY=aof|replicas:N
         "+ping",
         "+waitaof",
