@@ -10,12 +10,20 @@ it to an async handler:
 * a handler that returns acknowledges the entry (XACK); one that raises, or
   runs past ``handler_timeout``, leaves it pending;
 * entries pending longer than ``min_idle`` (which must exceed the handler
-  timeout) are claimed with XAUTOCLAIM by any live consumer of the group;
+  timeout) are claimed with XAUTOCLAIM by any live consumer of the group; an
+  entry whose handler still runs, here, is never idle: it is claimed afresh
+  every ``min_idle / 3`` until the handler returns, also past its timeout, so it
+  never runs twice at once (``claims.py`` says what remains);
 * an entry whose ``max_deliveries``-th handling fails, or that is claimed after
   more deliveries than that, goes to the dead letters with reason ``poison``
   and is acknowledged, so one bad event cannot block the group;
 * the group is created when missing (XGROUP CREATE ... MKSTREAM) and created
   again when Redis lost it (NOGROUP after a restart or FLUSHALL);
+* a pending entry found deleted from the stream (trimmed or XDEL'd before the
+  group acknowledged it) is logged, counted in ``stats.trimmed`` and
+  dead-lettered with reason ``trimmed``;
+* Redis going away, a failover (READONLY, UNBLOCKED, LOADING, MASTERDOWN) and
+  the like are waited out with back-off on fresh connections, never fatal;
 * at most ``concurrency`` handlers run at once; reads block (BLOCK) while the
   streams are idle; ``stop()`` finishes the handlers in flight and returns.
 
@@ -45,8 +53,10 @@ from ..domain import actions, webhooks
 from ..domain.entries import StreamEvent, decode_event
 from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from ..streams import replies
-from ..streams.connection import Client
+from ..streams.connection import Client, passing, reconnect
+from ..streams.errors import StreamFull
 from ..streams.keys import Keys
+from .claims import Running
 from .poison import Poison, PoisonLetters
 
 logger = logging.getLogger("service.consumer")
@@ -63,6 +73,22 @@ class _Delivery:
     entry_id: str
     fields: dict[bytes, bytes] | None
     deliveries: int
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    """What one ``Consumer`` did since it was made, for the application's own metrics."""
+
+    #: Entries acknowledged after their handler returned.
+    handled: int = 0
+    #: Handler runs that raised or timed out (the entry stays pending, to be retried).
+    failed: int = 0
+    #: Entries given up on: dead-lettered with reason ``poison`` and acknowledged.
+    poisoned: int = 0
+    #: Pending entries found deleted from the stream: dead-lettered with reason ``trimmed``.
+    trimmed: int = 0
+    #: Entries another consumer took while a handler here still ran them.
+    claims_lost: int = 0
 
 
 def default_name() -> str:
@@ -150,6 +176,8 @@ class Consumer:
         self.streams: tuple[str, ...] = tuple(s for group_ in streams for s in group_)
         self._slots = asyncio.Semaphore(concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._running = Running(redis, group, self.name, interval=min_idle / 3)
+        self._stats = ConsumerStats()
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -158,10 +186,12 @@ class Consumer:
     async def run(self, handler: Handler) -> None:
         """Consume until ``stop()``; then finish the handlers in flight and return."""
         self._stopping.clear()
-        await self._ensure_groups(self.streams, "0" if self.start == "beginning" else "$")
+        if not await self._start_groups():
+            return
         self._ready.set()
         loops = [self._read_loop(streams, handler) for streams in self._reads]
         loops += [self._claim_loop(stream, handler) for stream in self.streams]
+        keeper = asyncio.create_task(self._running.keep())
         try:
             async with asyncio.TaskGroup() as tasks:
                 for loop in loops:
@@ -172,7 +202,15 @@ class Consumer:
             self._ready.clear()
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         await self._leave()
+
+    @property
+    def stats(self) -> ConsumerStats:
+        """Counters since this consumer was made (handled, failed, poisoned, trimmed, ...)."""
+        self._stats.claims_lost = self._running.lost
+        return self._stats
 
     def stop(self) -> None:
         """Ask ``run()`` to return: no new reads, handlers in flight finish and ack."""
@@ -196,6 +234,31 @@ class Consumer:
                     await self.redis.xgroup_delconsumer(stream, self.group, self.name)
             except (RedisError, *_CONNECTION_ERRORS) as exc:
                 logger.debug("could not leave %s: %s", stream, exc)
+
+    async def _start_groups(self) -> bool:
+        """Create the groups, waiting out an unreachable or read-only server; False if
+        ``stop()`` came first."""
+        backoff = 0.05
+        while not self._stopping.is_set():
+            try:
+                await self._ensure_groups(self.streams, "0" if self.start == "beginning" else "$")
+                return True
+            except RedisError as exc:
+                if not passing(exc):
+                    raise
+                await self._retry_later("creating the groups on", self.streams, exc, backoff)
+                backoff = min(backoff * 2, 2.0)
+        return False
+
+    async def _retry_later(
+        self, doing: str, streams: Sequence[str], exc: BaseException, backoff: float
+    ) -> None:
+        logger.warning(
+            "%s %s failed: %s; retrying in %.2fs", doing, ", ".join(streams), exc, backoff
+        )
+        with contextlib.suppress(RedisError, OSError):
+            await reconnect(self.redis)
+        await self._sleep(backoff)
 
     async def _ensure_groups(self, streams: Iterable[str], start_id: str) -> None:
         for stream in streams:
@@ -224,17 +287,15 @@ class Consumer:
                     block=max(1, int(self.block * 1000)),
                 )
                 backoff = 0.05
-            except ResponseError as exc:
-                if not str(exc).startswith("NOGROUP"):
+            except (RedisError, *_CONNECTION_ERRORS) as exc:
+                if str(exc).startswith("NOGROUP"):
+                    logger.warning("group %s is gone (%s); creating it again", self.group, exc)
+                    await self._recreate(streams)
+                    await self._sleep(backoff)  # never a hot loop, whatever the server answers
+                elif passing(exc):  # connection lost, a failover, ...
+                    await self._retry_later("reading", streams, exc, backoff)
+                else:
                     raise
-                logger.warning("group %s is gone (%s); creating it again", self.group, exc)
-                await self._recreate(streams)
-                await self._sleep(backoff)  # never a hot loop, whatever the server answers
-                backoff = min(backoff * 2, 2.0)
-                continue
-            except _CONNECTION_ERRORS as exc:
-                logger.warning("reading %s failed: %s; retrying in %.2fs", streams, exc, backoff)
-                await self._sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             for stream, entries in replies.streams(reply):
@@ -243,8 +304,11 @@ class Consumer:
                     await self._dispatch(delivery, handler)
 
     async def _recreate(self, streams: Sequence[str]) -> None:
-        with contextlib.suppress(*_CONNECTION_ERRORS):
+        try:
             await self._ensure_groups(streams, "0")
+        except (RedisError, *_CONNECTION_ERRORS) as exc:
+            if not passing(exc):
+                raise
 
     async def _wait_for_slot(self) -> None:
         # Read only when a handler slot is free, so entries do not wait in memory
@@ -266,6 +330,7 @@ class Consumer:
             if self._stopping.is_set():
                 return
             cursor = "0-0"
+            backoff = 0.05
             try:
                 while not self._stopping.is_set():
                     await self._wait_for_slot()
@@ -279,6 +344,9 @@ class Consumer:
                     )
                     cursor = replies.text(reply[0])
                     claimed = [(replies.text(i), f) for i, f in reply[1]]
+                    # Redis >= 7: pending entries no longer in the stream, now out of the PEL.
+                    for deleted in reply[2] if len(reply) > 2 else ():
+                        await self._trimmed(stream, replies.text(deleted))
                     if claimed:
                         counts = await self._delivery_counts(stream, claimed)
                         for entry_id, fields in claimed:
@@ -291,12 +359,13 @@ class Consumer:
                             await self._dispatch(delivery, handler)
                     if cursor == "0-0":
                         break
-            except ResponseError as exc:
-                if not str(exc).startswith("NOGROUP"):
+            except (RedisError, *_CONNECTION_ERRORS) as exc:
+                if str(exc).startswith("NOGROUP"):
+                    await self._recreate([stream])
+                elif passing(exc):
+                    await self._retry_later("claiming on", [stream], exc, backoff)
+                else:
                     raise
-                await self._recreate([stream])
-            except _CONNECTION_ERRORS as exc:
-                logger.warning("claiming on %s failed: %s", stream, exc)
 
     async def _delivery_counts(self, stream: str, claimed: list[tuple[str, Any]]) -> dict[str, int]:
         ids = sorted(claimed, key=lambda item: tuple(int(p) for p in item[0].split("-")))
@@ -316,6 +385,13 @@ class Consumer:
     # --- handling -----------------------------------------------------------
 
     async def _dispatch(self, delivery: _Delivery, handler: Handler) -> None:
+        if (delivery.stream, delivery.entry_id) in self._running:
+            # Claimed back while its handler still runs here: never a second run at once.
+            logger.warning(
+                "%s %s is already being handled here", delivery.stream, delivery.entry_id
+            )
+            return
+        self._running.add(delivery.stream, delivery.entry_id)
         await self._slots.acquire()
         task = asyncio.create_task(self._handle(delivery, handler))
         self._in_flight.add(task)
@@ -328,25 +404,35 @@ class Consumer:
             logger.error("handling failed unexpectedly", exc_info=task.exception())
 
     async def _handle(self, delivery: _Delivery, handler: Handler) -> None:
-        fields = delivery.fields
-        if fields is None:  # deleted from the stream (trimmed) while pending
+        try:
+            done = await self._run_handler(delivery, handler)
+        finally:
+            # From here on it is not running: no more keep-alive, a later claim may run it.
+            self._running.discard(delivery.stream, delivery.entry_id)
+        if done:
             await self._ack(delivery)
-            return
+
+    async def _run_handler(self, delivery: _Delivery, handler: Handler) -> bool:
+        """Decode and handle one entry; True when it is to be acknowledged now."""
+        fields = delivery.fields
+        if fields is None:  # deleted from the stream while pending (Redis < 7 reports so)
+            await self._trimmed(delivery.stream, delivery.entry_id)
+            return True
         body = fields.get(b"event", b"")
         if delivery.deliveries > self.max_deliveries:
-            await self._dead(
-                delivery, body, "the consumer handling the last delivery stopped before it ended"
-            )
-            return
+            error = "the consumer handling the last delivery stopped before it ended"
+            return await self._dead(delivery, body, error)
         try:
             event = decode_event(body)
         except Exception as exc:  # any decode failure is final
-            await self._dead(delivery, body, f"cannot decode the event: {exc}")
-            return
+            return await self._dead(delivery, body, f"cannot decode the event: {exc}")
         try:
+            # Past the timeout the handler is cancelled; this waits until it has really
+            # returned (it may hold off cancellation), and the entry stays claimed till then.
             async with asyncio.timeout(self.handler_timeout):
                 await handler(event)
         except Exception as exc:  # the handler's failure: left pending
+            self._stats.failed += 1
             error = (
                 f"handler timed out after {self.handler_timeout}s"
                 if isinstance(exc, TimeoutError)
@@ -361,9 +447,10 @@ class Consumer:
                 error,
             )
             if delivery.deliveries >= self.max_deliveries:
-                await self._dead(delivery, body, error)
-            return
-        await self._ack(delivery)
+                return await self._dead(delivery, body, error)
+            return False
+        self._stats.handled += 1
+        return True
 
     async def _ack(self, delivery: _Delivery) -> None:
         try:
@@ -372,7 +459,22 @@ class Consumer:
             # Left pending: it will be claimed and handled again (at least once).
             logger.warning("could not ack %s %s: %s", delivery.stream, delivery.entry_id, exc)
 
-    async def _dead(self, delivery: _Delivery, body: bytes, error: str) -> None:
+    async def _trimmed(self, stream: str, entry_id: str) -> None:
+        """A pending entry is gone from the stream: say so where it cannot be missed."""
+        self._stats.trimmed += 1
+        logger.error(
+            "entry %s of %s was deleted before group %s acknowledged it; dead-lettered as trimmed",
+            entry_id,
+            stream,
+            self.group,
+        )
+        try:
+            await self._poison.send_trimmed(self.group, self.name, stream, entry_id)
+        except (RedisError, StreamFull, *_CONNECTION_ERRORS) as exc:
+            logger.warning("could not dead-letter the trimmed entry %s: %s", entry_id, exc)
+
+    async def _dead(self, delivery: _Delivery, body: bytes, error: str) -> bool:
+        """Dead-letter as poison; True (acknowledge it now) once the letter is filed."""
         poison = Poison(
             group=self.group,
             consumer=self.name,
@@ -385,11 +487,12 @@ class Consumer:
         )
         try:
             await self._poison.send(poison)
-        except (RedisError, *_CONNECTION_ERRORS) as exc:
+        except (RedisError, StreamFull, *_CONNECTION_ERRORS) as exc:
             logger.warning("could not dead-letter %s: %s", delivery.entry_id, exc)
-            return
+            return False
+        self._stats.poisoned += 1
         logger.error("dead-lettered %s %s: %s", delivery.stream, delivery.entry_id, poison.detail)
-        await self._ack(delivery)
+        return True
 
 
 def _socket_timeout(redis: Client) -> float | None:

@@ -1,9 +1,10 @@
-"""Dead letters of consumer groups: entries a group gave up on, with reason ``poison``.
+"""Dead letters of consumer groups: entries a group gave up on (reason ``poison``), and
+entries removed from the stream before the group acknowledged them (``trimmed``).
 
 Written once per (group, stream, entry id), so a consumer that dies between the
 dead letter and its XACK writes no second letter when the entry comes back.
 The fields are those of ``streams.dead_letters.DeadLetter``; the body is the
-entry's event JSON.
+entry's event JSON, empty for a trimmed entry (it is gone).
 """
 
 from __future__ import annotations
@@ -61,8 +62,27 @@ class PoisonLetters:
             deliveries=poison.deliveries,
             error=poison.error,
         )
+        return await self._file(letter)
+
+    async def send_trimmed(self, group: str, consumer: str, stream: str, entry_id: str) -> str:
+        """File a ``trimmed`` letter for an entry the group never acknowledged (once)."""
+        letter = DeadLetter.of(
+            "trimmed",
+            f"entry {entry_id} of {stream} was deleted from the stream before group {group} "
+            "acknowledged it; its content is lost to this group",
+            b"",
+            datetime.now(UTC),
+            group=group,
+            consumer=consumer,
+            stream=stream,
+            entry_id=entry_id,
+        )
+        return await self._file(letter)
+
+    async def _file(self, letter: DeadLetter) -> str:
+        assert letter.group is not None and letter.stream is not None and letter.entry_id
         args: list[Any] = [self._ttl, self._maxlen, *letter.pairs()]
-        seen = self._keys.poison_seen(poison.group, poison.stream, poison.entry_id)
+        seen = self._keys.poison_seen(letter.group, letter.stream, letter.entry_id)
         code, entry = await self._script(keys=[seen, self._keys.dead_letters()], args=args)
         if code == FULL:
             raise StreamFull(self._keys.dead_letters(), self._maxlen)

@@ -8,6 +8,15 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import Settings
 
@@ -47,6 +56,32 @@ def connect(url: str, *, cluster: bool, timeout: float) -> Client:
         health_check_interval=30,
     )
     return Redis.from_pool(pool)
+
+
+# Refusals that pass by themselves, which redis-py leaves as plain ResponseError:
+# a blocked read cut short when the server became a replica (UNBLOCKED), writes
+# stopped until enough replicas (NOREPLICAS) or the disk (MISCONF) are back.
+_REFUSED_FOR_NOW = ("UNBLOCKED", "NOREPLICAS", "MISCONF")
+
+
+def passing(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Redis failure that passes without anyone changing the code:
+    a connection lost or too slow, a server still loading its data, or one that
+    refuses for now (a replica after a failover, READONLY; UNBLOCKED; MASTERDOWN,
+    TRYAGAIN, CLUSTERDOWN; full memory or a disk error). Retry later, on a fresh
+    connection."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError):
+        return True  # also LOADING (BusyLoadingError is a ConnectionError)
+    if isinstance(exc, ReadOnlyError | TryAgainError | ClusterDownError | OutOfMemoryError):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_REFUSED_FOR_NOW)
+
+
+async def reconnect(client: Client) -> None:
+    """Drop the idle pooled connections, so the next call connects afresh (to the new
+    master of a Sentinel, or wherever the URL's name points now)."""
+    if isinstance(client, Redis):
+        await client.connection_pool.disconnect(inuse_connections=False)
 
 
 def from_settings(settings: Settings) -> Client:

@@ -71,6 +71,10 @@ class Replayer:
             return Replayed(id_, "missing", "no dead letter with this id")
         if letter.letter.reason == "poison":
             return await self._requeue(letter)
+        if letter.letter.reason == "trimmed":
+            return Replayed(
+                letter.entry_id, "dead", "trimmed: the entry is gone, nothing to replay"
+            )
         body = letter.letter.body
         try:
             inbound = webhooks.decode(body)

@@ -179,3 +179,21 @@ if not entry then return {4, ''} end
 return {1, entry}
 """
 )
+
+# Keep a consumer's claim on the entries its handlers still run: reset their idle
+# time (XCLAIM with min-idle 0 and JUSTID, which leaves the delivery count as it
+# is), so XAUTOCLAIM elsewhere does not hand them to a second run. Only entries
+# this consumer still owns: one another consumer took meanwhile stays with it.
+# KEYS: stream.  ARGV: group, consumer, entry ids.  Returns the ids it no longer owns.
+KEEP_CLAIMS_LUA = """
+local lost = {}
+for i = 3, #ARGV do
+  local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
+  if row and row[2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
