@@ -30,7 +30,8 @@ MAX_ID_LENGTH = 256
 Id: TypeAlias = Annotated[
     str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=rf"^{_PRINTABLE}+\Z")
 ]
-RequestId: TypeAlias = Annotated[
+#: The same, where empty is allowed (a request id; ids whose absence code handles).
+IdText: TypeAlias = Annotated[
     str, msgspec.Meta(max_length=MAX_ID_LENGTH, pattern=rf"^{_PRINTABLE}*\Z")
 ]
 
@@ -202,7 +203,7 @@ class AsyncAction(msgspec.Struct, tag_field="type", kw_only=True):
     id: Id
     status: Status
     operation_status: str | None = None
-    request_id: RequestId | None = None
+    request_id: IdText | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     processing_time: Int64 | None = None

@@ -55,6 +55,7 @@ from typing import Any, TypeAlias
 import msgspec
 
 from . import actions
+from .actions import IdText
 from .webhook_data import ALIASES, BY_TYPE, WebhookData
 
 SCHEMA_VERSION = 1
@@ -80,20 +81,24 @@ class Source(msgspec.Struct, kw_only=True):
 
 
 class EventInfo(msgspec.Struct, kw_only=True):
-    """``event``: the event behind the sendout; ``group_id`` is the request that caused it."""
+    """``event``: the event behind the sendout; ``group_id`` is the request that caused it.
 
-    id: str | None = None
+    The ids become parts of Redis keys: at most 256 printable characters, as
+    the async action's (``actions.IdText``); an empty one counts as absent.
+    """
+
+    id: IdText | None = None
     type: str | None = None
     created_at: str | None = None
     entity_id: str | None = None
-    group_id: str | None = None
+    group_id: IdText | None = None
     event_source: dict[str, Any] | None = None
 
 
 class Envelope(msgspec.Struct, kw_only=True):
     """The v2024-01-01 webhook envelope as sent; ``data`` stays the bytes received."""
 
-    id: str | None = None
+    id: IdText | None = None
     project_id: str | None = None
     created_at: str | None = None
     type: str | None = None

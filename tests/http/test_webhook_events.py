@@ -247,6 +247,10 @@ def _without(payload: dict[str, Any], *path: str) -> dict[str, Any]:
     return copied
 
 
+def _with_event(payload: dict[str, Any], **changes: str) -> dict[str, Any]:
+    return payload | {"event": payload["event"] | changes}
+
+
 @pytest.mark.parametrize(
     ("make", "detail"),
     [
@@ -278,6 +282,19 @@ def _without(payload: dict[str, Any], *path: str) -> dict[str, Any]:
         (
             lambda: envelope("x" * 201, {}, distribution=True),
             "- at `$.event.type`",
+        ),
+        # Ids become parts of keys and reach terminals: bounded and printable (issue 13).
+        (
+            lambda: envelope("voucher.published") | {"id": "wh_\x1b[2Jx"},
+            "- at `$.id`",
+        ),
+        (
+            lambda: _with_event(envelope("voucher.published"), id="e" * 257),
+            "Expected `str` of length <= 256 - at `$.event.id`",
+        ),
+        (
+            lambda: _with_event(envelope("voucher.published"), group_id="v-\x00"),
+            "- at `$.event.group_id`",
         ),
     ],
 )

@@ -26,6 +26,13 @@ def test_progress_keys_differ_when_any_part_differs(
     assert (keys.progress_seen("T", *a) == keys.progress_seen("T", *b)) == (a == b)
 
 
+@given(st.tuples(text, text), st.tuples(text, text))
+def test_webhook_event_keys_differ_when_id_or_request_id_differ(
+    a: tuple[str, str], b: tuple[str, str]
+) -> None:
+    assert (keys.event_seen("t", *a) == keys.event_seen("t", *b)) == (a == b)
+
+
 @given(text, text)
 def test_done_markers_differ_per_id(a: str, b: str) -> None:
     assert (keys.done("T", a) == keys.done("T", b)) == (a == b)
