@@ -55,9 +55,16 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class Durability:
-    """When a 2xx may be sent: ``none`` (write applied), ``aof`` (fsynced), ``replicas``."""
+    """When a 2xx may be sent.
 
-    mode: Literal["none", "aof", "replicas"] = "none"
+    ``auto`` (the default): as ``aof`` where the server can confirm it (WAITAOF:
+    Redis >= 7.2 or Valkey, with appendonly yes), else as ``none``, said in one
+    line at start-up. ``none``: once Redis applied the write. ``aof``: once it is
+    in the server's append-only file, refused at start-up by a server that
+    cannot tell. ``replicas``: once ``replicas`` replicas have it (WAIT).
+    """
+
+    mode: Literal["auto", "none", "aof", "replicas"] = "auto"
     replicas: int = 0
 
     def __str__(self) -> str:
@@ -253,15 +260,17 @@ def _networks(name: str, value: str | None) -> tuple[IPNetwork, ...] | None:
 
 
 def _durability(value: str | None) -> Durability:
-    if value is None or value == "none":
+    if value is None or value == "auto":
         return Durability()
+    if value == "none":
+        return Durability("none")
     if value == "aof":
         return Durability("aof")
     if value.startswith("replicas:"):
         count = value.removeprefix("replicas:")
         if count.isdigit() and int(count) > 0:
             return Durability("replicas", int(count))
-    raise ConfigError("FANOUT_DURABILITY", f"expected none, aof or replicas:N, got {value!r}")
+    raise ConfigError("FANOUT_DURABILITY", f"expected auto, none, aof or replicas:N, got {value!r}")
 
 
 # --- the reconciler (``fanout poll``) ----------------------------------------

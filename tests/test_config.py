@@ -20,7 +20,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.stream_maxlen == 1_000_000
     assert settings.max_body_bytes == 1_048_576
     assert settings.allow_ips is None
-    assert settings.durability == Durability("none")
+    assert settings.durability == Durability("auto")  # issue 13: durable by default
     assert settings.data_dir == Path(".fanout")
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.cloudevents is False
@@ -132,3 +132,17 @@ def test_allowed_hosts_replace_the_default() -> None:
         "10.0.0.5:8000",
         "*",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "durability"),
+    [
+        ("auto", Durability("auto")),
+        ("none", Durability("none")),
+        ("aof", Durability("aof")),
+        ("replicas:1", Durability("replicas", 1)),
+    ],
+)
+def test_durability_modes(value: str, durability: Durability) -> None:
+    assert Settings.from_env({"FANOUT_DURABILITY": value}).durability == durability
+    assert str(durability) == value

@@ -49,7 +49,7 @@ FLAGS: dict[str, Flag] = {
         Flag("--max-body-bytes", "largest accepted body"),
         Flag("--allow-ips", "comma-separated CIDRs allowed to post"),
         Flag("--trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For is believed"),
-        Flag("--durability", "none, aof or replicas:N"),
+        Flag("--durability", "auto (default), none, aof or replicas:N"),
         Flag("--data-dir", "where `fanout serve` keeps its embedded server's files"),
         Flag("--host", "listen address"),
         Flag("--port", "listen port"),

@@ -29,6 +29,7 @@ from ..http.app import create_app
 from ..http.proxies import TrustedProxies
 from ..reconciler import task
 from ..streams import connection
+from ..streams.durability import Promise
 from ..streams.embedded import EmbeddedValkey
 from ..streams.publisher import Publisher
 from . import flags
@@ -133,9 +134,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedded = EmbeddedValkey(settings.data_dir)
         url = embedded.start()
         settings = dataclasses.replace(settings, redis_url=url, redis_cluster=False)
-        print(f"embedded Valkey listening on {url} (AOF on, files in {embedded.data_dir})")
+        print(
+            f"embedded Valkey listening on {url} "
+            f"(AOF on, fsync before every reply, files in {embedded.data_dir})"
+        )
     try:
-        asyncio.run(_preflight(settings))
+        promise = asyncio.run(_preflight(settings))
+        print(("warning: " if promise.at_risk else "") + promise.line)
+        # The app (and every worker) runs what was decided here: no second verdict.
+        settings = dataclasses.replace(settings, durability=promise.durability)
         base = f"http://{_url_host(settings.host)}:{settings.port}"
         print(f"webhook URL: {base}/webhooks/voucherify")
         if admin_token is None:
@@ -226,13 +233,13 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def _preflight(settings: Settings) -> None:
-    """Refuse to start on a durability mode the server cannot give."""
+async def _preflight(settings: Settings) -> Promise:
+    """What a 2xx will mean; refuse to start on a durability mode the server cannot give."""
     client = connection.from_settings(settings)
     try:
         publisher = Publisher.from_settings(client, settings)
         try:
-            await publisher.check_durability()
+            return await publisher.check_durability()
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
     finally:

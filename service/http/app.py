@@ -92,7 +92,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await publisher.check_durability()
+        promise = await publisher.check_durability()
+        (logger.warning if promise.at_risk else logger.info)(promise.line)
         if not await publisher.ping():
             logger.warning("redis does not answer yet; webhooks get 503 until it does")
         tasks = [asyncio.create_task(run(publisher)) for run in background]

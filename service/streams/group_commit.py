@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,9 @@ class GroupCommit:
     wait: tuple[Any, ...] | None = None
     #: Copies ``wait`` must confirm: 1 local fsync for WAITAOF, n replicas for WAIT.
     required: int = 0
+    #: Called when the server answers ``wait`` with an error; True makes the batch
+    #: succeed without it (``durability auto`` on a server that cannot wait).
+    on_wait_refused: Callable[[Exception], bool] | None = None
     _queue: list[_Call] = field(default_factory=list)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
@@ -144,23 +148,26 @@ class GroupCommit:
             await self._reload(retry)
 
     async def _round_trip(self, batch: list[_Call]) -> list[Any]:
+        wait = self.wait  # as it is now: another batch may switch it off meanwhile
         payload = b"".join(call.command for call in batch)
-        if self.wait is not None:
-            payload += pack(self.wait)
-        count = len(batch) + (self.wait is not None)
+        if wait is not None:
+            payload += pack(wait)
+        count = len(batch) + (wait is not None)
         try:
             replies = await self._exchange(payload, count)
         except ConnectionError:
             # A pooled connection that died with a restarted server fails on
             # first use; the scripts are idempotent, so one more try is safe.
             replies = await self._exchange(payload, count)
-        if self.wait is not None:
+        if wait is not None:
             confirmed = replies.pop()
             if isinstance(confirmed, Exception):
+                if self.on_wait_refused is not None and self.on_wait_refused(confirmed):
+                    return replies  # the caller accepts writes without the wait from now on
                 raise confirmed
             copies = confirmed[0] if isinstance(confirmed, list) else confirmed
             if int(copies) < self.required:
-                raise NotConfirmed(f"{self.wait[0]} confirmed {copies} of {self.required}")
+                raise NotConfirmed(f"{wait[0]} confirmed {copies} of {self.required}")
         return replies
 
     async def _exchange(self, payload: bytes, count: int) -> list[Any]:

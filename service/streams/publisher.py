@@ -29,6 +29,7 @@ from ..domain import actions, completion, webhooks
 from . import cloud_events, replies
 from .connection import Client
 from .dead_letters import DeadLetter
+from .durability import Promise, Waiter
 from .errors import RedisUnavailable, StreamFull
 from .group_commit import GroupCommit
 from .keys import Keys
@@ -124,27 +125,22 @@ class Publisher:
         self._ttl = dedup_ttl
         self._maxlen = stream_maxlen
         self._timeout = timeout
-        self._durability = durability
+        self._waiter = Waiter(durability, timeout=timeout, cluster=isinstance(redis, RedisCluster))
         self._cloudevents_source = cloud_events.source(keys.prefix) if cloudevents else None
         self._health = _Health()
         self._complete = redis.register_script(COMPLETE_LUA)
         self._progress = redis.register_script(PROGRESS_LUA)
         self._event = redis.register_script(EVENT_LUA)
         self._dead = redis.register_script(DEAD_LETTER_LUA)
-        wait_ms = max(1, int(timeout * 800))
-        self._wait: tuple[Any, ...] | None = {
-            "none": None,
-            "aof": ("WAITAOF", 1, 0, wait_ms),
-            "replicas": ("WAIT", durability.replicas, wait_ms),
-        }[durability.mode]
         # A single server gets group commit; a cluster client routes each call
-        # to its slot's node itself (and has no durability modes, see below).
+        # to its slot's node itself (and has no durability wait, see durability.py).
         self._batch = (
             GroupCommit(
                 redis,
                 timeout,
-                self._wait,
-                required=durability.replicas if durability.mode == "replicas" else 1,
+                self._waiter.command,
+                required=self._waiter.required,
+                on_wait_refused=self._wait_refused,
             )
             if isinstance(redis, Redis)
             else None
@@ -170,27 +166,19 @@ class Publisher:
     def keys(self) -> Keys:
         return self._keys
 
-    async def check_durability(self) -> None:
-        """Fail fast when the server cannot give the configured durability."""
-        if self._wait is None:
-            return
-        if isinstance(self._redis, RedisCluster):
-            raise RuntimeError(
-                "FANOUT_DURABILITY: only 'none' is supported with FANOUT_REDIS_CLUSTER=1"
-            )
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._redis.execute_command(*self._wait[:-1], 1)  # type: ignore[no-untyped-call]
-        except (RedisError, OSError, TimeoutError) as exc:
-            name = self._wait[0]
-            raise RuntimeError(
-                f"FANOUT_DURABILITY={self._durability}: the Redis server refused {name} ({exc}); "
-                + (
-                    "it needs Redis >= 7.2 or Valkey with appendonly yes"
-                    if name == "WAITAOF"
-                    else ""
-                )
-            ) from exc
+    async def check_durability(self) -> Promise:
+        """What a 2xx means with this server: one line for start-up. ``RuntimeError`` when
+        an explicit FANOUT_DURABILITY is one the server cannot give."""
+        promise = await self._waiter.check(self._redis)
+        if self._batch is not None:
+            self._batch.wait = self._waiter.command
+        return promise
+
+    def _wait_refused(self, error: Exception) -> bool:
+        accepted = self._waiter.refused(error)
+        if accepted and self._batch is not None:
+            self._batch.wait = self._waiter.command
+        return accepted
 
     def entry_fields(
         self, event: completion.CompletionEvent | webhooks.WebhookEvent, data: bytes

@@ -21,7 +21,7 @@ from tests.support.http import post, serving
 from tests.support.servers import ValkeyProcess
 
 
-@pytest.mark.parametrize("durability", [Durability(), Durability("aof")], ids=str)
+@pytest.mark.parametrize("durability", [Durability("none"), Durability("aof")], ids=str)
 async def test_service_works_under_its_acl_user_and_can_do_nothing_else(
     settings: Settings, tmp_path: Path, durability: Durability
 ) -> None:

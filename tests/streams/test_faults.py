@@ -101,7 +101,7 @@ async def test_redis_killed_three_times_under_load_loses_and_doubles_nothing(
     check_exactly_once(deliveries, seen)
 
 
-@pytest.mark.parametrize("durability", [Durability(), Durability("aof")], ids=str)
+@pytest.mark.parametrize("durability", [Durability("none"), Durability("aof")], ids=str)
 async def test_reply_lost_after_the_write_gives_503_then_duplicate(
     settings: Settings, tmp_path: Path, durability: Durability
 ) -> None:
@@ -162,7 +162,7 @@ async def test_reply_lost_once_is_recovered_inside_the_request(
         server.stop()
 
 
-@pytest.mark.parametrize("durability", [Durability(), Durability("aof")], ids=str)
+@pytest.mark.parametrize("durability", [Durability("none"), Durability("aof")], ids=str)
 async def test_script_flush_under_load_costs_no_answer(
     settings: Settings, tmp_path: Path, durability: Durability
 ) -> None:
