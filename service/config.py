@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -111,9 +111,13 @@ class Settings:
             return None if value is None or value.strip() == "" else value.strip()
 
         default = cls()
+        redis_url = _redis_url(get("FANOUT_REDIS_URL"))
+        redis_cluster = _flag("FANOUT_REDIS_CLUSTER", get("FANOUT_REDIS_CLUSTER"))
+        if redis_cluster and redis_url and redis_url.startswith(SENTINEL_SCHEMES):
+            raise ConfigError("FANOUT_REDIS_CLUSTER", "1 does not go with a redis+sentinel:// URL")
         return cls(
-            redis_url=_redis_url(get("FANOUT_REDIS_URL")),
-            redis_cluster=_flag("FANOUT_REDIS_CLUSTER", get("FANOUT_REDIS_CLUSTER")),
+            redis_url=redis_url,
+            redis_cluster=redis_cluster,
             secrets=_secrets(get("FANOUT_SECRETS")),
             stream_prefix=_prefix(get("FANOUT_STREAM_PREFIX") or default.stream_prefix),
             dedup_ttl=_positive_int("FANOUT_DEDUP_TTL", get("FANOUT_DEDUP_TTL"), default.dedup_ttl),
@@ -179,12 +183,65 @@ def _hosts(value: str | None) -> tuple[str, ...] | None:
     return hosts
 
 
+SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """What a ``redis+sentinel://`` URL names."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+    ssl: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelTarget:
+        """``ValueError`` naming what is wrong."""
+        scheme, _, rest = url.partition("://")
+        rest, _, query = rest.partition("?")
+        userinfo, _, rest = rest.rpartition("@")
+        hosts, _, path = rest.partition("/")
+        name, _, db = path.partition("/")
+        sentinels = []
+        for host in hosts.split(","):
+            address, _, port = host.rpartition(":")
+            if not address or not port.isdigit():
+                raise ValueError(f"expected host:port for each Sentinel, got {host!r}")
+            sentinels.append((address.strip("[]"), int(port)))
+        if not name:
+            raise ValueError("the master's name is missing (redis+sentinel://host:port/NAME)")
+        if db and not db.isdigit():
+            raise ValueError(f"expected a database number after the master's name, got {db!r}")
+        user, _, password = userinfo.partition(":")
+        options = parse_qs(query)
+        return cls(
+            sentinels=tuple(sentinels),
+            master=unquote(name),
+            db=int(db or 0),
+            username=unquote(user) or None,
+            password=unquote(password) or None,
+            sentinel_password=options.get("sentinel_password", [None])[0],
+            ssl=scheme == "rediss+sentinel",
+        )
+
+
 def _redis_url(value: str | None) -> str | None:
     if value is None:
         return None
+    if value.startswith(SENTINEL_SCHEMES):
+        try:
+            SentinelTarget.parse(value)
+        except ValueError as exc:
+            raise ConfigError("FANOUT_REDIS_URL", str(exc)) from None
+        return value
     if not value.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
-            "FANOUT_REDIS_URL", f"expected a redis://, rediss:// or unix:// URL, got {value!r}"
+            "FANOUT_REDIS_URL",
+            f"expected a redis://, rediss://, unix:// or redis+sentinel:// URL, got {value!r}",
         )
     return value
 

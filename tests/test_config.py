@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Durability, Secret, Settings
+from service.config import ConfigError, Durability, Secret, SentinelTarget, Settings
 
 
 def test_defaults_match_the_contract() -> None:
@@ -63,6 +63,8 @@ def test_every_variable_is_read() -> None:
     ("variable", "value"),
     [
         ("FANOUT_REDIS_URL", "http://localhost"),
+        ("FANOUT_REDIS_URL", "redis+sentinel://sentinel/mymaster"),
+        ("FANOUT_REDIS_URL", "redis+sentinel://sentinel:26379"),
         ("FANOUT_REDIS_CLUSTER", "maybe"),
         ("FANOUT_CLOUDEVENTS", "on"),
         ("FANOUT_SECRETS", "a,,b"),
@@ -146,3 +148,14 @@ def test_allowed_hosts_replace_the_default() -> None:
 def test_durability_modes(value: str, durability: Durability) -> None:
     assert Settings.from_env({"FANOUT_DURABILITY": value}).durability == durability
     assert str(durability) == value
+
+
+def test_a_sentinel_url_names_the_sentinels_and_the_master() -> None:
+    url = "redis+sentinel://:pw@s1:26379,s2:26380/mymaster/2?sentinel_password=sp"
+    assert Settings.from_env({"FANOUT_REDIS_URL": url}).redis_url == url
+    target = SentinelTarget.parse(url)
+    assert target.sentinels == (("s1", 26379), ("s2", 26380))
+    assert (target.master, target.db, target.password) == ("mymaster", 2, "pw")
+    assert target.sentinel_password == "sp"
+    with pytest.raises(ConfigError, match=r"^FANOUT_REDIS_CLUSTER: "):
+        Settings.from_env({"FANOUT_REDIS_URL": url, "FANOUT_REDIS_CLUSTER": "1"})

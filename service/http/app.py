@@ -36,10 +36,14 @@ WEBHOOK_PATH = "/webhooks/voucherify"
 
 
 def readiness(publisher: Publisher) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    """200 when Redis takes writes now: 503 also on a replica (a failover not followed
+    yet), or while it refuses writes, so a load balancer stops sending deliveries here."""
+
     async def ready(request: Request) -> Response:
-        if await publisher.ping():
+        refused = await publisher.writable()
+        if refused is None:
             return json_response({"status": "ready"})
-        raise Unavailable("redis does not answer")
+        raise Unavailable(f"redis does not take writes: {refused}")
 
     return ready
 
@@ -97,6 +101,7 @@ def create_app(
         if not await publisher.ping():
             logger.warning("redis does not answer yet; webhooks get 503 until it does")
         tasks = [asyncio.create_task(run(publisher)) for run in background]
+        tasks.append(asyncio.create_task(connection.follow_master(client)))
         try:
             yield
         finally:

@@ -1,24 +1,40 @@
-"""The Redis client, configured so that no call can hang a request."""
+"""The Redis client, configured so that no call can hang a request.
+
+``FANOUT_REDIS_URL`` is a ``redis://``, ``rediss://`` or ``unix://`` URL, or names
+Redis Sentinels and the master they watch::
+
+    redis+sentinel://[[user]:password@]host:port[,host:port...]/master_name[/db]
+
+(``rediss+sentinel://`` for TLS to the data nodes; ``?sentinel_password=...`` when
+the Sentinels require one). Every new connection asks a Sentinel where the
+master is, a connection that meets READONLY (its server was demoted) is dropped,
+and ``follow_master`` re-asks every second so pooled connections leave a demoted
+master quickly: a failover is followed without a restart.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TypeAlias
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterDownError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisError,
     ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..config import Settings
+from ..config import SENTINEL_SCHEMES, SentinelTarget, Settings
 
 #: A client of one server or of a cluster; every module takes this one alias.
 Client: TypeAlias = "Redis | RedisCluster"
@@ -30,12 +46,51 @@ Client: TypeAlias = "Redis | RedisCluster"
 POOL_SIZE = 128
 
 
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool (connections go to the master a Sentinel names, and leave a
+    demoted one) that waits for a free connection like the single-server pool."""
+
+
+class _SentinelRedis(Redis):
+    """The master's client; closing it closes its connections to the Sentinels too."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = self.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            for sentinel in pool.sentinel_manager.sentinels:
+                await sentinel.aclose()
+
+
 def connect(url: str, *, cluster: bool, timeout: float) -> Client:
     """A client for ``url``; every socket operation is bounded by ``timeout`` seconds.
 
     One immediate retry lets a request survive a pooled connection that died
-    with a restarted server; the caller bounds the whole call anyway.
+    with a restarted server (or a demoted master); the caller bounds the whole
+    call anyway.
     """
+    if url.startswith(SENTINEL_SCHEMES):
+        target = SentinelTarget.parse(url)
+        socket = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(target.sentinels),
+            sentinel_kwargs={**socket, "password": target.sentinel_password},
+            **socket,
+        )
+        master: Redis = sentinel.master_for(
+            target.master,
+            redis_class=_SentinelRedis,
+            connection_pool_class=_BlockingSentinelPool,
+            max_connections=POOL_SIZE,
+            timeout=timeout,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            ssl=target.ssl,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
+        return master
     if cluster:
         # The cluster client has no waiting pool: allow enough connections per
         # node that a burst the single-server pool would queue is not refused.
@@ -75,6 +130,25 @@ def passing(exc: BaseException) -> bool:
     if isinstance(exc, ReadOnlyError | TryAgainError | ClusterDownError | OutOfMemoryError):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith(_REFUSED_FOR_NOW)
+
+
+def is_sentinel(client: Client) -> bool:
+    """Whether ``client`` finds its master through Sentinel."""
+    return isinstance(client, Redis) and isinstance(client.connection_pool, SentinelConnectionPool)
+
+
+async def follow_master(client: Client, interval: float = 1.0) -> None:
+    """With Sentinel, ask every ``interval`` seconds where the master is; idle pooled
+    connections to a server that is no longer it are dropped (until cancelled).
+    Sentinel tells a demoted master so only at its next round (up to 10 s), and
+    until then it still takes writes that its resync will throw away."""
+    pool = client.connection_pool if isinstance(client, Redis) else None
+    if not isinstance(pool, SentinelConnectionPool):
+        return
+    while True:
+        with contextlib.suppress(RedisError, OSError):
+            await pool.get_master_address()  # type: ignore[no-untyped-call]
+        await asyncio.sleep(interval)
 
 
 async def reconnect(client: Client) -> None:

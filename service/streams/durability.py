@@ -73,9 +73,12 @@ def cannot_wait(error: BaseException) -> str | None:
 class Waiter:
     """The command appended to every batch of writes, as the mode and the server allow."""
 
-    def __init__(self, configured: Durability, *, timeout: float, cluster: bool) -> None:
+    def __init__(
+        self, configured: Durability, *, timeout: float, cluster: bool, sentinel: bool = False
+    ) -> None:
         self.configured = configured
         self._cluster = cluster
+        self._sentinel = sentinel
         self._wait_ms = max(1, int(timeout * 800))
         self._timeout = timeout
         mode = configured.mode
@@ -120,6 +123,15 @@ class Waiter:
                 await redis.execute_command(*command[:-1], 1)
         except (RedisError, OSError, TimeoutError) as exc:
             return self._refused_at_start(command[0], exc)
+        if self._sentinel and self.mode == "aof":
+            # Replication is asynchronous: a replica promoted before it received a
+            # write, or a demoted master taking writes until Sentinel tells it, loses
+            # them with their 2xx. Only waiting for a replica closes that.
+            return self._promise(
+                f"{self._kept()}; but a Sentinel failover can lose what the replica had not "
+                "received: set FANOUT_DURABILITY=replicas:1 to wait for a replica instead",
+                at_risk=True,
+            )
         return self._promise(self._kept(), at_risk=False)
 
     def refused(self, error: BaseException) -> bool:

@@ -26,14 +26,14 @@ from redis.typing import EncodableT, FieldT
 from .. import metrics
 from ..config import Durability, Settings
 from ..domain import actions, completion, webhooks
-from . import cloud_events, replies
+from . import cloud_events, connection, replies
 from .connection import Client
 from .dead_letters import DeadLetter
 from .durability import Promise, Waiter
 from .errors import RedisUnavailable, StreamFull
 from .group_commit import GroupCommit
 from .keys import Keys
-from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, FULL, PROGRESS_LUA
+from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, FULL, PROGRESS_LUA, WRITABLE_LUA
 
 logger = logging.getLogger("service.publish")
 
@@ -125,13 +125,19 @@ class Publisher:
         self._ttl = dedup_ttl
         self._maxlen = stream_maxlen
         self._timeout = timeout
-        self._waiter = Waiter(durability, timeout=timeout, cluster=isinstance(redis, RedisCluster))
+        self._waiter = Waiter(
+            durability,
+            timeout=timeout,
+            cluster=isinstance(redis, RedisCluster),
+            sentinel=connection.is_sentinel(redis),
+        )
         self._cloudevents_source = cloud_events.source(keys.prefix) if cloudevents else None
         self._health = _Health()
         self._complete = redis.register_script(COMPLETE_LUA)
         self._progress = redis.register_script(PROGRESS_LUA)
         self._event = redis.register_script(EVENT_LUA)
         self._dead = redis.register_script(DEAD_LETTER_LUA)
+        self._writable = redis.register_script(WRITABLE_LUA)
         # A single server gets group commit; a cluster client routes each call
         # to its slot's node itself (and has no durability wait, see durability.py).
         self._batch = (
@@ -283,6 +289,16 @@ class Publisher:
                 return bool(await self._redis.ping())
         except (RedisError, OSError, TimeoutError):
             return False
+
+    async def writable(self) -> str | None:
+        """None when the server takes writes now; else why not (a replica's READONLY,
+        NOREPLICAS, MISCONF, OOM, or no answer in time)."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._writable(keys=[self._keys.dead_letters()], args=[])
+        except (RedisError, OSError, TimeoutError) as exc:
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None
 
     async def _run(
         self, script: AsyncScript, keys: tuple[str, ...], args: tuple[Any, ...]

@@ -197,3 +197,11 @@ for i = 3, #ARGV do
 end
 return lost
 """
+
+# Readiness: a script that writes nothing but is, to the server, a write script
+# (a shebang without the no-writes flag): refused with READONLY on a replica,
+# NOREPLICAS, MISCONF (disk errors) or OOM, exactly when deliveries would be.
+# KEYS: any key of the prefix (routes it to its slot's master on a cluster).
+WRITABLE_LUA = """#!lua
+return 1
+"""

@@ -1,0 +1,195 @@
+"""Readiness means writable; Sentinel failovers are followed without a restart (issue 13).
+
+Before: pointed at a read-only replica every delivery got 503 while /readyz said
+200, so a load balancer kept routing to it; and a failover needed a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from service.config import Durability, Settings
+from service.consumer import Consumer
+from service.domain import samples
+from service.domain.completion import CompletionEvent
+from service.streams import connection
+from service.streams.durability import Promise
+from service.streams.keys import Keys
+from service.streams.publisher import Publisher
+from tests.support.feed import append, running, until
+from tests.support.http import post, serving
+from tests.support.sentinel import ReplicatedSet
+from tests.support.servers import ValkeyProcess, has_binary
+
+BINARIES = [
+    "valkey",
+    pytest.param("redis", marks=pytest.mark.skipif(not has_binary("redis"), reason="no redis")),
+]
+
+
+@pytest.mark.parametrize("binary", BINARIES)
+async def test_readyz_is_503_on_a_replica_and_200_on_the_master(
+    settings: Settings, tmp_path: Path, binary: str
+) -> None:
+    master = ValkeyProcess(tmp_path / "m", binary=binary, appendonly=True)
+    replica = ValkeyProcess(tmp_path / "r", binary=binary, appendonly=True, replicaof=master)
+    master.start()
+    replica.start()
+    try:
+        replica.wait_synced()
+        async with serving(dataclasses.replace(settings, redis_url=replica.url)) as http:
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.headers["retry-after"]
+            assert "ReadOnlyError" in ready.json()["detail"]
+            assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 503
+        async with serving(dataclasses.replace(settings, redis_url=master.url)) as http:
+            assert (await http.get("/readyz")).status_code == 200
+            assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
+    finally:
+        replica.stop()
+        master.stop()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "refusal"),
+    [("min-replicas-to-write", "1", "NOREPLICAS"), ("maxmemory", "1", "OutOfMemoryError")],
+)
+async def test_readyz_is_503_while_the_server_refuses_writes(
+    settings: Settings, tmp_path: Path, setting: str, value: str, refusal: str
+) -> None:
+    server = ValkeyProcess(tmp_path / "v", appendonly=True)
+    server.start()
+    admin = Redis.from_url(server.url)
+    try:
+        async with serving(dataclasses.replace(settings, redis_url=server.url)) as http:
+            assert (await http.get("/readyz")).status_code == 200
+            await admin.config_set(setting, value)
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert refusal in ready.json()["detail"]
+            assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 503
+            await admin.config_set(setting, "0")
+            assert (await http.get("/readyz")).status_code == 200
+    finally:
+        await admin.aclose()
+        server.stop()
+
+
+async def _promise(settings: Settings) -> Promise:
+    client = connection.from_settings(settings)
+    try:
+        return await Publisher.from_settings(client, settings).check_durability()
+    finally:
+        await client.aclose()
+
+
+async def _deliver_until(http: httpx.AsyncClient, stop: asyncio.Event) -> dict[str, int]:
+    """Post one delivery after another until ``stop``; each action id with its final status."""
+    answers: dict[str, int] = {}
+    while not stop.is_set():
+        action = samples.sample("ORDERS.IMPORT")
+        answers[action["id"]] = (await post(http, action)).status_code
+        await asyncio.sleep(0.005)
+    return answers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("binary", BINARIES)
+@pytest.mark.parametrize("durability", [Durability("auto"), Durability("replicas", 1)], ids=str)
+async def test_a_sentinel_failover_is_followed_without_a_restart(
+    settings: Settings, tmp_path: Path, binary: str, durability: Durability
+) -> None:
+    keys = Keys(settings.stream_prefix)
+    with ReplicatedSet(tmp_path, binary=binary) as group:
+        own = dataclasses.replace(
+            settings, redis_url=group.sentinel.url, durability=durability, redis_timeout=1.0
+        )
+        promise = await _promise(own)
+        async with serving(own) as http:
+            assert (await http.get("/readyz")).status_code == 200
+            stop = asyncio.Event()
+            load = asyncio.create_task(_deliver_until(http, stop))
+            await asyncio.sleep(0.5)
+            new = await asyncio.to_thread(group.sentinel.failover)
+            await asyncio.sleep(1.5)
+            stop.set()
+            answers = await load
+            after = [
+                (await post(http, samples.sample("ORDERS.IMPORT"))).status_code for _ in range(5)
+            ]
+            assert (await http.get("/readyz")).status_code == 200
+        assert new == group.replica.address
+        assert after == [202] * 5, "deliveries go to the new master, no restart"
+        client = Redis(host=new[0], port=new[1])
+        try:
+            stored = {
+                f[b"id"].decode() for _, f in await client.xrange(keys.completed("ORDERS.IMPORT"))
+            }
+        finally:
+            await client.aclose()
+    acknowledged = {id_ for id_, status in answers.items() if status in (200, 202)}
+    assert set(answers.values()) <= {200, 202, 503}
+    assert len(acknowledged) > 10
+    if durability.mode == "replicas":
+        assert not promise.at_risk
+        # WAIT 1: no 2xx before the replica had it; a demoted master has no replica to
+        # confirm, so nothing it takes during the switch is acknowledged.
+        assert acknowledged <= stored
+    else:
+        # Without a replica to wait for, writes the old master took after the replica
+        # was promoted (until it is told to follow) are thrown away by its resync:
+        # README, "Sentinel". Start-up says so; report how many this run.
+        assert promise.at_risk
+        assert binary == "redis" or "FANOUT_DURABILITY=replicas:1" in promise.line
+        print(f"\nauto over Sentinel: {len(acknowledged - stored)} of {len(acknowledged)} lost")
+
+
+@pytest.mark.slow
+async def test_a_consumer_on_sentinel_keeps_consuming_across_a_failover(
+    tmp_path: Path, keys: Keys
+) -> None:
+    handled: list[str] = []
+
+    async def handle(event: CompletionEvent) -> None:
+        handled.append(event.id)
+
+    with ReplicatedSet(tmp_path) as group:
+        client = connection.connect(group.sentinel.url, cluster=False, timeout=2.0)
+        writer = connection.connect(group.sentinel.url, cluster=False, timeout=2.0)
+        try:
+            member = Consumer(
+                client,
+                "g",
+                prefix=keys.prefix,
+                types=["ORDERS.IMPORT"],
+                block=0.5,
+                handler_timeout=2,
+                min_idle=5,
+            )
+            async with running(member, handle) as task:
+                before = await append(writer, keys, "ORDERS.IMPORT", 3)
+                await until(lambda: set(before) <= set(handled))
+                await asyncio.to_thread(group.sentinel.failover)
+                await asyncio.sleep(1)
+                assert not task.done()
+                later = await _append_retrying(writer, keys)
+                await until(lambda: set(later) <= set(handled), within=20)
+        finally:
+            await client.aclose()
+            await writer.aclose()
+
+
+async def _append_retrying(writer: Redis, keys: Keys) -> list[str]:
+    for _ in range(50):
+        try:
+            return await append(writer, keys, "ORDERS.IMPORT", 3)
+        except Exception:
+            await asyncio.sleep(0.1)
+    raise AssertionError("could not write to the new master")
