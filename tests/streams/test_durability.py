@@ -57,6 +57,7 @@ async def test_the_default_waits_for_the_aof_where_the_server_can(
         assert durability == Durability("aof")
         assert not at_risk
         assert line.startswith("durability auto -> aof: a 2xx waits until Redis has the")
+        assert "(appendfsync everysec), so each 2xx waits for the next fsync" in line
         before = await waitaof_calls(server.url)
         async with serving(dataclasses.replace(settings, redis_url=server.url)) as http:
             for _ in range(3):
@@ -157,6 +158,7 @@ async def test_fanout_serve_prints_the_promise_and_the_embedded_server_fsyncs_al
         receiver.stop()
     printed = [line for line in log.read_text().splitlines() if "durability" in line]
     assert printed[0].startswith("durability auto -> aof: a 2xx waits until Redis has")
+    assert "everysec" not in printed[0]
     assert not any(line.startswith("warning:") for line in printed)
 
 
