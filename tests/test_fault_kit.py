@@ -10,13 +10,12 @@ from redis.exceptions import ReadOnlyError
 
 from tests.support.sentinel import ReplicatedSet
 from tests.support.servers import ValkeyProcess, has_binary
-from tests.support.slowdisk import SlowDisk
+from tests.support.slowdisk import SlowDisk, requires_strace
 
 BINARIES = [
     pytest.param(name, marks=pytest.mark.skipif(not has_binary(name), reason=f"no {name}"))
     for name in ("valkey", "redis")
 ]
-needs_strace = pytest.mark.skipif(not SlowDisk.available(), reason="strace cannot attach here")
 
 
 @pytest.mark.parametrize("binary", BINARIES)
@@ -30,7 +29,7 @@ def test_kill_and_restart_keeps_what_was_fsynced(tmp_path: Path, binary: str) ->
             assert client.get("kept") == b"1"
 
 
-@needs_strace
+@requires_strace
 @pytest.mark.parametrize("binary", BINARIES)
 def test_slow_disk_delays_every_fsync(tmp_path: Path, binary: str) -> None:
     # appendfsync always: the server fsyncs before it answers, in its main thread.

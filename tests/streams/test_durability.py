@@ -21,10 +21,9 @@ from tests.support.http import SECRET, post, serving
 from tests.support.load import make_deliveries
 from tests.support.loss import LossReport, kill_under_load
 from tests.support.servers import FanoutProcess, ValkeyProcess, free_port, has_binary
-from tests.support.slowdisk import SlowDisk
+from tests.support.slowdisk import requires_strace
 
 needs_redis = pytest.mark.skipif(not has_binary("redis"), reason="no redis-server on PATH")
-needs_strace = pytest.mark.skipif(not SlowDisk.available(), reason="strace cannot attach here")
 FANOUT = str(Path(sys.executable).parent / "fanout")
 
 
@@ -212,7 +211,7 @@ async def _kill_run(
 
 
 @pytest.mark.slow
-@needs_strace
+@requires_strace
 @pytest.mark.timeout(120)
 async def test_slow_disk_kill_loses_nothing_acknowledged_with_the_defaults(
     tmp_path: Path,

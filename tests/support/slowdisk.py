@@ -10,8 +10,9 @@ thread (``-f``), so the background thread a Redis server fsyncs its AOF from
     disk.delayed          # how many calls were delayed
 
 Needs ``strace`` and the right to ptrace the process (root, or the same user
-with ``kernel.yama.ptrace_scope`` 0). ``SlowDisk.available()`` says whether it
-can work here; tests skip without it (CI installs strace, see ``.ci/run``).
+with ``kernel.yama.ptrace_scope`` 0). Tests marked ``requires_strace`` skip
+without it, unless ``FANOUT_REQUIRE_STRACE=1`` (CI, which installs strace:
+``.ci/run``), which makes a missing strace an error.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+
+import pytest
 
 SYSCALLS = "fsync,fdatasync"
 _CALL = re.compile(r"\b(?:fsync|fdatasync)\(")  # one per call entered, resumed or not
@@ -126,3 +129,12 @@ class SlowDisk:
         self.stop()
         if self.log is None and self._out is not None:
             self._out.unlink(missing_ok=True)
+
+
+if not SlowDisk.available() and os.environ.get("FANOUT_REQUIRE_STRACE") == "1":
+    raise RuntimeError("FANOUT_REQUIRE_STRACE=1 but strace is missing or cannot ptrace here")
+
+#: Mark a test that needs a slow disk.
+requires_strace = pytest.mark.skipif(
+    not SlowDisk.available(), reason="needs strace and ptrace (apt-get install strace)"
+)
