@@ -45,7 +45,14 @@ _KIND_TEXT = {
     ),
 }
 # The only dead-letter reasons the service writes; see README "Dead letters".
-DEAD_LETTER_REASONS = ("malformed_json", "invalid_payload", "unknown_type", "conflict", "poison")
+DEAD_LETTER_REASONS = (
+    "malformed_json",
+    "invalid_payload",
+    "unknown_type",
+    "conflict",
+    "poison",
+    "trimmed",
+)
 
 _DESCRIPTION = """\
 Redis Streams written by voucherify-fanout: one stream per async action type and \
@@ -209,8 +216,9 @@ def _dead_letter_channel(doc: _Document) -> None:
             "title": "dead letters",
             "description": (
                 "Authenticated bodies that failed to decode, conflicts (same key, different "
-                "content) and entries a consumer group gave up on (poison). The same body is "
-                "dead-lettered once however often it is resent."
+                "content), entries a consumer group gave up on (poison) and pending entries "
+                "deleted from their stream before the group acknowledged them (trimmed). The "
+                "same body is dead-lettered once however often it is resent."
             ),
             "tags": [{"name": "dead_letters"}],
         },
@@ -222,7 +230,10 @@ def _dead_letter_channel(doc: _Document) -> None:
             "headers": _dead_letter_headers(),
             "payload": {
                 "type": "string",
-                "description": "The body exactly as received (poison: the entry's event JSON).",
+                "description": (
+                    "The body exactly as received (poison: the entry's event JSON; trimmed: "
+                    "empty, the entry is gone)."
+                ),
             },
         },
     )
@@ -270,10 +281,10 @@ _DEAD_LETTER_FIELDS = {
     "detail": _string("What was wrong and where (the decoder's message)."),
     "sha256": _string("Hex SHA-256 of the body."),
     "received_at": _string("When the body arrived (RFC 3339).", format="date-time"),
-    "group": _string("poison: the consumer group that gave up."),
-    "consumer": _string("poison: the group's last consumer."),
-    "stream": _string("poison: the stream of the entry."),
-    "entry_id": _string("poison: the entry's id."),
+    "group": _string("poison: the consumer group that gave up; trimmed: the group that lost it."),
+    "consumer": _string("poison, trimmed: the group's last consumer."),
+    "stream": _string("poison, trimmed: the stream of the entry."),
+    "entry_id": _string("poison, trimmed: the entry's id."),
     "deliveries": _string("poison: how often the entry was delivered (decimal)."),
     "error": _string("poison: the consumer's last error."),
 }
