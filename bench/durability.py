@@ -22,7 +22,6 @@ of each to the old default. Needs wrk (apt-get install wrk).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -34,7 +33,7 @@ from pathlib import Path
 import redis
 
 from bench import corpus
-from bench.run import HERE, Result, measure, wait_ready, wrk
+from bench.run import HERE, Result, has_wrk, measure, parser, wait_ready, wrk
 from tests.support.servers import ValkeyProcess, free_port
 
 FANOUT = str(Path(sys.executable).parent / "fanout")
@@ -97,16 +96,8 @@ class Setup:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--bodies", type=int, default=200_000)
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+    args = parser(__doc__).parse_args()
+    if not has_wrk():
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-durability-"))
     corpus_path = corpus.write(workdir / "corpus.txt", args.bodies)

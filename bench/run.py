@@ -144,18 +144,30 @@ def start_targets(redis_url: str, secret: str) -> dict[str, tuple[str, subproces
     return targets
 
 
-def main() -> int:
+def parser(description: str | None) -> argparse.ArgumentParser:
+    """The options every wrk benchmark here takes: runs, duration, connections, bodies."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=description, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--bodies", type=int, default=200_000)
-    parser.add_argument("--redis-url", help="use this Redis (FLUSHALLed between runs!)")
-    args = parser.parse_args()
+    return parser
+
+
+def has_wrk() -> bool:
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return False
+    return True
+
+
+def main() -> int:
+    options = parser(__doc__)
+    options.add_argument("--redis-url", help="use this Redis (FLUSHALLed between runs!)")
+    args = options.parse_args()
+    if not has_wrk():
         return 1
 
     workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-"))

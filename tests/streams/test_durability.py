@@ -14,12 +14,10 @@ import pytest
 from redis.asyncio import Redis
 
 from service.config import Durability, Settings
-from service.domain import actions, samples
-from service.streams.keys import Keys
+from service.domain import samples
 from service.streams.publisher import Publisher
 from tests.support.http import SECRET, post, serving
-from tests.support.load import make_deliveries
-from tests.support.loss import LossReport, kill_under_load
+from tests.support.loss import LossReport, measure
 from tests.support.servers import FanoutProcess, ValkeyProcess, free_port, has_binary
 from tests.support.slowdisk import requires_strace
 
@@ -185,29 +183,16 @@ def test_fanout_serve_on_redis_7_0_warns_in_one_line(tmp_path: Path) -> None:
 
 
 async def _kill_run(
-    tmp_path: Path, durability: str | None, *, count: int, after: int, seconds: float
+    root: Path, durability: str | None, *, count: int, after: int, seconds: float
 ) -> LossReport:
-    server = ValkeyProcess(tmp_path / "data", appendonly=True, appendfsync="everysec")
-    server.start()
-    env = {"FANOUT_SECRETS": SECRET, "FANOUT_REDIS_URL": server.url, "FANOUT_STREAM_PREFIX": "k"}
-    if durability is not None:
-        env["FANOUT_DURABILITY"] = durability
-    receiver = FanoutProcess(tmp_path / "fanout.log", env=env)
-    try:
-        receiver.start()
-        return await kill_under_load(
-            server,
-            receiver.base_url,
-            Keys("k"),
-            deliveries=make_deliveries(count, actions.TYPES),
-            kill_after_acks=after,
-            kill_after_seconds=seconds,
-            slow_disk=2.5,
-            when_buffered=3.0,
-        )
-    finally:
-        receiver.stop()
-        server.stop()
+    return await measure(
+        root,
+        durability=durability,
+        deliveries=count,
+        kill_after=after,
+        seconds=seconds,
+        when_buffered=3.0,
+    )
 
 
 @pytest.mark.slow

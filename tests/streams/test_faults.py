@@ -23,20 +23,8 @@ from service.http.app import create_app
 from service.streams.keys import Keys
 from tests.support.http import post, serving
 from tests.support.load import Delivery, Tally, make_deliveries, run_load, until
+from tests.support.loss import ids_in_streams
 from tests.support.servers import CuttingProxy, ValkeyProcess, running_uvicorn
-
-
-async def stream_ids(url: str, keys: Keys, types: tuple[str, ...]) -> collections.Counter[str]:
-    """How many times each action id appears in the completed streams."""
-    client = Redis.from_url(url)
-    try:
-        seen: collections.Counter[str] = collections.Counter()
-        for type_ in types:
-            for _, fields in await client.xrange(keys.completed(type_)):
-                seen[fields[b"id"].decode()] += 1
-        return seen
-    finally:
-        await client.aclose()
 
 
 def check_exactly_once(deliveries: list[Delivery], seen: collections.Counter[str]) -> None:
@@ -86,7 +74,7 @@ async def test_redis_killed_three_times_under_load_loses_and_doubles_nothing(
             await run_load(base_url, deliveries, concurrency=32, seconds=70, tally=tally)
             elapsed = time.monotonic() - started
             await asyncio.wait_for(chaos_task, 5)
-        seen = await stream_ids(server.url, keys, actions.TYPES)
+        seen = await ids_in_streams(server.url, keys, actions.TYPES)
     finally:
         server.stop()
 
@@ -190,7 +178,7 @@ async def test_script_flush_under_load_costs_no_answer(
             flusher = asyncio.create_task(flush_scripts())
             await run_load(base_url, deliveries, concurrency=32, seconds=40, tally=tally)
             await asyncio.wait_for(flusher, 5)
-        seen = await stream_ids(server.url, keys, actions.TYPES)
+        seen = await ids_in_streams(server.url, keys, actions.TYPES)
     finally:
         server.stop()
 

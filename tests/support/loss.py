@@ -177,22 +177,35 @@ async def _until_buffered(server: ValkeyProcess, within: float) -> None:
 # --- as a script: `fanout serve` as a child process --------------------------------
 
 
-async def _measure(args: argparse.Namespace, root: Path) -> LossReport:
+async def measure(
+    root: Path,
+    *,
+    durability: str | None,
+    deliveries: int,
+    kill_after: int,
+    seconds: float = 20.0,
+    binary: str = "valkey",
+    appendfsync: str = "everysec",
+    delay: float | None = 2.5,
+    concurrency: int = 32,
+    redis_timeout: float = 2.0,
+    when_buffered: float = 0.0,
+) -> LossReport:
+    """The scenario with ``fanout serve`` as a child process (``durability`` None: the
+    default) and its own data server under ``root``."""
     from tests.support.http import SECRET
     from tests.support.servers import FanoutProcess
 
-    server = ValkeyProcess(
-        root / "data", binary=args.binary, appendonly=True, appendfsync=args.appendfsync
-    )
+    server = ValkeyProcess(root / "data", binary=binary, appendonly=True, appendfsync=appendfsync)
     server.start()
     env = {
         "FANOUT_SECRETS": SECRET,
         "FANOUT_REDIS_URL": server.url,
         "FANOUT_STREAM_PREFIX": "loss",
-        "FANOUT_REDIS_TIMEOUT": str(args.redis_timeout),
+        "FANOUT_REDIS_TIMEOUT": str(redis_timeout),
     }
-    if args.durability != "default":
-        env["FANOUT_DURABILITY"] = args.durability
+    if durability is not None:
+        env["FANOUT_DURABILITY"] = durability
     receiver = FanoutProcess(root / "fanout.log", env=env)
     try:
         receiver.start()
@@ -200,12 +213,12 @@ async def _measure(args: argparse.Namespace, root: Path) -> LossReport:
             server,
             receiver.base_url,
             Keys("loss"),
-            deliveries=make_deliveries(args.deliveries, actions.TYPES),
-            kill_after_acks=args.kill_after or int(args.deliveries * 0.8),
-            kill_after_seconds=args.seconds,
-            slow_disk=args.delay or None,
-            concurrency=args.concurrency,
-            when_buffered=args.when_buffered,
+            deliveries=make_deliveries(deliveries, actions.TYPES),
+            kill_after_acks=kill_after,
+            kill_after_seconds=seconds,
+            slow_disk=delay,
+            concurrency=concurrency,
+            when_buffered=when_buffered,
         )
     finally:
         receiver.stop()
@@ -230,7 +243,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="fanout-loss-") as root:
-            report = asyncio.run(_measure(args, Path(root)))
+            report = asyncio.run(
+                measure(
+                    Path(root),
+                    durability=None if args.durability == "default" else args.durability,
+                    deliveries=args.deliveries,
+                    kill_after=args.kill_after or int(args.deliveries * 0.8),
+                    seconds=args.seconds,
+                    binary=args.binary,
+                    appendfsync=args.appendfsync,
+                    delay=args.delay or None,
+                    concurrency=args.concurrency,
+                    redis_timeout=args.redis_timeout,
+                    when_buffered=args.when_buffered,
+                )
+            )
         print(
             f"[{run + 1}] {args.binary} appendfsync={args.appendfsync} "
             f"durability={args.durability} fsync+{args.delay}s: {report.line()}",
