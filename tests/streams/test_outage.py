@@ -66,7 +66,9 @@ async def test_server_stalled_answers_503_within_the_timeout(
             elapsed = time.monotonic() - started
             assert [a.status_code for a in answers] == [503] * 5
             assert all("retry-after" in a.headers for a in answers)
-            assert elapsed < 3
+            # Typically 1.02 s with the 1 s timeout; one loaded CI run took 3.02 s. The
+            # bound catches a hang (no answer until Redis resumes), not a slow machine.
+            assert elapsed < 5
             server.resume()
             await asyncio.sleep(0.1)
             assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
