@@ -1,7 +1,11 @@
 """Consume completion events with a consumer group and react per type.
 
+    python examples/consume.py                 # the Redis of the `fanout serve` running here
     python examples/consume.py --redis-url redis://127.0.0.1:6379/0 --group billing
 
+Without --redis-url it uses FANOUT_REDIS_URL, else the server that `fanout serve`
+recorded in .fanout/ (of this folder or a parent; FANOUT_DATA_DIR or --data-dir
+point elsewhere), and says on stderr which one it connected to.
 Stops on Ctrl-C (after the handlers in flight finish), or after --count events.
 """
 
@@ -10,43 +14,62 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-
-from redis.asyncio import Redis
+import sys
 
 from service import CompletionEvent, Consumer, OrderImportResult, VoucherImportResult
+from service.consumer import NoRedis
 
 
-async def main(url: str, group: str, prefix: str, count: int | None) -> None:
-    redis = Redis.from_url(url)
-    consumer = Consumer(redis, group, prefix=prefix)
+async def main(args: argparse.Namespace) -> None:
+    consumer = await Consumer.connect(
+        args.group, url=args.redis_url, data_dir=args.data_dir, **_prefix(args)
+    )
     seen = 0
 
     async def handle(event: CompletionEvent) -> None:
         nonlocal seen
         match event.result:  # the result's class is the one of the event's type
-            case VoucherImportResult(failed_count=failed) | OrderImportResult(failed_count=failed):
-                print(f"{event.type} {event.id} {event.status}: {failed} failed", flush=True)
+            case VoucherImportResult(failed=failed) | OrderImportResult(failed=failed):
+                # `failed` is a list of typed records (or None when there were none).
+                reasons = sorted({record.reason or "no reason" for record in failed or []})
+                print(
+                    f"{event.type} {event.id} {event.status}: {event.failed_count} failed"
+                    + (f" ({', '.join(reasons)})" if reasons else ""),
+                    flush=True,
+                )
             case _:
                 print(
                     f"{event.type} {event.id} {event.status}: {event.done_count} done", flush=True
                 )
         seen += 1
-        if count is not None and seen >= count:
+        if args.count is not None and seen >= args.count:
             consumer.stop()
 
-    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, consumer.stop)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, consumer.stop)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, consumer.stop)
+    loop.add_signal_handler(signal.SIGTERM, consumer.stop)
     try:
         await consumer.run(handle)
     finally:
-        await redis.aclose()
+        await consumer.aclose()
+
+
+def _prefix(args: argparse.Namespace) -> dict[str, str]:
+    return {"prefix": args.prefix} if args.prefix else {}
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--group", default="example")
-    parser.add_argument("--prefix", default="voucherify")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--redis-url", help="default: FANOUT_REDIS_URL, else the local server")
+    parser.add_argument("--data-dir", help="data folder of the local `fanout serve`")
+    parser.add_argument("--group", default="example", help="consumer group (default example)")
+    parser.add_argument("--prefix", help="stream prefix (default: the server's, or voucherify)")
     parser.add_argument("--count", type=int, help="stop after this many events")
-    args = parser.parse_args()
-    asyncio.run(main(args.redis_url, args.group, args.prefix, args.count))
+    try:
+        asyncio.run(main(parser.parse_args()))
+    except (NoRedis, ConnectionError) as exc:
+        sys.exit(f"consume.py: {exc}")
+    except KeyboardInterrupt:
+        pass

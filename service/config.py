@@ -23,6 +23,7 @@ class ConfigError(ValueError):
 
     def __init__(self, variable: str, problem: str) -> None:
         self.variable = variable
+        self.problem = problem
         super().__init__(f"{variable}: {problem}")
 
 

@@ -14,6 +14,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..config import ConfigError, PollSettings, Settings
+
 PREFIX = "FANOUT_"
 
 
@@ -102,7 +104,7 @@ POLL = (
     "--page-size",
     "--api-timeout",
     "--cloudevents",
-    *REDIS,
+    *TOOLS,
 )
 
 
@@ -121,6 +123,30 @@ def environ(args: argparse.Namespace) -> dict[str, str]:
         if value is not None:
             env[flag.variable] = str(value)
     return env
+
+
+def blame(args: argparse.Namespace, error: ConfigError) -> ConfigError:
+    """``error`` naming the flag instead of its variable when the value came from the flag."""
+    for flag in FLAGS.values():
+        if flag.variable == error.variable and getattr(args, flag.dest, None) is not None:
+            return ConfigError(flag.name, error.problem)
+    return error
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """``Settings`` from the environment and the flags; a bad value names where it came from."""
+    try:
+        return Settings.from_env(environ(args))
+    except ConfigError as exc:
+        raise blame(args, exc) from None
+
+
+def poll_settings(args: argparse.Namespace) -> PollSettings:
+    """``PollSettings`` likewise."""
+    try:
+        return PollSettings.from_env(environ(args))
+    except ConfigError as exc:
+        raise blame(args, exc) from None
 
 
 def positive(value: str) -> int:

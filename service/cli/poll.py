@@ -24,8 +24,8 @@ from ..reconciler.lease import LeaseLost
 from ..reconciler.poller import LeaseBusy, PageCallback, Poller, Report
 from ..reconciler.task import make_poller
 from ..reconciler.voucherify_api import APIError, VoucherifyAPI
-from ..streams import connection
 from ..streams.errors import RedisUnavailable
+from ..streams.local import RedisTarget
 from ..streams.publisher import Publisher
 from . import flags, tools
 from .errors import CommandError
@@ -63,14 +63,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    env = flags.environ(args)
-    settings = Settings.from_env(env)
-    poll = PollSettings.from_env(env)
+    poll = flags.poll_settings(args)
     poll.require_credentials("by fanout poll")
-    url = tools.redis_url(settings)
+    settings, target = tools.resolve(args)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        report = asyncio.run(_run(args, settings, poll, url))
+        report = asyncio.run(_run(args, settings, poll, target))
     except RedisUnavailable:
         raise CommandError("poll failed: redis is unreachable or too slow") from None
     except (APIError, LeaseBusy, LeaseLost, RedisError, OSError) as exc:
@@ -84,9 +82,9 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 async def _run(
-    args: argparse.Namespace, settings: Settings, poll: PollSettings, url: str
+    args: argparse.Namespace, settings: Settings, poll: PollSettings, target: RedisTarget
 ) -> Report | None:
-    client = connection.connect(url, cluster=settings.redis_cluster, timeout=settings.redis_timeout)
+    client = await tools.connect(settings, target)
     try:
         publisher = Publisher.from_settings(client, settings)
         await publisher.check_durability()

@@ -3,12 +3,20 @@
 Samples: an async action of any of the 22 types, or a webhook event of any of
 the 72 documented types (the vendor's example data in the v2024-01-01
 envelope, from a project webhook or a distribution as Voucherify sends it).
+
+Where it posts: ``--url``, else ``FANOUT_HOST``/``FANOUT_PORT`` when set, else
+the webhook URL of the running local server (its record, as
+``service.streams.local`` finds it), else ``http://127.0.0.1:8000``. What it
+signs with: ``--secret``, else the first of ``FANOUT_SECRETS``, else the local
+secret of that server's data folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from pathlib import Path
 
 import httpx
@@ -18,6 +26,8 @@ from ..domain import actions, samples, webhook_samples
 from ..domain.text import escape
 from ..domain.webhook_data import ALIASES
 from ..http import signature
+from ..streams import local
+from . import flags
 from .errors import CommandError
 from .serve import SECRET_FILE
 
@@ -31,39 +41,89 @@ def _sample(type_: str, status: str) -> bytes:
     return msgspec.json.encode(webhook_samples.envelope(type_))
 
 
+EXAMPLES = """\
+examples:
+  fanout send --sample VOUCHERS.IMPORT            sign a sample and post it to the local server
+  fanout send --sample ORDERS.IMPORT --status FAILED --count 3
+  fanout send --sample voucher.published          a webhook event in its envelope
+  fanout send action.json                         a body of your own
+  fanout send --list-samples                      the types --sample takes
+  fanout send --sample VOUCHERS.IMPORT --data-dir ../other/.fanout
+  fanout send --sample VOUCHERS.IMPORT --url https://fanout.example.com/webhooks/voucherify \\
+      --secret "$SECRET"                          check a deployment end to end
+"""
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    send = commands.add_parser("send", help="sign and post a webhook body to the receiver")
+    send = commands.add_parser(
+        "send",
+        help="sign and post a webhook body to the receiver",
+        description="Sign a body as Voucherify does (x-voucherify-signature) and post it. "
+        "Prints the answer's status and body; exit status 1 unless every answer is 2xx.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = send.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", help="JSON file: an async action or an envelope")
     source.add_argument(
         "--sample",
         choices=SAMPLE_TYPES,
         metavar="TYPE",
-        help="built-in sample: an async action type (VOUCHERS.IMPORT) "
-        "or a webhook event type (voucher.published)",
+        help="post a built-in sample of TYPE: an async action type (VOUCHERS.IMPORT) or a "
+        "webhook event type (voucher.published); --list-samples lists them",
+    )
+    source.add_argument(
+        "--list-samples", action="store_true", help="print the types --sample takes, then exit"
     )
     send.add_argument(
         "--status",
         default="DONE",
         choices=["ENQUEUED", "IN_PROGRESS", "DONE", "FAILED"],
-        help="of an async action sample",
+        help="status of the sample (default DONE; ENQUEUED and IN_PROGRESS are progress)",
     )
-    send.add_argument("--count", type=int, default=1, help="how many to send (new ids each)")
-    send.add_argument("--url", help="webhook URL (default: from FANOUT_HOST and FANOUT_PORT)")
-    send.add_argument("--secret", help="secret to sign with (default: FANOUT_SECRETS or local)")
+    send.add_argument(
+        "--count", type=flags.positive, default=1, help="how many to send (new ids each)"
+    )
+    send.add_argument(
+        "--url", help="webhook URL (default: the local server's, or FANOUT_HOST and FANOUT_PORT)"
+    )
+    send.add_argument(
+        "--secret", help="secret to sign with (default: FANOUT_SECRETS, else the local one)"
+    )
+    flags.add(send, ["--data-dir"])
     send.set_defaults(handler=cmd_send)
 
 
-def _send_secret(args: argparse.Namespace) -> bytes:
+def _secret(args: argparse.Namespace, search: local.Search) -> bytes:
     if args.secret:
         return str(args.secret).encode()
     configured = os.environ.get("FANOUT_SECRETS", "").strip()
     if configured:
         return configured.split(",")[0].strip().encode()
-    path = Path(os.environ.get("FANOUT_DATA_DIR") or ".fanout") / SECRET_FILE
-    if path.exists():
-        return path.read_text().strip().encode()
-    raise CommandError("no secret: pass --secret, set FANOUT_SECRETS, or run `fanout serve` first")
+    folders = [search.server.data_dir] if search.server else [path.parent for path in search.looked]
+    for folder in folders:
+        path = folder / SECRET_FILE
+        if path.exists():
+            return path.read_text().strip().encode()
+    where = ", ".join(str(folder / SECRET_FILE) for folder in folders)
+    raise CommandError(
+        f"no secret to sign with: --secret and FANOUT_SECRETS are not set and there is no "
+        f"local secret (looked for {where}); run `fanout serve` first, point --data-dir "
+        "(FANOUT_DATA_DIR) at its data folder, or pass --secret"
+    )
+
+
+def _url(args: argparse.Namespace, search: local.Search) -> tuple[str, str]:
+    """The webhook URL and where it came from."""
+    if args.url:
+        return args.url, "from --url"
+    host, port = os.environ.get("FANOUT_HOST"), os.environ.get("FANOUT_PORT")
+    if host or port:
+        url = f"http://{host or '127.0.0.1'}:{port or '8000'}/webhooks/voucherify"
+        return url, "from FANOUT_HOST/FANOUT_PORT"
+    if search.server is not None and search.server.webhook_url:
+        return search.server.webhook_url, f"of {search.server.describe()}"
+    return "http://127.0.0.1:8000/webhooks/voucherify", "(the default; no running server found)"
 
 
 def _bodies(args: argparse.Namespace) -> list[bytes]:
@@ -76,14 +136,20 @@ def _bodies(args: argparse.Namespace) -> list[bytes]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    key = _send_secret(args)
-    url = args.url or (
-        f"http://{os.environ.get('FANOUT_HOST', '127.0.0.1')}:"
-        f"{os.environ.get('FANOUT_PORT', '8000')}/webhooks/voucherify"
-    )
+    if args.list_samples:  # the canonical spellings; --sample also takes the aliases
+        print("\n".join((*actions.TYPES, *webhook_samples.TYPES)))
+        return 0
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    search = local.find_server(Path(args.data_dir) if args.data_dir else None)
+    for note in search.notes:
+        print(f"fanout: {note}", file=sys.stderr)
+    key = _secret(args, search)
+    url, source = _url(args, search)
+    bodies = _bodies(args)
+    print(f"fanout: posting to {url} {source}", file=sys.stderr, flush=True)
     failures = 0
     with httpx.Client(timeout=15) as client:
-        for body in _bodies(args):
+        for body in bodies:
             # The sender signs the compact form of the JSON, so do the same.
             signed = signature.compact(body) or body
             headers = {
@@ -93,7 +159,10 @@ def cmd_send(args: argparse.Namespace) -> int:
             try:
                 response = client.post(url, content=body, headers=headers)
             except httpx.HTTPError as exc:
-                raise CommandError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+                hint = "" if search.server else " (is `fanout serve` running?)"
+                raise CommandError(
+                    f"cannot reach {url}: {exc or type(exc).__name__}{hint}"
+                ) from None
             print(f"{response.status_code} {escape(response.content.decode(errors='replace'))}")
             failures += not response.is_success
     return 1 if failures else 0

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -25,12 +27,12 @@ from urllib.parse import quote
 from starlette.types import ASGIApp
 
 from ..config import Secret, Settings
-from ..http.app import create_app
+from ..http.app import WEBHOOK_PATH, create_app
 from ..http.proxies import TrustedProxies
 from ..reconciler import task
-from ..streams import connection
+from ..streams import connection, local
 from ..streams.durability import Promise
-from ..streams.embedded import EmbeddedValkey
+from ..streams.embedded import EmbeddedError, EmbeddedValkey
 from ..streams.publisher import Publisher
 from . import flags
 from .errors import CommandError
@@ -107,9 +109,72 @@ def _local_secret(data_dir: Path, name: str, variable: str) -> tuple[str, bool]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = flags.settings(args)
+    claim = _claim(settings)
+    try:
+        listener = _listen(settings.host, settings.port)
+        try:
+            return _serve(args, settings, listener, recorded=claim is not None)
+        finally:
+            listener.close()
+    finally:
+        if claim is not None:
+            local.remove(settings.data_dir)
+            claim.release()
+
+
+def _claim(settings: Settings) -> local.Claim | None:
+    """Hold the data folder, so a second ``fanout serve`` there stops with one line.
+
+    With the embedded server the folder holds its files: a second server is
+    refused. With a configured Redis the folder only holds the record: a
+    second server runs, unrecorded (or with no writable folder, none is).
+    """
+    try:
+        return local.Claim(settings.data_dir)
+    except local.AlreadyServing as exc:
+        if settings.redis_url is None:
+            raise CommandError(str(exc)) from None
+        print(f"fanout: not recorded in {settings.data_dir}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if settings.redis_url is None:
+            raise CommandError(
+                f"cannot use the data folder {settings.data_dir}: {exc.strerror} "
+                "(set --data-dir or FANOUT_DATA_DIR)"
+            ) from None
+        print(
+            f"fanout: not recorded in {settings.data_dir} ({exc.strerror}): "
+            "`fanout` commands need FANOUT_REDIS_URL to find this server's Redis",
+            file=sys.stderr,
+        )
+    return None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts (as uvicorn binds it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = (
+            " (another server uses it: stop that one, or choose a port with --port or FANOUT_PORT)"
+            if exc.errno == errno.EADDRINUSE
+            else " (set --host/FANOUT_HOST and --port/FANOUT_PORT)"
+        )
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve(
+    args: argparse.Namespace, settings: Settings, listener: socket.socket, *, recorded: bool
+) -> int:
     import uvicorn
 
-    settings = Settings.from_env(flags.environ(args))
     if not settings.secrets:
         value, created = _local_secret(settings.data_dir, SECRET_FILE, "FANOUT_SECRETS")
         settings = dataclasses.replace(settings, secrets=(Secret(value),))
@@ -132,7 +197,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     embedded = None
     if settings.redis_url is None:
         embedded = EmbeddedValkey(settings.data_dir)
-        url = embedded.start()
+        try:
+            url = embedded.start()
+        except EmbeddedError as exc:
+            raise CommandError(str(exc)) from None
         settings = dataclasses.replace(settings, redis_url=url, redis_cluster=False)
         print(
             f"embedded Valkey listening on {url} "
@@ -144,14 +212,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # The app (and every worker) runs what was decided here: no second verdict.
         settings = dataclasses.replace(settings, durability=promise.durability)
         base = f"http://{_url_host(settings.host)}:{settings.port}"
-        print(f"webhook URL: {base}/webhooks/voucherify")
+        print(f"webhook URL: {base}{WEBHOOK_PATH}")
         if admin_token is None:
-            print(f"dashboard: {base}/dashboard?token=<FANOUT_ADMIN_TOKEN>")
+            print(f"dashboard:   {base}/dashboard?token=<FANOUT_ADMIN_TOKEN>")
         else:
-            print(f"dashboard: {base}/dashboard?token={quote(admin_token, safe='')}")
+            print(f"dashboard:   {base}/dashboard?token={quote(admin_token, safe='')}")
+        if recorded:
+            assert settings.redis_url is not None
+            record = local.write(
+                settings.data_dir,
+                redis_url=settings.redis_url,
+                redis_cluster=settings.redis_cluster,
+                stream_prefix=settings.stream_prefix,
+                webhook_url=f"{base}{WEBHOOK_PATH}",
+                dashboard_url=f"{base}/dashboard",
+            )
+            print(f"recorded in {record}: `fanout` commands and consumers here find it")
         sys.stdout.flush()
         if args.workers > 1:
-            return _serve_workers(settings, args)
+            return _serve_workers(settings, args, listener)
         config = uvicorn.Config(
             create_app(settings, background=task.background(bool(args.poll), settings)),
             host=settings.host,
@@ -169,14 +248,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # a requested shutdown exits 0 after the embedded server is stopped.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
-        server.run()
+        server.run(sockets=[listener])
         return 0 if server.started else 1
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
+def _serve_workers(settings: Settings, args: argparse.Namespace, listener: socket.socket) -> int:
     """Run ``args.workers`` processes sharing one listening socket.
 
     Each worker builds its app from the environment (``service.cli.factory``), so
@@ -210,7 +289,9 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
     own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     if own_metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fanout-metrics-")
-    uvicorn.run(
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
         FACTORY,
         factory=True,
         workers=args.workers,
@@ -219,6 +300,8 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> int:
         log_level=args.log_level,
         **UVICORN,
     )
+    # What uvicorn.run does with workers, on the socket bound at start.
+    Multiprocess(config, sockets=[listener]).run()
     if own_metrics_dir:
         shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
     return 0

@@ -4,6 +4,7 @@ May import ``service.domain`` and ``service.streams`` (never HTTP, the
 reconciler or the CLI), and loads neither starlette, uvicorn nor prometheus_client.
 """
 
+from .connect import NoRedis, RedisTarget, open_redis
 from .consumer import Consumer, Handler, Start
 
-__all__ = ["Consumer", "Handler", "Start"]
+__all__ = ["Consumer", "Handler", "NoRedis", "RedisTarget", "Start", "open_redis"]

@@ -42,6 +42,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from redis.asyncio.cluster import RedisCluster
@@ -180,8 +181,45 @@ class Consumer:
         self._stats = ConsumerStats()
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
+        self._owns_client = False
 
     # --- public -------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        group: str,
+        *,
+        url: str | None = None,
+        data_dir: str | Path | None = None,
+        announce: bool = True,
+        **options: Any,
+    ) -> Consumer:
+        """A consumer of the Redis at ``url``, else ``FANOUT_REDIS_URL``, else the local server's.
+
+        The local server is the running ``fanout serve`` whose data folder is
+        ``data_dir`` (or ``FANOUT_DATA_DIR``, or ``.fanout`` here or in a parent
+        folder). One line on stderr says which Redis it connected to (unless
+        ``announce`` is false). ``prefix`` defaults to ``FANOUT_STREAM_PREFIX``,
+        else the local server's. The client is the consumer's: ``aclose()``
+        closes it. Raises ``NoRedis`` or ``ConnectionError`` with one line.
+        """
+        from .connect import open_redis, stream_prefix
+
+        redis, target = await open_redis(url, data_dir=data_dir, announce=announce)
+        options.setdefault("prefix", stream_prefix(target))
+        try:
+            consumer = cls(redis, group, **options)
+        except BaseException:
+            await redis.aclose()
+            raise
+        consumer._owns_client = True
+        return consumer
+
+    async def aclose(self) -> None:
+        """Close the Redis client if ``connect()`` made it (a client you passed stays open)."""
+        if self._owns_client:
+            await self.redis.aclose()
 
     async def run(self, handler: Handler) -> None:
         """Consume until ``stop()``; then finish the handlers in flight and return."""

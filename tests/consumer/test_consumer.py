@@ -444,7 +444,7 @@ async def test_the_example_consumes_until_its_count(
     assert result.returncode == 0, result.stderr
     lines = sorted(result.stdout.splitlines())
     assert lines == sorted(
-        [f"VOUCHERS.IMPORT {i} DONE: 2 failed" for i in ids[:2]]
+        [f"VOUCHERS.IMPORT {i} DONE: 2 failed (Duplicate resource key)" for i in ids[:2]]
         + [f"CAMPAIGN.VOUCHERS_GENERATE {ids[2]} DONE: 40 done"]
     )
 

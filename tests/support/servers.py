@@ -369,6 +369,7 @@ class FanoutProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,
+            cwd=self.log_path.parent,  # its data folder (and record) go there, not into the repo
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -1,0 +1,97 @@
+"""The ``fanout`` console script as a user runs it: in a folder, nothing configured."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import free_port
+
+FANOUT = str(Path(sys.executable).parent / "fanout")
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "consume.py"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without any FANOUT_* variable, plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")} | extra
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """``fanout *args`` in ``cwd``, to completion."""
+    return subprocess.run(
+        [FANOUT, *args],
+        cwd=cwd,
+        env=env if env is not None else clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class LocalServe:
+    """``fanout serve`` started in ``folder`` on a free port, with the embedded Valkey."""
+
+    def __init__(self, folder: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.args = args
+        self.env = env if env is not None else clean_env()
+        self.log = folder / "serve.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def record(self) -> dict[str, object]:
+        data: dict[str, object] = json.loads((self.folder / ".fanout" / "server.json").read_text())
+        return data
+
+    def start(self, timeout: float = 30) -> LocalServe:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [FANOUT, "serve", "--port", str(self.port), *self.args],
+                cwd=self.folder,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(self.output())
+            try:
+                if httpx.get(f"{self.base_url}/readyz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(self.output())
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        """Stop as Ctrl-C does (or with ``sig``); the exit status."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(5)
