@@ -22,10 +22,17 @@ from ..streams import replies
 from ..streams.connection import Client
 from ..streams.keys import Keys
 from ..streams.replay import Replayed, Replayer, find_letter
-from . import flags, render, tools
+from . import flags, render, tools, usage
 from .errors import CommandError
-from .render import dead_letter_object, dead_row, dead_table
+from .render import dead_letter_object, dead_row
 from .tail import recent
+
+DLQ_EXAMPLES = """\
+  fanout dlq list                               the latest 50, as a table
+  fanout dlq list --reason unknown_type --json
+  fanout dlq show 1732800000000-0               fields and the body, pretty-printed
+  fanout dlq replay 1732800000000-0             after an upgrade that knows the type
+  fanout dlq replay --all"""
 
 _ENTRY_ID = re.compile(r"^\d+(-\d+)?$")
 
@@ -39,21 +46,41 @@ def entry_id(value: str) -> str:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("dlq", help="list, show and replay dead letters")
+    parser = usage.add_command(
+        commands,
+        "dlq",
+        help="list, show and replay dead letters",
+        description="Dead letters are authenticated bodies that could not be decoded, "
+        "conflicts (same id, different content) and events a consumer group gave up on "
+        "(poison). Replay sends a letter through decode and publish again.",
+        examples=DLQ_EXAMPLES,
+    )
     actions = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
 
-    listing = actions.add_parser("list", help="the latest dead letters")
+    listing = usage.add_command(
+        actions, "list", help="the latest dead letters", examples=DLQ_EXAMPLES
+    )
     listing.add_argument("--count", "-n", type=int, default=50, help="how many (default 50)")
     listing.add_argument("--reason", action="append", help="only this reason (repeatable)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(handler=tools.handler(list_letters))
 
-    show = actions.add_parser("show", help="one dead letter with its body")
+    show = usage.add_command(
+        actions, "show", help="one dead letter with its body", examples=DLQ_EXAMPLES
+    )
     show.add_argument("id", type=entry_id, help="entry id of the letter")
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(handler=tools.handler(show_letter))
 
-    replay = actions.add_parser("replay", help="decode and publish dead letters again")
+    replay = usage.add_command(
+        actions,
+        "replay",
+        help="decode and publish dead letters again",
+        description="Decode and publish dead letters again (no signature check: they were "
+        "checked on arrival). Accepted, duplicate or stale letters are removed; the others "
+        "stay under their new reason, and the exit status is 1.",
+        examples=DLQ_EXAMPLES,
+    )
     replay.add_argument("ids", nargs="*", type=entry_id, metavar="ID", help="letters to replay")
     replay.add_argument("--all", action="store_true", help="every dead letter")
     replay.add_argument("--json", action="store_true", help="one JSON object per letter")
@@ -78,9 +105,10 @@ async def list_letters(args: argparse.Namespace, client: Client, config: Setting
             sys.stdout.write(render.json_line(dead_letter_object(entry)) + "\n")
         return 0
     out = render.console()
-    table = dead_table()
+    layout = render.fit(render.DEAD_COLUMNS, out.width)
+    table = layout.table()
     for entry in entries:
-        table.add_row(*render.cells(dead_row(entry)))
+        table.add_row(*render.cells(layout.row(dead_row(entry))))
     out.print(table)
     out.print(f"{len(entries)} shown, {await client.xlen(keys.dead_letters())} dead letters in all")
     return 0

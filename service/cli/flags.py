@@ -40,7 +40,8 @@ FLAGS: dict[str, Flag] = {
     for flag in (
         Flag(
             "--redis-url",
-            "redis://, rediss:// or unix:// URL (default: the embedded Valkey of `fanout serve`)",
+            "redis://, rediss:// or unix:// URL (default: serve starts an embedded Valkey; "
+            "the other commands use the running serve's)",
         ),
         Flag("--redis-cluster", "1 to use the cluster client"),
         Flag("--redis-timeout", "seconds any Redis call may take"),
@@ -52,7 +53,11 @@ FLAGS: dict[str, Flag] = {
         Flag("--allow-ips", "comma-separated CIDRs allowed to post"),
         Flag("--trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For is believed"),
         Flag("--durability", "auto (default), none, aof or replicas:N"),
-        Flag("--data-dir", "where `fanout serve` keeps its embedded server's files"),
+        Flag(
+            "--data-dir",
+            "data folder of `fanout serve`: its Valkey, secret and record (default .fanout; "
+            "other commands also look in parent folders)",
+        ),
         Flag("--host", "listen address"),
         Flag("--port", "listen port"),
         Flag(

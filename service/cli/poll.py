@@ -27,7 +27,7 @@ from ..reconciler.voucherify_api import APIError, VoucherifyAPI
 from ..streams.errors import RedisUnavailable
 from ..streams.local import RedisTarget
 from ..streams.publisher import Publisher
-from . import flags, tools
+from . import flags, tools, usage
 from .errors import CommandError
 
 logger = logging.getLogger("service.poll")
@@ -45,8 +45,20 @@ def _date(value: str) -> datetime:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``fanout poll`` to the command parsers."""
-    poll = commands.add_parser(
-        "poll", help="fetch async actions from the Voucherify API and publish what is missing"
+    poll = usage.add_command(
+        commands,
+        "poll",
+        help="fetch async actions from the Voucherify API and publish what is missing",
+        description="Reconcile from the Voucherify API: list the async actions, fetch the "
+        "detail of finished ones not published yet, and publish them through the same dedup "
+        "as the webhook. Needs FANOUT_VOUCHERIFY_APP_ID and FANOUT_VOUCHERIFY_APP_TOKEN "
+        "(Voucherify dashboard: Project settings > Application keys) and the API URL of "
+        "your project's region.",
+        examples="""\
+  export FANOUT_VOUCHERIFY_APP_ID=... FANOUT_VOUCHERIFY_APP_TOKEN=...
+  fanout poll --once                            one pass, then exit
+  fanout poll --once --since 2026-11-01         backfill from a date
+  fanout poll --api-url https://us1.api.voucherify.io   a daemon, US region""",
     )
     poll.add_argument("--once", action="store_true", help="one pass, then exit")
     poll.add_argument(

@@ -8,11 +8,11 @@ with control characters escaped, JSON lines escape what JSON itself leaves raw
 
 from __future__ import annotations
 
-import shutil
+import os
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -41,11 +41,15 @@ class Entry:
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console; wide when not a terminal, so piped tables keep one row per line."""
+    """A rich console as wide as the terminal or ``COLUMNS``; 160 columns when piped.
+
+    Tables choose their columns to fit that width (``fit``), one row per line.
+    """
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else max(shutil.get_terminal_size((160, 24)).columns, 160)
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() else None if stream.isatty() else 160
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
@@ -61,12 +65,103 @@ def json_line(value: object) -> str:
     return escape_json(msgspec.json.encode(value).decode())
 
 
+# --- tables that fit the width ------------------------------------------------
+
+_GAP = 2  # between two columns (rich's padding, no box)
+_SHORT_TIME = 14  # "11-29 02:55:27": the time when the full one does not fit
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    width: int
+    #: Lower is kept first when not every column fits.
+    keep: int
+    justify: Literal["left", "right"] = "left"
+    #: Takes the width left over, from ``min_width`` up to ``width``; cropped with "…".
+    flex: bool = False
+    min_width: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The columns that fit, in display order, and which value of a row each shows."""
+
+    columns: tuple[Column, ...]
+    indexes: tuple[int, ...]
+
+    def width_of(self, name: str) -> int | None:
+        return next((c.width for c in self.columns if c.name == name), None)
+
+    def table(self, header: bool = True) -> Table:
+        from rich.table import Table
+
+        table = Table(show_header=header, box=None, pad_edge=False)
+        for column in self.columns:
+            table.add_column(
+                column.name,
+                width=column.width,
+                min_width=column.width,
+                max_width=column.width,
+                no_wrap=True,
+                overflow="ellipsis",
+                justify=column.justify,
+            )
+        return table
+
+    def row(self, values: Sequence[str]) -> list[str]:
+        out = []
+        for column, index in zip(self.columns, self.indexes, strict=True):
+            value = values[index]
+            if column.name in ("time", "first entry", "last entry") and column.width < 24:
+                value = f"{value[5:10]} {value[11:19]}" if len(value) >= 19 else value
+            out.append(value)
+        return out
+
+
+def fit(columns: Sequence[Column], width: int) -> Layout:
+    """The columns of ``columns`` that fit in ``width``, the ones with the lowest ``keep`` first.
+
+    When not all fit at their widths, times are shortened to ``MM-DD HH:MM:SS``
+    and the flexible column starts from its ``min_width``; it then gets what is
+    left, up to its ``width``.
+    """
+    full = sum(c.width for c in columns) + _GAP * (len(columns) - 1)
+    if full <= width:
+        return Layout(tuple(columns), tuple(range(len(columns))))
+    narrow = [
+        replace(c, width=_SHORT_TIME)
+        if c.name in ("time", "first entry", "last entry")
+        else replace(c, width=c.min_width or c.width)
+        if c.flex
+        else c
+        for c in columns
+    ]
+    chosen: set[int] = set()
+    used = 0
+    for index in sorted(range(len(narrow)), key=lambda i: narrow[i].keep):
+        need = narrow[index].width + (_GAP if chosen else 0)
+        if used + need <= width:
+            chosen.add(index)
+            used += need
+    order = sorted(chosen)
+    picked = [narrow[i] for i in order]
+    left = width - used
+    for n, column in enumerate(picked):
+        if column.flex and left > 0:
+            grown = min(columns[order[n]].width, column.width + left)
+            left -= grown - column.width
+            picked[n] = replace(column, width=grown)
+    return Layout(tuple(picked), tuple(order))
+
+
 def printer(*, json: bool, dead: bool) -> Callable[[list[Entry], bool], None]:
     """Prints a batch of entries; the bool says whether it is the first (with the header)."""
     if json:
         return lambda entries, first: print_json(entries, dead=dead)
     out = console()
-    return lambda entries, first: print_table(out, entries, dead=dead, header=first)
+    layout = fit(DEAD_COLUMNS if dead else EVENT_COLUMNS, out.width)
+    return lambda entries, first: print_table(out, layout, entries, dead=dead, header=first)
 
 
 def dead_letter_object(entry: Entry) -> dict[str, Any]:
@@ -83,33 +178,23 @@ def print_json(entries: list[Entry], *, dead: bool) -> None:
     sys.stdout.flush()
 
 
-def event_table(header: bool = True) -> Table:
-    from rich.table import Table
-
-    table = Table(show_header=header, box=None, pad_edge=False)
-    for name, width in (
-        ("time", 24),
-        ("type", 27),
-        ("status", 11),
-        ("id", 24),
-        ("request_id", 22),
-        ("progress", 8),
-        ("done", 6),
-        ("failed", 6),
-    ):
-        justify: Any = "right" if name in ("progress", "done", "failed") else "left"
-        table.add_column(name, width=width, min_width=width, no_wrap=True, justify=justify)
-    return table
-
-
-def dead_table(header: bool = True) -> Table:
-    from rich.table import Table
-
-    table = Table(show_header=header, box=None, pad_edge=False)
-    for name, width in (("entry_id", 16), ("time", 24), ("reason", 15), ("sha256", 12)):
-        table.add_column(name, width=width, min_width=width, no_wrap=True)
-    table.add_column("detail", no_wrap=True, overflow="ellipsis", max_width=80)
-    return table
+EVENT_COLUMNS = (
+    Column("time", 24, keep=0),
+    Column("type", 28, keep=1, flex=True, min_width=16),
+    Column("status", 11, keep=2),
+    Column("id", 21, keep=3),
+    Column("request_id", 22, keep=7),
+    Column("progress", 8, keep=6, justify="right"),
+    Column("done", 6, keep=5, justify="right"),
+    Column("failed", 6, keep=4, justify="right"),
+)
+DEAD_COLUMNS = (
+    Column("entry_id", 15, keep=0),
+    Column("time", 24, keep=1),
+    Column("reason", 15, keep=2),
+    Column("sha256", 12, keep=4),
+    Column("detail", 80, keep=3, flex=True, min_width=24),
+)
 
 
 def event_row(entry: Entry) -> list[str]:
@@ -150,12 +235,14 @@ def dead_row(entry: Entry) -> list[str]:
     ]
 
 
-def print_table(out: Console, entries: list[Entry], *, dead: bool, header: bool) -> None:
+def print_table(
+    out: Console, layout: Layout, entries: list[Entry], *, dead: bool, header: bool
+) -> None:
     if not entries and not header:
         return
-    table = dead_table(header) if dead else event_table(header)
+    table = layout.table(header)
     for entry in entries:
-        table.add_row(*cells(dead_row(entry) if dead else event_row(entry)))
+        table.add_row(*cells(layout.row(dead_row(entry) if dead else event_row(entry))))
     out.print(table)
     if header and not entries:
         out.print("(no entries)")

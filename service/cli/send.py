@@ -27,7 +27,7 @@ from ..domain.text import escape
 from ..domain.webhook_data import ALIASES
 from ..http import signature
 from ..streams import local
-from . import flags
+from . import flags, usage
 from .errors import CommandError
 from .serve import SECRET_FILE
 
@@ -42,7 +42,6 @@ def _sample(type_: str, status: str) -> bytes:
 
 
 EXAMPLES = """\
-examples:
   fanout send --sample VOUCHERS.IMPORT            sign a sample and post it to the local server
   fanout send --sample ORDERS.IMPORT --status FAILED --count 3
   fanout send --sample voucher.published          a webhook event in its envelope
@@ -55,13 +54,14 @@ examples:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    send = commands.add_parser(
+    send = usage.add_command(
+        commands,
         "send",
         help="sign and post a webhook body to the receiver",
-        description="Sign a body as Voucherify does (x-voucherify-signature) and post it. "
-        "Prints the answer's status and body; exit status 1 unless every answer is 2xx.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sign a body as Voucherify does (x-voucherify-signature) and post it to "
+        "the running `fanout serve` (or --url). Prints each answer's status and body; exit "
+        "status 1 unless every answer is 2xx.",
+        examples=EXAMPLES,
     )
     source = send.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", help="JSON file: an async action or an envelope")

@@ -34,7 +34,7 @@ from ..streams import connection, local
 from ..streams.durability import Promise
 from ..streams.embedded import EmbeddedError, EmbeddedValkey
 from ..streams.publisher import Publisher
-from . import flags
+from . import flags, usage
 from .errors import CommandError
 
 SECRET_FILE = "webhook-secret"
@@ -56,7 +56,20 @@ UVICORN: dict[str, Any] = {
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = commands.add_parser("serve", help="receive webhooks and publish to Redis Streams")
+    serve = usage.add_command(
+        commands,
+        "serve",
+        help="receive webhooks and publish to Redis Streams",
+        description="Receive webhooks on POST /webhooks/voucherify and publish them to Redis "
+        "Streams. With nothing configured: an embedded Valkey and a generated secret, both "
+        "kept in the data folder (.fanout), and a record there that the other commands and "
+        "consumers use to find this server.",
+        examples="""\
+  fanout serve                                  all local: embedded Valkey, generated secret
+  fanout serve --port 9000 --data-dir /tmp/f    another port and data folder
+  FANOUT_REDIS_URL=redis://db:6379/0 FANOUT_SECRETS=s1,s2 fanout serve --workers 4
+  fanout serve --poll                           also run the reconciler (FANOUT_VOUCHERIFY_*)""",
+    )
     flags.add(serve, flags.SERVE)
     serve.add_argument(
         "--workers",
@@ -65,7 +78,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="worker processes sharing the port (default 1); each is a full receiver",
     )
     serve.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="info: one line per delivery and per refusal (default)",
     )
     serve.add_argument(
         "--log-format",

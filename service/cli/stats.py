@@ -8,11 +8,32 @@ import sys
 from ..config import Settings
 from ..streams.connection import Client
 from ..streams.stats import collect
-from . import render, tools
+from . import render, tools, usage
+
+COLUMNS = (
+    render.Column("stream", 56, keep=0, flex=True, min_width=38),
+    render.Column("length", 8, keep=1, justify="right"),
+    render.Column("first entry", 24, keep=6),
+    render.Column("last entry", 24, keep=5),
+    render.Column("group", 12, keep=2),
+    render.Column("pending", 7, keep=3, justify="right"),
+    render.Column("lag", 6, keep=4, justify="right"),
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("stats", help="streams, lengths, groups, pending, lag, dead")
+    parser = usage.add_command(
+        commands,
+        "stats",
+        help="streams, lengths, groups, pending, lag, dead",
+        description="Every stream of the prefix with its length, first and last entry, its "
+        "consumer groups with their pending entries and lag, the dead letters and the dedup "
+        "keys held.",
+        examples="""\
+  fanout stats                                  a table that fits the terminal
+  fanout stats --json | jq '.streams[] | select(.groups[].lag > 0)'
+  FANOUT_REDIS_URL=rediss://:pw@redis.internal:6380/0 fanout stats""",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object")
     tools.add_redis_flags(parser)
     parser.set_defaults(handler=tools.handler(stats))
@@ -23,27 +44,26 @@ async def stats(args: argparse.Namespace, client: Client, config: Settings) -> i
     if args.json:
         sys.stdout.write(render.json_line(data) + "\n")
         return 0
-    from rich.table import Table
-
     out = render.console()
-    table = Table(title=f"streams of {data['prefix']}", box=None, pad_edge=False)
-    for name in ("stream", "length", "first entry", "last entry", "group", "pending", "lag"):
-        table.add_column(
-            name, no_wrap=True, justify="right" if name in ("length", "pending", "lag") else "left"
-        )
+    layout = render.fit(COLUMNS, out.width)
+    table = layout.table()
+    table.title = f"streams of {data['prefix']}"
+    # Cropped stream names lose their end, which tells them apart: drop the prefix first.
+    longest = max((len(stream["stream"]) for stream in data["streams"]), default=0)
+    cut = len(data["prefix"]) + 1 if (layout.width_of("stream") or 0) < longest else 0
     for stream in data["streams"]:
         first = [
-            stream["stream"],
+            stream["stream"][cut:],
             str(stream["length"]),
             stream["first_entry_at"] or "-",
             stream["last_entry_at"] or "-",
         ]
         if not stream["groups"]:
-            table.add_row(*render.cells([*first, "-", "", ""]))
+            table.add_row(*render.cells(layout.row([*first, "-", "", ""])))
         for n, group in enumerate(stream["groups"]):
             lag = "?" if group["lag"] is None else str(group["lag"])
             row = [*(first if n == 0 else ["", "", "", ""]), group["name"], str(group["pending"])]
-            table.add_row(*render.cells([*row, lag]))
+            table.add_row(*render.cells(layout.row([*row, lag])))
     if data["streams"]:
         out.print(table)
     else:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable, Iterable, Sequence
 
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import Settings
 from ..domain import actions, webhooks
@@ -22,26 +25,49 @@ from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from ..streams import replies
 from ..streams.connection import Client
 from ..streams.keys import Keys
-from . import render, tools
+from . import render, tools, usage
 from .errors import CommandError
 from .render import Entry
 
 STATUSES = ("ENQUEUED", "IN_PROGRESS", "DONE", "FAILED")
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+_FIRST_BACKOFF, _MAX_BACKOFF = 0.1, 2.0
 # How far back one stream is searched for entries that pass the filters.
 _SCAN_LIMIT = 10_000
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("tail", help="show recent stream entries, optionally follow")
+    parser = usage.add_command(
+        commands,
+        "tail",
+        help="show recent stream entries, optionally follow",
+        description="Show the latest completions and webhook events (and with --progress, "
+        "progress updates) over all types, oldest first; --follow keeps printing new ones, "
+        "and waits out a Redis restart. The table fits the terminal (or COLUMNS); --json "
+        "prints each event exactly as published.",
+        examples="""\
+  fanout tail                                   the last 10 completions
+  fanout tail -f                                and follow (Ctrl-C stops)
+  fanout tail -f --json --type ORDERS.IMPORT --status FAILED | jq .result
+  fanout tail --type voucher.published          webhook events of one type
+  fanout tail --progress -n 50                  completions and progress updates
+  fanout tail --dead                            dead letters""",
+    )
     parser.add_argument(
         "--type",
         action="append",
         type=event_type,
         metavar="TYPE",
-        help="async action type (VOUCHERS.IMPORT) or webhook event type (voucher.published); "
-        "repeatable",
+        help="only this async action type (VOUCHERS.IMPORT) or webhook event type "
+        "(voucher.published); repeatable",
     )
-    parser.add_argument("--status", action="append", choices=STATUSES, help="repeatable")
+    parser.add_argument(
+        "--status",
+        action="append",
+        choices=STATUSES,
+        help="only async actions of this status (repeatable); ENQUEUED and IN_PROGRESS read "
+        "the progress streams",
+    )
     parser.add_argument("--progress", action="store_true", help="include progress streams")
     parser.add_argument("--dead", action="store_true", help="dead letters instead of events")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
@@ -101,13 +127,27 @@ async def tail(args: argparse.Namespace, client: Client, config: Settings) -> in
         return 0
     block_ms = max(10, min(1000, int(config.redis_timeout * 500)))
     groups = _by_slot(streams, keys) if isinstance(client, RedisCluster) else [streams]
+    backoff, lost = _FIRST_BACKOFF, False
     while True:
-        answers = await asyncio.gather(
-            *(
-                client.xread({s: last_ids[s] for s in group}, count=500, block=block_ms)
-                for group in groups
+        try:
+            answers = await asyncio.gather(
+                *(
+                    client.xread({s: last_ids[s] for s in group}, count=500, block=block_ms)
+                    for group in groups
+                )
             )
-        )
+        except _CONNECTION_ERRORS as exc:
+            # A restarted server (or a network blip) is waited out: follow on from
+            # the last entry seen once it answers again.
+            if not lost:
+                print(f"fanout: lost Redis ({exc}); reconnecting", file=sys.stderr, flush=True)
+                lost = True
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+            continue
+        if lost:
+            print("fanout: reconnected", file=sys.stderr, flush=True)
+            backoff, lost = _FIRST_BACKOFF, False
         batch: list[Entry] = []
         for reply in answers:
             for stream, found in replies.streams(reply):

@@ -63,7 +63,12 @@ class Receiver:
         await send({"type": "http.response.body", "body": body})
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        """The answer's status and JSON body; a ``Problem`` for every refusal."""
+        """The answer's status and JSON body; a ``Problem`` for every refusal.
+
+        Every answer is logged once at info level (a 503 at warning): status,
+        outcome, type, id and duration; never the body or the signature.
+        """
+        started = time.perf_counter()
         inbound: Inbound | None = None
         try:
             head = intake.Head.of(scope)
@@ -87,15 +92,15 @@ class Receiver:
                 )
         except RedisUnavailable as exc:
             unavailable = Unavailable()
-            _refused(unavailable, inbound, exc.__cause__ or exc)
+            _refused(scope, unavailable, inbound, exc.__cause__ or exc, started)
             raise unavailable from exc
         except StreamFull as exc:
             # Nothing was trimmed to make room: the sender retries once consumers catch up.
             full = BackPressure(str(exc))
-            _refused(full, inbound, exc, outcome="stream_full")
+            _refused(scope, full, inbound, exc, started, outcome="stream_full")
             raise full from exc
         except Problem as problem:
-            _refused(problem, inbound, problem.__cause__)
+            _refused(scope, problem, inbound, problem.__cause__, started)
             raise
         if isinstance(outcome, Accepted):
             if isinstance(inbound, WebhookDelivery):
@@ -104,8 +109,15 @@ class Receiver:
             elif inbound.completed:
                 failed_count = getattr(inbound.result, "failed_count", None)
                 metrics.completion(inbound.type, inbound.status, failed_count)
-        metrics.delivery(inbound.type, type(outcome).__name__.lower())
-        return _answer(inbound.id, outcome)
+        label = type(outcome).__name__.lower()
+        metrics.delivery(inbound.type, label)
+        status, body = _answer(inbound.id, outcome)
+        logger.info(
+            "webhook %s",
+            "accepted" if status == 202 else "duplicate",
+            extra={"fields": _access(scope, status, label, inbound, started)},
+        )
+        return status, body
 
     async def _decode(self, body: bytes, received_at: datetime) -> Inbound:
         try:
@@ -127,24 +139,35 @@ class Receiver:
 _OUTCOMES = {"body_too_large": "too_large"}
 
 
+def _access(
+    scope: Scope, status: int, outcome: str, inbound: Inbound | None, started: float
+) -> dict[str, object]:
+    """The fields of a delivery's log line (the access log of the webhook route)."""
+    return {
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "outcome": outcome,
+        "type": inbound.type if inbound else None,
+        "id": inbound.id if inbound else None,
+        "request_id": inbound.request_id if inbound else None,
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+
+
 def _refused(
+    scope: Scope,
     problem: Problem,
     inbound: Inbound | None,
     cause: BaseException | None,
+    started: float,
     *,
     outcome: str | None = None,
 ) -> None:
     """Count and log one refusal."""
     outcome = outcome or _OUTCOMES.get(problem.error, problem.error)
     metrics.delivery(inbound.type if inbound else "unknown", outcome)
-    fields = {
-        "status": problem.status,
-        "outcome": outcome,
-        "type": inbound.type if inbound else None,
-        "id": inbound.id if inbound else None,
-        "request_id": inbound.request_id if inbound else None,
-        "detail": problem.detail,
-    }
+    fields = _access(scope, problem.status, outcome, inbound, started) | {"detail": problem.detail}
     if problem.status >= 500:
         fields["cause"] = repr(cause) if cause else None
         logger.warning("webhook refused", extra={"fields": fields})

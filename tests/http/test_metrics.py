@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from service.config import Settings
 from service.domain import samples
+from service.http import signature
 from service.logs import JsonFormatter
 from service.streams.keys import Keys
 from tests.support.http import SECRET, post, serving
@@ -172,3 +173,26 @@ def test_log_formats() -> None:
     assert line["ts"].endswith("+00:00")
     text = TextFormatter().format(record)
     assert "dead letter" in text and "reason=conflict" in text and "detail" not in text
+
+
+async def test_every_delivery_is_one_log_line_without_body_or_signature(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="service")
+    body = msgspec.json.encode(samples.sample("ORDERS.IMPORT"))
+    first, again = await post(http, body), await post(http, body)
+    assert (first.status_code, again.status_code) == (202, 200)
+
+    parsed = [json.loads(JsonFormatter().format(record)) for record in caplog.records]
+    lines = [p for p in parsed if p["msg"] in ("webhook accepted", "webhook duplicate")]
+    assert [(p["msg"], p["status"], p["outcome"]) for p in lines] == [
+        ("webhook accepted", 202, "accepted"),
+        ("webhook duplicate", 200, "duplicate"),
+    ]
+    for line in lines:
+        assert line["level"] == "info"
+        assert (line["method"], line["path"]) == ("POST", "/webhooks/voucherify")
+        assert line["type"] == "ORDERS.IMPORT" and line["id"] == first.json()["id"]
+        assert isinstance(line["ms"], float)
+    text = json.dumps(parsed)
+    assert signature.sign(body, SECRET.encode()) not in text and '"failed"' not in text
