@@ -22,7 +22,7 @@ from service.consumer import NoRedis
 
 async def main(args: argparse.Namespace) -> None:
     consumer = await Consumer.connect(
-        args.group, url=args.redis_url, data_dir=args.data_dir, **_prefix(args)
+        args.group, url=args.redis_url, data_dir=args.data_dir, prefix=args.prefix
     )
     seen = 0
 
@@ -52,10 +52,6 @@ async def main(args: argparse.Namespace) -> None:
         await consumer.run(handle)
     finally:
         await consumer.aclose()
-
-
-def _prefix(args: argparse.Namespace) -> dict[str, str]:
-    return {"prefix": args.prefix} if args.prefix else {}
 
 
 if __name__ == "__main__":

@@ -192,6 +192,7 @@ class Consumer:
         *,
         url: str | None = None,
         data_dir: str | Path | None = None,
+        prefix: str | None = None,
         announce: bool = True,
         **options: Any,
     ) -> Consumer:
@@ -207,9 +208,8 @@ class Consumer:
         from .connect import open_redis, stream_prefix
 
         redis, target = await open_redis(url, data_dir=data_dir, announce=announce)
-        options.setdefault("prefix", stream_prefix(target))
         try:
-            consumer = cls(redis, group, **options)
+            consumer = cls(redis, group, prefix=prefix or stream_prefix(target), **options)
         except BaseException:
             await redis.aclose()
             raise

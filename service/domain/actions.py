@@ -10,7 +10,7 @@ and the vendor adds fields over time (unknown fields are ignored).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
 
@@ -134,18 +134,29 @@ class SkuCsvImportResult(_ImportResult):
 
 
 class VoucherImportResult(_ImportResult):
-    # Documented as an object; sent as an array of objects. Both are accepted and
-    # a lone object is wrapped, so consumers always see a list.
-    failed: list[VoucherImportFailure] | VoucherImportFailure | None = None
+    failed: list[VoucherImportFailure] | None = None
+
+
+class OrderImportResult(_ImportResult):
+    failed: list[OrderImportFailure] | None = None
+
+
+# The two results whose ``failed`` the vendor documents as an object and sends as an
+# array of objects. They are decoded as sent, into these private subclasses that
+# accept both and turn a lone object into a list of one; from then on they are the
+# public classes above, whose ``failed`` is always a list (or None), as published.
+
+
+class _VoucherImportResultAsSent(VoucherImportResult):
+    failed: list[VoucherImportFailure] | VoucherImportFailure | None = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if isinstance(self.failed, VoucherImportFailure):
             self.failed = [self.failed]
 
 
-class OrderImportResult(_ImportResult):
-    # Same quirk as VOUCHERS.IMPORT: documented as an object, sent as an array.
-    failed: list[OrderImportFailure] | OrderImportFailure | None = None
+class _OrderImportResultAsSent(OrderImportResult):
+    failed: list[OrderImportFailure] | OrderImportFailure | None = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if isinstance(self.failed, OrderImportFailure):
@@ -283,7 +294,7 @@ class SkusImportCsv(AsyncAction, tag="SKUS.IMPORT_CSV"):
 
 
 class VouchersImport(AsyncAction, tag="VOUCHERS.IMPORT"):
-    result: VoucherImportResult | None = None
+    result: _VoucherImportResultAsSent | None = None
 
 
 class VouchersImportCsv(AsyncAction, tag="VOUCHERS.IMPORT_CSV"):
@@ -303,7 +314,7 @@ class VouchersMetadataKeyPurge(AsyncAction, tag="VOUCHERS.METADATA_KEY_PURGE"):
 
 
 class OrdersImport(AsyncAction, tag="ORDERS.IMPORT"):
-    result: OrderImportResult | None = None
+    result: _OrderImportResultAsSent | None = None
 
 
 class OrdersMetadataKeyPurge(AsyncAction, tag="ORDERS.METADATA_KEY_PURGE"):
@@ -334,6 +345,12 @@ ACTION_TYPES: tuple[type[AsyncAction], ...] = (
     OrdersImport,
     OrdersMetadataKeyPurge,
 )
+
+#: The result class events carry, where it is not the action's own (see ``_...AsSent``).
+PUBLISHED_RESULT: dict[type[AsyncAction], Any] = {
+    VouchersImport: VoucherImportResult | None,
+    OrdersImport: OrderImportResult | None,
+}
 
 #: Every type name, in the vendor's documented order.
 TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in ACTION_TYPES)

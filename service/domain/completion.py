@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import msgspec
 
-from .actions import ACTION_TYPES, AsyncAction, Result, Status
+from .actions import ACTION_TYPES, PUBLISHED_RESULT, AsyncAction, Result, Status
 
 SCHEMA_VERSION = 1
 
@@ -43,7 +43,9 @@ class CompletionEvent(msgspec.Struct, tag_field="type", kw_only=True):
 
 
 def _event_class(action_cls: type[AsyncAction]) -> type[CompletionEvent]:
-    result_type = next(f.type for f in msgspec.structs.fields(action_cls) if f.name == "result")
+    result_type = PUBLISHED_RESULT.get(action_cls) or next(
+        f.type for f in msgspec.structs.fields(action_cls) if f.name == "result"
+    )
     tag = action_cls.__struct_config__.tag
     cls: type[CompletionEvent] = msgspec.defstruct(  # type: ignore[assignment]
         f"{action_cls.__name__}Event",
