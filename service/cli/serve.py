@@ -230,9 +230,9 @@ def _serve(
         base = f"http://{_url_host(settings.host)}:{settings.port}"
         print(f"webhook URL: {base}{WEBHOOK_PATH}")
         if admin_token is None:
-            print(f"dashboard:   {base}/dashboard?token=<FANOUT_ADMIN_TOKEN>")
+            print(f"dashboard: {base}/dashboard?token=<FANOUT_ADMIN_TOKEN>")
         else:
-            print(f"dashboard:   {base}/dashboard?token={quote(admin_token, safe='')}")
+            print(f"dashboard: {base}/dashboard?token={quote(admin_token, safe='')}")
         if recorded:
             assert settings.redis_url is not None
             record = local.write(

@@ -68,7 +68,7 @@ def test_the_record_holds_the_way_in_and_no_secret(served: LocalServe) -> None:
     secret = (served.folder / ".fanout" / "webhook-secret").read_text().strip()
     assert secret not in json.dumps(record)
     output = served.output()
-    assert f"dashboard:   {served.base_url}/dashboard" in output
+    assert f"dashboard: {served.base_url}/dashboard?token=" in output
     assert f"webhook URL: {served.base_url}/webhooks/voucherify" in output
 
 
