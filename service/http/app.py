@@ -23,6 +23,7 @@ from ..config import Settings
 from ..streams import connection
 from ..streams.connection import Client
 from ..streams.publisher import Publisher
+from ..streams.refusals import Refusals
 from . import asyncapi
 from .admin import AdminGuard
 from .dashboard import Dashboard
@@ -89,7 +90,8 @@ def create_app(
         raise ValueError("FANOUT_SECRETS: at least one webhook secret is required")
     client = redis if redis is not None else connection.from_settings(settings)
     publisher = Publisher.from_settings(client, settings)
-    receiver = Receiver(settings, publisher)
+    refusal_counts = Refusals(client, publisher.keys, settings.redis_timeout)
+    receiver = Receiver(settings, publisher, refusal_counts)
     stream_stats = StreamStats(
         client, publisher.keys, settings.redis_timeout, settings.stream_maxlen
     )
@@ -102,6 +104,7 @@ def create_app(
             logger.warning("redis does not answer yet; webhooks get 503 until it does")
         tasks = [asyncio.create_task(run(publisher)) for run in background]
         tasks.append(asyncio.create_task(connection.follow_master(client)))
+        tasks.append(asyncio.create_task(refusal_counts.run()))
         try:
             yield
         finally:

@@ -1,8 +1,13 @@
 """The ops dashboard: one page, kept live by server-sent events read from the streams.
 
 ``GET /dashboard`` serves the page (plain HTML and JS, uPlot for charts);
-``/dashboard/snapshot`` gives the state to draw first, ``/dashboard/events``
-streams every new entry and, every two seconds, group and dead-letter figures.
+``/dashboard/snapshot`` gives the state to draw first, read from the streams'
+own history (entry ids are times: the last two minutes' rates and the last
+hour's completions are there when the page opens), ``/dashboard/events``
+streams every new entry and, every two seconds, group, dead-letter, refusal,
+Redis and reconciler figures. ``/dashboard/dead-letters/{id}`` is one letter
+with its body. Refusals per minute and reason come from Redis-side counters
+that every worker adds to (``streams.refusals``).
 Who may reach any of it is decided before a route runs (``admin.AdminGuard``):
 the admin token, always; a ``?token=`` on the page becomes a cookie.
 """
@@ -10,6 +15,8 @@ the admin token, always; a ``?token=`` on the page becomes a cookie.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +24,7 @@ from typing import Any
 
 import msgspec
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
@@ -25,12 +33,12 @@ from starlette.staticfiles import StaticFiles
 from ..config import Settings
 from ..domain.actions import TYPES
 from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
-from ..streams import replies, stats
+from ..streams import refusals, replies, stats
 from ..streams.dead_letters import DeadLetter
 from ..streams.publisher import Publisher
-from ..streams.replay import Replayer
+from ..streams.replay import Replayer, find_letter
 from .admin import COOKIE, PREFIX
-from .errors import json_response
+from .errors import Problem, json_response
 
 STATIC = Path(__file__).parent / "static"
 #: Failed records shown per action.
@@ -38,6 +46,17 @@ MAX_FAILURES = 20
 #: Webhook events listed (newest first).
 MAX_WEBHOOK_EVENTS = 30
 STATS_EVERY = 2.0
+#: Seconds of per-type rates the page opens with (its rate chart's window).
+RATE_WINDOW = 120
+
+
+_ENTRY_ID = re.compile(r"\d+-\d+")
+
+
+class LetterNotFound(Problem):
+    status = 404
+    error = "not_found"
+
 
 _encoder = msgspec.json.Encoder()
 
@@ -83,6 +102,8 @@ def _summary(stream_kind: str, entry_id: str, fields: dict[bytes, bytes]) -> dic
         "done_count": event.get("done_count"),
         "failed_count": event.get("failed_count"),
         "received_at": event.get("received_at"),
+        # In-flight age runs from when the action was created (else first seen).
+        "created_at": event.get("created_at"),
         "failures": [
             {
                 "row": r.get("row"),
@@ -109,12 +130,14 @@ class Dashboard:
         # redis-py's annotations of stream replies are loose unions; read them as Any.
         self._redis: Any = publisher.redis
         self._streams = stats.known_streams(self._keys)
+        self._timeout = settings.redis_timeout
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/dashboard", self.page, methods=["GET"]),
             Route("/dashboard/snapshot", self.snapshot, methods=["GET"]),
             Route("/dashboard/events", self.events, methods=["GET"]),
+            Route("/dashboard/dead-letters/{entry_id}", self.letter, methods=["GET"]),
             Route(
                 "/dashboard/dead-letters/{entry_id}/replay", self.replay_letter, methods=["POST"]
             ),
@@ -139,12 +162,22 @@ class Dashboard:
     async def snapshot(self, request: Request) -> Response:
         now_ms = int(time.time() * 1000)
         hour_start = now_ms - 3_600_000
+        rate_start = now_ms // 1000 - RATE_WINDOW
+        rates: dict[str, list[int]] = {}
         done = [0] * 60
         failed = [0] * 60
         recent_failed: list[dict[str, Any]] = []
         in_flight: dict[str, dict[str, Any]] = {}
         webhook_events: list[dict[str, Any]] = []
         for stream, kind in self._streams.items():
+            if kind != "dead":
+                for entry_id, fields in replies.rows(
+                    await self._redis.xrange(stream, min=rate_start * 1000, count=20_000)
+                ):
+                    second = int(entry_id.split("-")[0]) // 1000 - rate_start
+                    type_ = replies.text(fields.get(b"type"))
+                    if 0 <= second <= RATE_WINDOW:
+                        rates.setdefault(type_, [0] * (RATE_WINDOW + 1))[second] += 1
             if kind == "completed":
                 for entry_id, fields in replies.rows(
                     await self._redis.xrange(stream, min=hour_start, count=20_000)
@@ -182,6 +215,7 @@ class Dashboard:
                 "now": now_ms,
                 "types": [*TYPES, *WEBHOOK_TYPES],
                 "hour": {"start": hour_start, "done": done, "failed": failed},
+                "rates": {"start": rate_start, "types": rates},
                 "failed": recent_failed[:30],
                 "in_flight": sorted(in_flight.values(), key=lambda i: str(i["entry_id"])),
                 "dead": dead,
@@ -191,6 +225,9 @@ class Dashboard:
         )
 
     async def _stats(self) -> dict[str, Any]:
+        redis = await self._redis_status()
+        if not redis["ok"]:
+            return {"redis": redis}
         groups = []
         for stream in self._streams:
             if not await self._redis.exists(stream):
@@ -206,8 +243,45 @@ class Dashboard:
                     }
                 )
         return {
+            "redis": redis,
             "groups": groups,
             "dead_count": int(await self._redis.xlen(self._keys.dead_letters())),
+            "refusals": await refusals.history(self._redis, self._keys),
+            "reconciler": await self._reconciler(),
+        }
+
+    async def _redis_status(self) -> dict[str, Any]:
+        """Whether Redis answers, how fast, and what it is."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.ping()
+                latency = (time.perf_counter() - started) * 1000
+                info = await self._redis.info()
+        except (RedisError, OSError, TimeoutError) as exc:
+            return {"ok": False, "error": str(exc) or type(exc).__name__}
+        if "redis_version" not in info and info:  # a cluster answers per node
+            info = next(iter(info.values()))
+        server = "valkey" if "valkey_version" in info else "redis"
+        return {
+            "ok": True,
+            "latency_ms": round(latency, 2),
+            "server": f"{server} {info.get(server + '_version') or info.get('redis_version')}",
+            "memory": info.get("used_memory_human"),
+            "clients": info.get("connected_clients"),
+            "aof": bool(info.get("aof_enabled")),
+            "role": info.get("role"),
+            "cluster": isinstance(self._redis, RedisCluster),
+        }
+
+    async def _reconciler(self) -> dict[str, Any]:
+        """Whether a poller holds the lease now, and how far the API is reconciled."""
+        ttl = int(await self._redis.pttl(self._keys.poll_lease()))
+        mark = await self._redis.get(self._keys.poll_mark())
+        return {
+            "running": ttl > 0,
+            "lease_ms": max(ttl, 0),
+            "mark": replies.text(mark) if mark else None,
         }
 
     async def events(self, request: Request) -> Response:
@@ -225,8 +299,15 @@ class Dashboard:
         while True:
             if time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + STATS_EVERY
-                yield b"event: stats\ndata: " + _encoder.encode(await self._stats()) + b"\n\n"
-            for stream, entries in await self._read(last):
+                figures = await self._stats()
+                yield b"event: stats\ndata: " + _encoder.encode(figures) + b"\n\n"
+                if not figures["redis"]["ok"]:
+                    await asyncio.sleep(1)  # the page shows Redis down; try again soon
+                    continue
+            found: list[tuple[str, list[Any]]] = []
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                found = await self._read(last)
+            for stream, entries in found:
                 for entry_id, fields in replies.rows(entries):
                     last[stream] = entry_id
                     item = _summary(self._streams[stream], entry_id, fields)
@@ -243,6 +324,25 @@ class Dashboard:
                 await asyncio.sleep(1)
             return found
         return replies.streams(await self._redis.xread(last, count=200, block=1000))
+
+    async def letter(self, request: Request) -> Response:
+        """One dead letter: its fields and its body (as text; JSON pretty-printed)."""
+        entry_id = request.path_params["entry_id"]
+        found = (
+            await find_letter(self._redis, self._keys, entry_id)
+            if _ENTRY_ID.fullmatch(entry_id)
+            else None
+        )
+        if found is None:
+            raise LetterNotFound("no dead letter with this id (replayed or trimmed?)")
+        letter: dict[str, Any] = dict(found.letter.as_object(found.entry_id))
+        body = str(letter.get("body", ""))
+        try:
+            letter["body"] = msgspec.json.format(body.encode(), indent=2).decode()
+            letter["body_json"] = True
+        except msgspec.DecodeError:
+            letter["body_json"] = False
+        return json_response(letter)
 
     async def replay_letter(self, request: Request) -> Response:
         replayed = await self._replayer.replay(request.path_params["entry_id"])

@@ -24,6 +24,7 @@ from ..domain import webhooks
 from ..domain.webhooks import Inbound, WebhookDelivery
 from ..streams.errors import RedisUnavailable, StreamFull
 from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
+from ..streams.refusals import Refusals
 from . import intake
 from .errors import BackPressure, InvalidPayload, MalformedJSON, Problem, Unavailable, render
 from .signature import Verifier
@@ -37,9 +38,13 @@ _encoder = msgspec.json.Encoder()
 class Receiver:
     """``POST /webhooks/voucherify``, with the state it needs, built once per app."""
 
-    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+    def __init__(
+        self, settings: Settings, publisher: Publisher, refusals: Refusals | None = None
+    ) -> None:
         self.settings = settings
         self.publisher = publisher
+        #: Per-minute refusal counts for the dashboard (flushed to Redis by the app).
+        self.refusals = refusals
         self.verifier = Verifier(secret.key for secret in settings.secrets)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,15 +97,15 @@ class Receiver:
                 )
         except RedisUnavailable as exc:
             unavailable = Unavailable()
-            _refused(scope, unavailable, inbound, exc.__cause__ or exc, started)
+            self._count(_refused(scope, unavailable, inbound, exc.__cause__ or exc, started))
             raise unavailable from exc
         except StreamFull as exc:
             # Nothing was trimmed to make room: the sender retries once consumers catch up.
             full = BackPressure(str(exc))
-            _refused(scope, full, inbound, exc, started, outcome="stream_full")
+            self._count(_refused(scope, full, inbound, exc, started, outcome="stream_full"))
             raise full from exc
         except Problem as problem:
-            _refused(scope, problem, inbound, problem.__cause__, started)
+            self._count(_refused(scope, problem, inbound, problem.__cause__, started))
             raise
         if isinstance(outcome, Accepted):
             if isinstance(inbound, WebhookDelivery):
@@ -118,6 +123,10 @@ class Receiver:
             extra={"fields": _access(scope, status, label, inbound, started)},
         )
         return status, body
+
+    def _count(self, outcome: str) -> None:
+        if self.refusals is not None:
+            self.refusals.count(outcome)
 
     async def _decode(self, body: bytes, received_at: datetime) -> Inbound:
         try:
@@ -163,8 +172,8 @@ def _refused(
     started: float,
     *,
     outcome: str | None = None,
-) -> None:
-    """Count and log one refusal."""
+) -> str:
+    """Count and log one refusal; its outcome label."""
     outcome = outcome or _OUTCOMES.get(problem.error, problem.error)
     metrics.delivery(inbound.type if inbound else "unknown", outcome)
     fields = _access(scope, problem.status, outcome, inbound, started) | {"detail": problem.detail}
@@ -173,6 +182,7 @@ def _refused(
         logger.warning("webhook refused", extra={"fields": fields})
     else:
         logger.info("webhook refused", extra={"fields": fields})
+    return outcome
 
 
 def _answer(id_: str, outcome: Outcome) -> tuple[int, bytes]:

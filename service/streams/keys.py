@@ -93,6 +93,10 @@ class Keys:
         """Matches every stream of this prefix, for SCAN."""
         return f"{self.prefix}:{{*}}:*"
 
+    def refusals(self, minute: int) -> str:
+        """Refused deliveries of one minute (since the epoch), by reason: a hash."""
+        return f"{self.prefix}:{{refusals}}:{minute}"
+
     # The reconciler's keys share the ``{poll}`` slot, so the mark is written
     # only by the lease holder, in one script.
 

@@ -61,11 +61,14 @@ async def collect(client: Client, keys: Keys) -> dict[str, Any]:
     streams: list[dict[str, Any]] = []
     dedup: Counter[str] = Counter()
     names: list[str] = []
+    refusals = keys.refusals(0).rpartition(":")[0] + ":"
     async for raw in client.scan_iter(match=keys.all_pattern(), count=1000):
         key = replies.text(raw)
         parsed = keys.parse_stream(key)
         if parsed is not None or key == keys.dead_letters():
             names.append(key)
+        elif key.startswith(refusals):
+            continue  # the dashboard's counters, not dedup keys
         else:
             dedup[_dedup_kind(key, keys)] += 1
     for key in sorted(set(names)):

@@ -2,18 +2,30 @@
 "use strict";
 
 const WINDOW = 120; // seconds of the per-type rate chart
+const REASON_COLOURS = {
+  invalid_signature: "#b3261e",
+  forbidden: "#8e24aa",
+  too_large: "#ef6c00",
+  unsupported_media_type: "#6d4c41",
+  invalid_payload: "#c2185b",
+  malformed_json: "#5d4037",
+  unavailable: "#455a64",
+  stream_full: "#37474f",
+};
 const state = {
   types: [],
   perSecond: new Map(), // second -> Map(type -> count)
-  totals: new Map(),    // type -> count since the page opened
   hour: null,           // {start, done: [60], failed: [60]}
-  inFlight: new Map(),  // action id -> entry
+  refusals: null,       // {start, reasons: {reason: [60]}, status: {reason: code}}
+  inFlight: new Map(),  // action id -> entry (with firstSeen)
   failed: [],           // latest failures, newest first
   dead: new Map(),      // entry id -> dead letter, newest first
   webhookEvents: [],    // latest webhook events, newest first
+  open: null,           // entry id of the dead letter shown with its body
 };
 let rateChart = null;
 let hourChart = null;
+let refusalChart = null;
 
 const $ = (sel) => document.querySelector(sel);
 function cell(text, cls) {
@@ -29,35 +41,84 @@ function row(cells, attrs = {}) {
   return tr;
 }
 function fill(sel, rows) {
-  const body = $(sel + " tbody");
-  body.replaceChildren(...rows);
+  $(sel + " tbody").replaceChildren(...rows);
 }
 const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "");
-const entryTime = (id) => new Date(Number(String(id).split("-")[0])).toLocaleTimeString();
+const entryMs = (id) => Number(String(id).split("-")[0]);
+const entryTime = (id) => new Date(entryMs(id)).toLocaleTimeString();
+function age(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${String(Math.floor(s / 60) % 60).padStart(2, "0")}m`;
+  return `${Math.floor(s / 86400)}d ${Math.floor(s / 3600) % 24}h`;
+}
 
 function colour(i) {
   return `hsl(${(i * 137) % 360} 65% 45%)`;
 }
 
+// A y axis wide enough for its numbers, its label clear of them.
+const yAxis = (label) => ({ label, size: 56, gap: 6, labelGap: 4, labelSize: 18 });
+
+function chartWidth(sel) {
+  return Math.max(300, $(sel).clientWidth || 600);
+}
+
 function makeCharts() {
-  const width = Math.max(400, $("#rate-chart").clientWidth || 800);
   const series = [{}].concat(state.types.map((t, i) => ({ label: t, stroke: colour(i), width: 1.5 })));
   rateChart = new uPlot(
-    { width, height: 220, series, legend: { show: false }, axes: [{}, { label: "events/s" }] },
+    { width: chartWidth("#rate-chart"), height: 220, series, legend: { show: false }, axes: [{}, yAxis("events/s")] },
     rateData(),
     $("#rate-chart"),
   );
-  const bars = uPlot.paths.bars({ size: [0.6, 20] });
+  const bars = uPlot.paths.bars({ size: [0.7, 20] });
   hourChart = new uPlot(
     {
-      width, height: 200,
+      width: chartWidth("#hour-chart"), height: 200,
       series: [{}, { label: "DONE", fill: "#3b6fd8aa", stroke: "#3b6fd8", paths: bars, points: { show: false } },
                { label: "FAILED", fill: "#b3261eaa", stroke: "#b3261e", paths: bars, points: { show: false } }],
-      axes: [{}, { label: "per minute" }],
+      axes: [{}, yAxis("per minute")],
     },
     hourData(),
     $("#hour-chart"),
   );
+  makeRefusalChart();
+}
+
+// Stacked bars: each series is the running sum of the reasons before it, drawn
+// largest first so the smaller sums paint over it.
+function refusalReasons() {
+  return Object.keys(state.refusals.reasons).sort();
+}
+function makeRefusalChart() {
+  const reasons = refusalReasons();
+  const bars = uPlot.paths.bars({ size: [0.7, 20] });
+  const series = [{}].concat(reasons.slice().reverse().map((r) => ({
+    label: `${state.refusals.status[r] || ""} ${r}`,
+    fill: (REASON_COLOURS[r] || "#777") + "cc",
+    stroke: REASON_COLOURS[r] || "#777",
+    paths: bars,
+    points: { show: false },
+  })));
+  if (refusalChart) refusalChart.destroy();
+  refusalChart = new uPlot(
+    { width: chartWidth("#refusal-chart"), height: 200, series, legend: { show: false }, axes: [{}, yAxis("per minute")] },
+    refusalData(reasons),
+    $("#refusal-chart"),
+  );
+  refusalChart.reasons = reasons.join(",");
+}
+function refusalData(reasons) {
+  const r = state.refusals;
+  const xs = Array.from({ length: 60 }, (_, i) => Math.floor(r.start / 1000) + i * 60);
+  const sums = [];
+  let running = xs.map(() => 0);
+  for (const reason of reasons) {
+    running = running.map((v, i) => v + (r.reasons[reason][i] || 0));
+    sums.push(running);
+  }
+  return [xs, ...sums.reverse()];
 }
 
 function rateData() {
@@ -78,14 +139,17 @@ function hourData() {
   return [xs, h.done, h.failed];
 }
 
-function count(entry) {
-  const second = Math.floor(Date.now() / 1000);
+function countAt(second, type, n = 1) {
   if (!state.perSecond.has(second)) state.perSecond.set(second, new Map());
   const counts = state.perSecond.get(second);
-  counts.set(entry.type, (counts.get(entry.type) || 0) + 1);
-  state.totals.set(entry.type, (state.totals.get(entry.type) || 0) + 1);
+  counts.set(type, (counts.get(type) || 0) + n);
+  if (!state.types.includes(type)) state.types.push(type);
+}
+
+function count(entry) {
+  countAt(Math.floor(entryMs(entry.entry_id) / 1000), entry.type);
   if (entry.kind === "completed") {
-    const minute = Math.min(59, Math.floor((Date.now() - state.hour.start) / 60000));
+    const minute = Math.min(59, Math.floor((entryMs(entry.entry_id) - state.hour.start) / 60000));
     const bucket = entry.status === "FAILED" ? state.hour.failed : state.hour.done;
     if (minute >= 0) bucket[minute] += 1;
   }
@@ -104,6 +168,8 @@ function onEntry(entry) {
     return;
   }
   if (entry.kind === "progress") {
+    const known = state.inFlight.get(entry.id);
+    entry.firstSeen = known ? known.firstSeen : entryMs(entry.entry_id);
     state.inFlight.set(entry.id, entry);
   } else {
     state.inFlight.delete(entry.id);
@@ -119,10 +185,14 @@ function renderRates() {
   const now = Math.floor(Date.now() / 1000);
   let total = 0;
   const recent = new Map();
-  for (let s = now - 10; s < now; s++) {
-    for (const [t, n] of state.perSecond.get(s) || []) recent.set(t, (recent.get(t) || 0) + n);
+  const window = new Map();
+  for (const [s, counts] of state.perSecond) {
+    for (const [t, n] of counts) {
+      if (s > now - WINDOW) window.set(t, (window.get(t) || 0) + n);
+      if (s >= now - 10 && s < now) recent.set(t, (recent.get(t) || 0) + n);
+    }
   }
-  const rows = [...state.totals.entries()]
+  const rows = [...window.entries()]
     .sort((a, b) => b[1] - a[1])
     .map(([t, n]) => {
       const rate = (recent.get(t) || 0) / 10;
@@ -132,17 +202,37 @@ function renderRates() {
   fill("#rates", rows);
   $("#rate-total").textContent = total.toFixed(1);
   for (const s of state.perSecond.keys()) if (s < now - WINDOW - 5) state.perSecond.delete(s);
-  if (rateChart) rateChart.setData(rateData());
+  if (rateChart) {
+    if (rateChart.series.length !== state.types.length + 1) {
+      rateChart.destroy();
+      makeRateChartOnly();
+    }
+    rateChart.setData(rateData());
+  }
   if (hourChart) hourChart.setData(hourData());
+  renderInFlight();
+}
+
+function makeRateChartOnly() {
+  const series = [{}].concat(state.types.map((t, i) => ({ label: t, stroke: colour(i), width: 1.5 })));
+  rateChart = new uPlot(
+    { width: chartWidth("#rate-chart"), height: 220, series, legend: { show: false }, axes: [{}, yAxis("events/s")] },
+    rateData(),
+    $("#rate-chart"),
+  );
 }
 
 function renderInFlight() {
+  const now = Date.now();
   fill("#in-flight", [...state.inFlight.values()].map((e) => {
     const bar = document.createElement("td");
     bar.innerHTML = '<span class="bar"><span></span></span> ';
     bar.querySelector(".bar > span").style.width = `${Math.max(0, Math.min(100, e.progress || 0))}%`;
     bar.append(`${e.progress ?? 0}%`);
-    return row([cell(e.type), cell(e.id), cell(e.status), bar], { "data-id": e.id });
+    const since = e.created_at ? Date.parse(e.created_at) : e.firstSeen;
+    const ageCell = cell(age(now - since), "num age");
+    ageCell.title = e.created_at ? `created ${new Date(since).toLocaleString()}` : "since first seen";
+    return row([cell(e.type), cell(e.id), cell(e.status), bar, ageCell], { "data-id": e.id });
   }));
 }
 
@@ -176,17 +266,59 @@ function renderWebhookEvents() {
 }
 
 function renderDead() {
-  fill("#dead", [...state.dead.values()].map((d) => {
+  const rows = [];
+  for (const d of state.dead.values()) {
     const action = document.createElement("td");
     const button = document.createElement("button");
     button.textContent = "Replay";
-    button.onclick = () => replay(d.entry_id, button);
+    button.onclick = (event) => { event.stopPropagation(); replay(d.entry_id, button); };
     action.appendChild(button);
-    return row(
+    const tr = row(
       [cell(entryTime(d.entry_id)), cell(d.reason), cell(d.detail), cell(d.size, "num"), action],
-      { "data-entry": d.entry_id },
+      { "data-entry": d.entry_id, class: "openable" + (state.open === d.entry_id ? " open" : "") },
     );
-  }));
+    tr.onclick = () => toggleLetter(d.entry_id);
+    rows.push(tr);
+    if (state.open === d.entry_id && d.full) rows.push(letterRow(d));
+  }
+  fill("#dead", rows);
+}
+
+function letterRow(d) {
+  const td = document.createElement("td");
+  td.colSpan = 5;
+  const facts = document.createElement("dl");
+  for (const name of ["entry_id", "reason", "received_at", "sha256", "detail"]) {
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = d.full[name] || "";
+    facts.append(dt, dd);
+  }
+  const body = document.createElement("pre");
+  body.className = "body";
+  body.textContent = d.full.body; // text only: a body is never markup here
+  td.append(facts, body);
+  return row([td], { class: "letter", "data-letter": d.entry_id });
+}
+
+async function toggleLetter(entryId) {
+  if (state.open === entryId) {
+    state.open = null;
+    renderDead();
+    return;
+  }
+  state.open = entryId;
+  const d = state.dead.get(entryId);
+  if (d && !d.full) {
+    const response = await fetch(`/dashboard/dead-letters/${encodeURIComponent(entryId)}`);
+    if (!response.ok) {
+      d.full = { body: `(${response.status}: ${(await response.json()).detail || "not found"})` };
+    } else {
+      d.full = await response.json();
+    }
+  }
+  renderDead();
 }
 
 async function replay(entryId, button) {
@@ -194,6 +326,7 @@ async function replay(entryId, button) {
   const response = await fetch(`/dashboard/dead-letters/${encodeURIComponent(entryId)}/replay`, { method: "POST" });
   const outcome = await response.json();
   state.dead.delete(entryId);
+  if (state.open === entryId) state.open = null;
   if (!outcome.replayed && outcome.new_entry_id) {
     // Still failing: it was re-filed under its new reason.
     state.dead = new Map([[outcome.new_entry_id, { entry_id: outcome.new_entry_id, reason: outcome.reason, detail: outcome.detail, size: "" }], ...state.dead]);
@@ -201,24 +334,79 @@ async function replay(entryId, button) {
   renderDead();
 }
 
-function renderStats(stats) {
-  $("#dead-count").textContent = stats.dead_count;
+function renderRefusals() {
+  const r = state.refusals;
+  if (!r) return;
+  const reasons = refusalReasons();
+  let hourTotal = 0;
+  fill("#refusals", reasons.map((reason) => {
+    const counts = r.reasons[reason];
+    const hour = counts.reduce((a, b) => a + b, 0);
+    const last5 = counts.slice(-5).reduce((a, b) => a + b, 0);
+    hourTotal += hour;
+    const swatch = cell(r.status[reason] || "");
+    swatch.style.borderLeft = `4px solid ${REASON_COLOURS[reason] || "#777"}`;
+    return row([swatch, cell(reason), cell(last5, "num"), cell(hour, "num")], { "data-reason": reason });
+  }));
+  if (!reasons.length) fill("#refusals", [row([cell("none in the last hour", "quiet")])]);
+  $("#refused-total").textContent = hourTotal;
+  if (!refusalChart || refusalChart.reasons !== reasons.join(",")) makeRefusalChart();
+  else refusalChart.setData(refusalData(reasons));
+}
 
+function renderRedis(redis) {
+  const badge = $("#redis");
+  badge.classList.toggle("down", !redis.ok);
+  badge.classList.toggle("up", !!redis.ok);
+  if (!redis.ok) {
+    badge.textContent = "Redis down";
+    badge.title = redis.error;
+    return;
+  }
+  badge.textContent = `${redis.server} · ${redis.latency_ms} ms · ${redis.memory}`;
+  badge.title = `role ${redis.role}, ${redis.clients} clients, AOF ${redis.aof ? "on" : "off"}${redis.cluster ? ", cluster" : ""}`;
+}
+
+function renderReconciler(reconciler) {
+  const badge = $("#reconciler");
+  if (!reconciler) return;
+  badge.classList.toggle("up", reconciler.running);
+  const mark = reconciler.mark ? `, complete to ${new Date(reconciler.mark).toLocaleString()}` : "";
+  badge.textContent = reconciler.running ? `reconciler polling${mark}` : `reconciler off${mark}`;
+  badge.title = reconciler.running
+    ? "a poller holds the lease (fanout poll, or fanout serve --poll)"
+    : "no poller holds the lease: start fanout poll, or fanout serve --poll";
+}
+
+function renderStats(stats) {
+  renderRedis(stats.redis);
+  if (!stats.redis.ok) return;
+  $("#dead-count").textContent = stats.dead_count;
   fill("#groups", stats.groups.map((g) => row([
     cell(g.stream), cell(g.group), cell(g.consumers, "num"), cell(g.pending, "num"), cell(g.lag, "num"),
   ])));
+  state.refusals = stats.refusals;
+  renderRefusals();
+  renderReconciler(stats.reconciler);
+}
+
+function seedRates(rates) {
+  for (const [type, counts] of Object.entries(rates.types)) {
+    counts.forEach((n, i) => { if (n) countAt(rates.start + i, type, n); });
+  }
 }
 
 async function start() {
   const snapshot = await (await fetch("/dashboard/snapshot")).json();
-  state.types = snapshot.types;
+  state.types = snapshot.types.slice();
   state.hour = snapshot.hour;
   state.failed = snapshot.failed;
-  snapshot.in_flight.forEach((e) => state.inFlight.set(e.id, e));
+  state.refusals = snapshot.refusals;
+  seedRates(snapshot.rates);
+  snapshot.in_flight.forEach((e) => { e.firstSeen = entryMs(e.entry_id); state.inFlight.set(e.id, e); });
   snapshot.dead.forEach((d) => state.dead.set(d.entry_id, d));
   state.webhookEvents = snapshot.webhook_events;
   makeCharts();
-  renderInFlight();
   renderFailed();
   renderDead();
   renderWebhookEvents();
