@@ -10,7 +10,7 @@ and the vendor adds fields over time (unknown fields are ignored).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import msgspec
 
@@ -142,25 +142,25 @@ class OrderImportResult(_ImportResult):
 
 
 # The two results whose ``failed`` the vendor documents as an object and sends as an
-# array of objects. They are decoded as sent, into these private subclasses that
-# accept both and turn a lone object into a list of one; from then on they are the
-# public classes above, whose ``failed`` is always a list (or None), as published.
+# array of objects. They are decoded as sent, into these private wire structs that
+# accept both, and the action replaces them at once by the public classes above,
+# whose ``failed`` is always a list (or None), as published.
 
 
-class _VoucherImportResultAsSent(VoucherImportResult):
-    failed: list[VoucherImportFailure] | VoucherImportFailure | None = None  # type: ignore[assignment]
+class _VoucherImportResultAsSent(_ImportResult):
+    failed: list[VoucherImportFailure] | VoucherImportFailure | None = None
 
-    def __post_init__(self) -> None:
-        if isinstance(self.failed, VoucherImportFailure):
-            self.failed = [self.failed]
+    def public(self) -> VoucherImportResult:
+        failed = [self.failed] if isinstance(self.failed, VoucherImportFailure) else self.failed
+        return VoucherImportResult(self.message, self.done_count, self.failed_count, failed)
 
 
-class _OrderImportResultAsSent(OrderImportResult):
-    failed: list[OrderImportFailure] | OrderImportFailure | None = None  # type: ignore[assignment]
+class _OrderImportResultAsSent(_ImportResult):
+    failed: list[OrderImportFailure] | OrderImportFailure | None = None
 
-    def __post_init__(self) -> None:
-        if isinstance(self.failed, OrderImportFailure):
-            self.failed = [self.failed]
+    def public(self) -> OrderImportResult:
+        failed = [self.failed] if isinstance(self.failed, OrderImportFailure) else self.failed
+        return OrderImportResult(self.message, self.done_count, self.failed_count, failed)
 
 
 class _UpdateResult(_Record):
@@ -294,7 +294,15 @@ class SkusImportCsv(AsyncAction, tag="SKUS.IMPORT_CSV"):
 
 
 class VouchersImport(AsyncAction, tag="VOUCHERS.IMPORT"):
-    result: _VoucherImportResultAsSent | None = None
+    # msgspec decodes the wire struct; once decoded the result is the public class.
+    if TYPE_CHECKING:
+        result: VoucherImportResult | None = None
+    else:
+        result: _VoucherImportResultAsSent | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.result, _VoucherImportResultAsSent):
+            self.result = self.result.public()
 
 
 class VouchersImportCsv(AsyncAction, tag="VOUCHERS.IMPORT_CSV"):
@@ -314,7 +322,14 @@ class VouchersMetadataKeyPurge(AsyncAction, tag="VOUCHERS.METADATA_KEY_PURGE"):
 
 
 class OrdersImport(AsyncAction, tag="ORDERS.IMPORT"):
-    result: _OrderImportResultAsSent | None = None
+    if TYPE_CHECKING:
+        result: OrderImportResult | None = None
+    else:
+        result: _OrderImportResultAsSent | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.result, _OrderImportResultAsSent):
+            self.result = self.result.public()
 
 
 class OrdersMetadataKeyPurge(AsyncAction, tag="ORDERS.METADATA_KEY_PURGE"):
@@ -346,7 +361,7 @@ ACTION_TYPES: tuple[type[AsyncAction], ...] = (
     OrdersMetadataKeyPurge,
 )
 
-#: The result class events carry, where it is not the action's own (see ``_...AsSent``).
+#: The result class events carry, where the action decodes a wire struct (``_...AsSent``).
 PUBLISHED_RESULT: dict[type[AsyncAction], Any] = {
     VouchersImport: VoucherImportResult | None,
     OrdersImport: OrderImportResult | None,
