@@ -428,6 +428,26 @@ def failure_reason(error: msgspec.DecodeError) -> str:
     return "invalid_payload"
 
 
+class _TypeOnly(msgspec.Struct):
+    type: str | None = None
+
+
+_type_decoder = msgspec.json.Decoder(_TypeOnly)
+
+
+def type_label(body: bytes) -> str | None:
+    """The metrics label of a body that did not decode: its type when it is one of
+    ``TYPES``, ``"other"`` for a type this service does not know, None without one.
+    (Bounded: a sender's own type names never become label values.)"""
+    try:
+        found = _type_decoder.decode(body).type
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    if found is None:
+        return None
+    return found if found in BY_TYPE else "other"
+
+
 def encode(action: AsyncAction) -> bytes:
     """Canonical JSON of a decoded action: what was understood, in field order."""
     return _encoder.encode(action)

@@ -50,9 +50,21 @@ class Problem(Exception):
     error: ClassVar[str] = "internal_error"
     headers: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        reason: str | None = None,
+        dead_letter: str | None = None,
+        type_: str | None = None,
+    ) -> None:
         super().__init__(detail or self.error)
         self.detail = detail
+        #: For a refused body that was dead-lettered: the letter's reason and entry id.
+        self.reason = reason
+        self.dead_letter = dead_letter
+        #: The metrics label of the body's type, when it could be read.
+        self.type_ = type_
 
 
 class InvalidSignature(Problem):
@@ -115,6 +127,10 @@ def json_response(
 def render(problem: Problem) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, raw headers and JSON body of the answer to ``problem``."""
     body: dict[str, str] = {"error": problem.error}
+    if problem.reason is not None:
+        body["reason"] = problem.reason
+    if problem.dead_letter is not None:
+        body["dead_letter"] = problem.dead_letter
     if problem.detail is not None:
         body["detail"] = problem.detail
     headers = [(b"content-type", b"application/json")]

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from .. import metrics
 from ..config import Settings
-from ..domain import webhooks
+from ..domain import actions, webhooks
 from ..domain.webhooks import Inbound, WebhookDelivery
 from ..streams.errors import RedisUnavailable, StreamFull
 from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
@@ -129,23 +129,26 @@ class Receiver:
             self.refusals.count(outcome)
 
     async def _decode(self, body: bytes, received_at: datetime) -> Inbound:
+        """The action or event; else the body is dead-lettered (authenticated, so kept:
+        nothing the sender signed is lost) and the answer names the letter and its reason."""
         try:
             return webhooks.decode(body)
-        except msgspec.ValidationError as exc:
-            await self.publisher.dead_letter(
-                webhooks.failure_reason(exc), str(exc), body, received_at
-            )
-            raise InvalidPayload(str(exc)) from None
         except msgspec.DecodeError as exc:
-            # Authenticated, so kept: nothing the sender signed is lost.
-            await self.publisher.dead_letter(
-                webhooks.failure_reason(exc), str(exc), body, received_at
-            )
-            raise MalformedJSON(str(exc)) from None
+            reason = webhooks.failure_reason(exc)
+            filed = await self.publisher.dead_letter(reason, str(exc), body, received_at)
+            refused = InvalidPayload if isinstance(exc, msgspec.ValidationError) else MalformedJSON
+            raise refused(
+                str(exc),
+                reason=reason,
+                dead_letter=filed.entry_id,
+                type_=actions.type_label(body),
+            ) from None
 
 
 # Outcome labels of refusals, where they differ from the error code.
 _OUTCOMES = {"body_too_large": "too_large"}
+#: The ``type`` label of a delivery whose body was not read or not decoded.
+NO_TYPE = "none"
 
 
 def _access(
@@ -175,8 +178,12 @@ def _refused(
 ) -> str:
     """Count and log one refusal; its outcome label."""
     outcome = outcome or _OUTCOMES.get(problem.error, problem.error)
-    metrics.delivery(inbound.type if inbound else "unknown", outcome)
+    metrics.delivery(inbound.type if inbound else problem.type_ or NO_TYPE, outcome)
     fields = _access(scope, problem.status, outcome, inbound, started) | {"detail": problem.detail}
+    if inbound is None and problem.type_ is not None:
+        fields["type"] = problem.type_
+    if problem.dead_letter is not None:
+        fields |= {"reason": problem.reason, "dead_letter": problem.dead_letter}
     if problem.status >= 500:
         fields["cause"] = repr(cause) if cause else None
         logger.warning("webhook refused", extra={"fields": fields})

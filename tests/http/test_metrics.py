@@ -55,8 +55,9 @@ async def test_counters_and_histograms_move_with_deliveries(
     type_ = "CUSTOMERS.IMPORT_CSV"
     assert delta("fanout_deliveries_total", type=type_, outcome="accepted") == 1
     assert delta("fanout_deliveries_total", type=type_, outcome="duplicate") == 1
-    assert delta("fanout_deliveries_total", type="unknown", outcome="invalid_signature") == 1
-    assert delta("fanout_deliveries_total", type="unknown", outcome="invalid_payload") == 1
+    # Not authenticated: the body is not looked at. Invalid, but of a known type: that type.
+    assert delta("fanout_deliveries_total", type="none", outcome="invalid_signature") == 1
+    assert delta("fanout_deliveries_total", type=type_, outcome="invalid_payload") == 1
     assert delta("fanout_completions_total", type=type_, status="FAILED") == 1
     assert delta("fanout_failed_records_total", type=type_) == 2
     assert delta("fanout_dead_letters_total", reason="invalid_payload") == 1
@@ -102,10 +103,9 @@ async def test_too_large_and_unavailable_outcomes(settings: Settings, tmp_path: 
     finally:
         server.stop()
     # Metrics are per process: both apps here count into the same registry.
-    too_large = value(after, "fanout_deliveries_total", type="unknown", outcome="too_large")
+    too_large = value(after, "fanout_deliveries_total", type="none", outcome="too_large")
     assert (
-        too_large - value(before, "fanout_deliveries_total", type="unknown", outcome="too_large")
-        == 1
+        too_large - value(before, "fanout_deliveries_total", type="none", outcome="too_large") == 1
     )
     unavailable = value(
         after, "fanout_deliveries_total", type="ORDERS.IMPORT", outcome="unavailable"

@@ -185,6 +185,9 @@ async def test_unknown_type_is_422_with_path_and_dead_lettered(
     assert len(letters) == 1
     letter = fields(letters[0][1])
     assert letter["reason"] == "unknown_type"
+    # The answer and its dead letter agree, and the answer says which letter.
+    assert response.json()["reason"] == "unknown_type"
+    assert response.json()["dead_letter"] == letters[0][0].decode()
     assert letter["body"].encode() == body
     assert letter["sha256"] == hashlib.sha256(body).hexdigest()
     assert "$.type" in letter["detail"]
@@ -201,12 +204,18 @@ async def test_wrong_field_type_is_422_naming_the_path(
     again = await post(http, body)
 
     assert response.status_code == again.status_code == 422
-    assert response.json() == {
-        "error": "invalid_payload",
-        "detail": "Expected `int | null`, got `str` - at `$.result.done_count`",
-    }
     letters = await redis.xrange(keys.dead_letters())
     assert len(letters) == 1, "the same body is dead-lettered once"
+    assert (
+        response.json()
+        == again.json()
+        == {
+            "error": "invalid_payload",
+            "reason": "invalid_payload",
+            "dead_letter": letters[0][0].decode(),
+            "detail": "Expected `int | null`, got `str` - at `$.result.done_count`",
+        }
+    )
     assert letters[0][1][b"reason"] == b"invalid_payload"
     assert await redis.xlen(keys.completed("CUSTOMERS.IMPORT_CSV")) == 0
 
