@@ -71,7 +71,7 @@ lock:
 	  $(VENV)-lock/bin/python -m pip freeze --exclude voucherify-fanout; } > requirements.lock
 	rm -rf $(VENV)-lock
 
-# Needs wrk (Debian: apt-get install wrk). Prints ratios; see README "Performance".
+# Needs wrk (Debian: apt-get install wrk). Prints ratios; see docs/performance.md.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
