@@ -66,12 +66,7 @@ function chartWidth(sel) {
 }
 
 function makeCharts() {
-  const series = [{}].concat(state.types.map((t, i) => ({ label: t, stroke: colour(i), width: 1.5 })));
-  rateChart = new uPlot(
-    { width: chartWidth("#rate-chart"), height: 220, series, legend: { show: false }, axes: [{}, yAxis("events/s")] },
-    rateData(),
-    $("#rate-chart"),
-  );
+  makeRateChart();
   const bars = uPlot.paths.bars({ size: [0.7, 20] });
   hourChart = new uPlot(
     {
@@ -205,7 +200,7 @@ function renderRates() {
   if (rateChart) {
     if (rateChart.series.length !== state.types.length + 1) {
       rateChart.destroy();
-      makeRateChartOnly();
+      makeRateChart();
     }
     rateChart.setData(rateData());
   }
@@ -213,7 +208,8 @@ function renderRates() {
   renderInFlight();
 }
 
-function makeRateChartOnly() {
+// One line per type; made again when a type appears that the page did not know.
+function makeRateChart() {
   const series = [{}].concat(state.types.map((t, i) => ({ label: t, stroke: colour(i), width: 1.5 })));
   rateChart = new uPlot(
     { width: chartWidth("#rate-chart"), height: 220, series, legend: { show: false }, axes: [{}, yAxis("events/s")] },
