@@ -1,4 +1,4 @@
-"""Consume completion events with a consumer group and react per type.
+"""Consume completion events (and webhook events, with --types) with a consumer group.
 
     python examples/consume.py                 # the Redis of the `fanout serve` running here
     python examples/consume.py --redis-url redis://127.0.0.1:6379/0 --group billing
@@ -16,20 +16,30 @@ import asyncio
 import signal
 import sys
 
-from service import CompletionEvent, Consumer, OrderImportResult, VoucherImportResult
+from service import (
+    CompletionEvent,
+    Consumer,
+    OrderImportResult,
+    StreamEvent,
+    VoucherImportResult,
+    WebhookEvent,
+)
 from service.consumer import NoRedis
 
 
 async def main(args: argparse.Namespace) -> None:
+    types = {"types": args.types.split(",")} if args.types else {}
     consumer = await Consumer.connect(
-        args.group, url=args.redis_url, data_dir=args.data_dir, prefix=args.prefix
+        args.group, url=args.redis_url, data_dir=args.data_dir, prefix=args.prefix, **types
     )
     seen = 0
 
-    async def handle(event: CompletionEvent) -> None:
+    async def handle(event: StreamEvent) -> None:
         nonlocal seen
-        match event.result:  # the result's class is the one of the event's type
-            case VoucherImportResult(failed=failed) | OrderImportResult(failed=failed):
+        match event:  # the result's class is the one of the event's type
+            case CompletionEvent(
+                result=VoucherImportResult(failed=failed) | OrderImportResult(failed=failed)
+            ):
                 # `failed` is a list of typed records (or None when there were none).
                 reasons = sorted({record.reason or "no reason" for record in failed or []})
                 print(
@@ -37,10 +47,12 @@ async def main(args: argparse.Namespace) -> None:
                     + (f" ({', '.join(reasons)})" if reasons else ""),
                     flush=True,
                 )
-            case _:
+            case CompletionEvent():
                 print(
                     f"{event.type} {event.id} {event.status}: {event.done_count} done", flush=True
                 )
+            case WebhookEvent():  # with --types voucher.published, …
+                print(f"{event.type} {event.id}", flush=True)
         seen += 1
         if args.count is not None and seen >= args.count:
             consumer.stop()
@@ -62,6 +74,11 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir", help="data folder of the local `fanout serve`")
     parser.add_argument("--group", default="example", help="consumer group (default example)")
     parser.add_argument("--prefix", help="stream prefix (default: the server's, or voucherify)")
+    parser.add_argument(
+        "--types",
+        help="comma-separated, e.g. VOUCHERS.IMPORT,voucher.published "
+        "(default: the 22 async action types)",
+    )
     parser.add_argument("--count", type=int, help="stop after this many events")
     try:
         asyncio.run(main(parser.parse_args()))

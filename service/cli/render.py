@@ -182,7 +182,7 @@ EVENT_COLUMNS = (
     Column("time", 24, keep=0),
     Column("type", 28, keep=1, flex=True, min_width=16),
     Column("status", 11, keep=2),
-    Column("id", 21, keep=3),
+    Column("id", 24, keep=3),
     Column("request_id", 22, keep=7),
     Column("progress", 8, keep=6, justify="right"),
     Column("done", 6, keep=5, justify="right"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.domain import actions
+from service.domain import actions, webhook_samples
 from tests.support.cli import FANOUT, LocalServe, clean_env, run
 
 COMMANDS = (
@@ -45,7 +45,7 @@ def test_help_has_examples_and_exit_codes_for_every_command(tmp_path: Path) -> N
         assert "examples:\n  fanout " in page.stdout or "examples:\n  export " in page.stdout
         assert "exit status: 0 ok" in page.stdout, command
     tail = run("tail", "--help", cwd=tmp_path, env=clean_env(COLUMNS="100")).stdout
-    assert "--status {ENQUEUED,IN_PROGRESS,DONE,FAILED}\n                        only this" in tail
+    assert "--status {ENQUEUED,IN_PROGRESS,DONE,FAILED}\n                        only async" in tail
     send = run("send", "--help", cwd=tmp_path, env=clean_env(COLUMNS="100")).stdout
     assert "--list-samples" in send and "status of the sample" in send
 
@@ -53,7 +53,8 @@ def test_help_has_examples_and_exit_codes_for_every_command(tmp_path: Path) -> N
 def test_list_samples(tmp_path: Path) -> None:
     result = run("send", "--list-samples", cwd=tmp_path)
     assert result.returncode == 0
-    assert result.stdout.split() == list(actions.TYPES)
+    assert result.stdout.split() == [*actions.TYPES, *webhook_samples.TYPES]
+    assert "voucher.published" in result.stdout
 
 
 def test_a_bad_flag_value_names_the_flag_and_a_bad_variable_the_variable(

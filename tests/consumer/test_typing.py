@@ -18,21 +18,33 @@ from tests.support.cli import EXAMPLE
 MYPY = str(Path(sys.executable).parent / "mypy")
 
 CONSUMER = """\
-from service import CompletionEvent, Consumer, OrderImportResult, VoucherImportResult
+from service import (
+    CompletionEvent,
+    Consumer,
+    EventVoucherPublishedData,
+    OrderImportResult,
+    StreamEvent,
+    VoucherImportResult,
+    WebhookEvent,
+)
 
 
-async def handle(event: CompletionEvent) -> None:
-    match event.result:
-        case VoucherImportResult(failed=failed) | OrderImportResult(failed=failed):
+async def handle(event: StreamEvent) -> None:
+    match event:
+        case CompletionEvent(
+            result=VoucherImportResult(failed=failed) | OrderImportResult(failed=failed)
+        ):
             for record in failed or []:
                 print(event.id, record.reason)
-    if isinstance(event.result, VoucherImportResult) and event.result.failed:
-        codes: list[str | None] = [record.code for record in event.result.failed]
+        case WebhookEvent(data=EventVoucherPublishedData() as data):
+            print(event.id, data)
+    if isinstance(event, CompletionEvent) and isinstance(event.result, VoucherImportResult):
+        codes: list[str | None] = [record.code for record in event.result.failed or []]
         print(codes)
 
 
 async def main() -> None:
-    consumer = await Consumer.connect("billing", types=["VOUCHERS.IMPORT", "ORDERS.IMPORT"])
+    consumer = await Consumer.connect("billing", types=["VOUCHERS.IMPORT", "voucher.published"])
     try:
         await consumer.run(handle)
     finally:

@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.config import Secret, Settings
-from service.domain import samples
+from service.domain import samples, webhook_samples
 from service.streams import refusals
 from service.streams.keys import Keys
 from tests.support.browser import requires_chromium
@@ -69,6 +69,8 @@ async def test_the_page_opens_with_history_refusals_status_and_letters(
         running = samples.sample("VOUCHERS.IMPORT", status="IN_PROGRESS", progress=60)
         running["created_at"] = started
         assert (await post(http, running)).status_code == 202
+        for type_ in ("voucher.published", "redemption.succeeded"):
+            assert (await post(http, webhook_samples.envelope(type_))).status_code == 202
         await _refuse(http)
         client = Redis.from_url(own_redis)
         try:
@@ -85,7 +87,7 @@ async def test_the_page_opens_with_history_refusals_status_and_letters(
         await page.wait_for_selector("body[data-ready='1']", timeout=5000)
 
         rates = await page.inner_text("#rates tbody")
-        assert "VOUCHERS.IMPORT" in rates and "CUSTOMERS.IMPORT_CSV" in rates, "from history"
+        assert "VOUCHERS.IMPORT" in rates and "voucher.published" in rates, "from history"
         refused = {
             reason: await page.inner_text(f"#refusals tr[data-reason='{reason}']")
             for reason in ("invalid_signature", "too_large", "unsupported_media_type")
