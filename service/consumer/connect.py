@@ -11,10 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from ..streams import connection
 from ..streams.connection import Client
 from ..streams.local import NoRedis, RedisTarget, find_redis
 
@@ -39,16 +38,8 @@ async def open_redis(
     target = find_redis(url, data_dir=Path(data_dir) if data_dir else None, given_as="url")
     for note in target.notes:
         print(f"fanout: {note}", file=sys.stderr)
-    client: Client = (
-        RedisCluster.from_url(target.url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=5.0)
-        if target.cluster
-        else Redis.from_url(
-            target.url,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=5.0,
-            health_check_interval=30,
-        )
-    )
+    # The service's own client: a waiting pool, and redis+sentinel:// URLs followed.
+    client = connection.connect(target.url, cluster=target.cluster, timeout=SOCKET_TIMEOUT)
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
