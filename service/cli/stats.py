@@ -15,7 +15,7 @@ COLUMNS = (
     render.Column("length", 8, keep=1, justify="right"),
     render.Column("first entry", 24, keep=6),
     render.Column("last entry", 24, keep=5),
-    render.Column("group", 12, keep=2),
+    render.Column("group", 20, keep=2, flex=True, min_width=10),
     render.Column("pending", 7, keep=3, justify="right"),
     render.Column("lag", 6, keep=4, justify="right"),
 )

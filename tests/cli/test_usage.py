@@ -63,8 +63,8 @@ def test_a_bad_flag_value_names_the_flag_and_a_bad_variable_the_variable(
     by_flag = run("stats", "--redis-url", "http://foo", cwd=tmp_path)
     assert by_flag.returncode == 2
     assert by_flag.stderr.splitlines() == [
-        "fanout: configuration error: --redis-url: expected a redis://, rediss:// or "
-        "unix:// URL, got 'http://foo'"
+        "fanout: configuration error: --redis-url: expected a redis://, rediss://, unix:// "
+        "or redis+sentinel:// URL, got 'http://foo'"
     ]
     by_env = run("stats", cwd=tmp_path, env=clean_env(FANOUT_REDIS_URL="http://foo"))
     assert by_env.returncode == 2
