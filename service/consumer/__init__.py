@@ -5,6 +5,7 @@ reconciler or the CLI), and loads neither starlette, uvicorn nor prometheus_clie
 """
 
 from .connect import NoRedis, RedisTarget, open_redis
-from .consumer import Consumer, Handler, Start
+from .consumer import Consumer, Start
+from .handling import Handler
 
 __all__ = ["Consumer", "Handler", "NoRedis", "RedisTarget", "Start", "open_redis"]

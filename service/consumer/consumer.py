@@ -40,56 +40,25 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..domain import actions, webhooks
-from ..domain.entries import StreamEvent, decode_event
 from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from ..streams import replies
 from ..streams.connection import Client, passing, reconnect
-from ..streams.errors import StreamFull
 from ..streams.keys import Keys
 from .claims import Running
-from .poison import Poison, PoisonLetters
+from .handling import CONNECTION_ERRORS, ConsumerStats, Delivery, Handler, Handlers
+from .poison import PoisonLetters
 
 logger = logging.getLogger("service.consumer")
 
-Handler: TypeAlias = Callable[[StreamEvent], Awaitable[object]]
 Start: TypeAlias = Literal["beginning", "now"]
-
-_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-
-
-@dataclass(frozen=True, slots=True)
-class _Delivery:
-    stream: str
-    entry_id: str
-    fields: dict[bytes, bytes] | None
-    deliveries: int
-
-
-@dataclass(slots=True)
-class ConsumerStats:
-    """What one ``Consumer`` did since it was made, for the application's own metrics."""
-
-    #: Entries acknowledged after their handler returned.
-    handled: int = 0
-    #: Handler runs that raised or timed out (the entry stays pending, to be retried).
-    failed: int = 0
-    #: Entries given up on: dead-lettered with reason ``poison`` and acknowledged.
-    poisoned: int = 0
-    #: Pending entries found deleted from the stream: dead-lettered with reason ``trimmed``.
-    trimmed: int = 0
-    #: Entries another consumer took while a handler here still ran them.
-    claims_lost: int = 0
 
 
 def default_name() -> str:
@@ -159,9 +128,6 @@ class Consumer:
         self.claim_interval = claim_interval if claim_interval is not None else min_idle / 2
         self.max_deliveries = max_deliveries
         self.block = block
-        self._poison = PoisonLetters(
-            redis, self.keys, ttl=dead_letter_ttl, maxlen=dead_letter_maxlen
-        )
         streams = [
             [self.keys.completed(t)] + ([self.keys.progress(t)] if progress else [])
             if t in actions.BY_TYPE
@@ -175,10 +141,19 @@ class Consumer:
             else [[s for group_ in streams for s in group_]]
         )
         self.streams: tuple[str, ...] = tuple(s for group_ in streams for s in group_)
-        self._slots = asyncio.Semaphore(concurrency)
-        self._in_flight: set[asyncio.Task[None]] = set()
         self._running = Running(redis, group, self.name, interval=min_idle / 3)
         self._stats = ConsumerStats()
+        self._handlers = Handlers(
+            redis,
+            group,
+            self.name,
+            running=self._running,
+            poison=PoisonLetters(redis, self.keys, ttl=dead_letter_ttl, maxlen=dead_letter_maxlen),
+            stats=self._stats,
+            concurrency=concurrency,
+            handler_timeout=handler_timeout,
+            max_deliveries=max_deliveries,
+        )
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
         self._owns_client = False
@@ -238,8 +213,7 @@ class Consumer:
             raise failed.exceptions[0] from None
         finally:
             self._ready.clear()
-            if self._in_flight:
-                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await self._handlers.drain()
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
         await self._leave()
@@ -270,7 +244,7 @@ class Consumer:
                 )
                 if not held:
                     await self.redis.xgroup_delconsumer(stream, self.group, self.name)
-            except (RedisError, *_CONNECTION_ERRORS) as exc:
+            except (RedisError, *CONNECTION_ERRORS) as exc:
                 logger.debug("could not leave %s: %s", stream, exc)
 
     async def _start_groups(self) -> bool:
@@ -312,9 +286,9 @@ class Consumer:
     async def _read_loop(self, streams: list[str], handler: Handler) -> None:
         backoff = 0.05
         while not self._stopping.is_set():
-            await self._wait_for_slot()
+            await self._handlers.wait_for_slot()
             # COUNT applies per stream; ask for about the free capacity in total.
-            free = max(1, self.concurrency - len(self._in_flight))
+            free = max(1, self.concurrency - len(self._handlers.in_flight))
             count = max(1, free // len(streams))
             try:
                 reply = await self.redis.xreadgroup(
@@ -325,7 +299,7 @@ class Consumer:
                     block=max(1, int(self.block * 1000)),
                 )
                 backoff = 0.05
-            except (RedisError, *_CONNECTION_ERRORS) as exc:
+            except (RedisError, *CONNECTION_ERRORS) as exc:
                 if str(exc).startswith("NOGROUP"):
                     logger.warning("group %s is gone (%s); creating it again", self.group, exc)
                     await self._recreate(streams)
@@ -338,21 +312,15 @@ class Consumer:
                 continue
             for stream, entries in replies.streams(reply):
                 for entry_id, fields in entries:
-                    delivery = _Delivery(stream, replies.text(entry_id), replies.fields(fields), 1)
-                    await self._dispatch(delivery, handler)
+                    delivery = Delivery(stream, replies.text(entry_id), replies.fields(fields), 1)
+                    await self._handlers.dispatch(delivery, handler)
 
     async def _recreate(self, streams: Sequence[str]) -> None:
         try:
             await self._ensure_groups(streams, "0")
-        except (RedisError, *_CONNECTION_ERRORS) as exc:
+        except (RedisError, *CONNECTION_ERRORS) as exc:
             if not passing(exc):
                 raise
-
-    async def _wait_for_slot(self) -> None:
-        # Read only when a handler slot is free, so entries do not wait in memory
-        # while their idle time runs towards min_idle.
-        await self._slots.acquire()
-        self._slots.release()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -371,7 +339,7 @@ class Consumer:
             backoff = 0.05
             try:
                 while not self._stopping.is_set():
-                    await self._wait_for_slot()
+                    await self._handlers.wait_for_slot()
                     reply = await self.redis.xautoclaim(
                         stream,
                         self.group,
@@ -384,20 +352,20 @@ class Consumer:
                     claimed = [(replies.text(i), f) for i, f in reply[1]]
                     # Redis >= 7: pending entries no longer in the stream, now out of the PEL.
                     for deleted in reply[2] if len(reply) > 2 else ():
-                        await self._trimmed(stream, replies.text(deleted))
+                        await self._handlers.trimmed(stream, replies.text(deleted))
                     if claimed:
                         counts = await self._delivery_counts(stream, claimed)
                         for entry_id, fields in claimed:
-                            delivery = _Delivery(
+                            delivery = Delivery(
                                 stream, entry_id, replies.fields(fields), counts.get(entry_id, 1)
                             )
                             logger.info(
                                 "claimed %s %s (delivery %d)", stream, entry_id, delivery.deliveries
                             )
-                            await self._dispatch(delivery, handler)
+                            await self._handlers.dispatch(delivery, handler)
                     if cursor == "0-0":
                         break
-            except (RedisError, *_CONNECTION_ERRORS) as exc:
+            except (RedisError, *CONNECTION_ERRORS) as exc:
                 if str(exc).startswith("NOGROUP"):
                     await self._recreate([stream])
                 elif passing(exc):
@@ -419,118 +387,6 @@ class Consumer:
         for row in rows:
             counts[replies.text(row["message_id"])] = int(row["times_delivered"])
         return counts
-
-    # --- handling -----------------------------------------------------------
-
-    async def _dispatch(self, delivery: _Delivery, handler: Handler) -> None:
-        if (delivery.stream, delivery.entry_id) in self._running:
-            # Claimed back while its handler still runs here: never a second run at once.
-            logger.warning(
-                "%s %s is already being handled here", delivery.stream, delivery.entry_id
-            )
-            return
-        self._running.add(delivery.stream, delivery.entry_id)
-        await self._slots.acquire()
-        task = asyncio.create_task(self._handle(delivery, handler))
-        self._in_flight.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("handling failed unexpectedly", exc_info=task.exception())
-
-    async def _handle(self, delivery: _Delivery, handler: Handler) -> None:
-        try:
-            done = await self._run_handler(delivery, handler)
-        finally:
-            # From here on it is not running: no more keep-alive, a later claim may run it.
-            self._running.discard(delivery.stream, delivery.entry_id)
-        if done:
-            await self._ack(delivery)
-
-    async def _run_handler(self, delivery: _Delivery, handler: Handler) -> bool:
-        """Decode and handle one entry; True when it is to be acknowledged now."""
-        fields = delivery.fields
-        if fields is None:  # deleted from the stream while pending (Redis < 7 reports so)
-            await self._trimmed(delivery.stream, delivery.entry_id)
-            return True
-        body = fields.get(b"event", b"")
-        if delivery.deliveries > self.max_deliveries:
-            error = "the consumer handling the last delivery stopped before it ended"
-            return await self._dead(delivery, body, error)
-        try:
-            event = decode_event(body)
-        except Exception as exc:  # any decode failure is final
-            return await self._dead(delivery, body, f"cannot decode the event: {exc}")
-        try:
-            # Past the timeout the handler is cancelled; this waits until it has really
-            # returned (it may hold off cancellation), and the entry stays claimed till then.
-            async with asyncio.timeout(self.handler_timeout):
-                await handler(event)
-        except Exception as exc:  # the handler's failure: left pending
-            self._stats.failed += 1
-            error = (
-                f"handler timed out after {self.handler_timeout}s"
-                if isinstance(exc, TimeoutError)
-                else f"{type(exc).__name__}: {exc}"
-            )
-            logger.warning(
-                "handler failed on %s %s (delivery %d of %d): %s",
-                delivery.stream,
-                delivery.entry_id,
-                delivery.deliveries,
-                self.max_deliveries,
-                error,
-            )
-            if delivery.deliveries >= self.max_deliveries:
-                return await self._dead(delivery, body, error)
-            return False
-        self._stats.handled += 1
-        return True
-
-    async def _ack(self, delivery: _Delivery) -> None:
-        try:
-            await self.redis.xack(delivery.stream, self.group, delivery.entry_id)
-        except (*_CONNECTION_ERRORS, ResponseError) as exc:
-            # Left pending: it will be claimed and handled again (at least once).
-            logger.warning("could not ack %s %s: %s", delivery.stream, delivery.entry_id, exc)
-
-    async def _trimmed(self, stream: str, entry_id: str) -> None:
-        """A pending entry is gone from the stream: say so where it cannot be missed."""
-        self._stats.trimmed += 1
-        logger.error(
-            "entry %s of %s was deleted before group %s acknowledged it; dead-lettered as trimmed",
-            entry_id,
-            stream,
-            self.group,
-        )
-        try:
-            await self._poison.send_trimmed(self.group, self.name, stream, entry_id)
-        except (RedisError, StreamFull, *_CONNECTION_ERRORS) as exc:
-            logger.warning("could not dead-letter the trimmed entry %s: %s", entry_id, exc)
-
-    async def _dead(self, delivery: _Delivery, body: bytes, error: str) -> bool:
-        """Dead-letter as poison; True (acknowledge it now) once the letter is filed."""
-        poison = Poison(
-            group=self.group,
-            consumer=self.name,
-            stream=delivery.stream,
-            entry_id=delivery.entry_id,
-            deliveries=delivery.deliveries,
-            max_deliveries=self.max_deliveries,
-            body=body,
-            error=error,
-        )
-        try:
-            await self._poison.send(poison)
-        except (RedisError, StreamFull, *_CONNECTION_ERRORS) as exc:
-            logger.warning("could not dead-letter %s: %s", delivery.entry_id, exc)
-            return False
-        self._stats.poisoned += 1
-        logger.error("dead-lettered %s %s: %s", delivery.stream, delivery.entry_id, poison.detail)
-        return True
 
 
 def _socket_timeout(redis: Client) -> float | None:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 import msgspec
 
-from .actions import ACTION_TYPES, PUBLISHED_RESULT, AsyncAction, Result, Status
+from .actions import ACTION_TYPES, PUBLISHED_RESULT, AsyncAction, Status
+from .results import Result
 
 SCHEMA_VERSION = 1
 

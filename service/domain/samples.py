@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from . import actions
+from . import actions, results
 from .clock import iso
 
 _NOUNS = {
@@ -45,7 +45,7 @@ def _member(optional: Any) -> Any:
     return first.__args__[0] if getattr(first, "__origin__", None) is list else first
 
 
-def _failures(record: type[actions._Record], count: int) -> list[dict[str, Any]]:
+def _failures(record: type[results._Record], count: int) -> list[dict[str, Any]]:
     names = record.__struct_fields__
     out = []
     for n in range(count):
@@ -67,9 +67,9 @@ def result_for(type_: str, *, done: int = 40, failed: int = 2) -> dict[str, Any]
     """A result of ``type_`` with ``done`` processed and ``failed`` failed records."""
     cls: Any = _result_class(type_)
     noun = _NOUNS[type_.split(".", 1)[0]]
-    if cls is actions.CountResult:
+    if cls is results.CountResult:
         return {"message": f"{done} {noun} processed successfully.", "done_count": done}
-    if issubclass(cls, actions._ImportResult):
+    if issubclass(cls, results._ImportResult):
         record = _member(_field_type(cls, "failed"))
         return {
             "message": f"{done} {noun} imported successfully, {failed} failed.",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain import actions, samples
+from service.domain import actions, results, samples
 
 
 def decode(payload: dict[str, Any]) -> actions.AsyncAction:
@@ -95,7 +95,7 @@ def test_update_results_carry_errors_reports_and_operation_status(type_: str) ->
     action["result"]["operation_status"] = "FAILED"
     decoded = decode(action)
     result = decoded.result
-    assert isinstance(result, actions._UpdateResult)
+    assert isinstance(result, results._UpdateResult)
     assert result.errors and result.errors[0].key == "not_found"
     assert result.reports and result.reports[0].startswith("https://")
     assert result.reports_available_till is not None

@@ -1,0 +1,206 @@
+"""Handling one delivered entry: its handler run with a slot and a kept claim, then the ack.
+
+``Handlers`` runs at most ``concurrency`` handlers at once. Each entry is marked
+running (so ``claims.Running`` keeps its claim alive and a second delivery of it
+here is not dispatched), decoded, and handed to the handler within
+``handler_timeout``. A handler that returns acknowledges the entry; one that
+fails leaves it pending, until its ``max_deliveries``-th failure dead-letters it
+as ``poison``. An entry found deleted from the stream is reported as ``trimmed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..domain.entries import StreamEvent, decode_event
+from ..streams.connection import Client
+from ..streams.errors import StreamFull
+from .claims import Running
+from .poison import Poison, PoisonLetters
+
+logger = logging.getLogger("service.consumer")
+
+Handler: TypeAlias = Callable[[StreamEvent], Awaitable[object]]
+
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    stream: str
+    entry_id: str
+    fields: dict[bytes, bytes] | None
+    deliveries: int
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    """What one ``Consumer`` did since it was made, for the application's own metrics."""
+
+    #: Entries acknowledged after their handler returned.
+    handled: int = 0
+    #: Handler runs that raised or timed out (the entry stays pending, to be retried).
+    failed: int = 0
+    #: Entries given up on: dead-lettered with reason ``poison`` and acknowledged.
+    poisoned: int = 0
+    #: Pending entries found deleted from the stream: dead-lettered with reason ``trimmed``.
+    trimmed: int = 0
+    #: Entries another consumer took while a handler here still ran them.
+    claims_lost: int = 0
+
+
+class Handlers:
+    """The handlers of one consumer: at most ``concurrency`` at once, each entry once at a time."""
+
+    def __init__(
+        self,
+        redis: Client,
+        group: str,
+        name: str,
+        *,
+        running: Running,
+        poison: PoisonLetters,
+        stats: ConsumerStats,
+        concurrency: int,
+        handler_timeout: float,
+        max_deliveries: int,
+    ) -> None:
+        self.redis = redis
+        self.group = group
+        self.name = name
+        self.handler_timeout = handler_timeout
+        self.max_deliveries = max_deliveries
+        self._running = running
+        self._poison = poison
+        self._stats = stats
+        self._slots = asyncio.Semaphore(concurrency)
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    async def wait_for_slot(self) -> None:
+        # Read only when a handler slot is free, so entries do not wait in memory
+        # while their idle time runs towards min_idle.
+        await self._slots.acquire()
+        self._slots.release()
+
+    async def drain(self) -> None:
+        """Wait for the handlers in flight to finish."""
+        if self.in_flight:
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    async def dispatch(self, delivery: Delivery, handler: Handler) -> None:
+        if (delivery.stream, delivery.entry_id) in self._running:
+            # Claimed back while its handler still runs here: never a second run at once.
+            logger.warning(
+                "%s %s is already being handled here", delivery.stream, delivery.entry_id
+            )
+            return
+        self._running.add(delivery.stream, delivery.entry_id)
+        await self._slots.acquire()
+        task = asyncio.create_task(self._handle(delivery, handler))
+        self.in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("handling failed unexpectedly", exc_info=task.exception())
+
+    async def _handle(self, delivery: Delivery, handler: Handler) -> None:
+        try:
+            done = await self._run_handler(delivery, handler)
+        finally:
+            # From here on it is not running: no more keep-alive, a later claim may run it.
+            self._running.discard(delivery.stream, delivery.entry_id)
+        if done:
+            await self._ack(delivery)
+
+    async def _run_handler(self, delivery: Delivery, handler: Handler) -> bool:
+        """Decode and handle one entry; True when it is to be acknowledged now."""
+        fields = delivery.fields
+        if fields is None:  # deleted from the stream while pending (Redis < 7 reports so)
+            await self.trimmed(delivery.stream, delivery.entry_id)
+            return True
+        body = fields.get(b"event", b"")
+        if delivery.deliveries > self.max_deliveries:
+            error = "the consumer handling the last delivery stopped before it ended"
+            return await self._dead(delivery, body, error)
+        try:
+            event = decode_event(body)
+        except Exception as exc:  # any decode failure is final
+            return await self._dead(delivery, body, f"cannot decode the event: {exc}")
+        try:
+            # Past the timeout the handler is cancelled; this waits until it has really
+            # returned (it may hold off cancellation), and the entry stays claimed till then.
+            async with asyncio.timeout(self.handler_timeout):
+                await handler(event)
+        except Exception as exc:  # the handler's failure: left pending
+            self._stats.failed += 1
+            error = (
+                f"handler timed out after {self.handler_timeout}s"
+                if isinstance(exc, TimeoutError)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            logger.warning(
+                "handler failed on %s %s (delivery %d of %d): %s",
+                delivery.stream,
+                delivery.entry_id,
+                delivery.deliveries,
+                self.max_deliveries,
+                error,
+            )
+            if delivery.deliveries >= self.max_deliveries:
+                return await self._dead(delivery, body, error)
+            return False
+        self._stats.handled += 1
+        return True
+
+    async def _ack(self, delivery: Delivery) -> None:
+        try:
+            await self.redis.xack(delivery.stream, self.group, delivery.entry_id)
+        except (*CONNECTION_ERRORS, ResponseError) as exc:
+            # Left pending: it will be claimed and handled again (at least once).
+            logger.warning("could not ack %s %s: %s", delivery.stream, delivery.entry_id, exc)
+
+    async def trimmed(self, stream: str, entry_id: str) -> None:
+        """A pending entry is gone from the stream: say so where it cannot be missed."""
+        self._stats.trimmed += 1
+        logger.error(
+            "entry %s of %s was deleted before group %s acknowledged it; dead-lettered as trimmed",
+            entry_id,
+            stream,
+            self.group,
+        )
+        try:
+            await self._poison.send_trimmed(self.group, self.name, stream, entry_id)
+        except (RedisError, StreamFull, *CONNECTION_ERRORS) as exc:
+            logger.warning("could not dead-letter the trimmed entry %s: %s", entry_id, exc)
+
+    async def _dead(self, delivery: Delivery, body: bytes, error: str) -> bool:
+        """Dead-letter as poison; True (acknowledge it now) once the letter is filed."""
+        poison = Poison(
+            group=self.group,
+            consumer=self.name,
+            stream=delivery.stream,
+            entry_id=delivery.entry_id,
+            deliveries=delivery.deliveries,
+            max_deliveries=self.max_deliveries,
+            body=body,
+            error=error,
+        )
+        try:
+            await self._poison.send(poison)
+        except (RedisError, StreamFull, *CONNECTION_ERRORS) as exc:
+            logger.warning("could not dead-letter %s: %s", delivery.entry_id, exc)
+            return False
+        self._stats.poisoned += 1
+        logger.error("dead-lettered %s %s: %s", delivery.stream, delivery.entry_id, poison.detail)
+        return True
