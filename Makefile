@@ -71,8 +71,12 @@ lock:
 	  $(VENV)-lock/bin/python -m pip freeze --exclude voucherify-fanout; } > requirements.lock
 	rm -rf $(VENV)-lock
 
-# Needs wrk (Debian: apt-get install wrk). Prints ratios; see docs/performance.md.
+# Needs wrk (Debian: apt-get install wrk; installed here when run as root with apt-get).
+# Prints ratios; see docs/performance.md.
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || \
+	  { echo "make bench needs wrk: apt-get install wrk (Debian/Ubuntu), brew install wrk (macOS)"; exit 1; }
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.decode

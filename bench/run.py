@@ -1,21 +1,32 @@
-"""Throughput benchmark: the service against the ceiling and the usual alternative.
+"""Throughput and latency: the service against the ceiling and the usual alternative.
 
-    python -m bench.run [--runs 3] [--duration 10] [--connections 32]
+    python -m bench.run [--runs 3] [--duration 10] [--connections 32] [--kind mixed]
 
-In one run, with targets alternating so machine drift cancels, wrk posts unique
-signed bodies of all 22 types to three servers under the same uvicorn settings
-(1 worker, uvloop, httptools, no access log) and the same Redis:
+One Valkey with AOF on (``appendfsync always`` by default: see ``--appendfsync``),
+started here; the service runs with its own defaults (durability included).
+The load is the mixed one of ``bench.corpus``: unique signed bodies, two async
+actions to one webhook envelope. Targets, under the same uvicorn settings
+(uvloop, httptools, no access log), alternating so machine drift cancels:
 
 - ceiling: a bare Starlette endpoint that reads the body and answers 202;
-- alternative: FastAPI + pydantic v2 union + SET NX then XADD;
-- service: ``fanout serve`` as users run it.
+- alternative: FastAPI + pydantic v2 + SET NX then XADD (``bench.alternative``);
+- service: ``fanout serve`` as users run it, one worker;
+- service-w2: ``fanout serve --workers 2`` (deliveries per second per core used).
 
-Prints requests/s, p50 and p99 per target and run, then medians and ratios.
+Two measurements per target and round:
+
+1. saturation: wrk, closed loop, ``--connections`` connections, as fast as it goes;
+2. fixed rate: ``bench.paced``, open loop at half the ceiling's saturated
+   throughput (the median of this run), p99 at that offered rate.
+
+Every answer must be a 2xx: any other status, or a socket error, fails the run
+(exit status 1) after printing what came back. Prints medians and ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import shutil
 import statistics
@@ -24,7 +35,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -51,6 +63,19 @@ UVICORN = [
 ]
 
 
+class BadAnswers(RuntimeError):
+    """A target answered something other than 2xx."""
+
+
+def check_statuses(url: str, statuses: Mapping[int, int], socket_errors: int = 0) -> None:
+    bad = {status: n for status, n in statuses.items() if not 200 <= status < 300}
+    if bad or socket_errors:
+        raise BadAnswers(
+            f"{url}: non-2xx answers {bad or 'none'}, socket errors {socket_errors}"
+            f" (all answers: {dict(statuses)})"
+        )
+
+
 @dataclass
 class Result:
     requests: int
@@ -59,11 +84,17 @@ class Result:
     socket_errors: int
     p50_ms: float
     p99_ms: float
-    cpu_us: float = 0.0  # server process CPU time per request
+    statuses: dict[int, int] = field(default_factory=dict)
+    cpu_us: float = 0.0  # CPU time of the server's processes per request
+    cores: float = 0.0  # the server's processes' CPU time over wall time
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def per_core(self) -> float:
+        return 1e6 / self.cpu_us if self.cpu_us else 0.0
 
 
 def wrk(url: str, corpus_path: Path, seconds: float, connections: int, offset: int = 0) -> Result:
@@ -89,19 +120,55 @@ def wrk(url: str, corpus_path: Path, seconds: float, connections: int, offset: i
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     requests, micros, bad, errors, p50, p99 = (float(v) for v in line.split()[1:])
-    return Result(int(requests), micros / 1e6, int(bad), int(errors), p50 / 1000, p99 / 1000)
+    statuses = {
+        int(x.split()[1]): int(x.split()[2]) for x in out.splitlines() if x.startswith("STATUS ")
+    }
+    return Result(
+        int(requests), micros / 1e6, int(bad), int(errors), p50 / 1000, p99 / 1000, statuses
+    )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (uvicorn's workers under ``--workers N``)."""
+    parents: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(_stat(int(entry.name))[1])].append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, ()))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = _stat(pid)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def measure(url: str, pid: int, corpus_path: Path, seconds: float, connections: int) -> Result:
-    before = cpu_seconds(pid)
+    pids = tree(pid)
+    before = cpu_seconds(pids)
     result = wrk(url, corpus_path, seconds, connections)
-    result.cpu_us = (cpu_seconds(pid) - before) / max(result.requests, 1) * 1e6
+    used = cpu_seconds(pids) - before
+    result.cpu_us = used / max(result.requests, 1) * 1e6
+    result.cores = used / result.seconds
+    check_statuses(url, result.statuses, result.socket_errors)
     return result
 
 
@@ -120,27 +187,33 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
     raise TimeoutError(url)
 
 
-def start_targets(redis_url: str, secret: str) -> dict[str, tuple[str, subprocess.Popen[bytes]]]:
-    env = {**os.environ, "FANOUT_REDIS_URL": redis_url, "FANOUT_SECRETS": secret}
+def start_targets(
+    redis_url: str, secret: str, names: list[str]
+) -> dict[str, tuple[str, subprocess.Popen[bytes]]]:
+    # The service's own defaults: only where Redis is and the secret are given.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "PROMETHEUS_"))} | {
+        "FANOUT_REDIS_URL": redis_url,
+        "FANOUT_SECRETS": secret,
+    }
+    fanout = [str(Path(sys.executable).parent / "fanout"), "serve", "--log-level", "warning"]
+    commands = {
+        "ceiling": [*UVICORN, "bench.ceiling:app"],
+        "alternative": [*UVICORN, "bench.alternative:app"],
+        "service": fanout,
+        "service-w2": [*fanout, "--workers", "2"],
+    }
     targets: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
-    for name, command in [
-        ("ceiling", [*UVICORN, "bench.ceiling:app"]),
-        ("alternative", [*UVICORN, "bench.alternative:app"]),
-        (
-            "service",
-            [str(Path(sys.executable).parent / "fanout"), "serve", "--log-level", "warning"],
-        ),
-    ]:
+    for name in names:
         port = free_port()
         process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=env | {"FANOUT_PORT": str(port)},
+            [*commands[name], "--port", str(port)],
+            env=env | {"FANOUT_PORT": str(port), "FANOUT_DATA_DIR": tempfile.mkdtemp()},
             cwd=HERE.parent,
             stdout=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/webhooks/voucherify", process)
-        targets[name] = (f"{base}", process)
+        targets[name] = (base, process)
     return targets
 
 
@@ -152,45 +225,61 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--bodies", type=int, default=200_000)
+    parser.add_argument("--bodies", type=int, default=120_000)
     return parser
 
 
 def has_wrk() -> bool:
     if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        print("wrk is not installed: apt-get install wrk (Debian/Ubuntu)", file=sys.stderr)
         return False
     return True
 
 
 def main() -> int:
     options = parser(__doc__)
+    options.add_argument("--kind", choices=["mixed", "actions"], default="mixed")
+    options.add_argument(
+        "--appendfsync",
+        default="always",
+        help="of the Valkey started here (AOF on); 'always' as the service's embedded server",
+    )
+    options.add_argument("--no-paced", action="store_true", help="skip the fixed-rate runs")
+    options.add_argument("--no-workers2", action="store_true", help="skip service-w2")
     options.add_argument("--redis-url", help="use this Redis (FLUSHALLed between runs!)")
     args = options.parse_args()
     if not has_wrk():
         return 1
+    from bench import paced  # uvloop: installed with uvicorn[standard]
 
     workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
     server = None
     if args.redis_url:
         redis_url = args.redis_url
     else:
-        server = ValkeyProcess(workdir / "valkey")
+        server = ValkeyProcess(workdir / "valkey", appendonly=True, appendfsync=args.appendfsync)
         server.start()
         redis_url = server.url
     client = redis.Redis.from_url(redis_url)
     print(
-        f"corpus: {args.bodies} signed bodies of {len(corpus.events.TYPES)} types ...", flush=True
+        f"corpus: {args.bodies} signed {args.kind} bodies; Redis {redis_url}"
+        f" appendonly={client.config_get('appendonly')['appendonly']}"
+        f" appendfsync={client.config_get('appendfsync')['appendfsync']};"
+        f" load average {os.getloadavg()[0]:.2f}",
+        flush=True,
     )
-    corpus_path = corpus.write(workdir / "corpus.txt", args.bodies)
-    targets = start_targets(redis_url, corpus.SECRET.decode())
+    corpus_path = corpus.write(workdir / "corpus.txt", args.bodies, kind=args.kind)
+    pairs = corpus.read(corpus_path)
+    names = ["ceiling", "alternative", "service"] + ([] if args.no_workers2 else ["service-w2"])
+    targets = start_targets(redis_url, corpus.SECRET.decode(), names)
     results: dict[str, list[Result]] = {name: [] for name in targets}
+    fixed: dict[str, list[paced.Paced]] = {name: [] for name in ("ceiling", "service")}
+    fixed["alternative"] = []
     try:
         for url, _ in targets.values():  # warm-up
             wrk(url, corpus_path, 2, args.connections)
-        order = list(targets)
         for run in range(args.runs):
-            for name in order[run % 3 :] + order[: run % 3]:
+            for name in names[run % len(names) :] + names[: run % len(names)]:
                 client.flushall()
                 url, process = targets[name]
                 result = measure(url, process.pid, corpus_path, args.duration, args.connections)
@@ -198,10 +287,20 @@ def main() -> int:
                 print(
                     f"run {run + 1} {name:<12} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms"
                     f"  p99 {result.p99_ms:6.2f} ms  cpu {result.cpu_us:5.0f} us/req"
-                    f"  non-2xx {result.bad_status}"
-                    f"  socket errors {result.socket_errors}",
+                    f" ({result.cores:.2f} cores)  answers {result.statuses}",
                     flush=True,
                 )
+        rate = statistics.median(r.rps for r in results["ceiling"]) / 2
+        order = list(fixed)
+        for run in range(0 if args.no_paced else args.runs):
+            for name in order[run % 3 :] + order[: run % 3]:
+                client.flushall()
+                outcome = paced.run(targets[name][0], pairs, rate, args.duration)
+                fixed[name].append(outcome)
+                print(f"fixed {run + 1} {name:<12} {outcome.summary()}", flush=True)
+    except BadAnswers as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
     finally:
         for _, process in targets.values():
             process.terminate()
@@ -211,32 +310,61 @@ def main() -> int:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    med = {
-        n: (
-            statistics.median(r.rps for r in rs),
-            statistics.median(r.p50_ms for r in rs),
-            statistics.median(r.p99_ms for r in rs),
-            statistics.median(r.cpu_us for r in rs),
-        )
-        for n, rs in results.items()
-    }
+    report(args, results, fixed)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, list[Result]],
+    fixed: dict[str, list[object]],
+) -> None:
+    def med(name: str, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in results[name])
+
     print(
-        f"\nmedian of {args.runs} runs, {args.duration:.0f} s each, {args.connections} connections:"
+        f"\nmedian of {args.runs} runs, {args.duration:.0f} s each, {args.connections} connections,"
+        f" {args.kind} load, appendfsync {args.appendfsync}:"
     )
-    for name, (rps, p50, p99, cpu) in med.items():
-        print(
-            f"  {name:<12} {rps:9.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms"
-            f"  server cpu {cpu:5.0f} us/req"
-        )
-    service, ceiling, alt = med["service"], med["ceiling"], med["alternative"]
-    print(f"\nservice / ceiling      throughput {service[0] / ceiling[0]:.2f}x  (target >= 0.75x)")
-    print(f"service / alternative  throughput {service[0] / alt[0]:.2f}x  (target >= 5x)")
-    print(f"service / ceiling      p99        {service[2] / ceiling[2]:.2f}x  (target <= 1.5x)")
     print(
-        f"ceiling / service      cpu per request {ceiling[3] / service[3]:.2f}x"
+        f"  {'target':<12} {'req/s':>9} {'p50':>9} {'p99':>9} {'cpu/req':>9}"
+        f" {'per core':>9} {'fixed-rate p99':>15}"
+    )
+    for name in results:
+        paced_p99 = (
+            f"{statistics.median(r.p99_ms for r in fixed[name]):12.2f} ms"  # type: ignore[attr-defined]
+            if fixed.get(name)
+            else f"{'-':>15}"
+        )
+        print(
+            f"  {name:<12} {med(name, 'rps'):9.0f} {med(name, 'p50_ms'):6.2f} ms"
+            f" {med(name, 'p99_ms'):6.2f} ms {med(name, 'cpu_us'):6.0f} us"
+            f" {med(name, 'per_core'):9.0f} {paced_p99}"
+        )
+    service, ceiling, alt = (
+        {a: med(n, a) for a in ("rps", "p99_ms", "cpu_us")}
+        for n in ("service", "ceiling", "alternative")
+    )
+    throughput, p99 = service["rps"] / ceiling["rps"], service["p99_ms"] / ceiling["p99_ms"]
+    print(f"\nservice / ceiling      throughput {throughput:.2f}x (target >= 0.75x)")
+    print(f"service / ceiling      p99        {p99:.2f}x (target <= 1.5x)")
+    print(f"service / alternative  throughput {service['rps'] / alt['rps']:.2f}x")
+    if fixed.get("service") and fixed.get("ceiling"):
+        s = statistics.median(r.p99_ms for r in fixed["service"])  # type: ignore[attr-defined]
+        c = statistics.median(r.p99_ms for r in fixed["ceiling"])  # type: ignore[attr-defined]
+        rate = statistics.median(r.target_rate for r in fixed["service"])  # type: ignore[attr-defined]
+        print(f"service / ceiling      p99 at {rate:.0f}/s offered {s / c:.2f}x")
+    print(
+        f"ceiling / service      cpu per request {ceiling['cpu_us'] / service['cpu_us']:.2f}x"
         "  (the throughput ratio the service process alone allows)"
     )
-    return 0
+    if "service-w2" in results:
+        print(
+            f"service --workers 2    {med('service-w2', 'rps'):.0f} deliveries/s,"
+            f" {med('service-w2', 'cores'):.2f} cores busy,"
+            f" {med('service-w2', 'per_core'):.0f} deliveries/s per core"
+            f" (one worker: {med('service', 'per_core'):.0f})"
+        )
 
 
 if __name__ == "__main__":
