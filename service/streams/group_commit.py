@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
@@ -33,12 +34,14 @@ class NotConfirmed(TimeoutError):
 
 
 def pack(command: tuple[bytes | str | int, ...]) -> bytes:
-    """One command in RESP, the wire format every Redis server reads."""
-    parts = [b"*%d\r\n" % len(command)]
-    for value in command:
-        data = value if type(value) is bytes else str(value).encode()
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
+    """One command in RESP, the wire format every Redis server reads.
+
+    hiredis's C packer (redis-py's own dependency here): 1.5 us for a completion's
+    EVALSHA against 4.1 us for the same bytes built in Python, once per delivery.
+    """
+    # hiredis's stub types the argument as a 1-tuple; any length is packed.
+    packed: bytes = hiredis.pack_command(command)  # type: ignore[arg-type]
+    return packed
 
 
 @dataclass(slots=True)
@@ -176,6 +179,10 @@ class GroupCommit:
         try:
             await connection.send_packed_command(payload, check_health=False)
             replies: list[Any] = []
+            # One read_response per reply: with timeout=math.inf redis-py 8 takes each
+            # reply straight off its hiredis reader; parsing the batch in one pass
+            # through the reader measured no gain (7.6 us of client CPU per call
+            # either way, batches of 16).
             for _ in range(count):
                 try:
                     # The whole round trip is bounded by the caller's timeout.
