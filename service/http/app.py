@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import metrics
 from ..config import Settings
@@ -70,6 +71,28 @@ def asyncapi_endpoint(prefix: str) -> Callable[[Request], Coroutine[Any, Any, Re
     return document
 
 
+class WebhookShortcut:
+    """ASGI middleware: ``POST /webhooks/voucherify`` goes straight to the receiver.
+
+    Every other request goes on through the admin guard, the exception
+    middleware and the router. The receiver renders each of its refusals itself
+    and needs neither; measured in-process on the mixed load, the skipped
+    layers (router, route matching, exception-middleware wrappers, admin guard)
+    cost about 15 us of CPU per delivery (85 against 70 us for the whole app,
+    three runs each, 20,000 deliveries over 32 concurrent requests).
+    """
+
+    def __init__(self, app: ASGIApp, receiver: ASGIApp) -> None:
+        self.app = app
+        self.receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
+            await self.receiver(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 #: Run beside the app with its publisher, e.g. the reconciler (``reconciler.task``).
 BackgroundTask: TypeAlias = Callable[[Publisher], Coroutine[Any, Any, None]]
 
@@ -117,15 +140,19 @@ def create_app(
     dashboard = Dashboard(settings, publisher)
     return Starlette(
         routes=[
-            *dashboard.routes(),
+            # First: the router tries routes in order, and this one takes nearly every request.
             Route(WEBHOOK_PATH, receiver, methods=["POST"]),
+            *dashboard.routes(),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readiness(publisher), methods=["GET"]),
             Route("/metrics", metrics_endpoint(stream_stats), methods=["GET"]),
             Route("/asyncapi.json", asyncapi_endpoint(settings.stream_prefix), methods=["GET"]),
         ],
         # Only /dashboard is guarded; the webhook and the probes pass straight through.
-        middleware=[Middleware(AdminGuard, settings=settings)],
+        middleware=[
+            Middleware(WebhookShortcut, receiver=receiver),
+            Middleware(AdminGuard, settings=settings),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
