@@ -17,7 +17,10 @@ Two measurements per target and round:
 
 1. saturation: wrk, closed loop, ``--connections`` connections, as fast as it goes;
 2. fixed rate: ``bench.paced``, open loop at half the ceiling's saturated
-   throughput (the median of this run), p99 at that offered rate.
+   throughput (the median of this run), p99 at that offered rate; and at half
+   the service's own saturated throughput, a load every target can carry. A
+   target whose saturated throughput is below a rate is not run at it: it
+   would only queue (printed as "overloaded").
 
 Every answer must be a 2xx: any other status, or a socket error, fails the run
 (exit status 1) after printing what came back. Prints medians and ratios.
@@ -38,6 +41,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -273,8 +277,7 @@ def main() -> int:
     names = ["ceiling", "alternative", "service"] + ([] if args.no_workers2 else ["service-w2"])
     targets = start_targets(redis_url, corpus.SECRET.decode(), names)
     results: dict[str, list[Result]] = {name: [] for name in targets}
-    fixed: dict[str, list[paced.Paced]] = {name: [] for name in ("ceiling", "service")}
-    fixed["alternative"] = []
+    fixed: dict[tuple[str, str], list[paced.Paced]] = {}
     try:
         for url, _ in targets.values():  # warm-up
             wrk(url, corpus_path, 2, args.connections)
@@ -290,14 +293,21 @@ def main() -> int:
                     f" ({result.cores:.2f} cores)  answers {result.statuses}",
                     flush=True,
                 )
-        rate = statistics.median(r.rps for r in results["ceiling"]) / 2
-        order = list(fixed)
+        saturated = {name: statistics.median(r.rps for r in rs) for name, rs in results.items()}
+        rates = {
+            "half the ceiling": saturated["ceiling"] / 2,
+            "half the service": saturated["service"] / 2,
+        }
+        order = ["ceiling", "alternative", "service"]
         for run in range(0 if args.no_paced else args.runs):
-            for name in order[run % 3 :] + order[: run % 3]:
-                client.flushall()
-                outcome = paced.run(targets[name][0], pairs, rate, args.duration)
-                fixed[name].append(outcome)
-                print(f"fixed {run + 1} {name:<12} {outcome.summary()}", flush=True)
+            for label, rate in rates.items():
+                for name in order[run % 3 :] + order[: run % 3]:
+                    if saturated[name] < rate:
+                        continue  # it would only queue; reported as overloaded
+                    client.flushall()
+                    outcome = paced.run(targets[name][0], pairs, rate, args.duration)
+                    fixed.setdefault((label, name), []).append(outcome)
+                    print(f"fixed {run + 1} {name:<12} {outcome.summary()}", flush=True)
     except BadAnswers as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -317,30 +327,37 @@ def main() -> int:
 def report(
     args: argparse.Namespace,
     results: dict[str, list[Result]],
-    fixed: dict[str, list[object]],
+    fixed: dict[tuple[str, str], list[Any]],
 ) -> None:
     def med(name: str, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in results[name])
+
+    def paced_p99(label: str, name: str) -> float | None:
+        runs = fixed.get((label, name))
+        return statistics.median(r.p99_ms for r in runs) if runs else None
 
     print(
         f"\nmedian of {args.runs} runs, {args.duration:.0f} s each, {args.connections} connections,"
         f" {args.kind} load, appendfsync {args.appendfsync}:"
     )
+    labels = sorted({label for label, _ in fixed})
     print(
-        f"  {'target':<12} {'req/s':>9} {'p50':>9} {'p99':>9} {'cpu/req':>9}"
-        f" {'per core':>9} {'fixed-rate p99':>15}"
+        f"  {'target':<12} {'req/s':>9} {'p50':>9} {'p99':>9} {'cpu/req':>9} {'per core':>9}"
+        + "".join(f"  p99 @ {label:<16}" for label in labels)
     )
     for name in results:
-        paced_p99 = (
-            f"{statistics.median(r.p99_ms for r in fixed[name]):12.2f} ms"  # type: ignore[attr-defined]
-            if fixed.get(name)
-            else f"{'-':>15}"
-        )
+        cells = []
+        for label in labels:
+            value = paced_p99(label, name)
+            cells.append(f"  {'overloaded':>23}" if value is None else f"  {value:20.2f} ms")
         print(
             f"  {name:<12} {med(name, 'rps'):9.0f} {med(name, 'p50_ms'):6.2f} ms"
             f" {med(name, 'p99_ms'):6.2f} ms {med(name, 'cpu_us'):6.0f} us"
-            f" {med(name, 'per_core'):9.0f} {paced_p99}"
+            f" {med(name, 'per_core'):9.0f}" + "".join(cells)
         )
+    for label in labels:
+        runs = next(runs for (lb, _), runs in fixed.items() if lb == label)
+        print(f"  p99 @ {label}: {runs[0].target_rate:.0f} requests/s offered")
     service, ceiling, alt = (
         {a: med(n, a) for a in ("rps", "p99_ms", "cpu_us")}
         for n in ("service", "ceiling", "alternative")
@@ -349,11 +366,12 @@ def report(
     print(f"\nservice / ceiling      throughput {throughput:.2f}x (target >= 0.75x)")
     print(f"service / ceiling      p99        {p99:.2f}x (target <= 1.5x)")
     print(f"service / alternative  throughput {service['rps'] / alt['rps']:.2f}x")
-    if fixed.get("service") and fixed.get("ceiling"):
-        s = statistics.median(r.p99_ms for r in fixed["service"])  # type: ignore[attr-defined]
-        c = statistics.median(r.p99_ms for r in fixed["ceiling"])  # type: ignore[attr-defined]
-        rate = statistics.median(r.target_rate for r in fixed["service"])  # type: ignore[attr-defined]
-        print(f"service / ceiling      p99 at {rate:.0f}/s offered {s / c:.2f}x")
+    for label in labels:
+        s, c = paced_p99(label, "service"), paced_p99(label, "ceiling")
+        if s is None or c is None:
+            print(f"service / ceiling      p99 at {label}: service overloaded")
+        else:
+            print(f"service / ceiling      p99 at {label:<16} {s / c:.2f}x (fixed rate)")
     print(
         f"ceiling / service      cpu per request {ceiling['cpu_us'] / service['cpu_us']:.2f}x"
         "  (the throughput ratio the service process alone allows)"
