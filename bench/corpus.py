@@ -61,7 +61,7 @@ def mixed(count: int) -> list[bytes]:
     ] + list(actions_)
 
 
-def write(path: Path, count: int, *, kind: str = "mixed") -> Path:
+def write(path: Path, count: int, *, kind: str = "actions") -> Path:
     """Write ``count`` signed lines of ``kind`` (``mixed`` or ``actions``) to ``path``."""
     made = mixed(count) if kind == "mixed" else bodies(count)
     with path.open("wb") as handle:

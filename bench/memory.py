@@ -47,7 +47,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="fanout-memory-"))
     server = ValkeyProcess(workdir / "valkey")
     server.start()
-    corpus_path = corpus.write(workdir / "corpus.txt", args.last + args.last // 10, kind="actions")
+    corpus_path = corpus.write(workdir / "corpus.txt", args.last + args.last // 10)
     port = free_port()
     env = os.environ | {
         "FANOUT_REDIS_URL": server.url,
