@@ -81,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self.lost = asyncio.get_running_loop().create_future()
         self.scheduled = 0.0
         self.due = 0.0
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -107,6 +108,7 @@ class _Connection(asyncio.Protocol):
         self.done(self, status)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if not self.lost.done():
             self.lost.set_result(exc)
 
@@ -126,7 +128,9 @@ async def _run(
 ) -> Paced:
     loop = asyncio.get_running_loop()
     result = Paced(rate)
-    idle: list[_Connection] = []
+    # Used in turn (first in, first out), so none stays idle long enough for the
+    # server's keep-alive timeout; one the server closed anyway is replaced.
+    idle: collections.deque[_Connection] = collections.deque()
     waiting: collections.deque[tuple[bytes, float, float]] = collections.deque()
     pool: list[_Connection] = []
 
@@ -143,10 +147,14 @@ async def _run(
         else:
             idle.append(connection)
 
-    for _ in range(connections):
+    async def connect() -> None:
         _, protocol = await loop.create_connection(lambda: _Connection(answered), host, port)
         pool.append(protocol)
         idle.append(protocol)
+
+    for _ in range(connections):
+        await connect()
+    replacements: set[asyncio.Task[None]] = set()
 
     total = int(rate * seconds)
     start = clock() + 0.01
@@ -159,8 +167,13 @@ async def _run(
         result.sender_late_ms.append((now - scheduled) * 1e3)
         request = raw[k % len(raw)]
         result.sent += 1
+        while idle and idle[0].closed:
+            idle.popleft()
+            task = asyncio.create_task(connect())
+            replacements.add(task)
+            task.add_done_callback(replacements.discard)
         if idle:
-            idle.pop().send(request, scheduled, now)
+            idle.popleft().send(request, scheduled, now)
         else:
             result.queued += 1
             waiting.append((request, scheduled, now))
@@ -170,7 +183,8 @@ async def _run(
     result.seconds = max(clock(), start + total / rate) - start
     for connection in pool:
         assert connection.transport is not None
-        connection.transport.close()
+        if not connection.closed:
+            connection.transport.close()
     return result
 
 
