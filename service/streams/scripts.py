@@ -71,20 +71,30 @@ end
 # write follows the first one in the replication stream and the AOF, so the
 # WAIT/WAITAOF of a durability mode covers a duplicate answer too.
 
+# Completions and webhook events keep "<entry id> <digest>" in their seen key. An
+# existing key answers {0, first entry} for the same digest, {2, first entry}
+# (a conflict) for another; nil when the delivery is new.
+SEEN_PRELUDE = """
+local function seen_answer(key, digest)
+  local seen = redis.call('GET', key)
+  if not seen then return nil end
+  redis.call('SET', key, seen, 'KEEPTTL')
+  local sep = string.find(seen, ' ', 1, true)
+  local first = string.sub(seen, 1, sep - 1)
+  if string.sub(seen, sep + 1) == digest then return {0, first} end
+  return {2, first}
+end
+"""
+
 # A completion: answer from the (id, request_id) key if it is there, else append.
 # The key holds "<entry id> <digest>"; a different digest is a conflict.
 # KEYS: seen, done, stream.  ARGV: digest, ttl, maxlen, then the entry's field/value pairs.
 COMPLETE_LUA = (
     APPEND_PRELUDE
+    + SEEN_PRELUDE
     + """
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
-  local sep = string.find(seen, ' ', 1, true)
-  local first = string.sub(seen, 1, sep - 1)
-  if string.sub(seen, sep + 1) == ARGV[1] then return {0, first} end
-  return {2, first}
-end
+local answer = seen_answer(KEYS[1], ARGV[1])
+if answer then return answer end
 local entry = append(KEYS[3], tonumber(ARGV[3]), unpack(ARGV, 4))
 if not entry then return {4, ''} end
 redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
@@ -120,15 +130,10 @@ return {1, entry}
 # KEYS: seen, stream.  ARGV: digest, ttl, maxlen, then the entry's field/value pairs.
 EVENT_LUA = (
     APPEND_PRELUDE
+    + SEEN_PRELUDE
     + """
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
-  local sep = string.find(seen, ' ', 1, true)
-  local first = string.sub(seen, 1, sep - 1)
-  if string.sub(seen, sep + 1) == ARGV[1] then return {0, first} end
-  return {2, first}
-end
+local answer = seen_answer(KEYS[1], ARGV[1])
+if answer then return answer end
 local entry = append(KEYS[2], tonumber(ARGV[3]), unpack(ARGV, 4))
 if not entry then return {4, ''} end
 redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
