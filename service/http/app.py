@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeAlias
@@ -128,9 +129,15 @@ def create_app(
         tasks = [asyncio.create_task(run(publisher)) for run in background]
         tasks.append(asyncio.create_task(connection.follow_master(client)))
         tasks.append(asyncio.create_task(refusal_counts.run()))
+        # What start-up built (modules, the 72 webhook Structs, the app) lives as long as
+        # the process: out of the collector's way, a full collection no longer walks it.
+        # Measured (bench/paced.py, 4,757 deliveries/s, mixed load, AOF off): p99
+        # 2.68 -> 1.66 ms; the 20-30 ms pauses of the full collections were gone.
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

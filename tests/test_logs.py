@@ -1,0 +1,97 @@
+"""Log output on a real file descriptor: delivery lines in blocks, nothing lost or reordered."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from service import logs
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[io.TextIOWrapper, int]]:
+    """A text stream on the write end of a pipe (as stderr read by a log collector)."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    stream = io.TextIOWrapper(io.FileIO(write_end, "wb"), line_buffering=True)
+    yield stream, read_end
+    stream.close()
+    os.close(read_end)
+
+
+def arrived(fd: int) -> list[str]:
+    """The lines that have reached the pipe so far."""
+    data = b""
+    while select.select([fd], [], [], 0)[0]:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    return [json.loads(line)["msg"] for line in data.decode().splitlines()]
+
+
+def handler_on(stream: io.TextIOWrapper) -> tuple[logs.BatchingHandler, logging.Logger]:
+    handler = logs.BatchingHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    access = logging.Logger(logs.ACCESS)
+    access.addHandler(handler)
+    return handler, access
+
+
+def test_a_lone_delivery_line_is_written_at_once(pipe: tuple[io.TextIOWrapper, int]) -> None:
+    stream, read_end = pipe
+    _, access = handler_on(stream)
+    access.info("webhook accepted")
+    assert arrived(read_end) == ["webhook accepted"]
+
+
+def test_lines_under_load_are_written_within_the_flush_interval(
+    pipe: tuple[io.TextIOWrapper, int],
+) -> None:
+    stream, read_end = pipe
+    _, access = handler_on(stream)
+    for n in range(500):
+        access.info("delivery %d", n)
+    first = arrived(read_end)
+    # The first went out at once; the rest wait for a write-out (at most one so far).
+    assert first[0] == "delivery 0" and len(first) < 500
+    deadline = time.monotonic() + 5
+    seen = first
+    while len(seen) < 500 and time.monotonic() < deadline:
+        time.sleep(logs.FLUSH_SECONDS / 4)
+        seen += arrived(read_end)
+    assert seen == [f"delivery {n}" for n in range(500)]
+
+
+def test_any_other_record_writes_out_pending_lines_first(
+    pipe: tuple[io.TextIOWrapper, int],
+) -> None:
+    stream, read_end = pipe
+    handler, access = handler_on(stream)
+    other = logging.Logger("service")
+    other.addHandler(handler)
+    access.info("webhook accepted")
+    access.info("webhook duplicate")
+    other.warning("redis unavailable")
+    assert arrived(read_end) == ["webhook accepted", "webhook duplicate", "redis unavailable"]
+
+
+def test_pending_lines_are_written_when_the_process_exits() -> None:
+    code = (
+        "import logging; from service import logs; logs.setup('info', json=True)\n"
+        f"log = logging.getLogger({logs.ACCESS!r})\n"
+        "for n in range(2000): log.info('delivery %d', n)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    messages = [json.loads(line)["msg"] for line in done.stderr.decode().splitlines()]
+    assert messages == [f"delivery {n}" for n in range(2000)]
