@@ -10,8 +10,13 @@ actions to one webhook envelope. Targets, under the same uvicorn settings
 
 - ceiling: a bare Starlette endpoint that reads the body and answers 202;
 - alternative: FastAPI + pydantic v2 + SET NX then XADD (``bench.alternative``);
-- service: ``fanout serve`` as users run it, one worker;
+- service: ``fanout serve`` as users run it, one worker, at its default log
+  level (one line per delivery; its stderr goes to a pipe this process drains,
+  as a log collector would; ``--service-log-level warning`` leaves them out);
 - service-w2: ``fanout serve --workers 2`` (deliveries per second per core used).
+
+Each saturated run also reports where the machine's two cores went: the
+target's processes, Valkey, wrk, and what stayed idle.
 
 Two measurements per target and round:
 
@@ -31,17 +36,19 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
@@ -91,6 +98,9 @@ class Result:
     statuses: dict[int, int] = field(default_factory=dict)
     cpu_us: float = 0.0  # CPU time of the server's processes per request
     cores: float = 0.0  # the server's processes' CPU time over wall time
+    valkey_cores: float = 0.0  # Valkey's CPU time over wall time (when started here)
+    wrk_cores: float = 0.0  # wrk's CPU time over wall time
+    idle_cores: float = 0.0  # cores the machine left idle (or waiting on I/O)
 
     @property
     def rps(self) -> float:
@@ -165,15 +175,46 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(url: str, pid: int, corpus_path: Path, seconds: float, connections: int) -> Result:
+def _idle_seconds() -> float:
+    """Idle and I/O-wait time of all the machine's cores so far (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    url: str,
+    pid: int,
+    corpus_path: Path,
+    seconds: float,
+    connections: int,
+    valkey_pid: int | None = None,
+) -> Result:
     pids = tree(pid)
     before = cpu_seconds(pids)
+    valkey_before = cpu_seconds([valkey_pid]) if valkey_pid else 0.0
+    idle_before, wrk_before, started = _idle_seconds(), _children_seconds(), time.monotonic()
     result = wrk(url, corpus_path, seconds, connections)
+    elapsed = time.monotonic() - started
     used = cpu_seconds(pids) - before
     result.cpu_us = used / max(result.requests, 1) * 1e6
     result.cores = used / result.seconds
+    if valkey_pid:
+        result.valkey_cores = (cpu_seconds([valkey_pid]) - valkey_before) / elapsed
+    result.wrk_cores = (_children_seconds() - wrk_before) / elapsed
+    result.idle_cores = (_idle_seconds() - idle_before) / elapsed
     check_statuses(url, result.statuses, result.socket_errors)
     return result
+
+
+def _drain(stream: IO[bytes]) -> None:
+    """Read a server's log output as a collector would, and drop it."""
+    while stream.read(1 << 16):
+        pass
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -192,14 +233,16 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
 
 
 def start_targets(
-    redis_url: str, secret: str, names: list[str]
+    redis_url: str, secret: str, names: list[str], service_log_level: str | None = None
 ) -> dict[str, tuple[str, subprocess.Popen[bytes]]]:
     # The service's own defaults: only where Redis is and the secret are given.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "PROMETHEUS_"))} | {
         "FANOUT_REDIS_URL": redis_url,
         "FANOUT_SECRETS": secret,
     }
-    fanout = [str(Path(sys.executable).parent / "fanout"), "serve", "--log-level", "warning"]
+    fanout = [str(Path(sys.executable).parent / "fanout"), "serve"]
+    if service_log_level:
+        fanout += ["--log-level", service_log_level]
     commands = {
         "ceiling": [*UVICORN, "bench.ceiling:app"],
         "alternative": [*UVICORN, "bench.alternative:app"],
@@ -214,7 +257,10 @@ def start_targets(
             env=env | {"FANOUT_PORT": str(port), "FANOUT_DATA_DIR": tempfile.mkdtemp()},
             cwd=HERE.parent,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
+        assert process.stderr is not None
+        threading.Thread(target=_drain, args=(process.stderr,), daemon=True).start()
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/webhooks/voucherify", process)
         targets[name] = (base, process)
@@ -251,6 +297,10 @@ def main() -> int:
     options.add_argument("--no-paced", action="store_true", help="skip the fixed-rate runs")
     options.add_argument("--no-workers2", action="store_true", help="skip service-w2")
     options.add_argument("--redis-url", help="use this Redis (FLUSHALLed between runs!)")
+    options.add_argument(
+        "--service-log-level",
+        help="of the service (default: its own, info: one line per delivery)",
+    )
     args = options.parse_args()
     if not has_wrk():
         return 1
@@ -275,7 +325,8 @@ def main() -> int:
     corpus_path = corpus.write(workdir / "corpus.txt", args.bodies, kind=args.kind)
     pairs = corpus.read(corpus_path)
     names = ["ceiling", "alternative", "service"] + ([] if args.no_workers2 else ["service-w2"])
-    targets = start_targets(redis_url, corpus.SECRET.decode(), names)
+    targets = start_targets(redis_url, corpus.SECRET.decode(), names, args.service_log_level)
+    valkey_pid = server.process.pid if server is not None and server.process else None
     results: dict[str, list[Result]] = {name: [] for name in targets}
     fixed: dict[tuple[str, str], list[paced.Paced]] = {}
     try:
@@ -285,12 +336,16 @@ def main() -> int:
             for name in names[run % len(names) :] + names[: run % len(names)]:
                 client.flushall()
                 url, process = targets[name]
-                result = measure(url, process.pid, corpus_path, args.duration, args.connections)
+                result = measure(
+                    url, process.pid, corpus_path, args.duration, args.connections, valkey_pid
+                )
                 results[name].append(result)
                 print(
                     f"run {run + 1} {name:<12} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms"
                     f"  p99 {result.p99_ms:6.2f} ms  cpu {result.cpu_us:5.0f} us/req"
-                    f" ({result.cores:.2f} cores)  answers {result.statuses}",
+                    f" ({result.cores:.2f} cores; valkey {result.valkey_cores:.2f},"
+                    f" wrk {result.wrk_cores:.2f}, idle {result.idle_cores:.2f})"
+                    f"  answers {result.statuses}",
                     flush=True,
                 )
         saturated = {name: statistics.median(r.rps for r in rs) for name, rs in results.items()}
@@ -376,6 +431,12 @@ def report(
         f"ceiling / service      cpu per request {ceiling['cpu_us'] / service['cpu_us']:.2f}x"
         "  (the throughput ratio the service process alone allows)"
     )
+    print("cores at saturation (medians): target, valkey, wrk, idle")
+    for name in results:
+        print(
+            f"  {name:<12} {med(name, 'cores'):.2f}  {med(name, 'valkey_cores'):.2f}"
+            f"  {med(name, 'wrk_cores'):.2f}  {med(name, 'idle_cores'):.2f}"
+        )
     if "service-w2" in results:
         print(
             f"service --workers 2    {med('service-w2', 'rps'):.0f} deliveries/s,"
