@@ -2,8 +2,9 @@
 
 ``FANOUT_DURABILITY=auto``, the default, waits for ``WAITAOF 1 0`` (the delivery is
 in the server's append-only file) wherever the server can confirm that: Redis
->= 7.2 or Valkey, with ``appendonly yes``. Where it cannot (an older Redis, AOF
-off, a user without WAITAOF, Redis Cluster) it answers once Redis applied the
+>= 7.2 or Valkey, with ``appendonly yes`` and an ``appendfsync`` other than ``no``.
+Where it cannot (an older Redis, AOF off, appendfsync no, a user without WAITAOF,
+Redis Cluster) it answers once Redis applied the
 write, and says at start-up, in one line, what is at risk and how to fix it.
 A server that does not answer at start-up is assumed able; its first answer
 decides. ``aof`` and ``replicas:N`` are refused at start-up by a server that
@@ -40,6 +41,9 @@ _AT_RISK = {
     "aof_off": "Redis runs with appendonly no, so a restart of Redis loses what it holds, "
     "acknowledged deliveries included; set appendonly yes and appendfsync always on the "
     f"server {_FIX}",
+    "no_fsync": "Redis runs with appendfsync no, so it never confirms that a delivery is "
+    "on disk (a 2xx waiting for it would wait out every request) and a crash of its host "
+    f"can lose acknowledged deliveries; set appendfsync always on the server {_FIX}",
     "noperm": "the Redis user may not run WAITAOF, so a 2xx cannot wait for the disk and a "
     f"kill -9 of Redis can lose acknowledged deliveries; grant it +waitaof {_FIX}",
     "cluster": "FANOUT_REDIS_CLUSTER=1 waits for no disk, so a kill -9 of a node can lose "
@@ -124,6 +128,18 @@ class Waiter:
                 await redis.execute_command(*command[:-1], 1)
         except (RedisError, OSError, TimeoutError) as exc:
             return self._refused_at_start(command[0], exc)
+        appendfsync = await self._appendfsync(redis) if self.mode == "aof" else None
+        if appendfsync == "no":
+            # WAITAOF answers a connection that wrote nothing (the check above) at once,
+            # but after a write under appendfsync no it waits out its whole timeout
+            # (measured, Valkey 9): every delivery would be a 503.
+            if configured.mode != "auto":
+                raise RuntimeError(
+                    f"FANOUT_DURABILITY={configured}: the Redis server runs with appendfsync "
+                    "no and never confirms WAITAOF; set appendfsync always (or everysec)"
+                )
+            self.mode = "none"
+            return self._promise(_AT_RISK["no_fsync"], at_risk=True)
         if self._sentinel and self.mode == "aof":
             # Replication is asynchronous: a replica promoted before it received a
             # write, or a demoted master taking writes until Sentinel tells it, loses
@@ -133,24 +149,25 @@ class Waiter:
                 "received: set FANOUT_DURABILITY=replicas:1 to wait for a replica instead",
                 at_risk=True,
             )
-        return self._promise(self._kept() + await self._fsync_note(redis), at_risk=False)
+        note = ""
+        if appendfsync == "everysec":  # a word on speed
+            note = (
+                "; the server fsyncs every second (appendfsync everysec), so each 2xx waits "
+                "for the next fsync: appendfsync always answers about 10x faster "
+                "(bench.durability)"
+            )
+        return self._promise(self._kept() + note, at_risk=False)
 
-    async def _fsync_note(self, redis: Client) -> str:
-        """A word on speed when the server fsyncs once a second (if the user may ask)."""
-        if self.mode != "aof":
-            return ""
+    async def _appendfsync(self, redis: Client) -> str | None:
+        """The server's appendfsync, or None if the user may not ask (CONFIG is usually
+        not the service's to run: then the first batches tell)."""
         try:
             async with asyncio.timeout(self._timeout):
                 reply = await redis.config_get("appendfsync")
         except (RedisError, OSError, TimeoutError):
-            return ""  # CONFIG is usually not the service's to run
+            return None
         values = {replies.text(k): replies.text(v) for k, v in dict(reply).items()}
-        if values.get("appendfsync") != "everysec":
-            return ""
-        return (
-            "; the server fsyncs every second (appendfsync everysec), so each 2xx waits for "
-            "the next fsync: appendfsync always answers about 10x faster (bench.durability)"
-        )
+        return values.get("appendfsync")
 
     def refused(self, error: BaseException) -> bool:
         """A batch's WAITAOF was refused. With ``auto`` and a server that cannot wait at all,

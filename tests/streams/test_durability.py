@@ -65,17 +65,32 @@ async def test_the_default_waits_for_the_aof_where_the_server_can(
 
 
 @pytest.mark.parametrize(
-    ("binary", "appendonly", "says"),
+    ("binary", "appendonly", "appendfsync", "says"),
     [
-        pytest.param("redis", True, "this Redis has no WAITAOF (Redis < 7.2)", marks=needs_redis),
-        ("valkey", False, "Redis runs with appendonly no"),
+        pytest.param(
+            "redis",
+            True,
+            "everysec",
+            "this Redis has no WAITAOF (Redis < 7.2)",
+            marks=needs_redis,
+        ),
+        ("valkey", False, "everysec", "Redis runs with appendonly no"),
+        # WAITAOF never confirms there: every delivery would wait out its timeout, a 503.
+        ("valkey", True, "no", "Redis runs with appendfsync no"),
     ],
-    ids=["redis-7.0", "aof-off"],
+    ids=["redis-7.0", "aof-off", "appendfsync-no"],
 )
 async def test_where_the_server_cannot_the_default_says_what_is_at_risk(
-    settings: Settings, tmp_path: Path, binary: str, appendonly: bool, says: str
+    settings: Settings,
+    tmp_path: Path,
+    binary: str,
+    appendonly: bool,
+    appendfsync: str,
+    says: str,
 ) -> None:
-    server = ValkeyProcess(tmp_path / "s", binary=binary, appendonly=appendonly)
+    server = ValkeyProcess(
+        tmp_path / "s", binary=binary, appendonly=appendonly, appendfsync=appendfsync
+    )
     server.start()
     try:
         line, at_risk, durability = await promise_of(settings, server.url)
@@ -115,9 +130,19 @@ async def test_a_server_that_answers_only_later_decides_then(
     assert sum("no WAITAOF" in line for line in lines) == 1
 
 
-def test_explicit_aof_is_still_refused_where_the_server_cannot(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("appendonly", "appendfsync", "says"),
+    [
+        (False, "everysec", "FANOUT_DURABILITY=aof: the Redis server refused WAITAOF"),
+        (True, "no", "FANOUT_DURABILITY=aof: the Redis server runs with appendfsync no"),
+    ],
+    ids=["aof-off", "appendfsync-no"],
+)
+def test_explicit_aof_is_still_refused_where_the_server_cannot(
+    tmp_path: Path, appendonly: bool, appendfsync: str, says: str
+) -> None:
     # Unchanged: `aof` is a demand, not a wish.
-    server = ValkeyProcess(tmp_path / "v", appendonly=False)
+    server = ValkeyProcess(tmp_path / "v", appendonly=appendonly, appendfsync=appendfsync)
     server.start()
     try:
         result = subprocess.run(
@@ -131,7 +156,7 @@ def test_explicit_aof_is_still_refused_where_the_server_cannot(tmp_path: Path) -
     finally:
         server.stop()
     assert result.returncode == 1
-    assert "FANOUT_DURABILITY=aof: the Redis server refused WAITAOF" in result.stderr
+    assert says in result.stderr
 
 
 def _env(**extra: str) -> dict[str, str]:
