@@ -42,7 +42,7 @@ from .results import (  # noqa: F401 (all of them, importable from here as befor
     _OrderImportResultAsSent,
     _VoucherImportResultAsSent,
 )
-from .text import UNPRINTABLE
+from .text import UNPRINTABLE, printable
 
 Status: TypeAlias = Literal["ENQUEUED", "IN_PROGRESS", "DONE", "FAILED"]
 COMPLETED_STATUSES = frozenset({"DONE", "FAILED"})
@@ -50,15 +50,32 @@ COMPLETED_STATUSES = frozenset({"DONE", "FAILED"})
 # 256 characters, printable (none of ``text.UNPRINTABLE``: control characters,
 # DEL, line separators, bidi controls). ``\Z``, not ``$``, which would let a
 # trailing newline through.
+#
+# msgspec checks the lengths; the characters are checked after the decode
+# (``decode``, ``refuse_unprintable``), which refuses what the pattern would, with
+# msgspec's own message. A ``Meta(pattern=...)`` runs Python's ``re`` on every id
+# from inside the decoder: 0.35 us an id, half the decode time of an async action
+# (1.45 us against 0.88 us with the check after). The pattern stays in the JSON
+# schema of the types.
 _PRINTABLE = f"[^{UNPRINTABLE}]"
 MAX_ID_LENGTH = 256
+ID_PATTERN = rf"^{_PRINTABLE}+\Z"
+ID_TEXT_PATTERN = rf"^{_PRINTABLE}*\Z"
 Id: TypeAlias = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=rf"^{_PRINTABLE}+\Z")
+    str,
+    msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, extra_json_schema={"pattern": ID_PATTERN}),
 ]
 #: The same, where empty is allowed (a request id; ids whose absence code handles).
 IdText: TypeAlias = Annotated[
-    str, msgspec.Meta(max_length=MAX_ID_LENGTH, pattern=rf"^{_PRINTABLE}*\Z")
+    str, msgspec.Meta(max_length=MAX_ID_LENGTH, extra_json_schema={"pattern": ID_TEXT_PATTERN})
 ]
+
+
+def refuse_unprintable(value: str | None, path: str, pattern: str = ID_TEXT_PATTERN) -> None:
+    """Raise what msgspec raises for ``Meta(pattern=pattern)`` if ``value`` has an
+    unprintable character (``path`` is where it was, as in ``$.event.id``)."""
+    if value and not printable(value):
+        raise msgspec.ValidationError(f"Expected `str` matching regex {pattern!r} - at `{path}`")
 
 
 # --- the async action -------------------------------------------------------
@@ -267,11 +284,17 @@ def decode(body: bytes) -> AnyAction:
     are turned into ``DecodeError`` here so that they are answered 400, not 500.
     """
     try:
-        return _decoder.decode(body)
+        action = _decoder.decode(body)
     except UnicodeDecodeError as exc:
         raise msgspec.DecodeError(f"invalid UTF-8 in a string ({exc.reason})") from None
     except RecursionError:
         raise msgspec.DecodeError("JSON nested too deeply to decode") from None
+    request_id = action.request_id
+    # ``str.isprintable`` inline: nearly every id passes it (see ``text.printable``).
+    if not action.id.isprintable() or (request_id and not request_id.isprintable()):
+        refuse_unprintable(action.id, "$.id", ID_PATTERN)
+        refuse_unprintable(request_id, "$.request_id")
+    return action
 
 
 def failure_reason(error: msgspec.DecodeError) -> str:

@@ -24,6 +24,15 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def printable(value: str) -> bool:
+    """Whether ``value`` has none of the characters of ``UNPRINTABLE``."""
+    # str.isprintable() is False for each of them (tests/domain/test_text.py checks
+    # every code point), so the regex only runs on text that may have one (or other
+    # characters Python calls unprintable, a no-break space): 0.04 us for a
+    # 20-character id instead of the regex's 0.10 us.
+    return value.isprintable() or _UNPRINTABLE.search(value) is None
+
+
 def escape(value: str, *, lines: bool = False) -> str:
     """``value`` with every unprintable character written as ``\\xNN`` or ``\\uNNNN``.
 

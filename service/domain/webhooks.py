@@ -247,13 +247,26 @@ def decode_envelope(body: bytes) -> WebhookDelivery:
 
 def _decode_envelope(body: bytes) -> Envelope:
     try:
-        return _envelope_decoder.decode(body)
+        envelope = _envelope_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise MalformedEnvelope(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise msgspec.DecodeError(f"invalid UTF-8 in a string ({exc.reason})") from None
     except RecursionError:
         raise msgspec.DecodeError("JSON nested too deeply to decode") from None
+    _refuse_unprintable_ids(envelope)
+    return envelope
+
+
+def _refuse_unprintable_ids(envelope: Envelope) -> None:
+    """The ids' characters, which ``IdText`` leaves to code (see ``actions.IdText``)."""
+    try:
+        actions.refuse_unprintable(envelope.id, "$.id")
+        if envelope.event is not None:
+            actions.refuse_unprintable(envelope.event.id, "$.event.id")
+            actions.refuse_unprintable(envelope.event.group_id, "$.event.group_id")
+    except msgspec.ValidationError as exc:
+        raise MalformedEnvelope(str(exc)) from None
 
 
 def _has_data(body: bytes) -> bool:

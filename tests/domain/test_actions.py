@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pytest
@@ -178,3 +178,53 @@ def test_arbitrary_json_either_decodes_or_raises_validation_error(junk: Any) -> 
         decode(payload)
     except msgspec.ValidationError as error:
         assert "$.result" in str(error)
+
+
+# --- ids: printable, checked after the decode (issue 15) ---------------------------------
+
+
+class _PatternIds(msgspec.Struct):
+    """The ids as checked until issue 15: msgspec's ``Meta(pattern=...)``."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=actions.ID_PATTERN)]
+    request_id: (
+        Annotated[str, msgspec.Meta(max_length=256, pattern=actions.ID_TEXT_PATTERN)] | None
+    ) = None
+
+
+_TRICKY_IDS = [
+    "",
+    "a",
+    "a\n",
+    "\n",
+    "a\r\n",
+    "a\x7f",
+    "\x85b",
+    "a\u2028",
+    "\u202e",
+    "a\u00a0b",
+    "zażółć_日本",
+    "a" * 256,
+    "a" * 257,
+    "\x00" * 257,
+    "\U0010ffff",
+    "a\u2069",
+]
+_IDS = st.sampled_from(_TRICKY_IDS) | st.text(max_size=8) | st.text(min_size=250, max_size=260)
+
+
+def _refusal(body: bytes, decode: Any) -> str | None:
+    try:
+        decode(body)
+    except msgspec.ValidationError as error:
+        return str(error)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_IDS, field=st.sampled_from(["id", "request_id"]))
+def test_ids_are_refused_as_the_pattern_refused_them(value: str, field: str) -> None:
+    # Same decision and message as before, whichever of the two ids it is.
+    body = msgspec.json.encode(samples.sample("VOUCHERS.IMPORT") | {field: value})
+    reference = msgspec.json.Decoder(_PatternIds).decode
+    assert _refusal(body, actions.decode) == _refusal(body, reference)

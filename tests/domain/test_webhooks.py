@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pytest
@@ -353,6 +353,47 @@ def test_event_type_of_200_characters_is_fine() -> None:
 def test_envelope_field_of_the_wrong_type() -> None:
     payload = envelope("voucher.published") | {"source": "webhook"}
     assert _refused(payload) == "Expected `object | null`, got `str` - at `$.source`"
+
+
+_PatternIdText = Annotated[
+    str, msgspec.Meta(max_length=actions.MAX_ID_LENGTH, pattern=actions.ID_TEXT_PATTERN)
+]
+
+
+class _PatternEvent(msgspec.Struct):
+    id: _PatternIdText | None = None
+    group_id: _PatternIdText | None = None
+
+
+class _PatternIds(msgspec.Struct):
+    """The envelope's ids as checked until issue 15: msgspec's ``Meta(pattern=...)``."""
+
+    id: _PatternIdText | None = None
+    event: _PatternEvent | None = None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.sampled_from(["", "a\n", "\x1b[2J", "a\u202e", "a\u00a0", "日本", "e" * 257])
+    | st.text(max_size=8),
+    field=st.sampled_from(["id", "event.id", "event.group_id"]),
+)
+def test_ids_are_refused_as_the_pattern_refused_them(value: str, field: str) -> None:
+    payload = envelope("voucher.published")
+    if field == "id":
+        payload["id"] = value
+    else:
+        payload["event"][field.removeprefix("event.")] = value
+    body = encode(payload)
+    try:
+        msgspec.json.decode(body, type=_PatternIds)
+    except msgspec.ValidationError as error:
+        assert _refused(payload) == str(error)
+        return
+    if field == "id" and not value:
+        assert _refused(payload) == "Object missing required field `id`"
+    else:
+        assert deliver(body).digest
 
 
 # --- the top-level decode: async actions unchanged -------------------------------------
