@@ -228,7 +228,11 @@ def decode(body: bytes) -> Inbound:
     except msgspec.ValidationError as exc:
         if actions.failure_reason(exc) != "unknown_type":
             raise
-        not_an_action = exc
+        # Without its traceback: kept with it, the exception holds this frame, whose
+        # locals hold the exception, and each envelope (body, values, Structs) waited
+        # for the cyclic GC: 0.3 us more per envelope in bench.decode, 1 us in a
+        # loop of envelopes alone.
+        not_an_action = exc.with_traceback(None)
     try:
         envelope = _decode_envelope(body)
     except MalformedEnvelope:
