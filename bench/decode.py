@@ -9,7 +9,9 @@ async actions and on envelopes of the 72 webhook event types (the vendor's
 example data; data parsed, typed and digested), against pydantic v2 on the same
 shapes: the envelope (``bench.alternative.Envelope``, data a dict), then the
 data validated into the model of its event type (``bench.shapes``: the same
-fields as the service's Structs). pydantic computes no digest.
+fields as the service's Structs). pydantic computes no digest, so the envelopes
+are also decoded without the dedup digest (``webhooks.content_digest``:
+re-encoding the parsed data and hashing it), which the ratio then leaves out.
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ def pydantic_envelope(body: bytes) -> object:
         return model.model_validate(envelope.data)
     except ValueError:  # drift: the envelope is still accepted
         return None
+
+
+def without_digest(bodies: list[bytes], repeat: int) -> float:
+    """``best`` for ``webhooks.decode`` with the dedup digest left out (a constant)."""
+    digest = webhooks.content_digest
+    webhooks.content_digest = lambda type_, id_, data: ""
+    try:
+        return best(webhooks.decode, bodies, repeat)
+    finally:
+        webhooks.content_digest = digest
 
 
 def best(fn: object, bodies: list[bytes], repeat: int) -> float:
@@ -77,6 +89,7 @@ def main() -> None:
         assert delivery.schema_valid == (pydantic_envelope(body) is not None)
     as_action = best(webhooks.decode, bodies, args.repeat)
     as_envelope = best(webhooks.decode, envelopes, args.repeat)
+    no_digest = without_digest(envelopes, args.repeat)
     envelope_pydantic = best(pydantic_envelope, envelopes, args.repeat)
     envelope_size = sum(map(len, envelopes)) / len(envelopes)
     print("receiver decode (webhooks.decode), async action or envelope:")
@@ -85,10 +98,12 @@ def main() -> None:
         f"  webhook envelope     {as_envelope:6.2f} us/message "
         f"({envelope_size:.0f} bytes on average, {len(webhook_samples.TYPES)} types)"
     )
+    print(f"  same envelopes without the dedup digest {no_digest:6.2f} us/message")
     print(f"  same envelopes, pydantic v2 {envelope_pydantic:6.2f} us/message")
     print(
         f"  envelope decode is {envelope_pydantic / as_envelope:.1f}x faster than pydantic"
-        " (target >= 3x)"
+        f" (target >= 3x), {envelope_pydantic / no_digest:.1f}x without the digest"
+        " (pydantic computes none)"
     )
 
 
