@@ -46,7 +46,9 @@ def decode_event(entry: bytes | str | Mapping[Any, Any]) -> StreamEvent:
     try:
         return completion.decode_event(data)
     except msgspec.ValidationError as exc:
-        not_a_completion = exc
+        # Without its traceback, which would hold this frame and so the exception:
+        # a cycle that kept each webhook event alive until the cyclic GC ran.
+        not_a_completion = exc.with_traceback(None)
     try:
         return webhooks.decode_webhook_event(data)
     except msgspec.ValidationError:

@@ -456,6 +456,23 @@ def test_decoding_leaves_no_reference_cycle() -> None:
         gc.enable()
 
 
+def test_a_consumer_decoding_webhook_events_leaves_no_reference_cycle() -> None:
+    from service import decode_event
+
+    delivery = webhooks.decode(encode(envelope("voucher.published")))
+    assert isinstance(delivery, webhooks.WebhookDelivery)
+    entry = webhooks.encode_event(delivery.event(RECEIVED))
+    assert decode_event(entry).type == "voucher.published"
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            decode_event(entry)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
 # --- dedup identity ------------------------------------------------------------------
 
 
