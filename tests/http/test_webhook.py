@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import hashlib
 import json
 from datetime import datetime
@@ -402,3 +403,12 @@ async def test_background_tasks_run_with_the_app_and_stop_with_it(settings: Sett
                 break
             await asyncio.sleep(0.01)
     assert seen == [True, "stopped"]
+
+
+async def test_start_up_objects_stay_out_of_the_collector_while_serving(settings: Settings) -> None:
+    # Full collections walking them paused deliveries for 25-45 ms (docs/performance.md).
+    async with serving(settings) as http:
+        assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
+        frozen = gc.get_freeze_count()
+    assert frozen > 0
+    assert gc.get_freeze_count() == 0  # given back at shutdown
