@@ -6,11 +6,12 @@ signature or a body: callers log ids, types, outcomes and reasons only.
 
 Each delivery's line (logger ``service.access``) is written in blocks while
 deliveries keep coming: written at once when it is the first for
-``FLUSH_SECONDS``, else at most ``FLUSH_SECONDS`` later. Every other record is
+``FLUSH_SECONDS``, else within about ``FLUSH_SECONDS``. Every other record is
 written at once, after any lines still pending, so the order holds. Measured
-(``fanout serve`` at saturation, mixed load, stderr to a pipe): a system call per
-line cost 27 us of CPU per delivery, 22% of the throughput (104 against 74 us
-at level warning); see docs/performance.md.
+(``fanout serve`` at saturation, mixed load, stderr to a pipe, quiet machine):
+with a write per line, 86 us of CPU per delivery at level info against 74 us at
+warning; with these blocks and the switches in ``setup``, 77 us (see
+docs/performance.md).
 """
 
 from __future__ import annotations
