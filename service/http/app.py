@@ -132,7 +132,7 @@ def create_app(
         # What start-up built (modules, the 72 webhook Structs, the app) lives as long as
         # the process: out of the collector's way, a full collection no longer walks it.
         # Measured (bench/paced.py, 4,757 deliveries/s, mixed load, AOF off): p99
-        # 2.68 -> 1.66 ms; the 20-30 ms pauses of the full collections were gone.
+        # 2.7-2.9 -> 1.7-2.2 ms; the 25-45 ms pauses of the full collections were gone.
         gc.freeze()
         try:
             yield

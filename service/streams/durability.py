@@ -4,8 +4,8 @@
 in the server's append-only file) wherever the server can confirm that: Redis
 >= 7.2 or Valkey, with ``appendonly yes`` and an ``appendfsync`` other than ``no``.
 Where it cannot (an older Redis, AOF off, appendfsync no, a user without WAITAOF,
-Redis Cluster) it answers once Redis applied the
-write, and says at start-up, in one line, what is at risk and how to fix it.
+Redis Cluster) it answers once Redis applied the write, and says at start-up, in
+one line, what is at risk and how to fix it.
 A server that does not answer at start-up is assumed able; its first answer
 decides. ``aof`` and ``replicas:N`` are refused at start-up by a server that
 cannot give them, and answered 503 whenever it does not confirm in time.
@@ -159,8 +159,8 @@ class Waiter:
         return self._promise(self._kept() + note, at_risk=False)
 
     async def _appendfsync(self, redis: Client) -> str | None:
-        """The server's appendfsync, or None if the user may not ask (CONFIG is usually
-        not the service's to run: then the first batches tell)."""
+        """The server's appendfsync, or None if the user may not ask (CONFIG is
+        usually not the service's to run; docs/contract.md says what then)."""
         try:
             async with asyncio.timeout(self._timeout):
                 reply = await redis.config_get("appendfsync")
