@@ -211,10 +211,11 @@ def measure(
     return result
 
 
-def _drain(stream: IO[bytes]) -> None:
-    """Read a server's log output as a collector would, and drop it."""
-    while stream.read(1 << 16):
-        pass
+def _drain(stream: IO[bytes], tail: bytearray) -> None:
+    """Read a server's log output as a collector would, keeping only its last 4 KiB."""
+    while chunk := stream.read(1 << 16):
+        tail += chunk
+        del tail[: -(1 << 12)]
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -260,9 +261,16 @@ def start_targets(
             stderr=subprocess.PIPE,
         )
         assert process.stderr is not None
-        threading.Thread(target=_drain, args=(process.stderr,), daemon=True).start()
+        tail = bytearray()
+        drain = threading.Thread(target=_drain, args=(process.stderr, tail), daemon=True)
+        drain.start()
         base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/webhooks/voucherify", process)
+        try:
+            wait_ready(f"{base}/webhooks/voucherify", process)
+        except (RuntimeError, TimeoutError) as exc:
+            drain.join(1)
+            output = tail.decode(errors="replace")
+            raise RuntimeError(f"{name}: {exc}; its last output:\n{output}") from None
         targets[name] = (base, process)
     return targets
 
