@@ -72,10 +72,12 @@ def connect(url: str, *, cluster: bool, timeout: float) -> Client:
     if url.startswith(SENTINEL_SCHEMES):
         target = SentinelTarget.parse(url)
         socket = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        # redis-py types Sentinel from 8.2 on; older releases leave it untyped.
+        sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
             list(target.sentinels),
             sentinel_kwargs={**socket, "password": target.sentinel_password},
-            **socket,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
         master: Redis = sentinel.master_for(
             target.master,
