@@ -1,24 +1,45 @@
-"""Settings: one frozen object built from the environment at start-up.
+"""Settings: frozen objects read from the environment at start-up, and written back.
 
-Every variable of the contract is read here and nowhere else. A bad value stops
-start-up with a ``ConfigError`` whose message names the variable.
+Every variable of the contract is read here and nowhere else: ``Settings`` (the
+receiver), ``PollSettings`` (the reconciler) and ``discovery()`` (how the
+consumer library and the operator commands find a running server). A bad value
+stops start-up with a ``ConfigError`` whose message names the variable.
+
+Each setting is declared once, as a field with its variable and its parser
+(``setting(...)``): ``from_env`` reads every declared field, and ``to_env``
+writes each one back as the text its parser reads, so a worker process of
+``fanout serve --workers N`` gets the parent's settings whole
+(``from_env(to_env(s)) == s``, pinned by a test over every field). Adding a
+setting is that one declaration: a field with ``setting("FANOUT_X", parser)``,
+and a parser ``(variable, text) -> value`` that raises ``ConfigError``; the
+renderer is ``str`` unless the parser needs another text (``render=``).
+
+What still reads the environment elsewhere, and why:
+
+- ``PROMETHEUS_MULTIPROC_DIR`` (``metrics.py`` reads it; ``cli/serve.py`` sets it
+  for its workers): prometheus_client's own variable, which that library reads
+  from ``os.environ`` itself, so it must be there, not in a settings object.
+- ``COLUMNS`` (``cli/render.py``): the terminal's width, the shell's convention
+  that rich follows, not a setting of the service.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 from .sentinel_url import SENTINEL_SCHEMES as SENTINEL_SCHEMES
 from .sentinel_url import SentinelTarget as SentinelTarget
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -75,84 +96,203 @@ class Durability:
         return f"replicas:{self.replicas}" if self.mode == "replicas" else self.mode
 
 
+# --- one declaration per setting ------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
-class Settings:
-    redis_url: str | None = None
-    redis_cluster: bool = False
-    secrets: tuple[Secret, ...] = ()
-    stream_prefix: str = "voucherify"
-    dedup_ttl: int = 604_800
-    stream_maxlen: int = 1_000_000
-    max_body_bytes: int = 1_048_576
-    allow_ips: tuple[IPNetwork, ...] | None = None
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-    durability: Durability = field(default_factory=Durability)
-    data_dir: Path = Path(".fanout")
-    host: str = "127.0.0.1"
-    port: int = 8000
-    redis_timeout: float = 2.0
-    admin_token: Secret | None = None
-    #: ``Host`` values ``/dashboard`` answers to; ``None``: ``dashboard_hosts()``'s default.
-    allowed_hosts: tuple[str, ...] | None = None
-    cloudevents: bool = False
+class Variable:
+    """The environment variable of a field: its name, how it is read and written."""
 
-    def dashboard_hosts(self) -> tuple[str, ...]:
-        """``FANOUT_ALLOWED_HOSTS``, or the listen host, localhost, 127.0.0.1 and [::1]
-        on the listen port."""
-        if self.allowed_hosts is not None:
-            return self.allowed_hosts
-        host = f"[{self.host}]" if ":" in self.host else self.host.lower()
-        names = dict.fromkeys((host, "localhost", "127.0.0.1", "[::1]"))
-        return tuple(f"{name}:{self.port}" for name in names)
+    name: str
+    parse: Callable[[str, str], Any]
+    render: Callable[[Any], str] = str
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read every ``FANOUT_*`` variable; unset or empty means the default."""
-        env = os.environ if environ is None else environ
 
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return None if value is None or value.strip() == "" else value.strip()
+def setting(
+    variable: str,
+    parse: Callable[[str, str], T],
+    default: Any,
+    *,
+    render: Callable[[Any], str] = str,
+) -> Any:
+    """A settings field read from ``variable`` by ``parse(variable, text)``.
 
-        default = cls()
-        redis_url = _redis_url(get("FANOUT_REDIS_URL"))
-        redis_cluster = _flag("FANOUT_REDIS_CLUSTER", get("FANOUT_REDIS_CLUSTER"))
-        if redis_cluster and redis_url and redis_url.startswith(SENTINEL_SCHEMES):
-            raise ConfigError("FANOUT_REDIS_CLUSTER", "1 does not go with a redis+sentinel:// URL")
-        return cls(
-            redis_url=redis_url,
-            redis_cluster=redis_cluster,
-            secrets=_secrets(get("FANOUT_SECRETS")),
-            stream_prefix=_prefix(get("FANOUT_STREAM_PREFIX") or default.stream_prefix),
-            dedup_ttl=_positive_int("FANOUT_DEDUP_TTL", get("FANOUT_DEDUP_TTL"), default.dedup_ttl),
-            stream_maxlen=_positive_int(
-                "FANOUT_STREAM_MAXLEN", get("FANOUT_STREAM_MAXLEN"), default.stream_maxlen
-            ),
-            max_body_bytes=_positive_int(
-                "FANOUT_MAX_BODY_BYTES", get("FANOUT_MAX_BODY_BYTES"), default.max_body_bytes
-            ),
-            allow_ips=_networks("FANOUT_ALLOW_IPS", get("FANOUT_ALLOW_IPS")),
-            trusted_proxies=_networks("FANOUT_TRUSTED_PROXIES", get("FANOUT_TRUSTED_PROXIES"))
-            or (),
-            durability=_durability(get("FANOUT_DURABILITY")),
-            data_dir=Path(get("FANOUT_DATA_DIR") or default.data_dir),
-            host=get("FANOUT_HOST") or default.host,
-            port=_port(get("FANOUT_PORT"), default.port),
-            redis_timeout=_positive_float(
-                "FANOUT_REDIS_TIMEOUT", get("FANOUT_REDIS_TIMEOUT"), default.redis_timeout
-            ),
-            admin_token=_admin_token(get("FANOUT_ADMIN_TOKEN")),
-            allowed_hosts=_hosts(get("FANOUT_ALLOWED_HOSTS")),
-            cloudevents=_flag("FANOUT_CLOUDEVENTS", get("FANOUT_CLOUDEVENTS")),
+    ``text`` is the stripped value; an unset or empty variable means ``default``.
+    ``render`` writes a value back as a text ``parse`` reads (``to_env``); None is
+    written as the empty text, which reads as the default.
+    """
+    return dataclasses.field(
+        default=default, metadata={"variable": Variable(variable, parse, render)}
+    )
+
+
+def variables(cls: type[Any]) -> dict[str, Variable]:
+    """Field name -> its ``Variable``, for every field of a settings class."""
+    return {f.name: f.metadata["variable"] for f in dataclasses.fields(cls)}
+
+
+def _read(
+    cls: type[Any], environ: Mapping[str, str] | None, names: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The fields of ``cls`` (or only ``names``) whose variable is set in ``environ``
+    (default: this process's environment), parsed."""
+    env = os.environ if environ is None else environ
+    declared = variables(cls)
+    values: dict[str, Any] = {}
+    for name in declared if names is None else names:
+        variable = declared[name]
+        text = env.get(variable.name, "").strip()
+        if text:
+            values[name] = variable.parse(variable.name, text)
+    return values
+
+
+def to_env(settings: Any) -> dict[str, str]:
+    """Every variable of ``settings`` (a ``Settings`` or ``PollSettings``) as its text.
+
+    The inverse of ``from_env``: reading the result gives ``settings`` back.
+    Secrets are written out in clear: the result is for a child process's
+    environment, never for a log.
+    """
+    rendered = {}
+    for name, variable in variables(type(settings)).items():
+        value = getattr(settings, name)
+        rendered[variable.name] = "" if value is None else variable.render(value)
+    return rendered
+
+
+def export(*settings: Any) -> None:
+    """Put ``to_env`` of each of ``settings`` into this process's environment, for the
+    worker processes it starts next (they read it back with ``from_env``)."""
+    for one in settings:
+        os.environ.update(to_env(one))
+
+
+def environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """A copy of this process's environment with ``overrides`` applied (the command's flags)."""
+    return {**os.environ, **overrides}
+
+
+# --- parsers: (variable, stripped text) -> value, or ConfigError naming the variable
+
+
+def _text(name: str, value: str) -> str:
+    return value
+
+
+def _path(name: str, value: str) -> Path:
+    return Path(value)
+
+
+def _redis_url(name: str, value: str) -> str:
+    if value.startswith(SENTINEL_SCHEMES):
+        try:
+            SentinelTarget.parse(value)
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
+        return value
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            name,
+            f"expected a redis://, rediss://, unix:// or redis+sentinel:// URL, got {value!r}",
         )
+    return value
 
 
-def _admin_token(value: str | None) -> Secret | None:
-    if value is None:
-        return None
-    if len(value) < 16:
-        raise ConfigError("FANOUT_ADMIN_TOKEN", "must be at least 16 characters")
+def _flag(name: str, value: str) -> bool:
+    if value in ("0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigError(name, f"expected 0 or 1, got {value!r}")
+
+
+def _render_flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def _secrets(name: str, value: str) -> tuple[Secret, ...]:
+    parts = [part.strip() for part in value.split(",")]
+    if any(not part for part in parts):
+        raise ConfigError(name, "contains an empty secret (check the commas)")
+    return tuple(Secret(part) for part in parts)
+
+
+def _render_secrets(value: tuple[Secret, ...]) -> str:
+    return ",".join(secret.reveal() for secret in value)
+
+
+def _secret(name: str, value: str) -> Secret:
     return Secret(value)
+
+
+def _admin_token(name: str, value: str) -> Secret:
+    if len(value) < 16:
+        raise ConfigError(name, "must be at least 16 characters")
+    return Secret(value)
+
+
+def _prefix(name: str, value: str) -> str:
+    if any(ch in value for ch in "{}: \t\r\n"):
+        raise ConfigError(name, f"must not contain braces, colons or spaces, got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(name, f"expected a positive integer, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(name, f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _positive_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(name, f"expected a number of seconds, got {value!r}") from None
+    if not 0 < number < 3600:
+        raise ConfigError(name, f"expected a number of seconds above 0, got {value!r}")
+    return number
+
+
+def _port(name: str, value: str) -> int:
+    port = _positive_int(name, value)
+    if port > 65535:
+        raise ConfigError(name, f"expected a port from 1 to 65535, got {value!r}")
+    return port
+
+
+def _networks(name: str, value: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for part in value.split(","):
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                name, f"expected comma-separated CIDRs, got {part.strip()!r}"
+            ) from None
+    return tuple(networks)
+
+
+def _joined(values: Iterable[object]) -> str:
+    return ",".join(map(str, values))
+
+
+def _durability(name: str, value: str) -> Durability:
+    if value == "auto":
+        return Durability()
+    if value == "none":
+        return Durability("none")
+    if value == "aof":
+        return Durability("aof")
+    if value.startswith("replicas:"):
+        count = value.removeprefix("replicas:")
+        if count.isdigit() and int(count) > 0:
+            return Durability("replicas", int(count))
+    raise ConfigError(name, f"expected auto, none, aof or replicas:N, got {value!r}")
 
 
 #: A ``Host`` value: ``name`` or ``[IPv6 address]``, then an optional ``:port``.
@@ -174,118 +314,123 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
     return match["name"], port
 
 
-def _hosts(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
+def _hosts(name: str, value: str) -> tuple[str, ...]:
     hosts = tuple(part.strip().lower() for part in value.split(","))
     for host in hosts:
         if host != "*" and parse_host(host) is None:
             raise ConfigError(
-                "FANOUT_ALLOWED_HOSTS",
+                name,
                 f"expected comma-separated host, host:port or *, without a scheme; got {host!r}",
             )
     return hosts
 
 
-def _redis_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if value.startswith(SENTINEL_SCHEMES):
-        try:
-            SentinelTarget.parse(value)
-        except ValueError as exc:
-            raise ConfigError("FANOUT_REDIS_URL", str(exc)) from None
-        return value
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(
-            "FANOUT_REDIS_URL",
-            f"expected a redis://, rediss://, unix:// or redis+sentinel:// URL, got {value!r}",
-        )
-    return value
+LogLevel: TypeAlias = Literal["critical", "error", "warning", "info", "debug"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("critical", "error", "warning", "info", "debug")
+LogFormat: TypeAlias = Literal["auto", "json", "text"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "text")
 
 
-def _flag(name: str, value: str | None) -> bool:
-    if value is None or value in ("0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ConfigError(name, f"expected 0 or 1, got {value!r}")
+def _log_level(name: str, value: str) -> LogLevel:
+    for level in LOG_LEVELS:
+        if value.lower() == level:
+            return level
+    raise ConfigError(name, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
 
 
-def _secrets(value: str | None) -> tuple[Secret, ...]:
-    if value is None:
-        return ()
-    parts = [part.strip() for part in value.split(",")]
-    if any(not part for part in parts):
-        raise ConfigError("FANOUT_SECRETS", "contains an empty secret (check the commas)")
-    return tuple(Secret(part) for part in parts)
+def _log_format(name: str, value: str) -> LogFormat:
+    for format_ in LOG_FORMATS:
+        if value.lower() == format_:
+            return format_
+    raise ConfigError(name, f"expected one of {', '.join(LOG_FORMATS)}, got {value!r}")
 
 
-def _prefix(value: str) -> str:
-    if any(ch in value for ch in "{}: \t\r\n"):
-        raise ConfigError(
-            "FANOUT_STREAM_PREFIX", f"must not contain braces, colons or spaces, got {value!r}"
-        )
-    return value
+# --- the receiver (``fanout serve``) -------------------------------------------
 
 
-def _positive_int(name: str, value: str | None, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(name, f"expected a positive integer, got {value!r}") from None
-    if number <= 0:
-        raise ConfigError(name, f"expected a positive integer, got {value!r}")
-    return number
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What ``fanout serve`` and its workers run with; one field per ``FANOUT_*`` variable.
+
+    A new setting is one field here, ``setting(variable, parser, default)``:
+    ``from_env``, ``to_env`` (so the workers), and the round-trip test follow.
+    """
+
+    redis_url: str | None = setting("FANOUT_REDIS_URL", _redis_url, None)
+    redis_cluster: bool = setting("FANOUT_REDIS_CLUSTER", _flag, False, render=_render_flag)
+    secrets: tuple[Secret, ...] = setting("FANOUT_SECRETS", _secrets, (), render=_render_secrets)
+    stream_prefix: str = setting("FANOUT_STREAM_PREFIX", _prefix, "voucherify")
+    dedup_ttl: int = setting("FANOUT_DEDUP_TTL", _positive_int, 604_800)
+    stream_maxlen: int = setting("FANOUT_STREAM_MAXLEN", _positive_int, 1_000_000)
+    max_body_bytes: int = setting("FANOUT_MAX_BODY_BYTES", _positive_int, 1_048_576)
+    allow_ips: tuple[IPNetwork, ...] | None = setting(
+        "FANOUT_ALLOW_IPS", _networks, None, render=_joined
+    )
+    trusted_proxies: tuple[IPNetwork, ...] = setting(
+        "FANOUT_TRUSTED_PROXIES", _networks, (), render=_joined
+    )
+    durability: Durability = setting("FANOUT_DURABILITY", _durability, Durability())
+    data_dir: Path = setting("FANOUT_DATA_DIR", _path, Path(".fanout"))
+    host: str = setting("FANOUT_HOST", _text, "127.0.0.1")
+    port: int = setting("FANOUT_PORT", _port, 8000)
+    redis_timeout: float = setting("FANOUT_REDIS_TIMEOUT", _positive_float, 2.0)
+    admin_token: Secret | None = setting(
+        "FANOUT_ADMIN_TOKEN", _admin_token, None, render=Secret.reveal
+    )
+    #: ``Host`` values ``/dashboard`` answers to; ``None``: ``dashboard_hosts()``'s default.
+    allowed_hosts: tuple[str, ...] | None = setting(
+        "FANOUT_ALLOWED_HOSTS", _hosts, None, render=_joined
+    )
+    cloudevents: bool = setting("FANOUT_CLOUDEVENTS", _flag, False, render=_render_flag)
+    #: The log of ``fanout serve`` and of each of its workers (``--log-level``, ``--log-format``).
+    log_level: LogLevel = setting("FANOUT_LOG_LEVEL", _log_level, "info")
+    log_format: LogFormat = setting("FANOUT_LOG_FORMAT", _log_format, "auto")
+
+    def dashboard_hosts(self) -> tuple[str, ...]:
+        """``FANOUT_ALLOWED_HOSTS``, or the listen host, localhost, 127.0.0.1 and [::1]
+        on the listen port."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        host = f"[{self.host}]" if ":" in self.host else self.host.lower()
+        names = dict.fromkeys((host, "localhost", "127.0.0.1", "[::1]"))
+        return tuple(f"{name}:{self.port}" for name in names)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``FANOUT_*`` variable; unset or empty means the default."""
+        settings = cls(**_read(cls, environ))
+        if settings.redis_cluster and (settings.redis_url or "").startswith(SENTINEL_SCHEMES):
+            raise ConfigError("FANOUT_REDIS_CLUSTER", "1 does not go with a redis+sentinel:// URL")
+        return settings
 
 
-def _positive_float(name: str, value: str | None, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(name, f"expected a number of seconds, got {value!r}") from None
-    if not 0 < number < 3600:
-        raise ConfigError(name, f"expected a number of seconds above 0, got {value!r}")
-    return number
+# --- finding a running server (the consumer library, the operator commands) ------
 
 
-def _port(value: str | None, default: int) -> int:
-    port = _positive_int("FANOUT_PORT", value, default)
-    if port > 65535:
-        raise ConfigError("FANOUT_PORT", f"expected a port from 1 to 65535, got {value!r}")
-    return port
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    """What the environment says about the server to use, each None (or empty) when unset.
+
+    The consumer library (``open_redis``) and the operator commands read these
+    and nothing else of the environment: the variables of ``Settings`` with the
+    same names, read by the same parsers, so a bad value is refused the same way.
+    """
+
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    stream_prefix: str | None = None
+    data_dir: Path | None = None
+    host: str | None = None
+    port: int | None = None
+    secrets: tuple[Secret, ...] = ()
 
 
-def _networks(name: str, value: str | None) -> tuple[IPNetwork, ...] | None:
-    if value is None:
-        return None
-    networks = []
-    for part in value.split(","):
-        try:
-            networks.append(ipaddress.ip_network(part.strip(), strict=False))
-        except ValueError:
-            raise ConfigError(
-                name, f"expected comma-separated CIDRs, got {part.strip()!r}"
-            ) from None
-    return tuple(networks)
-
-
-def _durability(value: str | None) -> Durability:
-    if value is None or value == "auto":
-        return Durability()
-    if value == "none":
-        return Durability("none")
-    if value == "aof":
-        return Durability("aof")
-    if value.startswith("replicas:"):
-        count = value.removeprefix("replicas:")
-        if count.isdigit() and int(count) > 0:
-            return Durability("replicas", int(count))
-    raise ConfigError("FANOUT_DURABILITY", f"expected auto, none, aof or replicas:N, got {value!r}")
+def discovery(environ: Mapping[str, str] | None = None) -> Discovery:
+    """``FANOUT_REDIS_URL``, ``FANOUT_REDIS_CLUSTER``, ``FANOUT_STREAM_PREFIX``,
+    ``FANOUT_DATA_DIR``, ``FANOUT_HOST``, ``FANOUT_PORT`` and ``FANOUT_SECRETS`` of
+    ``environ`` (default: this process's), parsed as ``Settings`` parses them."""
+    wanted = {f.name for f in dataclasses.fields(Discovery)}
+    return Discovery(**_read(Settings, environ, wanted))
 
 
 # --- the reconciler (``fanout poll``) ----------------------------------------
@@ -293,21 +438,42 @@ def _durability(value: str | None) -> Durability:
 DEFAULT_API_URL = "https://api.voucherify.io"
 
 
+def _api_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
+        raise ConfigError(
+            name,
+            f"expected the API's base URL such as {DEFAULT_API_URL} or "
+            f"https://us1.api.voucherify.io, got {value!r}",
+        )
+    return value.rstrip("/")
+
+
+def _page_size(name: str, value: str) -> int:
+    size = _positive_int(name, value)
+    if size > 100:
+        raise ConfigError(name, f"expected 1 to 100, got {value!r}")
+    return size
+
+
 @dataclass(frozen=True, slots=True)
 class PollSettings:
     """How ``fanout poll`` (and ``fanout serve --poll``) reaches the Voucherify API.
 
     The app token is a ``Secret``: it is sent as a header and never printed.
+    Declared like ``Settings``: a new setting is one ``setting(...)`` field.
     """
 
-    api_url: str = DEFAULT_API_URL
-    app_id: str | None = None
-    app_token: Secret | None = None
-    enabled: bool = False
-    interval: float = 60.0
-    rate: float = 10.0
-    page_size: int = 100
-    timeout: float = 10.0
+    api_url: str = setting("FANOUT_VOUCHERIFY_API_URL", _api_url, DEFAULT_API_URL)
+    app_id: str | None = setting("FANOUT_VOUCHERIFY_APP_ID", _text, None)
+    app_token: Secret | None = setting(
+        "FANOUT_VOUCHERIFY_APP_TOKEN", _secret, None, render=Secret.reveal
+    )
+    enabled: bool = setting("FANOUT_POLL", _flag, False, render=_render_flag)
+    interval: float = setting("FANOUT_POLL_INTERVAL", _positive_float, 60.0)
+    rate: float = setting("FANOUT_POLL_RATE", _positive_float, 10.0)
+    page_size: int = setting("FANOUT_POLL_PAGE_SIZE", _page_size, 100)
+    timeout: float = setting("FANOUT_VOUCHERIFY_TIMEOUT", _positive_float, 10.0)
 
     @property
     def configured(self) -> bool:
@@ -322,43 +488,5 @@ class PollSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PollSettings:
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return None if value is None or value.strip() == "" else value.strip()
-
-        default = cls()
-        token = get("FANOUT_VOUCHERIFY_APP_TOKEN")
-        return cls(
-            api_url=_api_url(get("FANOUT_VOUCHERIFY_API_URL") or default.api_url),
-            app_id=get("FANOUT_VOUCHERIFY_APP_ID"),
-            app_token=None if token is None else Secret(token),
-            enabled=_flag("FANOUT_POLL", get("FANOUT_POLL")),
-            interval=_positive_float(
-                "FANOUT_POLL_INTERVAL", get("FANOUT_POLL_INTERVAL"), default.interval
-            ),
-            rate=_positive_float("FANOUT_POLL_RATE", get("FANOUT_POLL_RATE"), default.rate),
-            page_size=_page_size(get("FANOUT_POLL_PAGE_SIZE"), default.page_size),
-            timeout=_positive_float(
-                "FANOUT_VOUCHERIFY_TIMEOUT", get("FANOUT_VOUCHERIFY_TIMEOUT"), default.timeout
-            ),
-        )
-
-
-def _api_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
-        raise ConfigError(
-            "FANOUT_VOUCHERIFY_API_URL",
-            f"expected the API's base URL such as {DEFAULT_API_URL} or "
-            f"https://us1.api.voucherify.io, got {value!r}",
-        )
-    return value.rstrip("/")
-
-
-def _page_size(value: str | None, default: int) -> int:
-    size = _positive_int("FANOUT_POLL_PAGE_SIZE", value, default)
-    if size > 100:
-        raise ConfigError("FANOUT_POLL_PAGE_SIZE", f"expected 1 to 100, got {value!r}")
-    return size
+        """Read every ``FANOUT_VOUCHERIFY_*`` and ``FANOUT_POLL*`` variable."""
+        return cls(**_read(cls, environ))

@@ -139,6 +139,11 @@ def _flush_forever() -> None:
             handler.flush_pending()
 
 
+def setup_as(level: str, format_: str) -> None:
+    """``setup`` for a log format named as ``--log-format`` names it: auto, json or text."""
+    setup(level, json=None if format_ == "auto" else format_ == "json")
+
+
 def setup(level: str = "info", json: bool | None = None) -> None:
     """Log to stderr: JSON unless stderr is a terminal (or ``json`` says otherwise)."""
     as_json = not sys.stderr.isatty() if json is None else json

@@ -11,6 +11,10 @@ support module that imports no Redis code.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -99,9 +103,29 @@ def dead_letter(reason: str) -> None:
     _child(DEAD_LETTERS, reason).inc()
 
 
+#: prometheus_client's own variable, read by that library from ``os.environ`` itself
+#: (so here, not in ``config``): the folder of every process's counter files.
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def shared_by_processes() -> Iterator[None]:
+    """While the worker processes started inside run, their counters go to files in
+    one folder, so a scrape of any of them is the sum: ``PROMETHEUS_MULTIPROC_DIR``,
+    a temporary folder removed afterwards, unless the operator set one (kept)."""
+    if MULTIPROC_DIR in os.environ:
+        yield
+        return
+    os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="fanout-metrics-")
+    try:
+        yield
+    finally:
+        shutil.rmtree(os.environ.pop(MULTIPROC_DIR), ignore_errors=True)
+
+
 def exposition(stream_stats: Collector | None = None) -> bytes:
     """The text a scrape gets: this process's metrics, or every worker's."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    if MULTIPROC_DIR in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from service.config import ConfigError, Durability, Secret, SentinelTarget, Settings
+from service.config import (
+    ConfigError,
+    Durability,
+    PollSettings,
+    Secret,
+    SentinelTarget,
+    Settings,
+    discovery,
+    to_env,
+    variables,
+)
+from service.streams import local
 
 
 def test_defaults_match_the_contract() -> None:
@@ -159,3 +173,85 @@ def test_a_sentinel_url_names_the_sentinels_and_the_master() -> None:
     assert target.sentinel_password == "sp"
     with pytest.raises(ConfigError, match=r"^FANOUT_REDIS_CLUSTER: "):
         Settings.from_env({"FANOUT_REDIS_URL": url, "FANOUT_REDIS_CLUSTER": "1"})
+
+
+#: A value other than the default for every field: a field added to ``Settings``
+#: without one here fails ``test_settings_travel_whole`` (and one without its
+#: variable fails ``to_env``).
+NON_DEFAULT: dict[str, object] = {
+    "redis_url": "rediss://:pw@cache:6380/1",
+    "redis_cluster": True,
+    "secrets": (Secret("new"), Secret("old")),
+    "stream_prefix": "vf",
+    "dedup_ttl": 60,
+    "stream_maxlen": 1000,
+    "max_body_bytes": 4096,
+    "allow_ips": (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32")),
+    "trusted_proxies": (ipaddress.ip_network("192.168.0.0/16"),),
+    "durability": Durability("replicas", 2),
+    "data_dir": Path("/var/lib/fanout"),
+    "host": "0.0.0.0",
+    "port": 9000,
+    "redis_timeout": 0.25,
+    "admin_token": Secret("an-admin-token-of-some-length"),
+    "allowed_hosts": ("fanout.example.com", "[::1]:9000", "*"),
+    "cloudevents": True,
+    "log_level": "debug",
+    "log_format": "json",
+}
+POLL_NON_DEFAULT: dict[str, object] = {
+    "api_url": "https://us1.api.voucherify.io",
+    "app_id": "app-1",
+    "app_token": Secret("token-1"),
+    "enabled": True,
+    "interval": 5.5,
+    "rate": 2.0,
+    "page_size": 20,
+    "timeout": 3.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("cls", "values"), [(Settings, NON_DEFAULT), (PollSettings, POLL_NON_DEFAULT)]
+)
+def test_settings_travel_whole(cls: type[Any], values: dict[str, object]) -> None:
+    """``from_env(to_env(s)) == s`` for each field set apart from its default, and all."""
+    assert set(values) == {f.name for f in dataclasses.fields(cls)}, "a field has no sample"
+    default = cls()
+    for name, value in values.items():
+        assert getattr(default, name) != value, name
+        one = dataclasses.replace(default, **{name: value})
+        assert cls.from_env(to_env(one)) == one, name
+    every = cls(**values)
+    assert cls.from_env(to_env(every)) == every
+    assert cls.from_env(to_env(default)) == default
+    # Every variable is written, empty for None: a worker never inherits a stale one.
+    assert set(to_env(default)) == {v.name for v in variables(cls).values()}
+
+
+def test_the_environment_is_read_in_config_only() -> None:
+    """Besides ``config.py``: the documented exceptions of its docstring, no more."""
+    exceptions = {
+        "metrics.py": "PROMETHEUS_MULTIPROC_DIR",  # prometheus_client's own variable
+        "cli/render.py": "COLUMNS",  # the terminal's width
+    }
+    package = Path(__file__).parent.parent / "service"
+    readers = {}
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        if re.search(r"\bos\.environ\b|\bgetenv\b|\benviron\.get\b", text):
+            readers[path.relative_to(package).as_posix()] = text
+    assert set(readers) == {"config.py", *exceptions}
+    for name, variable in exceptions.items():
+        assert variable in readers[name]
+        assert variable in (package / "config.py").read_text()
+
+
+def test_discovery_refuses_a_bad_value_as_settings_do(tmp_path: Path) -> None:
+    # streams/local.py took "maybe" for false; config refused it.
+    with pytest.raises(ConfigError, match=r"^FANOUT_REDIS_CLUSTER: "):
+        local.find_redis(
+            "redis://flag:6379/0", data_dir=tmp_path, environ={"FANOUT_REDIS_CLUSTER": "maybe"}
+        )
+    found = discovery({"FANOUT_REDIS_CLUSTER": "yes", "FANOUT_STREAM_PREFIX": " vf "})
+    assert (found.redis_cluster, found.stream_prefix, found.redis_url) == (True, "vf", None)

@@ -54,11 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    log_format = getattr(args, "log_format", "text")
-    logs.setup(
-        getattr(args, "log_level", "info"),
-        json=None if log_format == "auto" else log_format == "json",
-    )
+    # Plain text at info until a command sets its own (``fanout serve``: its settings').
+    logs.setup_as("info", "text")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -2,12 +2,11 @@
 
 ``fanout serve --workers N`` runs N processes; each one imports this module and
 calls ``app()``, so everything a worker needs travels in ``FANOUT_*`` variables
-that the parent sets before forking.
+that the parent sets before forking: ``config.export`` of its whole settings.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp
@@ -30,12 +29,9 @@ def build(settings: Settings, background: Sequence[BackgroundTask] = ()) -> ASGI
 
 
 def app() -> ASGIApp:
-    """The app of one worker process, configured by the environment."""
-    log_format = os.environ.get("FANOUT_LOG_FORMAT", "auto")
-    logs.setup(
-        os.environ.get("FANOUT_LOG_LEVEL", "info"),
-        json=None if log_format == "auto" else log_format == "json",
-    )
+    """The app of one worker process, configured by the environment (``config.export``
+    of the parent's settings)."""
     settings = Settings.from_env()
+    logs.setup_as(settings.log_level, settings.log_format)
     # Every worker may run the reconciler; its lease lets one of them poll at a time.
     return build(settings, background=task.background(False, settings))

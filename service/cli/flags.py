@@ -10,11 +10,10 @@ flag names another one. Each command picks the flags it takes by name, and
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..config import ConfigError, PollSettings, Settings
+from ..config import LOG_FORMATS, LOG_LEVELS, ConfigError, PollSettings, Settings, environment
 
 PREFIX = "FANOUT_"
 
@@ -25,6 +24,8 @@ class Flag:
     help: str
     #: The environment variable the flag overrides, when not derived from its name.
     env: str | None = None
+    #: The values argparse accepts, when it checks them itself.
+    choices: tuple[str, ...] | None = None
 
     @property
     def variable(self) -> str:
@@ -70,6 +71,16 @@ FLAGS: dict[str, Flag] = {
             "(default: the listen host, localhost, 127.0.0.1, [::1] on the listen port)",
         ),
         Flag("--cloudevents", "1 to add a CloudEvents 1.0 `data` field to every event entry"),
+        Flag(
+            "--log-level",
+            "info: one line per delivery and per refusal (default)",
+            choices=LOG_LEVELS,
+        ),
+        Flag(
+            "--log-format",
+            "JSON lines, readable text, or auto (default): text on a terminal, JSON otherwise",
+            choices=LOG_FORMATS,
+        ),
         # The reconciler's; its app token is read from the environment only (a
         # flag would show it in the process list).
         Flag("--api-url", "API base URL of your region", env="FANOUT_VOUCHERIFY_API_URL"),
@@ -99,6 +110,8 @@ SERVE = (
     "--admin-token",
     "--allowed-hosts",
     "--cloudevents",
+    "--log-level",
+    "--log-format",
 )
 TOOLS = (*REDIS, "--data-dir")
 POLL = (
@@ -117,17 +130,13 @@ def add(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
     """Add the flags ``names`` to ``parser``; each help ends with its variable."""
     for name in names:
         flag = FLAGS[name]
-        parser.add_argument(name, help=f"{flag.help} [{flag.variable}]")
+        parser.add_argument(name, help=f"{flag.help} [{flag.variable}]", choices=flag.choices)
 
 
 def environ(args: argparse.Namespace) -> dict[str, str]:
     """The environment, with every flag given on the command line overriding its variable."""
-    env = dict(os.environ)
-    for flag in FLAGS.values():
-        value = getattr(args, flag.dest, None)
-        if value is not None:
-            env[flag.variable] = str(value)
-    return env
+    given = {flag.variable: getattr(args, flag.dest, None) for flag in FLAGS.values()}
+    return environment({name: str(value) for name, value in given.items() if value is not None})
 
 
 def blame(args: argparse.Namespace, error: ConfigError) -> ConfigError:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 import httpx
 import msgspec
 
+from ..config import discovery
 from ..domain import actions, samples, webhook_samples
 from ..domain.text import escape
 from ..domain.webhook_data import ALIASES
@@ -97,9 +97,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _secret(args: argparse.Namespace, search: local.Search) -> bytes:
     if args.secret:
         return str(args.secret).encode()
-    configured = os.environ.get("FANOUT_SECRETS", "").strip()
+    configured = discovery().secrets
     if configured:
-        return configured.split(",")[0].strip().encode()
+        return configured[0].key
     folders = [search.server.data_dir] if search.server else [path.parent for path in search.looked]
     for folder in folders:
         path = folder / SECRET_FILE
@@ -117,7 +117,8 @@ def _url(args: argparse.Namespace, search: local.Search) -> tuple[str, str]:
     """The webhook URL and where it came from."""
     if args.url:
         return args.url, "from --url"
-    host, port = os.environ.get("FANOUT_HOST"), os.environ.get("FANOUT_PORT")
+    found = discovery()
+    host, port = found.host, found.port
     if host or port:
         url = f"http://{host or '127.0.0.1'}:{port or '8000'}/webhooks/voucherify"
         return url, "from FANOUT_HOST/FANOUT_PORT"

@@ -15,18 +15,17 @@ import dataclasses
 import errno
 import os
 import secrets
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
 from starlette.types import ASGIApp
 
-from ..config import Secret, Settings
+from .. import config, logs, metrics
+from ..config import PollSettings, Secret, Settings
 from ..http.app import WEBHOOK_PATH, create_app
 from ..http.proxies import TrustedProxies
 from ..reconciler import task
@@ -46,7 +45,7 @@ UVICORN: dict[str, Any] = {
     "loop": "uvloop",
     "http": "httptools",
     "lifespan": "on",
-    "log_config": None,  # keep the structured logging set up in main()
+    "log_config": None,  # keep the structured logging of cmd_serve (and factory.app)
     "server_header": False,
     # Client addresses are the peer's: X-Forwarded-For is not trusted by default.
     "proxy_headers": False,
@@ -76,18 +75,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=flags.positive,
         default=1,
         help="worker processes sharing the port (default 1); each is a full receiver",
-    )
-    serve.add_argument(
-        "--log-level",
-        default="info",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="info: one line per delivery and per refusal (default)",
-    )
-    serve.add_argument(
-        "--log-format",
-        default="auto",
-        choices=["auto", "json", "text"],
-        help="JSON lines, readable text, or auto: text on a terminal, JSON otherwise",
     )
     serve.add_argument(
         "--poll",
@@ -126,6 +113,7 @@ def _local_secret(data_dir: Path, name: str, variable: str) -> tuple[str, bool]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = flags.settings(args)
+    logs.setup_as(settings.log_level, settings.log_format)
     claim = _claim(settings)
     try:
         listener = _listen(settings.host, settings.port)
@@ -247,18 +235,18 @@ def _serve(
         sys.stdout.flush()
         if args.workers > 1:
             return _serve_workers(settings, args, listener)
-        config = uvicorn.Config(
+        uvicorn_config = uvicorn.Config(
             create_app(settings, background=task.background(bool(args.poll), settings)),
             host=settings.host,
             port=settings.port,
-            log_level=args.log_level,
+            log_level=settings.log_level,
             **UVICORN,
         )
         # The sender's address comes from X-Forwarded-For only via a trusted proxy
         # (as factory.build does for the workers).
-        app = cast("ASGIApp", config.app)  # the app object given just above
-        config.app = TrustedProxies(app, settings.trusted_proxies)
-        server = uvicorn.Server(config)
+        app = cast("ASGIApp", uvicorn_config.app)  # the app object given just above
+        uvicorn_config.app = TrustedProxies(app, settings.trusted_proxies)
+        server = uvicorn.Server(uvicorn_config)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal
         # again for the handler that was there before; make that one a no-op so
         # a requested shutdown exits 0 after the embedded server is stopped.
@@ -276,50 +264,28 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, listener: socke
 
     Each worker builds its app from the environment (``service.cli.factory``), so
     the settings resolved here (flags, the local secret, the embedded server's
-    URL) are exported first. On SIGTERM the parent stops every worker
-    gracefully and exits 0.
+    URL, the durability decided) are exported whole first (``config.export``).
+    On SIGTERM the parent stops every worker gracefully and exits 0.
     """
     import uvicorn
 
-    os.environ.update(
-        {
-            "FANOUT_REDIS_URL": settings.redis_url or "",
-            "FANOUT_REDIS_CLUSTER": "1" if settings.redis_cluster else "0",
-            "FANOUT_SECRETS": ",".join(secret.reveal() for secret in settings.secrets),
-            "FANOUT_STREAM_PREFIX": settings.stream_prefix,
-            "FANOUT_DEDUP_TTL": str(settings.dedup_ttl),
-            "FANOUT_STREAM_MAXLEN": str(settings.stream_maxlen),
-            "FANOUT_MAX_BODY_BYTES": str(settings.max_body_bytes),
-            "FANOUT_ALLOW_IPS": ",".join(map(str, settings.allow_ips or ())),
-            "FANOUT_TRUSTED_PROXIES": ",".join(map(str, settings.trusted_proxies)),
-            "FANOUT_DURABILITY": str(settings.durability),
-            "FANOUT_REDIS_TIMEOUT": str(settings.redis_timeout),
-            "FANOUT_ADMIN_TOKEN": settings.admin_token.reveal() if settings.admin_token else "",
-            "FANOUT_ALLOWED_HOSTS": ",".join(settings.dashboard_hosts()),
-            "FANOUT_POLL": "1" if args.poll else os.environ.get("FANOUT_POLL", "0"),
-            "FANOUT_LOG_LEVEL": args.log_level,
-            "FANOUT_LOG_FORMAT": args.log_format,
-        }
-    )
-    # Counters of every worker go to files here, so any worker's /metrics is the sum.
-    own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-    if own_metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fanout-metrics-")
+    poll = PollSettings.from_env()
+    config.export(settings, dataclasses.replace(poll, enabled=poll.enabled or bool(args.poll)))
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(
+    uvicorn_config = uvicorn.Config(
         FACTORY,
         factory=True,
         workers=args.workers,
         host=settings.host,
         port=settings.port,
-        log_level=args.log_level,
+        log_level=settings.log_level,
         **UVICORN,
     )
-    # What uvicorn.run does with workers, on the socket bound at start.
-    Multiprocess(config, sockets=[listener]).run()
-    if own_metrics_dir:
-        shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
+    # Counters of every worker go to files, so any worker's /metrics is the sum.
+    with metrics.shared_by_processes():
+        # What uvicorn.run does with workers, on the socket bound at start.
+        Multiprocess(uvicorn_config, sockets=[listener]).run()
     return 0
 
 

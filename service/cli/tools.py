@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TypeAlias
 
 from redis.exceptions import RedisError
 
-from ..config import Settings
+from ..config import Settings, discovery
 from ..streams import connection, local
 from ..streams.connection import Client
 from ..streams.keys import Keys
@@ -52,7 +51,7 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, RedisTarget]:
     for note in target.notes:
         print(f"fanout: {note}", file=sys.stderr)
     config = dataclasses.replace(config, redis_url=target.url, redis_cluster=target.cluster)
-    prefix_given = getattr(args, "stream_prefix", None) or os.environ.get("FANOUT_STREAM_PREFIX")
+    prefix_given = getattr(args, "stream_prefix", None) or discovery().stream_prefix
     if target.stream_prefix is not None and not prefix_given:
         config = dataclasses.replace(config, stream_prefix=target.stream_prefix)
     return config, target

@@ -2,17 +2,18 @@
 
 ``open_redis`` takes the URL passed, else ``FANOUT_REDIS_URL``, else the Redis
 of the running local ``fanout serve`` (``service.streams.local``), checks that
-it answers, and says on stderr which server it connected to.
+it answers, and says on stderr which server it connected to. What it reads of
+the environment, it reads through ``service.config.discovery`` alone.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from redis.exceptions import RedisError
 
+from ..config import discovery
 from ..streams import connection
 from ..streams.connection import Client
 from ..streams.local import NoRedis, RedisTarget, find_redis
@@ -52,6 +53,4 @@ async def open_redis(
 
 def stream_prefix(target: RedisTarget) -> str:
     """``FANOUT_STREAM_PREFIX``, else the local server's, else the default."""
-    return (
-        os.environ.get("FANOUT_STREAM_PREFIX", "").strip() or target.stream_prefix or "voucherify"
-    )
+    return discovery().stream_prefix or target.stream_prefix or "voucherify"

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from ..config import discovery
+
 RECORD_NAME = "server.json"
 LOCK_NAME = "serve.lock"
 DATA_DIR = Path(".fanout")
@@ -251,9 +253,11 @@ class Search:
 
 
 def data_dirs(data_dir: Path | None = None, environ: Mapping[str, str] | None = None) -> list[Path]:
-    """The folders to look in: the given one, ``FANOUT_DATA_DIR``, else ``.fanout`` upwards."""
-    env = os.environ if environ is None else environ
-    configured = data_dir or (Path(env["FANOUT_DATA_DIR"]) if env.get("FANOUT_DATA_DIR") else None)
+    """The folders to look in: the given one, ``FANOUT_DATA_DIR``, else ``.fanout`` upwards.
+
+    ``environ`` defaults to this process's environment (``config.discovery``).
+    """
+    configured = data_dir or discovery(environ).data_dir
     if configured is not None:
         return [configured]
     here = Path.cwd()
@@ -295,14 +299,12 @@ def find_redis(
     ``given_as`` names where ``url`` came from (a flag, an argument). Raises
     ``NoRedis`` with a message that says where it looked.
     """
-    env = os.environ if environ is None else environ
-    cluster = env.get("FANOUT_REDIS_CLUSTER", "").strip() in ("1", "true", "yes")
+    found = discovery(environ)
     if url:
-        return RedisTarget(url, f"from {given_as}", cluster)
-    configured = env.get("FANOUT_REDIS_URL", "").strip()
-    if configured:
-        return RedisTarget(configured, "from FANOUT_REDIS_URL", cluster)
-    search = find_server(data_dir, env)
+        return RedisTarget(url, f"from {given_as}", found.redis_cluster)
+    if found.redis_url:
+        return RedisTarget(found.redis_url, "from FANOUT_REDIS_URL", found.redis_cluster)
+    search = find_server(data_dir, environ)
     server = search.server
     if server is None:
         stale = f"; {'; '.join(search.notes)}" if search.notes else ""

@@ -216,3 +216,84 @@ async def test_metrics_of_two_workers_add_up(
     finally:
         fanout.stop()
     assert seen == [40.0] * 8
+
+
+def _accepted_by_worker(metrics_dir: Path, type_: str) -> dict[int, float]:
+    """Deliveries of ``type_`` each worker process accepted, from its own counter file.
+
+    Each process writes ``counter_<pid>.db`` in ``PROMETHEUS_MULTIPROC_DIR``; a
+    copy of one file, alone in a folder, is collected as that worker's counts.
+    """
+    import shutil
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    counts: dict[int, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        alone = metrics_dir.parent / "one-worker" / path.stem
+        alone.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, alone / path.name)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(alone))  # type: ignore[no-untyped-call]
+        total = sum(
+            sample.value
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.name == "fanout_deliveries_total"
+            and sample.labels == {"type": type_, "outcome": "accepted"}
+        )
+        if total:
+            counts[int(path.stem.removeprefix("counter_"))] = total
+    return counts
+
+
+@pytest.mark.slow
+async def test_every_worker_gets_the_whole_settings_cloudevents_included(
+    redis_url: str, prefix: str, redis: Redis, keys: Keys, tmp_path: Path
+) -> None:
+    # Issue 22: the workers were started without FANOUT_CLOUDEVENTS (copied by hand).
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    fanout = FanoutProcess(
+        tmp_path / "fanout.log",
+        "--workers=2",
+        "--cloudevents=1",
+        f"--redis-url={redis_url}",
+        f"--secrets={SECRET}",
+        f"--stream-prefix={prefix}",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )
+    fanout.start()
+    sent = 0
+    try:
+        workers = fanout.workers()
+        assert len(workers) == 2
+        served: dict[int, float] = {}
+        # New connections until each worker has accepted some (the kernel chooses).
+        deadline = time.monotonic() + 15
+        while len(served) < 2 and time.monotonic() < deadline:
+            bodies = [msgspec.json.encode(samples.sample("SKUS.IMPORT_CSV")) for _ in range(8)]
+            connections = [Connection("127.0.0.1", fanout.port) for _ in bodies]
+            try:
+                answers = await asyncio.gather(
+                    *(
+                        c.post(WEBHOOK_PATH, b, signed(b))
+                        for c, b in zip(connections, bodies, strict=True)
+                    )
+                )
+            finally:
+                await asyncio.gather(*(c.close() for c in connections))
+            assert {a.status_code for a in answers} == {202}
+            sent += len(bodies)
+            served = _accepted_by_worker(metrics_dir, "SKUS.IMPORT_CSV")
+    finally:
+        fanout.stop()
+    assert set(served) == set(workers)
+    assert sum(served.values()) == sent
+    entries = await redis.xrange(keys.completed("SKUS.IMPORT_CSV"))
+    assert len(entries) == sent
+    for _, fields in entries:
+        cloud_event = msgspec.json.decode(fields[b"data"])
+        assert cloud_event["specversion"] == "1.0"
+        assert msgspec.json.decode(fields[b"event"])["id"] == cloud_event["subject"]
