@@ -4,7 +4,7 @@
 
 Both decode the same corpus of signed-sample bodies of all 22 types into typed
 objects; the best of several passes is reported. Then the receiver's own decode
-(``webhooks.decode``: one body, async action or webhook envelope) on those
+(``inbound.decode``: one body, classified and decoded by kind) on those
 async actions and on envelopes of the 72 webhook event types (the vendor's
 example data; data parsed, typed and digested), against pydantic v2 on the same
 shapes: the envelope (``bench.alternative.Envelope``, data a dict), then the
@@ -23,13 +23,13 @@ import msgspec
 
 from bench import corpus, shapes
 from bench.alternative import ADAPTER, ENVELOPE
-from service.domain import actions, webhook_data, webhook_samples, webhooks
+from service.domain import actions, inbound, webhook_data, webhook_samples, webhooks
 
 MODELS = {type_: shapes.model(struct) for type_, struct in webhook_data.BY_TYPE.items()}
 
 
 def pydantic_envelope(body: bytes) -> object:
-    """What ``webhooks.decode`` does to an envelope, in pydantic: envelope, then typed data."""
+    """What ``inbound.decode`` does to an envelope, in pydantic: envelope, then typed data."""
     envelope = ENVELOPE.validate_json(body)
     distribution = envelope.source is not None and envelope.source.object == "distribution"
     event_type = envelope.event.type if distribution and envelope.event else envelope.type
@@ -43,11 +43,11 @@ def pydantic_envelope(body: bytes) -> object:
 
 
 def without_digest(bodies: list[bytes], repeat: int) -> float:
-    """``best`` for ``webhooks.decode`` with the dedup digest left out (a constant)."""
+    """``best`` for ``inbound.decode`` with the dedup digest left out (a constant)."""
     digest = webhooks.content_digest
     webhooks.content_digest = lambda type_, id_, data: ""
     try:
-        return best(webhooks.decode, bodies, repeat)
+        return best(inbound.decode, bodies, repeat)
     finally:
         webhooks.content_digest = digest
 
@@ -84,15 +84,15 @@ def main() -> None:
         for t in webhook_samples.TYPES * (args.messages // len(webhook_samples.TYPES))
     ]
     for body in envelopes[: len(webhook_samples.TYPES)]:  # same verdict from both
-        delivery = webhooks.decode(body)
+        delivery = inbound.decode(body)
         assert isinstance(delivery, webhooks.WebhookDelivery)
         assert delivery.schema_valid == (pydantic_envelope(body) is not None)
-    as_action = best(webhooks.decode, bodies, args.repeat)
-    as_envelope = best(webhooks.decode, envelopes, args.repeat)
+    as_action = best(inbound.decode, bodies, args.repeat)
+    as_envelope = best(inbound.decode, envelopes, args.repeat)
     no_digest = without_digest(envelopes, args.repeat)
     envelope_pydantic = best(pydantic_envelope, envelopes, args.repeat)
     envelope_size = sum(map(len, envelopes)) / len(envelopes)
-    print("receiver decode (webhooks.decode), async action or envelope:")
+    print("receiver decode (inbound.decode), async action or envelope:")
     print(f"  async action         {as_action:6.2f} us/message ({size:.0f} bytes on average)")
     print(
         f"  webhook envelope     {as_envelope:6.2f} us/message "

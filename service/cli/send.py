@@ -60,7 +60,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="sign and post a webhook body to the receiver",
         description="Sign a body as Voucherify does (x-voucherify-signature) and post it to "
         "the running `fanout serve` (or --url). Prints each answer's status and body; exit "
-        "status 1 unless every answer is 2xx.",
+        "status 1 unless every answer is 2xx and no body was dead-lettered.",
         examples=EXAMPLES,
     )
     source = send.add_mutually_exclusive_group(required=True)
@@ -165,5 +165,26 @@ def cmd_send(args: argparse.Namespace) -> int:
                     f"cannot reach {url}: {exc or type(exc).__name__}{hint}"
                 ) from None
             print(f"{response.status_code} {escape(response.content.decode(errors='replace'))}")
-            failures += not response.is_success
+            letter = _dead_lettered(response)
+            if letter is not None:
+                print(f"fanout: {letter}", file=sys.stderr)
+            failures += not response.is_success or letter is not None
     return 1 if failures else 0
+
+
+def _dead_lettered(response: httpx.Response) -> str | None:
+    """What to say about an answer that kept the body as a dead letter; None for others.
+
+    A 2xx all the same (the sender must not retry it), but nothing was published."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or answer.get("status") != "dead_lettered":
+        return None
+    entry = escape(str(answer.get("dead_letter")))
+    return (
+        f"not published: kept as dead letter {entry} "
+        f"({escape(str(answer.get('reason')))}: {escape(str(answer.get('detail')))}); "
+        f"see `fanout dlq show {entry}`"
+    )

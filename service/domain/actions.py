@@ -10,10 +10,18 @@ and the vendor adds fields over time (unknown fields are ignored).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import msgspec
 
+from .ids import (  # noqa: F401 (importable from here as before)
+    ID_PATTERN,
+    ID_TEXT_PATTERN,
+    MAX_ID_LENGTH,
+    Id,
+    IdText,
+    refuse_unprintable,
+)
 from .results import (  # noqa: F401 (all of them, importable from here as before)
     CampaignVoucherImportResult,
     CountResult,
@@ -42,41 +50,9 @@ from .results import (  # noqa: F401 (all of them, importable from here as befor
     _OrderImportResultAsSent,
     _VoucherImportResultAsSent,
 )
-from .text import UNPRINTABLE, printable
 
 Status: TypeAlias = Literal["ENQUEUED", "IN_PROGRESS", "DONE", "FAILED"]
 COMPLETED_STATUSES = frozenset({"DONE", "FAILED"})
-# Ids become parts of Redis keys and are printed on operators' terminals: at most
-# 256 characters, printable (none of ``text.UNPRINTABLE``: control characters,
-# DEL, line separators, bidi controls). ``\Z``, not ``$``, which would let a
-# trailing newline through.
-#
-# msgspec checks the lengths; the characters are checked after the decode by
-# ``refuse_unprintable`` (called by ``decode`` and ``webhooks.decode``; other code
-# decoding these types must call it too), which refuses what the pattern would,
-# with msgspec's own message. A ``Meta(pattern=...)`` runs Python's ``re`` on every id
-# from inside the decoder: 0.3 us an id, 40% of the decode time of an async action
-# (1.4 us against 0.86 us in bench.decode). The pattern stays in the JSON
-# schema of the types.
-_PRINTABLE = f"[^{UNPRINTABLE}]"
-MAX_ID_LENGTH = 256
-ID_PATTERN = rf"^{_PRINTABLE}+\Z"
-ID_TEXT_PATTERN = rf"^{_PRINTABLE}*\Z"
-Id: TypeAlias = Annotated[
-    str,
-    msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, extra_json_schema={"pattern": ID_PATTERN}),
-]
-#: The same, where empty is allowed (a request id; ids whose absence code handles).
-IdText: TypeAlias = Annotated[
-    str, msgspec.Meta(max_length=MAX_ID_LENGTH, extra_json_schema={"pattern": ID_TEXT_PATTERN})
-]
-
-
-def refuse_unprintable(value: str | None, path: str, pattern: str = ID_TEXT_PATTERN) -> None:
-    """Raise what msgspec raises for ``Meta(pattern=pattern)`` if ``value`` has an
-    unprintable character (``path`` is where it was, as in ``$.event.id``)."""
-    if value and not printable(value):
-        raise msgspec.ValidationError(f"Expected `str` matching regex {pattern!r} - at `{path}`")
 
 
 # --- the async action -------------------------------------------------------
@@ -282,7 +258,7 @@ def decode(body: bytes) -> AnyAction:
     not JSON at all, or JSON that cannot be decoded safely: msgspec reports
     invalid UTF-8 inside some strings as ``UnicodeDecodeError`` and nesting
     deeper than the interpreter's recursion limit as ``RecursionError``; both
-    are turned into ``DecodeError`` here so that they are answered 400, not 500.
+    are turned into ``DecodeError`` here so that they are dead-lettered, not a 500.
     """
     try:
         action = _decoder.decode(body)

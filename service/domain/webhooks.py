@@ -1,25 +1,15 @@
 """Webhook events: the v2024-01-01 envelope, its event type, typed data and the outbound event.
 
 What Voucherify POSTs to a registered webhook URL is an envelope
-``{id, project_id, created_at, type, data, source, event}``. This module turns
-one authenticated body into either an async action (``actions``) or a
-``WebhookDelivery``, and builds the ``WebhookEvent`` published for it.
+``{id, project_id, created_at, type, data, source, event}``. This module is the
+envelope kind's decoder (``inbound.decode`` hands it the bodies it classified as
+envelopes) and builds the ``WebhookEvent`` published for one.
 
-One parse per body
-------------------
-The contract asks for one msgspec tagged union with the 22 async action types,
-decoded once per request. A msgspec tagged union cannot have a catch-all tag,
-and a distribution envelope's ``type`` is the user's own "Event name", so the
-envelope cannot be one more member of that union. ``decode`` therefore runs the
-async action union first: msgspec reads the tag before anything else (scanning
-ahead to the ``type`` key without building values), so a body whose ``type`` is
-not one of the 22 is refused at the tag, having built nothing. Only then is the
-body decoded as an envelope, once, with ``data`` kept as ``msgspec.Raw``: the
-exact bytes as received, published unchanged. The data is then decoded into the
+The envelope is decoded once, with ``data`` kept as ``msgspec.Raw``: the exact
+bytes as received, published unchanged. The data is then decoded into the
 Struct of its event type (the type may sit in ``event.type``, after ``data``,
 so it cannot steer the envelope's own decode): parsed once into plain values,
-which give the dedup digest, then converted to the Struct. An async action costs what it
-cost before; an envelope costs one tag look-ahead more than a direct decode.
+which give the dedup digest, then converted to the Struct.
 
 Event type, validity and drift
 ------------------------------
@@ -28,7 +18,7 @@ The event type is the envelope ``type`` for project-settings webhooks and
 spellings are mapped to the payload schemas' enum spelling (``ALIASES``).
 An envelope without ``id``, ``type`` or an object ``data``, or whose event type
 has characters outside ``[A-Za-z0-9._-]`` or is over 200 characters, raises
-``MalformedEnvelope`` (a ``msgspec.ValidationError``: 422 and a dead letter).
+``MalformedEnvelope`` (a ``msgspec.ValidationError``: a dead letter).
 Anything else is accepted: data that does not decode into its Struct, or an
 event type with no Struct, gives ``schema_valid = False`` and the decoder's
 message (drift), never a refusal.
@@ -49,12 +39,11 @@ import functools
 import hashlib
 import re
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any
 
 import msgspec
 
-from . import actions
-from .actions import IdText
+from .ids import IdText, refuse_unprintable
 from .webhook_data import ALIASES, BY_TYPE, WebhookData
 
 SCHEMA_VERSION = 1
@@ -66,7 +55,7 @@ _DOCUMENTED = frozenset(BY_TYPE) | frozenset(ALIASES)
 
 
 class MalformedEnvelope(msgspec.ValidationError):
-    """An authenticated envelope that cannot be published: answered 422, dead-lettered."""
+    """An authenticated envelope that cannot be published: dead-lettered ``invalid_payload``."""
 
 
 # --- inbound ---------------------------------------------------------------------
@@ -84,7 +73,7 @@ class EventInfo(msgspec.Struct, kw_only=True):
     """``event``: the event behind the sendout; ``group_id`` is the request that caused it.
 
     The ids become parts of Redis keys: at most 256 printable characters, as
-    the async action's (``actions.IdText``); an empty one counts as absent.
+    the async action's (``ids.IdText``); an empty one counts as absent.
     """
 
     id: IdText | None = None
@@ -111,8 +100,12 @@ class Envelope(msgspec.Struct, kw_only=True):
         return self.source is not None and self.source.object == "distribution"
 
 
-class _HasData(msgspec.Struct):
+class _Shape(msgspec.Struct):
+    """The keys that make a body an envelope, their values skipped."""
+
     data: msgspec.Raw = _ABSENT
+    source: msgspec.Raw = _ABSENT
+    event: msgspec.Raw = _ABSENT
 
 
 # --- outbound --------------------------------------------------------------------
@@ -179,6 +172,11 @@ class WebhookDelivery(msgspec.Struct, frozen=True):
     def schema_valid(self) -> bool:
         return self.schema_error is None
 
+    @property
+    def project_id(self) -> str | None:
+        """The project the envelope says it is from."""
+        return self.envelope.project_id
+
     def event(self, received_at: datetime) -> WebhookEvent:
         envelope = self.envelope
         created_at = envelope.event.created_at if envelope.event else None
@@ -198,10 +196,8 @@ class WebhookDelivery(msgspec.Struct, frozen=True):
         )
 
 
-Inbound: TypeAlias = "actions.AnyAction | WebhookDelivery"
-
 _envelope_decoder = msgspec.json.Decoder(Envelope)
-_has_data_decoder = msgspec.json.Decoder(_HasData)
+_shape_decoder = msgspec.json.Decoder(_Shape)
 _wire_decoder = msgspec.json.Decoder(_WireEvent)
 _encoder = msgspec.json.Encoder()
 
@@ -216,40 +212,15 @@ def _data_decoder(type_: str) -> msgspec.json.Decoder[WebhookData]:
 # --- decoding ----------------------------------------------------------------------
 
 
-def decode(body: bytes) -> Inbound:
-    """An async action or a webhook delivery, from one authenticated body.
-
-    Raises like ``actions.decode``: ``msgspec.DecodeError`` for bytes that are not
-    JSON, ``msgspec.ValidationError`` for a body that is neither a valid async
-    action nor a well-formed envelope (``MalformedEnvelope`` for the latter).
-    """
-    try:
-        return actions.decode(body)
-    except msgspec.ValidationError as exc:
-        if actions.failure_reason(exc) != "unknown_type":
-            raise
-        # Without its traceback: kept with it, the exception holds this frame, whose
-        # locals hold the exception, and each envelope (body, values, Structs) waited
-        # for the cyclic GC: 0.3 us more per envelope in bench.decode, 1 us in a
-        # loop of envelopes alone.
-        not_an_action = exc.with_traceback(None)
-    try:
-        envelope = _decode_envelope(body)
-    except MalformedEnvelope:
-        if not _has_data(body):
-            raise not_an_action from None
-        raise
-    if not len(envelope.data):
-        raise not_an_action  # no ``data``: an object of an unknown async action type
-    return delivery(envelope)
-
-
 def decode_envelope(body: bytes) -> WebhookDelivery:
-    """A webhook delivery from an envelope's bytes (no async action check)."""
-    return delivery(_decode_envelope(body))
+    """A webhook delivery from an envelope's bytes (what ``inbound.decode`` does for one)."""
+    return delivery(read_envelope(body))
 
 
-def _decode_envelope(body: bytes) -> Envelope:
+def read_envelope(body: bytes) -> Envelope:
+    """The envelope's fields, ``data`` left as its bytes; nothing checked but their JSON types
+    and the ids. ``MalformedEnvelope`` for a field of the wrong type, ``msgspec.DecodeError``
+    for bytes that are not JSON (or cannot be decoded safely)."""
     try:
         envelope = _envelope_decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -263,21 +234,28 @@ def _decode_envelope(body: bytes) -> Envelope:
 
 
 def _refuse_unprintable_ids(envelope: Envelope) -> None:
-    """The ids' characters, which ``IdText`` leaves to code (see ``actions.IdText``)."""
+    """The ids' characters, which ``IdText`` leaves to code (see ``ids``)."""
     try:
-        actions.refuse_unprintable(envelope.id, "$.id")
+        refuse_unprintable(envelope.id, "$.id")
         if envelope.event is not None:
-            actions.refuse_unprintable(envelope.event.id, "$.event.id")
-            actions.refuse_unprintable(envelope.event.group_id, "$.event.group_id")
+            refuse_unprintable(envelope.event.id, "$.event.id")
+            refuse_unprintable(envelope.event.group_id, "$.event.group_id")
     except msgspec.ValidationError as exc:
         raise MalformedEnvelope(str(exc)) from None
 
 
-def _has_data(body: bytes) -> bool:
+def is_envelope(envelope: Envelope) -> bool:
+    """Whether decoded fields are an envelope's: ``data``, and ``source`` or ``event``."""
+    return bool(len(envelope.data)) and (envelope.source is not None or envelope.event is not None)
+
+
+def looks_like_envelope(body: bytes) -> bool:
+    """The same rule on a body whose fields did not decode (``MalformedEnvelope``)."""
     try:
-        return bool(len(_has_data_decoder.decode(body).data))
+        shape = _shape_decoder.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
+    return bool(len(shape.data)) and bool(len(shape.source) or len(shape.event))
 
 
 def delivery(envelope: Envelope) -> WebhookDelivery:
@@ -365,13 +343,6 @@ def typed_data(type_: str, value: dict[str, Any]) -> tuple[WebhookData | None, s
         return msgspec.convert(value, struct), None
     except msgspec.ValidationError as exc:
         return None, str(exc).replace("- at `$", "- at `$.data", 1)
-
-
-def failure_reason(error: msgspec.DecodeError) -> str:
-    """Dead-letter reason of a body ``decode`` refused (a malformed envelope: invalid_payload)."""
-    if isinstance(error, MalformedEnvelope):
-        return "invalid_payload"
-    return actions.failure_reason(error)
 
 
 # --- the outbound event --------------------------------------------------------------

@@ -3,13 +3,11 @@
 The exceptions of the whole service and where each one ends::
 
     Problem (here)                    a request refused; status and ``error`` fixed per class
-    ├── MalformedJSON                 400 malformed_json
     ├── InvalidSignature              401 invalid_signature
     ├── Unauthorized                  401 unauthorized: no valid admin token (dashboard)
     ├── Forbidden                     403 forbidden: sender IP; dashboard Host or origin
     ├── BodyTooLarge                  413 body_too_large
     ├── UnsupportedMediaType          415 unsupported_media_type
-    ├── InvalidPayload                422 invalid_payload
     └── Unavailable                   503 unavailable + Retry-After
         └── BackPressure              503 unavailable, Retry-After 30: the stream is full
     streams.errors.RedisUnavailable   the Redis core failed: answered as Unavailable
@@ -44,27 +42,19 @@ FULL_RETRY_AFTER_SECONDS = 30
 
 
 class Problem(Exception):
-    """A request that cannot be accepted; subclasses fix the status and error code."""
+    """A request that cannot be accepted; subclasses fix the status and error code.
+
+    Only what is not authentic or cannot be read is refused: an authentic body
+    that cannot be published is a dead letter, answered 200 (``receiver``).
+    """
 
     status: ClassVar[int] = 500
     error: ClassVar[str] = "internal_error"
     headers: ClassVar[dict[str, str]] = {}
 
-    def __init__(
-        self,
-        detail: str | None = None,
-        *,
-        reason: str | None = None,
-        dead_letter: str | None = None,
-        type_: str | None = None,
-    ) -> None:
+    def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail or self.error)
         self.detail = detail
-        #: For a refused body that was dead-lettered: the letter's reason and entry id.
-        self.reason = reason
-        self.dead_letter = dead_letter
-        #: The metrics label of the body's type, when it could be read.
-        self.type_ = type_
 
 
 class InvalidSignature(Problem):
@@ -81,16 +71,6 @@ class Unauthorized(Problem):
 class Forbidden(Problem):
     status = 403
     error = "forbidden"
-
-
-class MalformedJSON(Problem):
-    status = 400
-    error = "malformed_json"
-
-
-class InvalidPayload(Problem):
-    status = 422
-    error = "invalid_payload"
 
 
 class BodyTooLarge(Problem):
@@ -127,10 +107,6 @@ def json_response(
 def render(problem: Problem) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, raw headers and JSON body of the answer to ``problem``."""
     body: dict[str, str] = {"error": problem.error}
-    if problem.reason is not None:
-        body["reason"] = problem.reason
-    if problem.dead_letter is not None:
-        body["dead_letter"] = problem.dead_letter
     if problem.detail is not None:
         body["detail"] = problem.detail
     headers = [(b"content-type", b"application/json")]

@@ -1,8 +1,13 @@
 """The webhook endpoint: bytes -> verified -> decoded body -> publish outcome -> answer.
 
-A body is an async action (its ``type`` one of the 22) or a webhook event in the
-v2024-01-01 envelope (``domain.webhooks``): both are deduplicated and appended
-by one script call, answered alike, and refused alike (422 and a dead letter).
+What is refused (4xx) is what is not authentic or cannot be read: a sender
+address not allowed, a body too large or not JSON by its content type, a
+signature that does not verify. An authentic body is always stored and answered
+2xx: ``domain.inbound.decode`` classifies and decodes it (an async action, a
+webhook envelope), ``domain.outbound`` makes its event, and the publisher
+appends it once (202 accepted, 200 duplicate); a body that cannot be published
+is kept as a dead letter, once per body, and answered 200 ``dead_lettered``.
+Redis trouble is 503 with Retry-After.
 
 It is a plain ASGI app mounted on the route (no per-request Response object or
 exception-handler wrapping): this is the hot path, and every answer it gives is
@@ -20,13 +25,14 @@ from starlette.types import Receive, Scope, Send
 
 from .. import logs, metrics
 from ..config import Settings
-from ..domain import actions, webhooks
-from ..domain.webhooks import Inbound, WebhookDelivery
+from ..domain import outbound
+from ..domain.inbound import Inbound, Unpublishable, decode
+from ..domain.webhooks import WebhookDelivery
 from ..streams.errors import RedisUnavailable, StreamFull
 from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
 from ..streams.refusals import Refusals
 from . import intake
-from .errors import BackPressure, InvalidPayload, MalformedJSON, Problem, Unavailable, render
+from .errors import BackPressure, Problem, Unavailable, render
 from .signature import Verifier
 
 logger = logging.getLogger("service")
@@ -35,6 +41,12 @@ access_logger = logging.getLogger(logs.ACCESS)
 
 _JSON = (b"content-type", b"application/json")
 _encoder = msgspec.json.Encoder()
+
+#: The answer to an authentic body kept as a dead letter: a 2xx, so the sender neither
+#: retries it nor disables the webhook; 200, not 202: nothing was accepted for processing,
+#: the body is stored and waits for an operator (``fanout dlq``).
+DEAD_LETTERED_STATUS = 200
+DEAD_LETTERED = "dead_lettered"
 
 
 class Receiver:
@@ -84,12 +96,14 @@ class Receiver:
             intake.check_media_type(head)
             body = await intake.read_body(receive, self.settings.max_body_bytes)
             self.verifier.verify(body, head.signatures)
+            # Authentic from here on: stored (published or dead-lettered) and answered 2xx,
+            # or 503 when Redis cannot take it; never refused.
             received_at = datetime.now(UTC)
-            inbound = await self._decode(body, received_at)
-            if isinstance(inbound, WebhookDelivery):
-                outcome = await self.publisher.publish_event(inbound, received_at)
-            else:
-                outcome = await self.publisher.publish(inbound, received_at)
+            try:
+                inbound = decode(body)
+            except Unpublishable as unpublishable:
+                return await self._dead_letter(scope, body, received_at, unpublishable, started)
+            outcome = await self.publisher.publish(outbound.publication(inbound, received_at))
             if isinstance(outcome, Conflict):
                 await self.publisher.dead_letter(
                     "conflict",
@@ -118,34 +132,42 @@ class Receiver:
                 metrics.completion(inbound.type, inbound.status, failed_count)
         label = type(outcome).__name__.lower()
         metrics.delivery(inbound.type, label)
-        status, body = _answer(inbound.id, outcome)
+        status, answer = _answer(inbound.id, outcome)
         if access_logger.isEnabledFor(logging.INFO):  # the fields cost 1 us to gather
             access_logger.info(
                 "webhook %s",
                 "accepted" if status == 202 else "duplicate",
                 extra={"fields": _access(scope, status, label, inbound, started)},
             )
-        return status, body
+        return status, answer
 
     def _count(self, outcome: str) -> None:
         if self.refusals is not None:
             self.refusals.count(outcome)
 
-    async def _decode(self, body: bytes, received_at: datetime) -> Inbound:
-        """The action or event; else the body is dead-lettered (authenticated, so kept:
-        nothing the sender signed is lost) and the answer names the letter and its reason."""
-        try:
-            return webhooks.decode(body)
-        except msgspec.DecodeError as exc:
-            reason = webhooks.failure_reason(exc)
-            filed = await self.publisher.dead_letter(reason, str(exc), body, received_at)
-            refused = InvalidPayload if isinstance(exc, msgspec.ValidationError) else MalformedJSON
-            raise refused(
-                str(exc),
-                reason=reason,
-                dead_letter=filed.entry_id,
-                type_=actions.type_label(body),
-            ) from None
+    async def _dead_letter(
+        self,
+        scope: Scope,
+        body: bytes,
+        received_at: datetime,
+        unpublishable: Unpublishable,
+        started: float,
+    ) -> tuple[int, bytes]:
+        """Keep an authentic body that cannot be published as a dead letter (once per
+        body, however often it is resent) and say so: 200, ``dead_lettered``, its reason
+        and the letter's id. Counted, logged, never a refusal: a 4xx would make the sender
+        retry it for a day and then disable the webhook."""
+        reason, detail = unpublishable.reason, unpublishable.detail
+        filed = await self.publisher.dead_letter(reason, detail, body, received_at)
+        type_ = unpublishable.type_label or NO_TYPE
+        metrics.delivery(type_, DEAD_LETTERED)
+        letter = {"reason": reason, "dead_letter": filed.entry_id, "detail": detail}
+        if access_logger.isEnabledFor(logging.INFO):
+            fields = _access(scope, DEAD_LETTERED_STATUS, DEAD_LETTERED, None, started)
+            access_logger.info(
+                "webhook dead-lettered", extra={"fields": fields | {"type": type_} | letter}
+            )
+        return DEAD_LETTERED_STATUS, _encoder.encode({"status": DEAD_LETTERED} | letter)
 
 
 # Outcome labels of refusals, where they differ from the error code.
@@ -181,12 +203,8 @@ def _refused(
 ) -> str:
     """Count and log one refusal; its outcome label."""
     outcome = outcome or _OUTCOMES.get(problem.error, problem.error)
-    metrics.delivery(inbound.type if inbound else problem.type_ or NO_TYPE, outcome)
+    metrics.delivery(inbound.type if inbound else NO_TYPE, outcome)
     fields = _access(scope, problem.status, outcome, inbound, started) | {"detail": problem.detail}
-    if inbound is None and problem.type_ is not None:
-        fields["type"] = problem.type_
-    if problem.dead_letter is not None:
-        fields |= {"reason": problem.reason, "dead_letter": problem.dead_letter}
     if problem.status >= 500:
         fields["cause"] = repr(cause) if cause else None
         logger.warning("webhook refused", extra={"fields": fields})

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from ..domain import actions
+from ..domain import actions, outbound
 from ..domain.clock import iso
 from ..streams.publisher import Accepted, Conflict, Publisher, Stale
 from .lease import Lease, LeaseLost
@@ -249,7 +249,7 @@ class Poller:
         except msgspec.DecodeError as exc:  # not JSON, or not a valid async action
             return await self._dead(actions.failure_reason(exc), str(exc), raw, report)
         if not listed.completed:
-            outcome = await self._publisher.publish(listed, received_at)
+            outcome = await self._publisher.publish(outbound.publication(listed, received_at))
             if isinstance(outcome, Stale):  # it completed meanwhile, and that is published
                 report.duplicates += 1
                 return False
@@ -282,7 +282,7 @@ class Poller:
             action = actions.decode(body)
         except msgspec.DecodeError as exc:  # not JSON, or not a valid async action
             return await self._dead(actions.failure_reason(exc), str(exc), body, report)
-        outcome = await self._publisher.publish(action, received_at)
+        outcome = await self._publisher.publish(outbound.publication(action, received_at))
         if isinstance(outcome, Accepted):
             if action.completed:
                 report.published += 1

@@ -9,23 +9,20 @@ the service.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
-import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
 
 from .. import metrics
 from ..config import Durability, Settings
-from ..domain import actions, completion, webhooks
+from ..domain.outbound import Publication
 from . import cloud_events, connection, replies
 from .connection import Client
 from .dead_letters import DeadLetter
@@ -76,14 +73,6 @@ class Filed:
 
     entry_id: str
     new: bool
-
-
-_msgpack = msgspec.msgpack.Encoder()
-
-
-def digest(action: actions.AsyncAction) -> str:
-    """Identifies the decoded content of a delivery (not its bytes)."""
-    return hashlib.blake2b(_msgpack.encode(action), digest_size=16).hexdigest()
 
 
 class _Health:
@@ -186,43 +175,40 @@ class Publisher:
             self._batch.wait = self._waiter.command
         return accepted
 
-    def entry_fields(
-        self, event: completion.CompletionEvent | webhooks.WebhookEvent, data: bytes
-    ) -> dict[FieldT, EncodableT]:
-        """An event entry's fields: the contract's five, and ``data`` with FANOUT_CLOUDEVENTS.
+    def entry_pairs(self, publication: Publication) -> list[str | bytes]:
+        """An event entry's field/value pairs: the publication's, and ``data`` with
+        FANOUT_CLOUDEVENTS."""
+        if self._cloudevents_source is None:
+            return publication.fields
+        data = cloud_events.for_event(self._cloudevents_source, publication.event, publication.json)
+        return [*publication.fields, "data", data]
 
-        ``data`` is the event's JSON (the ``event`` field).
-        """
-        fields: dict[FieldT, EncodableT]
-        if isinstance(event, webhooks.WebhookEvent):
-            fields = {"type": event.type, "id": event.id, "request_id": event.request_id or ""}
-            fields |= {"sendout_id": event.sendout_id, "event": data}
-        else:
-            fields = {"type": event.type, "status": event.status, "id": event.id}
-            fields |= {"request_id": event.request_id or "", "event": data}
-        if self._cloudevents_source is not None:
-            fields["data"] = cloud_events.for_event(self._cloudevents_source, event, data)
-        return fields
-
-    async def publish(self, action: actions.AsyncAction, received_at: datetime) -> Outcome:
-        """Append ``action`` to its stream once; ``StreamFull`` when consumers are a cap behind."""
-        event = completion.from_action(action, received_at)
-        fields = self.entry_fields(event, completion.encode_event(event))
-        type_, request_id = action.type, action.request_id or ""
-        done = self._keys.done(type_, action.id)
-        if action.completed:
-            script = self._complete
-            seen = self._keys.seen(type_, action.id, request_id)
-            stream = self._keys.completed(type_)
-        else:
-            script = self._progress
-            seen = self._keys.progress_seen(
-                type_, action.id, request_id, action.status, action.progress
-            )
-            stream = self._keys.progress(type_)
-        pairs = [item for pair in fields.items() for item in pair]
-        args = (digest(action), self._ttl, self._maxlen, *pairs)
-        code, entry = await self._run(script, (seen, done, stream), args)
+    async def publish(self, publication: Publication) -> Outcome:
+        """Append an event to its stream once per its dedup identity; ``StreamFull`` when
+        consumers are a cap behind."""
+        keys, type_, id_ = self._keys, publication.type, publication.id
+        request_id = publication.request_id
+        script: AsyncScript
+        names: tuple[str, ...]
+        match publication.kind:
+            case "completed":
+                script = self._complete
+                stream = keys.completed(type_)
+                names = (keys.seen(type_, id_, request_id), keys.done(type_, id_), stream)
+            case "progress":
+                script = self._progress
+                stream = keys.progress(type_)
+                seen = keys.progress_seen(
+                    type_, id_, request_id, publication.status or "", publication.progress
+                )
+                names = (seen, keys.done(type_, id_), stream)
+            case "events":
+                script = self._event
+                stream = keys.events(type_)
+                names = (keys.event_seen(type_, id_, request_id), stream)
+        pairs = self.entry_pairs(publication)
+        args = (publication.digest, self._ttl, self._maxlen, *pairs)
+        code, entry = await self._run(script, names, args)
         entry_id = replies.text(entry)
         if code == FULL:
             raise StreamFull(stream, self._maxlen)
@@ -233,28 +219,6 @@ class Publisher:
         if code == 2:
             return Conflict(entry_id)
         return Stale(entry_id)
-
-    async def publish_event(
-        self, delivery: webhooks.WebhookDelivery, received_at: datetime
-    ) -> Outcome:
-        """Append a webhook event to its type's stream, once per (event id, request id);
-        ``StreamFull`` when consumers are a cap behind."""
-        event = delivery.event(received_at)
-        fields = self.entry_fields(event, webhooks.encode_event(event))
-        type_, request_id = delivery.type, delivery.request_id or ""
-        seen = self._keys.event_seen(type_, delivery.id, request_id)
-        stream = self._keys.events(type_)
-        pairs = [item for pair in fields.items() for item in pair]
-        args = (delivery.digest, self._ttl, self._maxlen, *pairs)
-        code, entry = await self._run(self._event, (seen, stream), args)
-        entry_id = replies.text(entry)
-        if code == FULL:
-            raise StreamFull(stream, self._maxlen)
-        if code == 1:
-            return Accepted(stream, entry_id)
-        if code == 0:
-            return Duplicate(entry_id)
-        return Conflict(entry_id)
 
     async def dead_letter(
         self, reason: str, detail: str, body: bytes, received_at: datetime

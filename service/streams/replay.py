@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 import msgspec
 
 from ..config import Settings
-from ..domain import webhooks
+from ..domain import outbound
 from ..domain.entries import decode_event
-from ..domain.webhooks import WebhookDelivery, WebhookEvent
+from ..domain.inbound import Unpublishable, decode
+from ..domain.webhooks import WebhookEvent
 from . import replies
 from .connection import Client
 from .dead_letters import DeadLetter
@@ -75,16 +76,13 @@ class Replayer:
             return Replayed(
                 letter.entry_id, "dead", "trimmed: the entry is gone, nothing to replay"
             )
-        body = letter.letter.body
         try:
-            inbound = webhooks.decode(body)
-        except msgspec.DecodeError as exc:  # not JSON, nor an async action or envelope
-            return await self._keep(letter, webhooks.failure_reason(exc), str(exc))
+            inbound = decode(letter.letter.body)
+        except Unpublishable as unpublishable:  # not JSON, nor an async action or envelope
+            return await self._keep(letter, unpublishable.reason, unpublishable.detail)
         try:
-            if isinstance(inbound, WebhookDelivery):
-                outcome = await self.publisher.publish_event(inbound, letter.letter.received)
-            else:
-                outcome = await self.publisher.publish(inbound, letter.letter.received)
+            publication = outbound.publication(inbound, letter.letter.received)
+            outcome = await self.publisher.publish(publication)
         except StreamFull as exc:
             return Replayed(letter.entry_id, "full", str(exc))
         if isinstance(outcome, Conflict):
@@ -113,8 +111,7 @@ class Replayer:
             streams = (self.keys.completed(event.type), self.keys.progress(event.type))
         if stream not in streams:
             return Replayed(letter.entry_id, "dead", f"poison: unknown stream {stream!r}")
-        fields = self.publisher.entry_fields(event, body)
-        pairs = [part for item in fields.items() for part in item]
+        pairs = self.publisher.entry_pairs(outbound.of_event(event, body))
         code, entry = await self._append(keys=[stream], args=[self.config.stream_maxlen, *pairs])
         if code == FULL:
             return Replayed(

@@ -181,6 +181,41 @@ def test_send_reports_a_rejection_with_exit_status_1(
     assert sent.stdout.startswith("401 ")
 
 
+def test_send_says_plainly_when_a_body_was_dead_lettered_and_exits_1(
+    served: tuple[str, Path, subprocess.Popen[str]],
+) -> None:
+    # Issue 25: a 200 all the same (Voucherify must not retry it), but nothing published.
+    base, folder, _ = served
+    path = folder / "broken.json"
+    path.write_text(
+        '{"id": "aa_cli_broken", "type": "ORDERS.IMPORT", "status": "DONE", "progress": "50%"}'
+    )
+    sent = subprocess.run(
+        [FANOUT, "send", str(path), "--count", "2", "--url", f"{base}/webhooks/voucherify"],
+        cwd=folder,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert sent.returncode == 1
+    first, again = sent.stdout.splitlines()
+    answer = json.loads(first.split(" ", 1)[1])
+    assert first.startswith("200 ") and answer["status"] == "dead_lettered"
+    assert json.loads(again.split(" ", 1)[1]) == answer, "the same letter for a resend"
+    letter = answer["dead_letter"]
+    said = [line for line in sent.stderr.splitlines() if "not published" in line]
+    assert (
+        said
+        == [
+            f"fanout: not published: kept as dead letter {letter} (invalid_payload: "
+            "Expected `int | null`, got `str` - at `$.progress`); "
+            f"see `fanout dlq show {letter}`"
+        ]
+        * 2
+    )
+
+
 def test_send_to_nothing_is_one_line_and_exit_1(tmp_path: Path) -> None:
     sent = subprocess.run(
         [

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from service.config import Settings
 from service.consumer import Consumer
-from service.domain import actions, samples
+from service.domain import actions, outbound, samples
 from service.domain.entries import StreamEvent
 from service.streams.keys import Keys
 from service.streams.publisher import Accepted, Publisher
@@ -46,7 +46,7 @@ async def fanout(redis_url: str, prefix: str, *args: str) -> subprocess.Complete
 async def publish(settings: Settings, redis: Redis, type_: str, status: str = "DONE") -> str:
     publisher = Publisher.from_settings(redis, settings)
     action = actions.decode(msgspec.json.encode(samples.sample(type_, status=status)))
-    outcome = await publisher.publish(action, datetime.now(UTC))
+    outcome = await publisher.publish(outbound.publication(action, datetime.now(UTC)))
     assert isinstance(outcome, Accepted)
     # Entries of different streams are shown in the order of their ids' milliseconds:
     # keep publications apart so that order is the order of publishing.

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from service.config import ConfigError, PollSettings, Settings
 from service.domain import actions as action_types
+from service.domain import outbound
 from service.http.app import create_app
 from service.reconciler import task
 from service.reconciler.voucherify_api import retry_after
@@ -81,8 +82,9 @@ async def test_poll_once_publishes_exactly_what_was_missing(
     # 30 completions reached the webhook; the rest were lost.
     publisher = Publisher.from_settings(redis, settings)
     delivered = [a for a in actions if a["id"] in done][:30]
-    for action in delivered:
-        await publisher.publish(action_types.decode(msgspec.json.encode(action)), datetime.now(UTC))
+    for body in delivered:
+        action = action_types.decode(msgspec.json.encode(body))
+        await publisher.publish(outbound.publication(action, datetime.now(UTC)))
 
     env = poll_env(redis_url, prefix, api_url)
     code, out, err = await fanout(env, "poll", "--once", "--page-size", "20")

@@ -13,7 +13,7 @@ import redis
 from redis.asyncio import Redis
 
 from service.config import Settings
-from service.domain import webhooks
+from service.domain import outbound, webhooks
 from service.domain.webhook_samples import envelope
 from service.streams.keys import Keys
 from service.streams.publisher import Accepted, Publisher
@@ -24,7 +24,7 @@ from tests.cli.test_operator import fanout
 async def publish(settings: Settings, redis: Redis, type_: str, **options: object) -> str:
     publisher = Publisher.from_settings(redis, settings)
     delivery = webhooks.decode_envelope(msgspec.json.encode(envelope(type_, **options)))  # type: ignore[arg-type]
-    outcome = await publisher.publish_event(delivery, datetime.now(UTC))
+    outcome = await publisher.publish(outbound.publication(delivery, datetime.now(UTC)))
     assert isinstance(outcome, Accepted)
     await asyncio.sleep(0.003)  # entries of different streams show in publishing order
     return delivery.id

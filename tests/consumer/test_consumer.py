@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from service.config import Settings
 from service.consumer import Consumer
-from service.domain import actions, completion, samples
+from service.domain import actions, completion, outbound, samples
 from service.domain.completion import CompletionEvent
 from service.streams import connection
 from service.streams.keys import Keys
@@ -48,7 +48,7 @@ async def test_events_arrive_typed_through_the_publish_path(
 ) -> None:
     publisher = Publisher.from_settings(redis, settings)
     action = actions.decode(msgspec.json.encode(samples.sample("VOUCHERS.IMPORT")))
-    outcome = await publisher.publish(action, datetime.now(UTC))
+    outcome = await publisher.publish(outbound.publication(action, datetime.now(UTC)))
     assert isinstance(outcome, Accepted)
     received: list[CompletionEvent] = []
 

@@ -35,7 +35,7 @@ def body(type_: str, data: bytes) -> bytes:
 
 
 def digest(type_: str, data: bytes) -> str:
-    delivery = webhooks.decode(body(type_, data))
+    delivery = webhooks.decode_envelope(body(type_, data))
     assert isinstance(delivery, webhooks.WebhookDelivery)
     assert delivery.type == type_
     return delivery.digest

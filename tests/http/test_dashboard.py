@@ -133,7 +133,7 @@ async def test_replaying_a_dead_letter_from_the_page_removes_it(
     fixable_id, action = await fixable_letter(redis, keys)
     async with serving(guarded) as http:
         broken = await post(http, b"{not json")  # stays broken on replay
-        assert broken.status_code == 400
+        assert broken.json()["status"] == "dead_lettered"
         base = str(http.base_url).rstrip("/")
         page = await browser.new_page()  # type: ignore[attr-defined]
         await page.goto(f"{base}/dashboard?token={TOKEN}")
@@ -189,7 +189,7 @@ async def test_replay_endpoint_keeps_a_letter_that_fails_again(
     guarded: Settings, redis: Redis, keys: Keys
 ) -> None:
     async with serving(guarded) as http:
-        await post(http, b'{"id": "aa_1", "type": "NOT.A_TYPE", "status": "DONE"}')
+        await post(http, b'{"id": "aa_1", "type": "VOUCHERS.IMPORT", "status": "LATE"}')
         [(entry_id, _)] = await redis.xrange(keys.dead_letters())
         answer = await http.post(
             f"/dashboard/dead-letters/{entry_id.decode()}/replay",
@@ -198,7 +198,7 @@ async def test_replay_endpoint_keeps_a_letter_that_fails_again(
     assert answer.status_code == 422
     assert answer.json()["replayed"] is False
     assert answer.json()["outcome"] == "dead"
-    assert answer.json()["reason"] == "unknown_type"
+    assert answer.json()["reason"] == "invalid_payload"
     assert await redis.xlen(keys.dead_letters()) == 1
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from service.config import Settings
-from service.domain import actions, samples
+from service.domain import actions, outbound, samples
 from service.http.dashboard import Dashboard
 from service.streams import connection
 from service.streams.publisher import Publisher
@@ -28,7 +28,7 @@ async def test_live_feed_reads_resp3_replies(settings: Settings) -> None:
         assert (await anext(feed)).startswith(b"event: stats")
         await asyncio.sleep(0.01)  # the feed starts after the current millisecond
         action = actions.decode(msgspec.json.encode(samples.sample("VOUCHERS.IMPORT")))
-        await publisher.publish(action, datetime.now(UTC))
+        await publisher.publish(outbound.publication(action, datetime.now(UTC)))
         async with asyncio.timeout(10):
             chunk = await anext(feed)
             while not chunk.startswith(b"event: entry"):

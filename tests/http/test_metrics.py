@@ -46,7 +46,7 @@ async def test_counters_and_histograms_move_with_deliveries(
     assert (await post(http, done)).status_code == 200
     assert (await post(http, done, secret="wrong")).status_code == 401
     bad = samples.sample("CUSTOMERS.IMPORT_CSV") | {"progress": "half"}
-    assert (await post(http, bad)).status_code == 422
+    assert (await post(http, bad)).json()["status"] == "dead_lettered"
     after = await scrape(http)
 
     def delta(name: str, **labels: str) -> float:
@@ -57,7 +57,8 @@ async def test_counters_and_histograms_move_with_deliveries(
     assert delta("fanout_deliveries_total", type=type_, outcome="duplicate") == 1
     # Not authenticated: the body is not looked at. Invalid, but of a known type: that type.
     assert delta("fanout_deliveries_total", type="none", outcome="invalid_signature") == 1
-    assert delta("fanout_deliveries_total", type=type_, outcome="invalid_payload") == 1
+    assert delta("fanout_deliveries_total", type=type_, outcome="dead_lettered") == 1
+    assert delta("fanout_dead_letters_total", reason="invalid_payload") == 1
     assert delta("fanout_completions_total", type=type_, status="FAILED") == 1
     assert delta("fanout_failed_records_total", type=type_) == 2
     assert delta("fanout_dead_letters_total", reason="invalid_payload") == 1
@@ -123,16 +124,20 @@ async def test_refusals_and_dead_letters_are_logged_without_secrets(
     caplog.set_level(logging.INFO, logger="service")
     action = samples.sample("VOUCHERS.IMPORT") | {"status": "CANCELLED"}
     body = msgspec.json.encode(action)
-    assert (await post(http, body)).status_code == 422
+    assert (await post(http, body)).status_code == 200
     assert (await post(http, body, secret="wrong")).status_code == 401
 
     lines = [JsonFormatter().format(record) for record in caplog.records]
     parsed = [json.loads(line) for line in lines]
     refusals = [p for p in parsed if p["msg"] == "webhook refused"]
-    assert [(p["status"], p["outcome"]) for p in refusals] == [
-        (422, "invalid_payload"),
-        (401, "invalid_signature"),
-    ]
+    assert [(p["status"], p["outcome"]) for p in refusals] == [(401, "invalid_signature")]
+    [kept] = [p for p in parsed if p["msg"] == "webhook dead-lettered"]
+    assert (kept["status"], kept["outcome"], kept["reason"]) == (
+        200,
+        "dead_lettered",
+        "invalid_payload",
+    )
+    assert kept["type"] == "VOUCHERS.IMPORT" and kept["dead_letter"]
     letters = [p for p in parsed if p["msg"] == "dead letter"]
     assert len(letters) == 1 and letters[0]["reason"] == "invalid_payload"
     text = "\n".join(lines)

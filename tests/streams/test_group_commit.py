@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.config import Durability, Settings
-from service.domain import actions, samples
+from service.domain import actions, outbound, samples
 from service.streams import connection
 from service.streams.group_commit import pack
 from service.streams.publisher import Accepted, Duplicate, Publisher
@@ -39,11 +39,15 @@ async def stats(client: Redis) -> dict[str, int]:
     return calls | {"reads": int(info["total_reads_processed"])}
 
 
-def some_actions(count: int) -> list[actions.AnyAction]:
+def some_actions(count: int) -> list[outbound.Publication]:
+    """The publications of ``count`` sample actions of every type, as the receiver makes them."""
     import msgspec
 
+    now = datetime.now(UTC)
     return [
-        actions.decode(msgspec.json.encode(samples.sample(actions.TYPES[n % 22])))
+        outbound.publication(
+            actions.decode(msgspec.json.encode(samples.sample(actions.TYPES[n % 22]))), now
+        )
         for n in range(count)
     ]
 
@@ -57,10 +61,9 @@ async def test_concurrent_publishes_share_round_trips(
     try:
         publisher = Publisher.from_settings(client, own)
         batch = some_actions(200)
-        now = datetime.now(UTC)
-        await publisher.publish(batch[0], now)  # connects and loads the scripts
+        await publisher.publish(batch[0])  # connects and loads the scripts
         await probe.config_resetstat()
-        outcomes = await asyncio.gather(*(publisher.publish(a, now) for a in batch))
+        outcomes = await asyncio.gather(*(publisher.publish(a) for a in batch))
         after = await stats(probe)
     finally:
         await client.aclose()
@@ -83,8 +86,7 @@ async def test_durability_waits_once_per_batch(
         publisher = Publisher.from_settings(client, own)
         await publisher.check_durability()
         await probe.config_resetstat()
-        now = datetime.now(UTC)
-        outcomes = await asyncio.gather(*(publisher.publish(a, now) for a in some_actions(100)))
+        outcomes = await asyncio.gather(*(publisher.publish(a) for a in some_actions(100)))
         after = await stats(probe)
     finally:
         await client.aclose()
@@ -101,15 +103,14 @@ async def test_flushed_script_cache_is_reloaded_without_errors(
     probe = Redis.from_url(own_server.url)
     try:
         publisher = Publisher.from_settings(client, own)
-        now = datetime.now(UTC)
         first = some_actions(50)
         assert all(
             isinstance(o, Accepted)
-            for o in await asyncio.gather(*(publisher.publish(a, now) for a in first))
+            for o in await asyncio.gather(*(publisher.publish(a) for a in first))
         )
         await probe.script_flush()
-        again = await asyncio.gather(*(publisher.publish(a, now) for a in some_actions(50)))
-        repeat = await asyncio.gather(*(publisher.publish(a, now) for a in first))
+        again = await asyncio.gather(*(publisher.publish(a) for a in some_actions(50)))
+        repeat = await asyncio.gather(*(publisher.publish(a) for a in first))
     finally:
         await client.aclose()
         await probe.aclose()

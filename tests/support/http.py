@@ -42,3 +42,25 @@ async def post(
     return await client.post(
         WEBHOOK_PATH, content=body, headers={**signed(body, secret), **headers}
     )
+
+
+async def dead_lettered(
+    response: httpx.Response, redis: Any, keys: Any, body: bytes, reason: str
+) -> dict[str, str]:
+    """Check the answer to an authentic body that cannot be published: 200
+    ``dead_lettered`` naming the reason and its letter, which holds the body as sent
+    and is the only letter of that body. The letter's fields, as text."""
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "dead_lettered"
+    assert answer["reason"] == reason, answer
+    letters = [
+        (entry.decode(), {k.decode(): v for k, v in fields.items()})
+        for entry, fields in await redis.xrange(keys.dead_letters())
+    ]
+    mine = [(entry, fields) for entry, fields in letters if fields["body"] == body]
+    assert [entry for entry, _ in mine] == [answer["dead_letter"]], "one letter per body"
+    [(_, fields)] = mine
+    assert fields["reason"] == reason.encode()
+    assert fields["detail"].decode() == answer["detail"]
+    return {k: v.decode(errors="replace") for k, v in fields.items()}
