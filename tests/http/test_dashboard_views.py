@@ -166,9 +166,8 @@ async def test_a_dead_letter_opens_with_its_body(
 ) -> None:
     guarded = dataclasses.replace(settings, admin_token=Secret(TOKEN))
     async with serving(guarded) as http:
-        assert (
-            await post(http, b'{"id": "aa_1", "type": "NEW.ONE", "status": "DONE"}')
-        ).json()["status"] == "dead_lettered"
+        kept = await post(http, b'{"id": "aa_1", "type": "NEW.ONE", "status": "DONE"}')
+        assert kept.json()["status"] == "dead_lettered"
         [(entry_id, _)] = await redis.xrange(keys.dead_letters())
         letter = await http.get(f"/dashboard/dead-letters/{entry_id.decode()}", headers=BEARER)
         missing = await http.get("/dashboard/dead-letters/1-0", headers=BEARER)
