@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
+from .errors import FanoutError
 from .sentinel_url import SENTINEL_SCHEMES as SENTINEL_SCHEMES
 from .sentinel_url import SentinelTarget as SentinelTarget
 
@@ -42,7 +43,7 @@ IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(FanoutError, ValueError):
     """A configuration value is invalid; ``str()`` is one line naming the variable."""
 
     def __init__(self, variable: str, problem: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import FanoutError
 
-class CommandError(Exception):
+
+class CommandError(FanoutError):
     """A failure to report in one line, exit status 1."""

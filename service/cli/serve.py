@@ -32,6 +32,7 @@ from ..reconciler import task
 from ..streams import connection, local
 from ..streams.durability import Promise
 from ..streams.embedded import EmbeddedError, EmbeddedValkey
+from ..streams.errors import DurabilityRefused
 from ..streams.publisher import Publisher
 from . import flags, usage
 from .errors import CommandError
@@ -305,7 +306,7 @@ async def _preflight(settings: Settings) -> Promise:
         publisher = Publisher.from_settings(client, settings)
         try:
             return await publisher.check_durability()
-        except RuntimeError as exc:
+        except DurabilityRefused as exc:
             raise CommandError(str(exc)) from None
     finally:
         await client.aclose()

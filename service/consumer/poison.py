@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from ..streams import replies
+from ..streams import dead_letters
 from ..streams.connection import Client
 from ..streams.dead_letters import DeadLetter
-from ..streams.errors import StreamFull
 from ..streams.keys import Keys
-from ..streams.scripts import DEAD_LETTER_LUA, FULL
+from ..streams.scripts import DEAD_LETTER_LUA
+
+#: How long filing one letter may take: the consumer's client's socket timeout
+#: (``connect.SOCKET_TIMEOUT``), so a stalled server cannot hold a handler slot.
+TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +44,17 @@ class Poison:
 
 
 class PoisonLetters:
-    def __init__(self, redis: Client, keys: Keys, *, ttl: int, maxlen: int) -> None:
+    def __init__(
+        self, redis: Client, keys: Keys, *, ttl: int, maxlen: int, timeout: float = TIMEOUT
+    ) -> None:
         self._keys = keys
         self._ttl = ttl
         self._maxlen = maxlen
-        self._script = redis.register_script(DEAD_LETTER_LUA)
+        self._run = dead_letters.bounded(redis.register_script(DEAD_LETTER_LUA), timeout)
 
     async def send(self, poison: Poison) -> str:
-        """Write the letter (once); its entry id. Redis errors and ``StreamFull`` propagate."""
+        """Write the letter (once); its entry id. Redis errors, ``TimeoutError`` and
+        ``StreamFull`` propagate."""
         letter = DeadLetter.of(
             "poison",
             poison.detail,
@@ -81,9 +86,8 @@ class PoisonLetters:
 
     async def _file(self, letter: DeadLetter) -> str:
         assert letter.group is not None and letter.stream is not None and letter.entry_id
-        args: list[Any] = [self._ttl, self._maxlen, *letter.pairs()]
         seen = self._keys.poison_seen(letter.group, letter.stream, letter.entry_id)
-        code, entry = await self._script(keys=[seen, self._keys.dead_letters()], args=args)
-        if code == FULL:
-            raise StreamFull(self._keys.dead_letters(), self._maxlen)
-        return replies.text(entry)
+        filed = await dead_letters.file(
+            self._run, self._keys, seen, letter, ttl=self._ttl, maxlen=self._maxlen
+        )
+        return filed.entry_id

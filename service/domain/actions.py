@@ -10,7 +10,7 @@ and the vendor adds fields over time (unknown fields are ignored).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -186,41 +186,8 @@ class OrdersMetadataKeyPurge(AsyncAction, tag="ORDERS.METADATA_KEY_PURGE"):
     result: CountResult | None = None
 
 
-ACTION_TYPES: tuple[type[AsyncAction], ...] = (
-    CampaignVouchersImport,
-    CampaignVouchersImportCsv,
-    CampaignVouchersUpdate,
-    CampaignVouchersDelete,
-    CampaignVouchersGenerate,
-    CampaignsMetadataKeyPurge,
-    CustomersImportCsv,
-    CustomersBulkUpdate,
-    CustomersMetadataUpdate,
-    CustomersMetadataKeyPurge,
-    ProductsBulkUpdate,
-    ProductsMetadataUpdate,
-    ProductsMetadataKeyPurge,
-    ProductsImportCsv,
-    SkusImportCsv,
-    VouchersImport,
-    VouchersImportCsv,
-    VouchersBulkUpdate,
-    VouchersMetadataUpdate,
-    VouchersMetadataKeyPurge,
-    OrdersImport,
-    OrdersMetadataKeyPurge,
-)
-
-#: The result class events carry, where the action decodes a wire struct (``_...AsSent``).
-PUBLISHED_RESULT: dict[type[AsyncAction], Any] = {
-    VouchersImport: VoucherImportResult | None,
-    OrdersImport: OrderImportResult | None,
-}
-
-#: Every type name, in the vendor's documented order.
-TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in ACTION_TYPES)
-BY_TYPE: dict[str, type[AsyncAction]] = dict(zip(TYPES, ACTION_TYPES, strict=True))
-
+#: Every async action type, in the vendor's documented order: the one list of them
+#: (``ACTION_TYPES``, ``TYPES``, ``BY_TYPE``, the event classes are derived from it).
 AnyAction: TypeAlias = (
     CampaignVouchersImport
     | CampaignVouchersImportCsv
@@ -245,6 +212,17 @@ AnyAction: TypeAlias = (
     | OrdersImport
     | OrdersMetadataKeyPurge
 )
+
+#: The result class events carry, where the action decodes a wire struct (``_...AsSent``).
+PUBLISHED_RESULT: dict[type[AsyncAction], Any] = {
+    VouchersImport: VoucherImportResult | None,
+    OrdersImport: OrderImportResult | None,
+}
+
+ACTION_TYPES: tuple[type[AsyncAction], ...] = get_args(AnyAction)
+#: Every type name, in the vendor's documented order.
+TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in ACTION_TYPES)
+BY_TYPE: dict[str, type[AsyncAction]] = dict(zip(TYPES, ACTION_TYPES, strict=True))
 
 _decoder: msgspec.json.Decoder[AnyAction] = msgspec.json.Decoder(AnyAction)
 _encoder = msgspec.json.Encoder()

@@ -43,6 +43,7 @@ from typing import Any
 
 import msgspec
 
+from ..errors import FanoutError
 from .ids import IdText, refuse_unprintable
 from .webhook_data import ALIASES, BY_TYPE, WebhookData
 
@@ -54,7 +55,7 @@ _KINDS = {list: "array", type(None): "null"}
 _DOCUMENTED = frozenset(BY_TYPE) | frozenset(ALIASES)
 
 
-class MalformedEnvelope(msgspec.ValidationError):
+class MalformedEnvelope(FanoutError, msgspec.ValidationError):
     """An authenticated envelope that cannot be published: dead-lettered ``invalid_payload``."""
 
 

@@ -1,26 +1,10 @@
 """Every failure a request can meet, mapped to one HTTP answer in one place.
 
-The exceptions of the whole service and where each one ends::
-
-    Problem (here)                    a request refused; status and ``error`` fixed per class
-    ├── InvalidSignature              401 invalid_signature
-    ├── Unauthorized                  401 unauthorized: no valid admin token (dashboard)
-    ├── Forbidden                     403 forbidden: sender IP; dashboard Host or origin
-    ├── BodyTooLarge                  413 body_too_large
-    ├── UnsupportedMediaType          415 unsupported_media_type
-    └── Unavailable                   503 unavailable + Retry-After
-        └── BackPressure              503 unavailable, Retry-After 30: the stream is full
-    streams.errors.RedisUnavailable   the Redis core failed: answered as Unavailable
-    streams.errors.StreamFull         a group is a whole FANOUT_STREAM_MAXLEN behind: BackPressure
-    redis.exceptions.RedisError       a safety net: answered as Unavailable, never a 500
-    starlette HTTPException           404 not_found, 405 method_not_allowed, ...
-    config.ConfigError                bad configuration: ``fanout`` exits 2 with one line
-    cli.errors.CommandError           an operator command failed: one line, exit status 1
-    reconciler APIError               > AuthError, NotFound: the Voucherify API refused
-                                      (``fanout poll`` exits 1; the daemon retries)
-
-``EXCEPTION_HANDLERS`` is the table Starlette uses; the webhook receiver, a plain
-ASGI app on the hot path, renders the same ``Problem`` classes with ``render``.
+``Problem`` and its subclasses fix the status and the ``error`` code of each
+refusal; the whole exception tree of the service, with where each one ends, is
+the docstring of ``service.errors``. ``EXCEPTION_HANDLERS`` is the table
+Starlette uses; the webhook receiver, a plain ASGI app on the hot path, renders
+the same ``Problem`` classes with ``render``.
 """
 
 from __future__ import annotations
@@ -34,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..errors import FanoutError
 from ..streams.errors import RedisUnavailable, StreamFull
 
 RETRY_AFTER_SECONDS = 2
@@ -41,7 +26,7 @@ RETRY_AFTER_SECONDS = 2
 FULL_RETRY_AFTER_SECONDS = 30
 
 
-class Problem(Exception):
+class Problem(FanoutError):
     """A request that cannot be accepted; subclasses fix the status and error code.
 
     Only what is not authentic or cannot be read is refused: an authentic body

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from starlette.types import Receive, Scope
 
 from ..config import IPNetwork
+from ..errors import FanoutError
 from .errors import BodyTooLarge, Forbidden, UnsupportedMediaType
 from .signature import HEADER
 
 _SIGNATURE = HEADER.encode()
 
 
-class ClientGone(Exception):
+class ClientGone(FanoutError):
     """The sender disconnected before its body arrived; there is no one to answer."""
 
 

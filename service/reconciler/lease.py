@@ -21,12 +21,13 @@ from collections.abc import AsyncIterator
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockNotOwnedError, RedisError
 
+from ..errors import FanoutError
 from ..streams.connection import Client
 
 logger = logging.getLogger("service.poll")
 
 
-class LeaseLost(Exception):
+class LeaseLost(FanoutError):
     """The lease expired or was taken over while work was under way."""
 
 

@@ -30,6 +30,7 @@ import msgspec
 
 from ..domain import actions, outbound
 from ..domain.clock import iso
+from ..errors import FanoutError
 from ..streams.publisher import Accepted, Conflict, Publisher, Stale
 from .lease import Lease, LeaseLost
 from .voucherify_api import APIError, AuthError, NotFound, VoucherifyAPI
@@ -46,7 +47,7 @@ return 1
 ONE_MS = timedelta(milliseconds=1)
 
 
-class LeaseBusy(Exception):
+class LeaseBusy(FanoutError):
     """Another poller held the lease for as long as we were willing to wait."""
 
 
@@ -257,8 +258,7 @@ class Poller:
             report.duplicates += not isinstance(outcome, Accepted)
             report.unfinished += 1
             return True
-        seen = self._keys.seen(listed.type, listed.id, listed.request_id or "")
-        if await self._redis.exists(seen):
+        if await self._publisher.published(listed.type, listed.id, listed.request_id):
             report.already += 1
             return False
         try:

@@ -22,13 +22,14 @@ import msgspec
 
 from ..config import PollSettings
 from ..domain.clock import iso
+from ..errors import FanoutError
 
 logger = logging.getLogger("service.poll")
 
 LIST_PATH = "/v1/async-actions"
 
 
-class APIError(Exception):
+class APIError(FanoutError):
     """The API did not give a usable answer; the message never holds credentials."""
 
 

@@ -7,18 +7,32 @@ Every letter has the contract's fields: ``reason`` (``malformed_json``,
 consumer, stream, entry id, deliveries and last error; its body is the entry's
 event JSON. A ``trimmed`` letter names the group, consumer, stream and entry id
 of an entry deleted before the group acknowledged it; its body is empty.
+
+``file`` is the one writer of a new letter, for the receiver (``Publisher``) and
+for consumer groups (``consumer.poison``) alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import msgspec
+from redis.commands.core import AsyncScript
 
 from ..domain import clock
 from . import replies
+from .errors import StreamFull
+from .keys import Keys
+from .scripts import Reply
+
+#: Runs the dead-letter script (``scripts.DEAD_LETTER_LUA``) with its keys and
+#: arguments, bounded in time.
+Run: TypeAlias = Callable[[tuple[str, ...], tuple[Any, ...]], Awaitable[list[Any]]]
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
@@ -87,3 +101,37 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     @property
     def received(self) -> datetime:
         return clock.parse(self.received_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Filed:
+    """Where a dead letter is: a new entry, or the one filed before for the same key."""
+
+    entry_id: str
+    new: bool
+
+
+async def file(
+    run: Run, keys: Keys, seen: str, letter: DeadLetter, *, ttl: int, maxlen: int
+) -> Filed:
+    """File ``letter`` once per ``seen`` key (a body's digest key, or a consumer group's
+    key for one entry) on the dead-letter stream; remembered ``ttl`` seconds.
+
+    ``StreamFull`` when the stream's groups are a whole ``maxlen`` behind.
+    """
+    stream = keys.dead_letters()
+    code, entry = await run((seen, stream), (ttl, maxlen, *letter.pairs()))
+    if code == Reply.FULL:
+        raise StreamFull(stream, maxlen)
+    return Filed(replies.text(entry), code == Reply.ACCEPTED)
+
+
+def bounded(script: AsyncScript, timeout: float) -> Run:
+    """A ``Run`` of ``script`` that raises ``TimeoutError`` after ``timeout`` seconds."""
+
+    async def run(keys: tuple[str, ...], args: tuple[Any, ...]) -> list[Any]:
+        async with asyncio.timeout(timeout):
+            reply: list[Any] = await script(keys=keys, args=args)
+            return reply
+
+    return run

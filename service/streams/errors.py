@@ -1,9 +1,12 @@
-"""What the Redis core raises; the HTTP side maps both to ``503`` with ``Retry-After``."""
+"""What the Redis core raises: the HTTP side maps the first two to ``503`` with
+``Retry-After``; ``DurabilityRefused`` stops start-up. The whole tree: ``service.errors``."""
 
 from __future__ import annotations
 
+from ..errors import FanoutError
 
-class RedisUnavailable(Exception):
+
+class RedisUnavailable(FanoutError):
     """Redis is unreachable, too slow, or could not confirm durability.
 
     Raised by ``Publisher`` for every Redis failure of a delivery, with the
@@ -11,7 +14,7 @@ class RedisUnavailable(Exception):
     """
 
 
-class StreamFull(Exception):
+class StreamFull(FanoutError):
     """The stream holds ``maxlen`` entries a consumer group has not acknowledged yet.
 
     Nothing was written: entries are removed only once every group has
@@ -26,3 +29,8 @@ class StreamFull(Exception):
             f"{stream} is full: {maxlen} entries (FANOUT_STREAM_MAXLEN) wait for a consumer "
             "group; retry later"
         )
+
+
+class DurabilityRefused(FanoutError):
+    """FANOUT_DURABILITY asks for what this Redis server cannot give (checked at start-up);
+    ``str()`` says which mode, why, and what to change."""

@@ -22,6 +22,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 from .. import metrics
+from ..errors import FanoutError
 
 #: Calls in one pipeline at most; more wait for the next one.
 MAX_BATCH = 256
@@ -29,7 +30,7 @@ MAX_BATCH = 256
 MAX_IN_FLIGHT = 4
 
 
-class NotConfirmed(TimeoutError):
+class NotConfirmed(FanoutError, TimeoutError):
     """WAITAOF or WAIT returned before enough copies confirmed the batch."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import discovery
+from ..errors import FanoutError
 
 RECORD_NAME = "server.json"
 LOCK_NAME = "serve.lock"
@@ -37,7 +38,7 @@ DATA_DIR = Path(".fanout")
 _VERSION = 1
 
 
-class NoRedis(LookupError):
+class NoRedis(FanoutError, LookupError):
     """No Redis URL was given and no running local server was found; ``str()`` is one line."""
 
 
@@ -195,7 +196,7 @@ def _short(path: Path) -> str:
         return str(path)
 
 
-class AlreadyServing(RuntimeError):
+class AlreadyServing(FanoutError, RuntimeError):
     """Another ``fanout serve`` holds the data folder; ``str()`` is one line."""
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
@@ -23,14 +24,14 @@ from redis.exceptions import RedisError
 from .. import metrics
 from ..config import Durability, Settings
 from ..domain.outbound import Publication
-from . import cloud_events, connection, replies
+from . import cloud_events, connection, dead_letters, replies
 from .connection import Client
-from .dead_letters import DeadLetter
+from .dead_letters import DeadLetter, Filed
 from .durability import Promise, Waiter
 from .errors import RedisUnavailable, StreamFull
 from .group_commit import GroupCommit
 from .keys import Keys
-from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, FULL, PROGRESS_LUA, WRITABLE_LUA
+from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, PROGRESS_LUA, WRITABLE_LUA, Reply
 
 logger = logging.getLogger("service.publish")
 
@@ -67,12 +68,6 @@ class Stale:
 Outcome: TypeAlias = Accepted | Duplicate | Conflict | Stale
 
 
-@dataclass(frozen=True, slots=True)
-class Filed:
-    """Where a dead letter is: a new entry, or the one filed before for the same body."""
-
-    entry_id: str
-    new: bool
 
 
 class _Health:
@@ -162,8 +157,8 @@ class Publisher:
         return self._keys
 
     async def check_durability(self) -> Promise:
-        """What a 2xx means with this server: one line for start-up. ``RuntimeError`` when
-        an explicit FANOUT_DURABILITY is one the server cannot give."""
+        """What a 2xx means with this server: one line for start-up. ``DurabilityRefused``
+        when an explicit FANOUT_DURABILITY is one the server cannot give."""
         promise = await self._waiter.check(self._redis)
         if self._batch is not None:
             self._batch.wait = self._waiter.command
@@ -209,16 +204,27 @@ class Publisher:
         pairs = self.entry_pairs(publication)
         args = (publication.digest, self._ttl, self._maxlen, *pairs)
         code, entry = await self._run(script, names, args)
-        entry_id = replies.text(entry)
-        if code == FULL:
-            raise StreamFull(stream, self._maxlen)
-        if code == 1:
-            return Accepted(stream, entry_id)
-        if code == 0:
-            return Duplicate(entry_id)
-        if code == 2:
-            return Conflict(entry_id)
-        return Stale(entry_id)
+        return self._outcome(code, stream, replies.text(entry))
+
+
+    def _outcome(self, code: int, stream: str, entry_id: str) -> Outcome:
+        """The outcome a publish script's reply code names.
+
+        The code is compared with the names, not made a ``Reply``: ``Reply(code)``
+        costs 0.28 us a delivery, a comparison 0.06 us (timeit, loaded machine).
+        """
+        match code:
+            case Reply.ACCEPTED:
+                return Accepted(stream, entry_id)
+            case Reply.DUPLICATE:
+                return Duplicate(entry_id)
+            case Reply.CONFLICT:
+                return Conflict(entry_id)
+            case Reply.STALE:
+                return Stale(entry_id)
+            case Reply.FULL:
+                raise StreamFull(stream, self._maxlen)
+        raise AssertionError(f"a publish script answered {code!r}")
 
     async def dead_letter(
         self, reason: str, detail: str, body: bytes, received_at: datetime
@@ -228,11 +234,14 @@ class Publisher:
         ``StreamFull`` when the dead-letter stream's groups are a whole cap behind.
         """
         letter = DeadLetter.of(reason, detail, body, received_at)
-        keys = (self._keys.dead_seen(letter.sha256), self._keys.dead_letters())
-        code, entry = await self._run(self._dead, keys, (self._ttl, self._maxlen, *letter.pairs()))
-        if code == FULL:
-            raise StreamFull(keys[1], self._maxlen)
-        filed = Filed(replies.text(entry), code == 1)
+        filed = await dead_letters.file(
+            partial(self._run, self._dead),
+            self._keys,
+            self._keys.dead_seen(letter.sha256),
+            letter,
+            ttl=self._ttl,
+            maxlen=self._maxlen,
+        )
         if filed.new:
             metrics.dead_letter(reason)
             logger.warning(
@@ -246,6 +255,19 @@ class Publisher:
                 },
             )
         return filed
+
+    async def published(self, type_: str, id_: str, request_id: str | None) -> bool:
+        """True when the completion of (``id_``, ``request_id``) of ``type_`` is already
+        in its stream (its seen key exists): what ``publish`` would answer as a duplicate.
+
+        ``RedisUnavailable`` when Redis fails or takes longer than the timeout.
+        """
+        seen = self._keys.seen(type_, id_, request_id or "")
+        try:
+            async with asyncio.timeout(self._timeout):
+                return bool(await self._redis.exists(seen))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def ping(self) -> bool:
         try:

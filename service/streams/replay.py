@@ -26,7 +26,7 @@ from .dead_letters import DeadLetter
 from .errors import StreamFull
 from .keys import Keys
 from .publisher import Accepted, Conflict, Duplicate, Publisher, Stale
-from .scripts import APPEND_LUA, FULL, REPLACE_LETTER_LUA
+from .scripts import APPEND_LUA, REPLACE_LETTER_LUA, Reply
 
 
 class Letter(NamedTuple):
@@ -113,7 +113,7 @@ class Replayer:
             return Replayed(letter.entry_id, "dead", f"poison: unknown stream {stream!r}")
         pairs = self.publisher.entry_pairs(outbound.of_event(event, body))
         code, entry = await self._append(keys=[stream], args=[self.config.stream_maxlen, *pairs])
-        if code == FULL:
+        if code == Reply.FULL:
             return Replayed(
                 letter.entry_id, "full", str(StreamFull(stream, self.config.stream_maxlen))
             )
@@ -130,7 +130,7 @@ class Replayer:
             keys=[self.keys.dead_seen(old.sha256), self.keys.dead_letters()],
             args=[*args, *updated.pairs()],
         )
-        if code == FULL:
+        if code == Reply.FULL:
             full = StreamFull(self.keys.dead_letters(), self.config.stream_maxlen)
             return Replayed(letter.entry_id, "full", str(full))
         now = replies.text(new)

@@ -7,12 +7,30 @@ Every entry is appended by ``append()`` of ``APPEND_PRELUDE``, whatever the
 stream: the length cap (``FANOUT_STREAM_MAXLEN``) removes only entries every
 consumer group has acknowledged (with no group, the oldest entries: history).
 When the entries some group still needs fill the cap, nothing is removed and
-nothing appended: the script answers ``FULL`` (code 4) and the sender gets a 503
+nothing appended: the script answers ``Reply.FULL`` and the sender gets a 503
 to retry later. Overload becomes back-pressure, never loss.
+
+The scripts that file or append answer ``{code, entry id}``; ``Reply`` names the
+codes, and callers read them by name.
 """
 
-#: The code a script returns when the stream is full of entries a group still needs.
-FULL = 4
+from enum import IntEnum
+
+
+class Reply(IntEnum):
+    """The first element of a publish, dead-letter or append script's answer."""
+
+    #: Seen before, with the same content: the entry id is the first one's.
+    DUPLICATE = 0
+    #: Appended now: the entry id is the new entry's.
+    ACCEPTED = 1
+    #: Seen before (same id and request id) with other content: the first entry's id.
+    CONFLICT = 2
+    #: A progress update of an action whose completion is published: that entry's id.
+    STALE = 3
+    #: Nothing written: the entries some consumer group still needs fill the cap.
+    FULL = 4
+
 
 # Entry ids are "<ms>-<seq>"; compared as numbers, part by part.
 APPEND_PRELUDE = """
@@ -69,22 +87,32 @@ end
 
 # Every answer from an existing key rewrites it unchanged (SET ... KEEPTTL): that
 # write follows the first one in the replication stream and the AOF, so the
-# WAIT/WAITAOF of a durability mode covers a duplicate answer too.
+# WAIT/WAITAOF of a durability mode covers a duplicate answer too. ``recall``
+# is that read, for every script that answers from a key.
+RECALL_PRELUDE = """
+local function recall(key)
+  local value = redis.call('GET', key)
+  if value then redis.call('SET', key, value, 'KEEPTTL') end
+  return value
+end
+"""
 
 # Completions and webhook events keep "<entry id> <digest>" in their seen key. An
 # existing key answers {0, first entry} for the same digest, {2, first entry}
 # (a conflict) for another; nil when the delivery is new.
-SEEN_PRELUDE = """
+SEEN_PRELUDE = (
+    RECALL_PRELUDE
+    + """
 local function seen_answer(key, digest)
-  local seen = redis.call('GET', key)
+  local seen = recall(key)
   if not seen then return nil end
-  redis.call('SET', key, seen, 'KEEPTTL')
   local sep = string.find(seen, ' ', 1, true)
   local first = string.sub(seen, 1, sep - 1)
   if string.sub(seen, sep + 1) == digest then return {0, first} end
   return {2, first}
 end
 """
+)
 
 # A completion: answer from the (id, request_id) key if it is there, else append.
 # The key holds "<entry id> <digest>"; a different digest is a conflict.
@@ -107,17 +135,12 @@ return {1, entry}
 # KEYS: progress seen, done, stream.  ARGV: as COMPLETE_LUA.
 PROGRESS_LUA = (
     APPEND_PRELUDE
+    + RECALL_PRELUDE
     + """
-local done = redis.call('GET', KEYS[2])
-if done then
-  redis.call('SET', KEYS[2], done, 'KEEPTTL')
-  return {3, done}
-end
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
-  return {0, seen}
-end
+local done = recall(KEYS[2])
+if done then return {3, done} end
+local seen = recall(KEYS[1])
+if seen then return {0, seen} end
 local entry = append(KEYS[3], tonumber(ARGV[3]), unpack(ARGV, 4))
 if not entry then return {4, ''} end
 redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
@@ -146,12 +169,10 @@ return {1, entry}
 # KEYS: dead seen, dead stream.  ARGV: ttl, maxlen, then the letter's field/value pairs.
 DEAD_LETTER_LUA = (
     APPEND_PRELUDE
+    + RECALL_PRELUDE
     + """
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  redis.call('SET', KEYS[1], seen, 'KEEPTTL')
-  return {0, seen}
-end
+local seen = recall(KEYS[1])
+if seen then return {0, seen} end
 local entry = append(KEYS[2], tonumber(ARGV[2]), unpack(ARGV, 3))
 if not entry then return {4, ''} end
 redis.call('SET', KEYS[1], entry, 'EX', ARGV[1])

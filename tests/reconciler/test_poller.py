@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from service.config import PollSettings, Secret, Settings
+from service.domain import actions, samples
 from service.reconciler.poller import LeaseBusy, Poller
 from service.reconciler.voucherify_api import AuthError, Backoff, VoucherifyAPI
 from service.streams.keys import Keys
@@ -335,3 +337,13 @@ async def test_an_action_stuck_in_progress_holds_the_mark_no_longer_than_the_loo
     assert report.published == len(recent) and report.unfinished == 0
     assert report.mark is not None and report.mark > now - timedelta(minutes=2)
     assert await poller.mark() == report.mark
+
+
+async def test_the_publisher_answers_already_published(redis: Redis, settings: Settings) -> None:
+    # The poller asked Redis itself (EXISTS on the seen key); now it asks the publisher.
+    publisher = Publisher.from_settings(redis, settings)
+    action = actions.decode(msgspec.json.encode(samples.sample("ORDERS.IMPORT")))
+    assert not await publisher.published(action.type, action.id, action.request_id)
+    await publisher.publish(action, datetime.now(UTC))
+    assert await publisher.published(action.type, action.id, action.request_id)
+    assert not await publisher.published(action.type, action.id, "another request")

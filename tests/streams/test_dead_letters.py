@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from service.config import Settings
-from service.streams import replies
+from service.consumer.poison import Poison, PoisonLetters
+from service.streams import replies, scripts
 from service.streams.dead_letters import DeadLetter
 from service.streams.keys import Keys
 from service.streams.publisher import Publisher
+from tests.support.servers import ValkeyProcess
 
 
 def test_fields_round_trip_in_the_contract_order() -> None:
@@ -36,3 +43,41 @@ async def test_publisher_files_a_letter_that_reads_back(
     letter = DeadLetter.from_fields(fields)
     assert (entry_id, letter.reason, letter.body) == (filed.entry_id, "invalid_payload", b"{}")
     assert list(fields) == [b"reason", b"detail", b"body", b"sha256", b"received_at"]
+
+
+async def test_a_consumer_groups_letter_takes_the_same_path_bounded_in_time(
+    tmp_path: Path,
+) -> None:
+    # consumer/poison.py ran the script itself, with no time limit: a stalled
+    # server held the handler's slot for as long as it stalled.
+    with ValkeyProcess(tmp_path / "v") as server:
+        client = Redis.from_url(server.url)
+        letters = PoisonLetters(client, Keys("t"), ttl=60, maxlen=100, timeout=0.3)
+        poison = Poison("g", "c", "t:s", "1-1", 5, 5, b'{"id":"x"}', "boom")
+        try:
+            first = await letters.send(poison)
+            assert await letters.send(poison) == first  # once per (group, stream, entry)
+            server.pause()
+            started = time.monotonic()
+            try:
+                with pytest.raises(TimeoutError):
+                    await letters.send(dataclasses.replace(poison, entry_id="2-1"))
+            finally:
+                server.resume()
+            assert time.monotonic() - started < 2
+        finally:
+            await client.aclose()
+
+
+def test_every_reply_a_script_can_give_has_a_name() -> None:
+    """``Reply`` names each code the publish, dead-letter and append scripts return."""
+    for script in (
+        scripts.COMPLETE_LUA,
+        scripts.PROGRESS_LUA,
+        scripts.EVENT_LUA,
+        scripts.DEAD_LETTER_LUA,
+        scripts.REPLACE_LETTER_LUA,
+        scripts.APPEND_LUA,
+    ):
+        codes = {int(code) for code in re.findall(r"return \{(\d+),", script)}
+        assert codes and codes <= {reply.value for reply in scripts.Reply}
