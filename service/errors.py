@@ -14,16 +14,16 @@ Where each one is defined, and what a user sees::
     ├── streams.local.NoRedis            (LookupError) no URL and no running ``fanout serve``
     ├── streams.local.AlreadyServing     (RuntimeError) the data folder is another's
     ├── streams.embedded.EmbeddedError   (RuntimeError) the embedded Valkey did not start
-    ├── domain.webhooks.MalformedEnvelope  (msgspec.ValidationError) answered 422
+    ├── domain.inbound.Unpublishable     an authentic body that cannot be published:
+    │                                    dead-lettered (its reason and detail), answered 200
+    ├── domain.webhooks.MalformedEnvelope  (msgspec.ValidationError) becomes Unpublishable
     ├── http.errors.Problem              a request refused; status and ``error`` per class
-    │   ├── MalformedJSON                400 malformed_json
     │   ├── InvalidSignature             401 invalid_signature
     │   ├── Unauthorized                 401 unauthorized: no valid admin token (dashboard)
     │   ├── Forbidden                    403 forbidden: sender IP; dashboard Host or origin
     │   ├── dashboard.LetterNotFound     404 not_found
     │   ├── BodyTooLarge                 413 body_too_large
     │   ├── UnsupportedMediaType         415 unsupported_media_type
-    │   ├── InvalidPayload               422 invalid_payload
     │   └── Unavailable                  503 unavailable + Retry-After
     │       └── BackPressure             503 unavailable, Retry-After 30: the stream is full
     ├── http.intake.ClientGone           the sender left before its body came: no answer
@@ -36,7 +36,7 @@ Where each one is defined, and what a user sees::
 
 Not ours, and how they end: ``redis.exceptions.RedisError`` (a safety net:
 answered 503, never a 500), starlette's ``HTTPException`` (404 not_found,
-405 method_not_allowed), ``msgspec.DecodeError`` (400 or 422 and a dead letter).
+405 method_not_allowed), ``msgspec.DecodeError`` (of an authentic body: Unpublishable).
 ``http.errors.EXCEPTION_HANDLERS`` maps them to HTTP answers in one place.
 """
 

@@ -28,6 +28,7 @@ from typing import TypeAlias
 
 import msgspec
 
+from ..errors import FanoutError
 from . import actions, webhooks
 from .actions import AnyAction
 from .webhooks import WebhookDelivery
@@ -39,7 +40,7 @@ MALFORMED_JSON = "malformed_json"
 INVALID_PAYLOAD = "invalid_payload"
 
 
-class Unpublishable(Exception):
+class Unpublishable(FanoutError):
     """An authentic body that cannot be published: it is kept as a dead letter.
 
     ``reason`` is the letter's (``malformed_json``, ``invalid_payload``),

@@ -68,8 +68,6 @@ class Stale:
 Outcome: TypeAlias = Accepted | Duplicate | Conflict | Stale
 
 
-
-
 class _Health:
     """Logs once when Redis starts failing and once when it answers again."""
 
@@ -205,7 +203,6 @@ class Publisher:
         args = (publication.digest, self._ttl, self._maxlen, *pairs)
         code, entry = await self._run(script, names, args)
         return self._outcome(code, stream, replies.text(entry))
-
 
     def _outcome(self, code: int, stream: str, entry_id: str) -> Outcome:
         """The outcome a publish script's reply code names.

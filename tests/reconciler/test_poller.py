@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.config import PollSettings, Secret, Settings
-from service.domain import actions, samples
+from service.domain import actions, outbound, samples
 from service.reconciler.poller import LeaseBusy, Poller
 from service.reconciler.voucherify_api import AuthError, Backoff, VoucherifyAPI
 from service.streams.keys import Keys
@@ -344,6 +344,6 @@ async def test_the_publisher_answers_already_published(redis: Redis, settings: S
     publisher = Publisher.from_settings(redis, settings)
     action = actions.decode(msgspec.json.encode(samples.sample("ORDERS.IMPORT")))
     assert not await publisher.published(action.type, action.id, action.request_id)
-    await publisher.publish(action, datetime.now(UTC))
+    await publisher.publish(outbound.publication(action, datetime.now(UTC)))
     assert await publisher.published(action.type, action.id, action.request_id)
     assert not await publisher.published(action.type, action.id, "another request")
