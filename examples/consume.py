@@ -16,15 +16,8 @@ import asyncio
 import signal
 import sys
 
-from service import (
-    CompletionEvent,
-    Consumer,
-    OrderImportResult,
-    StreamEvent,
-    VoucherImportResult,
-    WebhookEvent,
-)
-from service.consumer import NoRedis
+from service import CompletionEvent, Consumer, NoRedis, StreamEvent, WebhookEvent
+from service.results import OrderImportResult, VoucherImportResult
 
 
 async def main(args: argparse.Namespace) -> None:

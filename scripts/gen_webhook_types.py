@@ -477,7 +477,18 @@ def render(spec: dict[str, Any]) -> str:
     for name in order:
         out.append(render_struct(gen.structs[name], same))
     out.append(render_tables(evs))
+    out.append(render_all(["WebhookData", *order, "BY_TYPE", "ALIASES", "PROJECT_SETTINGS_TYPES"]))
     return "\n".join(out)
+
+
+def render_all(names: list[str]) -> str:
+    """``__all__``: every Struct and table, the names ``service.webhook_data`` re-exports
+    (sorted as ruff's RUF022 sorts: constants, then classes)."""
+    ordered = sorted(names, key=lambda name: (not name.isupper(), name))
+    items = "".join(f'    "{name}",\n' for name in ordered)
+    return (
+        f"\n#: The public names, re-exported by ``service.webhook_data``.\n__all__ = [\n{items}]\n"
+    )
 
 
 def render_struct(struct: StructDef, same: dict[str, str]) -> str:

@@ -13,6 +13,33 @@ from typing import Annotated, TypeAlias
 
 import msgspec
 
+#: The public names, re-exported by ``service.results``.
+__all__ = [
+    "CampaignVoucherImportResult",
+    "CountResult",
+    "CustomerBulkUpdateResult",
+    "CustomerCsvImportFailure",
+    "CustomerCsvImportResult",
+    "CustomerUpdateError",
+    "MetadataUpdateResult",
+    "OrderImportFailure",
+    "OrderImportResult",
+    "ProductBulkUpdateResult",
+    "ProductCsvImportFailure",
+    "ProductCsvImportResult",
+    "ProductUpdateError",
+    "Result",
+    "SkuCsvImportFailure",
+    "SkuCsvImportResult",
+    "UpdateError",
+    "VoucherBulkUpdateResult",
+    "VoucherCsvImportFailure",
+    "VoucherCsvImportResult",
+    "VoucherImportFailure",
+    "VoucherImportResult",
+    "VoucherUpdateError",
+]
+
 # Integers are held to 64 bits: a 20-digit "progress" is invalid input (422, dead
 # letter), not a number that breaks an encoder further on (found by fuzzing).
 Int64: TypeAlias = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]

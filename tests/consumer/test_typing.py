@@ -18,15 +18,9 @@ from tests.support.cli import EXAMPLE
 MYPY = str(Path(sys.executable).parent / "mypy")
 
 CONSUMER = """\
-from service import (
-    CompletionEvent,
-    Consumer,
-    EventVoucherPublishedData,
-    OrderImportResult,
-    StreamEvent,
-    VoucherImportResult,
-    WebhookEvent,
-)
+from service import CompletionEvent, Consumer, StreamEvent, WebhookEvent
+from service.results import OrderImportResult, VoucherImportResult
+from service.webhook_data import EventVoucherPublishedData
 
 
 async def handle(event: StreamEvent) -> None:
@@ -53,7 +47,7 @@ async def main() -> None:
 
 # ``failed`` may be None: a checker that sees the real types says so.
 CARELESS = """\
-from service import VoucherImportResult
+from service.results import VoucherImportResult
 
 
 def count(result: VoucherImportResult) -> int:

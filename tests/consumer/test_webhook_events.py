@@ -6,8 +6,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-import service
-from service import Consumer, StreamEvent, WebhookEvent, decode_event
+from service import Consumer, StreamEvent, WebhookEvent, decode_event, webhook_data
 from service.domain import samples
 from service.domain.webhook_samples import envelope, example
 from service.streams.keys import Keys
@@ -43,14 +42,14 @@ async def test_webhook_events_arrive_typed(
     assert event.sendout_id == published["id"]
     assert event.schema_valid
     match event.data:
-        case service.EventVoucherPublishedData(voucher=voucher, customer=customer):
+        case webhook_data.EventVoucherPublishedData(voucher=voucher, customer=customer):
             assert voucher is not None and voucher.code == published["data"]["voucher"]["code"]
             assert customer is not None and customer.id == published["data"]["customer"]["id"]
         case other:
             pytest.fail(f"untyped data: {other!r}")
     paid = by_type["customer.order.paid"]
     assert isinstance(paid, WebhookEvent)
-    assert isinstance(paid.data, service.EventCustomerOrderPaidData)
+    assert isinstance(paid.data, webhook_data.EventCustomerOrderPaidData)
     assert paid.webhook_type == "Fan-out sample"  # the distribution's own name
     assert await pending(redis, keys.events("voucher.published"), "crm") == 0
 
@@ -91,7 +90,7 @@ async def test_the_vendors_other_spelling_subscribes_to_the_canonical_stream(
     [event] = received
     assert event.type == "business_validation_rule.created"
     assert isinstance(event, WebhookEvent)
-    assert isinstance(event.data, service.EventBusValRuleCreatedData)
+    assert isinstance(event.data, webhook_data.EventBusValRuleCreatedData)
 
 
 async def test_drift_arrives_as_the_data_as_published(
@@ -121,7 +120,7 @@ async def test_decode_event_takes_the_event_field_or_the_whole_entry(
     for given in (fields, fields[b"event"], fields[b"event"].decode()):
         event = decode_event(given)
         assert isinstance(event, WebhookEvent)
-        assert isinstance(event.data, service.EventCampaignCreatedData)
+        assert isinstance(event.data, webhook_data.EventCampaignCreatedData)
     assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
     [(_, fields)] = await redis.xrange(keys.completed("ORDERS.IMPORT"))
     assert type(decode_event(fields)).__name__ == "OrdersImportEvent"
