@@ -259,6 +259,13 @@ def _positive_float(name: str, value: str) -> float:
     return number
 
 
+def _head_bytes(name: str, value: str) -> int:
+    size = _positive_int(name, value)
+    if size < 1024:
+        raise ConfigError(name, f"expected a number of bytes of at least 1024, got {value!r}")
+    return size
+
+
 def _port(name: str, value: str) -> int:
     port = _positive_int(name, value)
     if port > 65535:
@@ -386,6 +393,14 @@ class Settings:
     #: The log of ``fanout serve`` and of each of its workers (``--log-level``, ``--log-format``).
     log_level: LogLevel = setting("FANOUT_LOG_LEVEL", _log_level, "info")
     log_format: LogFormat = setting("FANOUT_LOG_FORMAT", _log_format, "auto")
+    # The front door (``http/front_door.py``): what one connection may hold.
+    max_head_bytes: int = setting("FANOUT_MAX_HEAD_BYTES", _head_bytes, 32_768)
+    head_timeout: float = setting("FANOUT_HEAD_TIMEOUT", _positive_float, 10.0)
+    body_timeout: float = setting("FANOUT_BODY_TIMEOUT", _positive_float, 20.0)
+    #: Whole seconds, as uvicorn takes it.
+    keep_alive_timeout: int = setting("FANOUT_KEEP_ALIVE_TIMEOUT", _positive_int, 5)
+    #: Open connections per worker; ``None``: 2,048, or what the file limit allows.
+    max_connections: int | None = setting("FANOUT_MAX_CONNECTIONS", _positive_int, None)
 
     def dashboard_hosts(self) -> tuple[str, ...]:
         """``FANOUT_ALLOWED_HOSTS``, or the listen host, localhost, 127.0.0.1 and [::1]

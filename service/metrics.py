@@ -73,6 +73,17 @@ BATCH_SIZE = Histogram(
     registry=REGISTRY,
 )
 
+FRONT_DOOR = Counter(
+    "fanout_front_door",
+    "Connections cut off before the app, by reason: shed (closed to make room at the "
+    "connection cap), refused (503: at the cap with every connection busy), head_timeout, "
+    "body_timeout (408), head_too_large (431).",
+    ["reason"],
+    registry=REGISTRY,
+)
+#: The reasons ``FRONT_DOOR`` counts, in the order the dashboard shows them.
+FRONT_DOOR_REASONS = ("shed", "refused", "head_timeout", "body_timeout", "head_too_large")
+
 _children: dict[tuple[Any, ...], Any] = {}
 
 
@@ -123,14 +134,33 @@ def shared_by_processes() -> Iterator[None]:
         shutil.rmtree(os.environ.pop(MULTIPROC_DIR), ignore_errors=True)
 
 
-def exposition(stream_stats: Collector | None = None) -> bytes:
-    """The text a scrape gets: this process's metrics, or every worker's."""
+def front_door(reason: str) -> None:
+    _child(FRONT_DOOR, reason).inc()
+
+
+def front_door_totals() -> dict[str, int]:
+    """``FRONT_DOOR`` by reason since start: this process's, or every worker's."""
+    totals = dict.fromkeys(FRONT_DOOR_REASONS, 0)
+    for family in _registry().collect():
+        if family.name == "fanout_front_door":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("reason") in totals:
+                    totals[sample.labels["reason"]] += int(sample.value)
+    return totals
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics, or every worker's (from their files)."""
     if MULTIPROC_DIR in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:
-        registry = REGISTRY
-    output = generate_latest(registry)
+        return registry
+    return REGISTRY
+
+
+def exposition(stream_stats: Collector | None = None) -> bytes:
+    """The text a scrape gets: this process's metrics, or every worker's."""
+    output = generate_latest(_registry())
     if stream_stats is not None:
         extra = CollectorRegistry(auto_describe=False)
         extra.register(stream_stats)

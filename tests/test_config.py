@@ -198,6 +198,11 @@ NON_DEFAULT: dict[str, object] = {
     "cloudevents": True,
     "log_level": "debug",
     "log_format": "json",
+    "max_head_bytes": 65_536,
+    "head_timeout": 2.5,
+    "body_timeout": 30.0,
+    "keep_alive_timeout": 75,
+    "max_connections": 100,
 }
 POLL_NON_DEFAULT: dict[str, object] = {
     "api_url": "https://us1.api.voucherify.io",

@@ -81,6 +81,15 @@ FLAGS: dict[str, Flag] = {
             "JSON lines, readable text, or auto (default): text on a terminal, JSON otherwise",
             choices=LOG_FORMATS,
         ),
+        Flag("--max-head-bytes", "largest request line and headers, together (431 above)"),
+        Flag("--head-timeout", "seconds a request head may take to arrive (408 after)"),
+        Flag("--body-timeout", "seconds a body may take to arrive after its head (408 after)"),
+        Flag("--keep-alive-timeout", "seconds an idle kept-alive connection stays open"),
+        Flag(
+            "--max-connections",
+            "open connections per worker; at the cap the longest-waiting idle one is "
+            "closed (default 2048, or what the file limit allows)",
+        ),
         # The reconciler's; its app token is read from the environment only (a
         # flag would show it in the process list).
         Flag("--api-url", "API base URL of your region", env="FANOUT_VOUCHERIFY_API_URL"),
@@ -112,6 +121,11 @@ SERVE = (
     "--cloudevents",
     "--log-level",
     "--log-format",
+    "--max-head-bytes",
+    "--head-timeout",
+    "--body-timeout",
+    "--keep-alive-timeout",
+    "--max-connections",
 )
 TOOLS = (*REDIS, "--data-dir")
 POLL = (

@@ -19,7 +19,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from starlette.types import ASGIApp
@@ -37,6 +37,9 @@ from ..streams.publisher import Publisher
 from . import flags, usage
 from .errors import CommandError
 
+if TYPE_CHECKING:
+    from ..http import front_door
+
 SECRET_FILE = "webhook-secret"
 ADMIN_TOKEN_FILE = "admin-token"
 #: The app of one worker process, for uvicorn's ``factory=True``.
@@ -44,7 +47,7 @@ FACTORY = "service.cli.factory:app"
 #: How uvicorn runs, with one worker or several.
 UVICORN: dict[str, Any] = {
     "loop": "uvloop",
-    "http": "httptools",
+    # http: httptools, with the front door's limits (front_door.FrontDoorConfig).
     "lifespan": "on",
     "log_config": None,  # keep the structured logging of cmd_serve (and factory.app)
     "server_header": False,
@@ -180,6 +183,8 @@ def _serve(
 ) -> int:
     import uvicorn
 
+    from ..http import front_door
+
     if not settings.secrets:
         value, created = _local_secret(settings.data_dir, SECRET_FILE, "FANOUT_SECRETS")
         settings = dataclasses.replace(settings, secrets=(Secret(value),))
@@ -233,11 +238,18 @@ def _serve(
                 dashboard_url=f"{base}/dashboard",
             )
             print(f"recorded in {record}: `fanout` commands and consumers here find it")
+        # Each connection is a file: the cap must fit the file limit (workers inherit it).
+        files = front_door.raise_file_limit()
+        limits, warning = front_door.limits_for(settings, files)
+        if warning:
+            print(f"warning: {warning}")
+        print(front_door.describe(limits, files, args.workers))
         sys.stdout.flush()
         if args.workers > 1:
-            return _serve_workers(settings, args, listener)
-        uvicorn_config = uvicorn.Config(
+            return _serve_workers(settings, args, listener, limits)
+        uvicorn_config = front_door.FrontDoorConfig(
             create_app(settings, background=task.background(bool(args.poll), settings)),
+            limits=limits,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
@@ -260,7 +272,12 @@ def _serve(
             embedded.stop()
 
 
-def _serve_workers(settings: Settings, args: argparse.Namespace, listener: socket.socket) -> int:
+def _serve_workers(
+    settings: Settings,
+    args: argparse.Namespace,
+    listener: socket.socket,
+    limits: front_door.Limits,
+) -> int:
     """Run ``args.workers`` processes sharing one listening socket.
 
     Each worker builds its app from the environment (``service.cli.factory``), so
@@ -268,14 +285,16 @@ def _serve_workers(settings: Settings, args: argparse.Namespace, listener: socke
     URL, the durability decided) are exported whole first (``config.export``).
     On SIGTERM the parent stops every worker gracefully and exits 0.
     """
-    import uvicorn
+    from ..http import front_door
 
     poll = PollSettings.from_env()
     config.export(settings, dataclasses.replace(poll, enabled=poll.enabled or bool(args.poll)))
     from uvicorn.supervisors import Multiprocess
 
-    uvicorn_config = uvicorn.Config(
+    # The limits travel to each worker inside the (pickled) config; each keeps its own cap.
+    uvicorn_config = front_door.FrontDoorConfig(
         FACTORY,
+        limits=limits,
         factory=True,
         workers=args.workers,
         host=settings.host,

@@ -21,7 +21,7 @@ from service.http.app import WEBHOOK_PATH
 from service.streams.keys import Keys
 from tests.support.http import SECRET, serving, signed
 from tests.support.load import Connection, make_deliveries, until
-from tests.support.servers import FanoutProcess, running_uvicorn
+from tests.support.servers import FanoutProcess, peak_rss, running_uvicorn
 
 
 @contextlib.asynccontextmanager
@@ -121,14 +121,6 @@ async def test_signature_with_surrounding_whitespace_is_accepted(
         line = NAME + b":" + spaces + GOOD.upper() + spaces
         status, _ = await raw_request(port, webhook_request(BODY, [line]))
     assert status == 202
-
-
-def peak_rss(pid: int) -> int:
-    """Peak resident memory of a process, in bytes (Linux VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
 
 
 def fanout_process(tmp_path: Path, redis_url: str, prefix: str) -> FanoutProcess:

