@@ -82,6 +82,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.decode
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.front_door
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

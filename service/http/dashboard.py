@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import resource
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .. import metrics
 from ..config import Settings
 from ..domain.actions import TYPES
 from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
@@ -37,6 +39,7 @@ from ..streams import refusals, replies, stats
 from ..streams.dead_letters import DeadLetter
 from ..streams.publisher import Publisher
 from ..streams.replay import Replayer, find_letter
+from . import front_door
 from .admin import COOKIE, PREFIX
 from .errors import Problem, json_response
 
@@ -131,6 +134,10 @@ class Dashboard:
         self._redis: Any = publisher.redis
         self._streams = stats.known_streams(self._keys)
         self._timeout = settings.redis_timeout
+        # As fanout serve resolved them: its workers inherit its raised file limit.
+        self._limits = front_door.limits_for(
+            settings, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        )[0]
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -227,7 +234,7 @@ class Dashboard:
     async def _stats(self) -> dict[str, Any]:
         redis = await self._redis_status()
         if not redis["ok"]:
-            return {"redis": redis}
+            return {"redis": redis, "front_door": self._front_door()}
         groups = []
         for stream in self._streams:
             if not await self._redis.exists(stream):
@@ -248,6 +255,21 @@ class Dashboard:
             "dead_count": int(await self._redis.xlen(self._keys.dead_letters())),
             "refusals": await refusals.history(self._redis, self._keys),
             "reconciler": await self._reconciler(),
+            "front_door": self._front_door(),
+        }
+
+    def _front_door(self) -> dict[str, Any]:
+        """Connections cut off before the app since start (every worker's), and the limits."""
+        limits = self._limits
+        return {
+            "counts": metrics.front_door_totals(),
+            "limits": {
+                "max_connections": limits.max_connections,
+                "max_head_bytes": limits.max_head_bytes,
+                "head_timeout": limits.head_timeout,
+                "body_timeout": limits.body_timeout,
+                "keep_alive_timeout": limits.keep_alive_timeout,
+            },
         }
 
     async def _redis_status(self) -> dict[str, Any]:

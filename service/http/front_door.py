@@ -2,9 +2,10 @@
 
 uvicorn's httptools protocol sets no limit on the size of a request head, no
 timeout for receiving it or the body, and keeps any number of connections open
-(``limit_concurrency`` answers 503 at the cap but never closes an idle one, so
-1,500 silent connections lock real deliveries out). ``FrontDoorProtocol`` is
-that protocol with those limits added, passed to uvicorn as ``http=``:
+(``limit_concurrency`` answers 503 at its cap but never closes an idle
+connection to make room, so silent connections can hold every place).
+``FrontDoorProtocol`` is that protocol with those limits added, passed to
+uvicorn as ``http=``:
 
 - a head (request line and headers) over ``max_head_bytes`` is answered 431 and
   the connection closed, checked after every read while it arrives (httptools
@@ -25,8 +26,10 @@ to the protocol, and (pickled) to every ``--workers`` process; each worker
 keeps its own count and cap.
 
 The cap must hold below the process's file limit: when ``accept()`` fails with
-EMFILE, libuv closes every pending connection and uvloop stops the listener,
-so every delivery then fails. ``connection_cap`` keeps the cap, plus one listen
+EMFILE, libuv accepts and closes every queued connection and uvloop then closes
+its listener (their code; measured before this, with 1,500 half heads under a
+1,024-file limit: every real delivery of the next 20 s was reset).
+``connection_cap`` keeps the cap, plus one listen
 backlog of connections accepted in one burst before any can be closed, plus
 the worker's own files, inside ``RLIMIT_NOFILE`` (``raise_file_limit`` first
 raises the soft limit to the hard one).
@@ -270,6 +273,12 @@ async def _head_too_large(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+#: Calls to the base protocol name it: ``super()`` builds an object per call on
+#: Python 3.11; on this path (five calls per request) that cost about 1 us per
+#: request (median of 21 paired runs of bench/front_door.py's two loads).
+_Base = HttpToolsProtocol
+
+
 class FrontDoorProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a head size limit, head and body timeouts and
     a connection cap that sheds waiting connections first (see the module)."""
@@ -281,7 +290,7 @@ class FrontDoorProtocol(HttpToolsProtocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
+        _Base.__init__(self, config, server_state, app_state, _loop)
         assert isinstance(config, FrontDoorConfig), "FrontDoorProtocol needs a FrontDoorConfig"
         door = config.door
         if door is None:
@@ -299,7 +308,7 @@ class FrontDoorProtocol(HttpToolsProtocol):
     # Connection events
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        _Base.connection_made(self, transport)
         if not self._admitted:
             metrics.front_door("refused")
             self._phase = BUSY
@@ -316,11 +325,11 @@ class FrontDoorProtocol(HttpToolsProtocol):
         if self._where is not None:
             self._where.pop(self, None)
             self._where = None
-        super().connection_lost(exc)
+        _Base.connection_lost(self, exc)
 
     def data_received(self, data: bytes) -> None:
         self._chunk = len(data)
-        super().data_received(data)
+        _Base.data_received(self, data)
         phase = self._phase
         if phase == BUSY:
             return
@@ -363,14 +372,14 @@ class FrontDoorProtocol(HttpToolsProtocol):
             metrics.front_door("head_too_large")
             app, self.app = self.app, _head_too_large
             try:
-                super().on_headers_complete()
+                _Base.on_headers_complete(self)
             finally:
                 self.app = app
             return
-        super().on_headers_complete()
+        _Base.on_headers_complete(self)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        _Base.on_response_complete(self)
         # Kept alive with nothing pipelined: idle (uvicorn's keep-alive timer runs).
         if self._phase == BUSY and not self.pipeline and not self.transport.is_closing():
             self._phase = WAIT

@@ -374,7 +374,33 @@ function renderReconciler(reconciler) {
     : "no poller holds the lease: start fanout poll, or fanout serve --poll";
 }
 
+// The front door's counts since start, by reason; "last minute" from the counts seen then.
+const FRONT_DOOR = {
+  shed: ["shed at the connection cap", "closed (503 mid-request)"],
+  refused: ["refused: every connection busy", "503"],
+  head_timeout: ["head too slow", "408 (closed if silent)"],
+  body_timeout: ["body too slow", "408"],
+  head_too_large: ["head too large", "431"],
+};
+const frontDoorSeen = []; // [ms, counts], the last few minutes of stats
+function renderFrontDoor(door) {
+  if (!door) return;
+  const now = Date.now();
+  frontDoorSeen.push([now, door.counts]);
+  while (frontDoorSeen.length > 1 && frontDoorSeen[1][0] <= now - 60_000) frontDoorSeen.shift();
+  const then = frontDoorSeen[0][1];
+  fill("#front-door", Object.entries(FRONT_DOOR).map(([reason, [label, answer]]) => row([
+    cell(label), cell(answer), cell((door.counts[reason] || 0) - (then[reason] || 0), "num"),
+    cell(door.counts[reason] || 0, "num"),
+  ], { "data-reason": reason })));
+  const l = door.limits;
+  $("#front-door-limits").textContent =
+    `at most ${l.max_connections} open connections per worker; heads up to ${l.max_head_bytes} bytes `
+    + `within ${l.head_timeout} s, bodies within ${l.body_timeout} s, idle connections kept ${l.keep_alive_timeout} s`;
+}
+
 function renderStats(stats) {
+  renderFrontDoor(stats.front_door);
   renderRedis(stats.redis);
   if (!stats.redis.ok) return;
   $("#dead-count").textContent = stats.dead_count;
