@@ -119,8 +119,8 @@ def backlog_for(files: int) -> int:
     closed, so the cap plus the backlog must fit. Queued connections hold no
     file: with a 1,024-file limit and an attacker reconnecting 1,500 half-heads
     at once, a backlog of 128 (cap 832) let the queue fill and real deliveries
-    waited for SYN retransmits (p99 1.07-1.08 s in 2 of 3 runs), half and half
-    (backlog and cap 480) kept every p99 under 0.31 s.
+    waited for SYN retransmits (p99 1.07-1.08 s in 2 of 3 runs); half and half
+    (416 each) kept p99 at 58-229 ms in three runs.
     """
     return max(16, min(MAX_BACKLOG, (files - OWN_FILES) // 2))
 
