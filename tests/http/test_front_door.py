@@ -155,6 +155,10 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
         f"p99 {p99(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
         f"front door {counts}; server peak RSS {rss / 2**20:.0f} MiB"
     )
+    # The cap was fitted to the server's own file limit, and said so at start-up.
+    assert (
+        "front door: at most 416 open connections (file limit 1024)" in fanout.log_path.read_text()
+    )
     assert statuses == {202: len(results)}
     assert p99(latencies) < 0.25
     assert held == 1500 and closed >= 0.95 * held
@@ -289,6 +293,9 @@ async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_time
         try:
             for _ in range(2):  # kept alive between the two
                 writer.write(request)
+                assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
+            writer.write(request * 2)  # pipelined: both answered, in order
+            for _ in range(2):
                 assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
             started = time.monotonic()
             assert await reader.read(100) == b""  # closed by the server
