@@ -3,9 +3,10 @@
 The downstream API: read the streams with ``Consumer`` (or decode an entry you
 read yourself with ``decode_event``) and ``match`` on the typed events: a
 ``CompletionEvent`` (one subclass per async action type, ``EVENT_BY_TYPE``)
-whose ``result`` is a Struct of ``service.results``, or a ``WebhookEvent``
-whose ``data`` is a Struct of ``service.webhook_data``. Importing it loads
-neither starlette, uvicorn, prometheus_client nor rich.
+whose ``result`` is a Struct of ``service.results``, a ``WebhookEvent``
+whose ``data`` is a Struct of ``service.webhook_data``, or a ``CustomEvent``
+(a custom body: ``body`` its JSON values). Importing it loads neither
+starlette, uvicorn, prometheus_client nor rich.
 
 The root holds what a consumer uses every day; families of types have their
 own namespace, each with its ``__all__``:
@@ -23,6 +24,7 @@ from . import webhook_data as webhook_data
 from .consumer import Consumer, Handler, NoRedis, open_redis
 from .domain.actions import TYPES, Status
 from .domain.completion import EVENT_BY_TYPE, SCHEMA_VERSION, AnyEvent, CompletionEvent
+from .domain.custom import CustomEvent
 from .domain.entries import StreamEvent, decode_event
 from .domain.webhook_data import BY_TYPE as WEBHOOK_BY_TYPE
 from .domain.webhook_data import WebhookData
@@ -40,6 +42,7 @@ __all__ = [
     "AnyEvent",
     "CompletionEvent",
     "Consumer",
+    "CustomEvent",
     "FanoutError",
     "Handler",
     "NoRedis",

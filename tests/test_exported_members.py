@@ -26,6 +26,7 @@ ROOT = {
     "Status",
     "TYPES",
     "WebhookEvent",
+    "CustomEvent",
     "WebhookData",
     "WebhookSource",
     "WEBHOOK_BY_TYPE",

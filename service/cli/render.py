@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from ..domain import clock
+from ..domain.custom import CustomEvent
 from ..domain.entries import decode_event
 from ..domain.text import escape, escape_json
 from ..domain.webhooks import WebhookEvent
@@ -216,6 +217,8 @@ def event_row(entry: Entry) -> list[str]:
         return row
     if isinstance(event, WebhookEvent):  # no status or counts: say whether the data fit
         row[2] = "valid" if event.schema_valid else "drift"
+        return row
+    if isinstance(event, CustomEvent):  # a body of the user's own design
         return row
     row[5:] = [
         "" if value is None else str(value)

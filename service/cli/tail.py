@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import Settings
 from ..domain import actions, webhooks
+from ..domain.custom import CUSTOM_TYPE
 from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from ..streams import replies
 from ..streams.connection import Client
@@ -92,7 +93,7 @@ def event_type(value: str) -> str:
 def streams_for(args: argparse.Namespace, keys: Keys) -> list[str]:
     if args.dead:
         return [keys.dead_letters()]
-    types: Sequence[str] = args.type or (*actions.TYPES, *WEBHOOK_TYPES)
+    types: Sequence[str] = args.type or (*actions.TYPES, *WEBHOOK_TYPES, CUSTOM_TYPE)
     wanted = set(args.status or STATUSES)
     streams = []
     for type_ in types:

@@ -2,7 +2,8 @@
 
 A ``Consumer`` subscribes one group to the streams of some types: completion
 streams of async action types (and, if asked, their progress streams) and event
-streams of webhook event types (``types=["voucher.published"]``). It decodes
+streams of webhook event types (``types=["voucher.published"]``), and the stream
+of custom bodies (``types=["custom"]``). It decodes
 each entry into the typed event of its type (a ``CompletionEvent``, or a
 ``WebhookEvent`` whose ``data`` is the typed Struct of its event type) and hands
 it to an async handler:
@@ -48,6 +49,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from ..domain import actions, webhooks
+from ..domain.custom import CUSTOM_TYPE
 from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from ..streams import replies
 from ..streams.connection import Client, passing, reconnect
@@ -96,7 +98,11 @@ class Consumer:
     ) -> None:
         # Webhook event types in the vendor's other spelling read the canonical stream.
         types = tuple(dict.fromkeys(webhooks.canonical_type(t) for t in types))
-        unknown = [t for t in types if t not in actions.BY_TYPE and t not in WEBHOOK_TYPES]
+        unknown = [
+            t
+            for t in types
+            if t not in actions.BY_TYPE and t not in WEBHOOK_TYPES and t != CUSTOM_TYPE
+        ]
         if unknown or not types:
             raise ValueError(
                 f"unknown async action or webhook event type(s): {unknown or 'none given'}"

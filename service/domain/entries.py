@@ -15,12 +15,13 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from . import completion, webhooks
+from . import completion, custom, webhooks
 from .actions import failure_reason
 from .completion import CompletionEvent
+from .custom import CustomEvent
 from .webhooks import WebhookEvent
 
-StreamEvent: TypeAlias = CompletionEvent | WebhookEvent
+StreamEvent: TypeAlias = CompletionEvent | WebhookEvent | CustomEvent
 
 
 def event_field(entry: bytes | str | Mapping[Any, Any]) -> bytes | str:
@@ -38,8 +39,9 @@ def decode_event(entry: bytes | str | Mapping[Any, Any]) -> StreamEvent:
 
     ``entry`` is the ``event`` field (bytes or str), or the entry's whole field
     mapping as redis-py returns it (keys ``b"event"`` or ``"event"``). The result
-    is a ``CompletionEvent`` (one class per async action type) or a
-    ``WebhookEvent`` (its ``data`` the typed Struct of its event type). Raises
+    is a ``CompletionEvent`` (one class per async action type), a
+    ``WebhookEvent`` (its ``data`` the typed Struct of its event type) or a
+    ``CustomEvent`` (a custom body, ``body`` its JSON values). Raises
     ``msgspec.ValidationError`` (a ``msgspec.DecodeError``) for anything else.
     """
     data = event_field(entry)
@@ -51,7 +53,12 @@ def decode_event(entry: bytes | str | Mapping[Any, Any]) -> StreamEvent:
         not_a_completion = exc.with_traceback(None)
     try:
         return webhooks.decode_webhook_event(data)
+    except msgspec.ValidationError as exc:
+        not_a_webhook_event = exc.with_traceback(None)
+    try:
+        return custom.decode_custom_event(data)
     except msgspec.ValidationError:
         if failure_reason(not_a_completion) == "unknown_type":
-            raise  # not an async action type: the webhook event's own error says more
+            # not an async action type: the webhook event's own error says more
+            raise not_a_webhook_event from None
         raise not_a_completion from None

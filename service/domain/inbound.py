@@ -5,6 +5,8 @@ A body is one of:
 - an **async action** (its ``type`` one of the 22): ``actions``;
 - a webhook **envelope** (an object with ``data``, and ``source`` or ``event``),
   whatever sent it (project settings, a distribution): ``webhooks``;
+- a **custom body** (any other JSON: a distribution's Payload Designer
+  payload): ``custom``;
 - **not publishable**: not JSON, an async action that is not valid, or an
   envelope that is malformed. ``Unpublishable`` says why (the dead letter's
   reason and detail); the body is kept as a dead letter, never refused.
@@ -13,9 +15,10 @@ Each step of the classification is the first step of its kind's decoder, so no
 body is parsed twice on the common paths: msgspec reads a tagged union's tag
 before it builds anything, so an async action is classified and decoded in one
 pass (as it cost before); a body whose tag is not one of the 22 is decoded as an
-envelope's fields, whose presence decides. Only a body whose envelope fields do
-not decode is looked at once more (``webhooks.looks_like_envelope``), to tell a
-malformed envelope from something else.
+envelope's fields, whose presence decides; anything else is parsed once into
+its JSON values, which give a custom body's digest. Only a body whose envelope
+fields do not decode is looked at once more (``webhooks.looks_like_envelope``),
+to tell a malformed envelope from a custom body.
 
 Every kind has ``type``, ``id``, ``request_id`` and ``project_id``; the receiver
 hands the decoded body to ``outbound.publication`` and the result to the
@@ -29,11 +32,12 @@ from typing import TypeAlias
 import msgspec
 
 from ..errors import FanoutError
-from . import actions, webhooks
+from . import actions, custom, webhooks
 from .actions import AnyAction
+from .custom import CustomBody
 from .webhooks import WebhookDelivery
 
-Inbound: TypeAlias = AnyAction | WebhookDelivery
+Inbound: TypeAlias = AnyAction | WebhookDelivery | CustomBody
 
 #: Dead-letter reasons of bodies that cannot be published.
 MALFORMED_JSON = "malformed_json"
@@ -56,30 +60,41 @@ class Unpublishable(FanoutError):
 
 
 def decode(body: bytes) -> Inbound:
-    """The async action or webhook delivery in one authentic body; ``Unpublishable``
-    for a body that is neither (the caller dead-letters it)."""
+    """The async action, webhook delivery or custom body in one authentic body;
+    ``Unpublishable`` for a body that cannot be published (the caller dead-letters it)."""
     try:
         return actions.decode(body)
     except msgspec.ValidationError as exc:
         if not _other_kind(exc):  # its type is one of the 22: an invalid async action
             raise Unpublishable(INVALID_PAYLOAD, str(exc), actions.type_label(body)) from None
-        # Not an async action. Without its traceback: kept, the exception holds this
-        # frame, whose locals hold the exception, and each envelope (body, values,
-        # Structs) waited for the cyclic GC: 0.3 us more per envelope in bench.decode.
-        not_an_action = exc.with_traceback(None)
+        # Not an async action. (Its error is not kept: held, the exception holds this
+        # frame, whose locals hold it, and each envelope (body, values, Structs) waited
+        # for the cyclic GC: 0.3 us more per envelope in bench.decode.)
     except msgspec.DecodeError as exc:
         raise Unpublishable(MALFORMED_JSON, str(exc)) from None
     try:
         fields = webhooks.read_envelope(body)
-        if not webhooks.is_envelope(fields):
-            raise _not_publishable(body, not_an_action)
-        return webhooks.delivery(fields)
+        if webhooks.is_envelope(fields):
+            return webhooks.delivery(fields)
     except webhooks.MalformedEnvelope as exc:
         if webhooks.looks_like_envelope(body):
             raise Unpublishable(INVALID_PAYLOAD, str(exc), actions.type_label(body)) from None
-        raise _not_publishable(body, not_an_action) from None
     except msgspec.DecodeError as exc:
         raise Unpublishable(MALFORMED_JSON, str(exc)) from None
+    return custom.decode_custom(body, _values(body))
+
+
+def _values(body: bytes) -> object:
+    """The body's JSON values (a custom body's): a full parse."""
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise Unpublishable(MALFORMED_JSON, str(exc)) from None
+    except UnicodeDecodeError as exc:
+        detail = f"invalid UTF-8 in a string ({exc.reason})"
+        raise Unpublishable(MALFORMED_JSON, detail) from None
+    except RecursionError:
+        raise Unpublishable(MALFORMED_JSON, "JSON nested too deeply to decode") from None
 
 
 def _other_kind(error: msgspec.ValidationError) -> bool:
@@ -89,10 +104,3 @@ def _other_kind(error: msgspec.ValidationError) -> bool:
         return True
     message = str(error)  # msgspec names no path for the top-level value
     return message.startswith("Expected `object`") and " - at `" not in message
-
-
-def _not_publishable(body: bytes, not_an_action: msgspec.ValidationError) -> Unpublishable:
-    """Neither an async action nor an envelope."""
-    return Unpublishable(
-        actions.failure_reason(not_an_action), str(not_an_action), actions.type_label(body)
-    )

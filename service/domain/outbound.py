@@ -17,14 +17,16 @@ from typing import Literal, TypeAlias
 
 import msgspec
 
-from . import completion, webhooks
+from . import completion, custom, webhooks
 from .actions import COMPLETED_STATUSES, AsyncAction
 from .completion import CompletionEvent
+from .custom import CustomBody, CustomEvent
 from .webhooks import WebhookDelivery, WebhookEvent
 
-#: Where a publication goes: a type's completions, its progress, or its webhook events.
-StreamKind: TypeAlias = Literal["completed", "progress", "events"]
-OutboundEvent: TypeAlias = CompletionEvent | WebhookEvent
+#: Where a publication goes: a type's completions, its progress, its webhook events,
+#: or the custom bodies' stream.
+StreamKind: TypeAlias = Literal["completed", "progress", "events", "custom"]
+OutboundEvent: TypeAlias = CompletionEvent | WebhookEvent | CustomEvent
 
 _msgpack = msgspec.msgpack.Encoder()
 
@@ -57,11 +59,16 @@ def action_digest(action: AsyncAction) -> str:
     return hashlib.blake2b(_msgpack.encode(action), digest_size=16).hexdigest()
 
 
-def publication(inbound: AsyncAction | WebhookDelivery, received_at: datetime) -> Publication:
+def publication(
+    inbound: AsyncAction | WebhookDelivery | CustomBody, received_at: datetime
+) -> Publication:
     """The publication of one decoded body, received at ``received_at``."""
     if isinstance(inbound, WebhookDelivery):
         event = inbound.event(received_at)
         return of_event(event, webhooks.encode_event(event), inbound.digest)
+    if isinstance(inbound, CustomBody):
+        body = inbound.event(received_at)
+        return of_event(body, custom.encode_event(body), inbound.digest)
     completed = completion.from_action(inbound, received_at)
     return of_event(completed, completion.encode_event(completed), action_digest(inbound))
 
@@ -69,8 +76,20 @@ def publication(inbound: AsyncAction | WebhookDelivery, received_at: datetime) -
 def of_event(event: OutboundEvent, data: bytes, digest: str = "") -> Publication:
     """The publication of an event whose JSON is ``data``. Without a digest for an event
     published before and appended again as it is (a replayed poison letter)."""
+    if isinstance(event, CustomEvent):
+        fields: list[str | bytes] = ["type", event.type, "id", event.id, "request_id", ""]
+        fields += ["event", data]
+        return Publication(
+            kind="custom",
+            type=event.type,
+            id=event.id,
+            request_id="",
+            digest=digest,
+            event=event,
+            json=data,
+            fields=fields,
+        )
     request_id = event.request_id or ""
-    fields: list[str | bytes]
     if isinstance(event, WebhookEvent):
         fields = ["type", event.type, "id", event.id, "request_id", request_id]
         fields += ["sendout_id", event.sendout_id, "event", data]

@@ -49,6 +49,9 @@ from .webhook_data import ALIASES, BY_TYPE, WebhookData
 
 SCHEMA_VERSION = 1
 MAX_TYPE_LENGTH = 200
+#: The type of custom bodies (``custom.CUSTOM_TYPE``): no envelope's event type may take
+#: their stream. (Said here, not imported: ``custom`` builds on this module.)
+RESERVED_TYPE = "custom"
 _TYPE_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_TYPE_LENGTH}}}")
 _ABSENT = msgspec.Raw(b"")
 _KINDS = {list: "array", type(None): "null"}
@@ -320,6 +323,10 @@ def event_type(envelope: Envelope) -> str:
         raise MalformedEnvelope(
             f"Invalid event type {shown!r}: expected 1 to {MAX_TYPE_LENGTH} characters "
             f"of [A-Za-z0-9._-] - at `{path}`"
+        )
+    if value == RESERVED_TYPE:
+        raise MalformedEnvelope(
+            f"Invalid event type {value!r}: the stream of custom bodies - at `{path}`"
         )
     return canonical_type(value)
 

@@ -3,10 +3,11 @@
 One channel per stream: each async action type's ``completed`` and ``progress``
 streams, each documented webhook event type's ``events`` stream, one channel for
 the streams of every other webhook event type (distributions' own names, types
-the service does not know), then the dead letters. A stream entry is one
-message: its plain string fields are the message's headers, and the JSON in its
-``event`` field is the payload, whose schema msgspec generates from the event
-Struct of the type (for webhook events: ``WebhookEvent`` with that type's data).
+the service does not know), the stream of custom bodies, then the dead letters.
+A stream entry is one message: its plain string fields are the message's
+headers, and the JSON in its ``event`` field is the payload, whose schema
+msgspec generates from the event Struct of the type (for webhook events:
+``WebhookEvent`` with that type's data).
 
 Redis keys hold a ``{...}`` hash tag, and AsyncAPI reads braces in a channel's
 ``address`` as parameters. So every channel has ``address: null`` (the spec's
@@ -24,6 +25,7 @@ from typing import Any, Literal
 import msgspec
 
 from ..domain import actions, completion, webhooks
+from ..domain.custom import CUSTOM_TYPE, CustomEvent
 from ..domain.webhook_data import BY_TYPE, PROJECT_SETTINGS_TYPES
 from ..streams.dead_letters import DeadLetter
 from ..streams.keys import Keys
@@ -106,13 +108,14 @@ def document(prefix: str = "voucherify") -> dict[str, Any]:
     doc = _Document(prefix)
     webhook_events = _webhook_event_types()
     refs, schemas = msgspec.json.schema_components(
-        [*completion.EVENT_TYPES, *webhook_events.values(), _OtherWebhookEvent],
+        [*completion.EVENT_TYPES, *webhook_events.values(), _OtherWebhookEvent, CustomEvent],
         ref_template=_REF,
     )
     action_refs = refs[: len(actions.TYPES)]
-    webhook_refs = refs[len(actions.TYPES) : -1]
+    webhook_refs = refs[len(actions.TYPES) : -2]
     _action_channels(doc, action_refs)
-    _webhook_channels(doc, dict(zip(webhook_events, webhook_refs, strict=True)), refs[-1])
+    _webhook_channels(doc, dict(zip(webhook_events, webhook_refs, strict=True)), refs[-2])
+    _custom_channel(doc, refs[-1])
     _dead_letter_channel(doc)
     return {
         "asyncapi": ASYNCAPI_VERSION,
@@ -191,7 +194,8 @@ def _webhook_channels(
     text = (
         "Webhook events of any other type: a distribution's own event name, or a type "
         "the service does not know (published with schema_valid false). One stream per "
-        "event type; x-redis-key-pattern matches them all (with the streams above)."
+        "event type; x-redis-key-pattern matches them all (with the streams above, and "
+        "the custom bodies' stream)."
     )
     doc.add(
         "other_webhook_types.events",
@@ -204,6 +208,36 @@ def _webhook_channels(
             "x-redis-payload-field": "event",
             "headers": _webhook_headers({"pattern": "^[A-Za-z0-9._-]{1,200}$"}),
             "payload": other,
+        },
+    )
+
+
+def _custom_channel(doc: _Document, ref: dict[str, Any]) -> None:
+    text = (
+        "Custom bodies: signed JSON that is neither a webhook envelope nor an async action "
+        "(a distribution's Payload Designer payload), once per content (a digest of its "
+        "JSON values, which is also the id). The payload's body is the JSON as received."
+    )
+    doc.add(
+        f"{CUSTOM_TYPE}.events",
+        {"key": doc.keys.custom(), "key-template": doc.template.custom()},
+        {"title": "custom bodies", "description": text, "tags": [{"name": "custom"}]},
+        {
+            "title": "custom body",
+            "summary": text,
+            "contentType": "application/json",
+            "x-redis-payload-field": "event",
+            "headers": {
+                "type": "object",
+                "properties": {
+                    "type": _string("Always custom.", const=CUSTOM_TYPE),
+                    "id": _string("The digest of the body's JSON values (hex)."),
+                    "request_id": _string("Always the empty string.", const=""),
+                    "data": _CLOUDEVENT_HEADER,
+                },
+                "required": ["type", "id", "request_id"],
+            },
+            "payload": ref,
         },
     )
 

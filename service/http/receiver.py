@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from .. import logs, metrics
 from ..config import Settings
 from ..domain import outbound
+from ..domain.custom import CustomBody
 from ..domain.inbound import Inbound, Unpublishable, decode
 from ..domain.webhooks import WebhookDelivery
 from ..streams.errors import RedisUnavailable, StreamFull
@@ -127,7 +128,7 @@ class Receiver:
             if isinstance(inbound, WebhookDelivery):
                 if not inbound.schema_valid:
                     metrics.schema_drift(inbound.type)
-            elif inbound.completed:
+            elif not isinstance(inbound, CustomBody) and inbound.completed:
                 failed_count = getattr(inbound.result, "failed_count", None)
                 metrics.completion(inbound.type, inbound.status, failed_count)
         label = type(outcome).__name__.lower()

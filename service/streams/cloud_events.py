@@ -11,7 +11,8 @@ The attributes:
 - ``source``: ``/voucherify/<prefix>``, the deployment's ``FANOUT_STREAM_PREFIX``.
 - ``type``: ``io.voucherify.async_action.<type, lowercased>.<completed|progress>``,
   e.g. ``io.voucherify.async_action.vouchers.import.completed``, and
-  ``io.voucherify.webhook.<event type>``, e.g. ``io.voucherify.webhook.voucher.published``.
+  ``io.voucherify.webhook.<event type>``, e.g. ``io.voucherify.webhook.voucher.published``,
+  and ``io.voucherify.custom`` for a custom body (``domain.custom``).
 - ``subject``: the async action id or the webhook event id; ``time``: when it
   happened at Voucherify (an action's ``updated_at``, else ``created_at``; a
   webhook event's ``created_at``), else when it was received.
@@ -31,6 +32,7 @@ import msgspec
 from ..domain import clock
 from ..domain.actions import COMPLETED_STATUSES
 from ..domain.completion import CompletionEvent
+from ..domain.custom import CustomEvent
 from ..domain.webhooks import WebhookEvent
 
 SPECVERSION = "1.0"
@@ -84,10 +86,21 @@ def structured(
     return b"".join((head[:-1], b',"data":', data, b"}"))
 
 
-def for_event(source: str, event: CompletionEvent | WebhookEvent, data: bytes) -> bytes:
+def for_event(
+    source: str, event: CompletionEvent | WebhookEvent | CustomEvent, data: bytes
+) -> bytes:
     """The CloudEvent of one event entry; ``data`` is the entry's event JSON."""
     if isinstance(event, WebhookEvent):
         return _for_webhook(source, event, data)
+    if isinstance(event, CustomEvent):  # identified by its content; no time of its own
+        return structured(
+            id=event_id("custom", event.id),
+            source=source,
+            type=f"{TYPE_NAMESPACE}.custom",
+            subject=event.id,
+            time=event.received_at,
+            data=data,
+        )
     request_id = event.request_id or ""
     if event.status in COMPLETED_STATUSES:
         kind: Kind = "completed"

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from ..domain.custom import CUSTOM_TYPE
+
 # Completions and progress of async actions; events of webhook event types.
 STREAM_KINDS = ("completed", "progress", "events")
 
@@ -60,6 +62,14 @@ class Keys:
     def event_seen(self, type_: str, id_: str, request_id: str) -> str:
         """One webhook event (event id, request id): holds the entry id and a content digest."""
         return f"{self.prefix}:{{{type_}}}:eseen:{part(id_)}:{part(request_id)}"
+
+    def custom(self) -> str:
+        """The stream of custom bodies (``domain.custom``): ``events`` of the type ``custom``."""
+        return self.events(CUSTOM_TYPE)
+
+    def custom_seen(self, digest: str) -> str:
+        """One custom body's content (its digest): holds the entry id and the digest."""
+        return f"{self.prefix}:{{{CUSTOM_TYPE}}}:cseen:{digest}"
 
     def dead_letters(self) -> str:
         return f"{self.prefix}:{{dead}}:letters"

@@ -199,6 +199,10 @@ class Publisher:
                 script = self._event
                 stream = keys.events(type_)
                 names = (keys.event_seen(type_, id_, request_id), stream)
+            case "custom":  # deduplicated by content alone: the same script, keyed by it
+                script = self._event
+                stream = keys.custom()
+                names = (keys.custom_seen(publication.digest), stream)
         pairs = self.entry_pairs(publication)
         args = (publication.digest, self._ttl, self._maxlen, *pairs)
         code, entry = await self._run(script, names, args)

@@ -84,6 +84,7 @@ async def collect(client: Client, keys: Keys) -> dict[str, Any]:
             "completions": dedup["seen"],
             "progress_steps": dedup["pseen"],
             "webhook_events": dedup["eseen"],
+            "custom_bodies": dedup["cseen"],
             "done_markers": dedup["done"],
             "dead_letter_bodies": dedup["dead_seen"],
             "poison_markers": dedup["poison"],
@@ -98,7 +99,7 @@ def _dedup_kind(key: str, keys: Keys) -> str:
     kind = tail.split(":", 1)[0]
     if tag == "{dead":
         return {"seen": "dead_seen", "poison": "poison"}.get(kind, "other")
-    return kind if kind in ("seen", "pseen", "done", "eseen") else "other"
+    return kind if kind in ("seen", "pseen", "done", "eseen", "cseen") else "other"
 
 
 async def _stream(client: Client, keys: Keys, key: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The one entry of inbound decoding: each kind of body classified once, by what it is.
 
-An authentic body is an async action, a webhook envelope, or not publishable
-(``Unpublishable``: the receiver keeps it as a dead letter under its reason).
+An authentic body is an async action, a webhook envelope, a custom body (any
+other JSON), or not publishable (``Unpublishable``: the receiver keeps it as a
+dead letter under its reason).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from service.domain import actions, inbound, samples, webhooks
+from service.domain import actions, custom, inbound, samples, webhooks
 from service.domain.inbound import Unpublishable
 from service.domain.webhook_samples import envelope
 
@@ -99,3 +100,50 @@ def test_decoding_leaves_no_reference_cycle() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+# --- custom bodies -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"customer": "{{customer.name}}", "code": "SUMMER-1"}',  # a Payload Designer body
+        encode(samples.sample("VOUCHERS.IMPORT") | {"type": "LOYALTIES.MEMBERS_IMPORT"}),
+        b'{"id": "x", "data": {"a": 1}}',  # data and id, but no source or event
+        b"[1, 2, 3]",
+        b'"just text"',
+        b"42",
+        b"null",
+    ],
+    ids=["designer", "unknown-type", "data-no-source", "array", "string", "number", "null"],
+)
+def test_other_json_is_a_custom_body(body: bytes) -> None:
+    decoded = inbound.decode(body)
+    assert isinstance(decoded, custom.CustomBody)
+    assert (decoded.type, decoded.body, decoded.request_id) == ("custom", body, None)
+    assert decoded.id == decoded.digest
+
+
+def digest(body: bytes) -> str:
+    decoded = inbound.decode(body)
+    assert isinstance(decoded, custom.CustomBody)
+    return decoded.digest
+
+
+def test_a_custom_body_is_identified_by_its_json_values() -> None:
+    # The envelope's rules: whitespace, string escapes and number notation do not count.
+    one = digest(b'{"a":1.5,"b":"\\u00e9","c":[100.0]}')
+    assert digest(b'{ "a" : 15e-1,\n "b": "\xc3\xa9", "c": [1e2] }') == one
+    assert digest(b'{"b":"\\u00e9","a":1.5,"c":[100.0]}') != one, "key order counts, as before"
+    assert digest(b'{"a":1.5,"b":"\\u00e9","c":[100.1]}') != one
+    # Kept in Redis dedup keys: these values may never change. The last is blake2b-128
+    # of "custom\0\0{}": the type, an empty id, the values as msgspec encodes them.
+    assert one == webhooks.content_digest("custom", "", {"a": 1.5, "b": "\u00e9", "c": [100.0]})
+    assert digest(b"{}") == "360bdbff580e346a6dfde49f583acd41"
+
+
+def test_no_envelope_may_take_the_custom_stream() -> None:
+    refused = unpublishable(encode(envelope("custom", {}, distribution=False)))
+    assert refused.reason == "invalid_payload"
+    assert refused.detail.endswith("the stream of custom bodies - at `$.type`")

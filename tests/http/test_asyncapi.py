@@ -11,7 +11,15 @@ import msgspec
 import pytest
 
 from service.config import Settings
-from service.domain import actions, completion, samples, webhook_samples, webhooks
+from service.domain import (
+    actions,
+    completion,
+    inbound,
+    outbound,
+    samples,
+    webhook_samples,
+    webhooks,
+)
 from service.domain.webhook_data import BY_TYPE
 from service.http import asyncapi
 from service.streams.dead_letters import DeadLetter
@@ -36,9 +44,9 @@ def test_one_channel_per_stream(doc: dict[str, Any]) -> None:
     keys = Keys("acme")
     expected = [k for t in actions.TYPES for k in (keys.completed(t), keys.progress(t))]
     expected += [keys.events(t) for t in webhook_samples.TYPES]
-    expected += [None, keys.dead_letters()]  # other webhook types: a pattern, no one key
+    expected += [None, keys.custom(), keys.dead_letters()]  # other types: a pattern, no key
     assert [c.get("x-redis-key") for c in doc["channels"].values()] == expected
-    assert len(doc["channels"]) == 22 * 2 + 72 + 2
+    assert len(doc["channels"]) == 22 * 2 + 72 + 3
     other = doc["channels"]["other_webhook_types.events"]
     assert other["x-redis-key-pattern"] == "acme:{*}:events"
 
@@ -125,6 +133,22 @@ def test_other_webhook_types_have_a_generic_channel(doc: dict[str, Any]) -> None
     assert set(schema["required"]) <= set(msgspec.json.decode(event)) <= set(schema["properties"])
     assert schema["properties"]["data"]["type"] == "object"
     assert "Spring-Sale.sent" not in doc["channels"]
+
+
+def test_custom_bodies_have_a_channel_that_fits_their_entries(doc: dict[str, Any]) -> None:
+    body = inbound.decode(b'{"customer": "Ada", "tags": [1, 2]}')
+    publication = outbound.publication(body, datetime.now(UTC))
+    message = doc["components"]["messages"]["custom.events"]
+    assert doc["channels"]["custom.events"]["x-redis-key"] == "acme:{custom}:events"
+    assert message["x-redis-payload-field"] == "event"
+    schema = resolve(doc, message["payload"]["$ref"])
+    event = msgspec.json.decode(publication.json)
+    assert set(schema["required"]) <= set(event) <= set(schema["properties"])
+    assert schema["properties"]["type"]["enum"] == ["custom"]
+    entry = dict(zip(publication.fields[::2], publication.fields[1::2], strict=True))
+    headers = message["headers"]
+    assert set(headers["required"]) == set(entry) - {"event"}
+    assert headers["properties"]["type"]["const"] == entry["type"]
 
 
 def test_dead_letter_headers_are_the_letters_fields(doc: dict[str, Any]) -> None:

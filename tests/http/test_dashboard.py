@@ -97,7 +97,7 @@ async def test_live_view_changes_within_two_seconds(
             await post(http, samples.sample("CUSTOMERS.BULK_UPDATE"))
         await post(http, envelope("voucher.published"))
         await post(http, envelope("customer.order.paid", {"order": []}))
-        await post(http, b'{"id": "aa_x", "type": "LOYALTIES.IMPORT", "status": "DONE"}')
+        await post(http, b'{"id": "aa_x", "type": "ORDERS.IMPORT", "status": "LATE"}')
         await page.wait_for_selector("#groups tbody tr", timeout=4000)
         await page.wait_for_selector("#dead tbody tr", timeout=2000)
         await page.close()

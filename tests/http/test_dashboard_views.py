@@ -45,8 +45,8 @@ async def _refuse(http: httpx.AsyncClient) -> None:
         assert (await post(http, body, secret="an old secret")).status_code == 401
     assert (await post(http, b"x" * 2_000_000)).status_code == 413
     assert (await post(http, body, **{"content-type": "text/plain"})).status_code == 415
-    unknown = b'{"id": "aa_new", "type": "LOYALTIES.IMPORT", "status": "DONE"}'
-    assert (await post(http, unknown)).json()["status"] == "dead_lettered"
+    invalid = b'{"id": "aa_new", "type": "ORDERS.IMPORT", "status": "LATE"}'
+    assert (await post(http, invalid)).json()["status"] == "dead_lettered"
     assert (await post(http, b"{not json")).json()["status"] == "dead_lettered"
 
 
@@ -103,7 +103,9 @@ async def test_the_page_opens_with_history_refusals_status_and_letters(
         assert re.fullmatch(r"4m 1\d?s|4m 2\ds", age), age
 
         [letter] = [
-            entry async for entry in _letters(own_redis) if entry[1][b"reason"] == b"unknown_type"
+            entry
+            async for entry in _letters(own_redis)
+            if entry[1][b"reason"] == b"invalid_payload"
         ]
         await page.click(f"#dead tr[data-entry='{letter[0]}'] td:nth-child(2)")
         body = page.locator(f"#dead tr[data-letter='{letter[0]}'] pre.body")
@@ -166,7 +168,7 @@ async def test_a_dead_letter_opens_with_its_body(
 ) -> None:
     guarded = dataclasses.replace(settings, admin_token=Secret(TOKEN))
     async with serving(guarded) as http:
-        kept = await post(http, b'{"id": "aa_1", "type": "NEW.ONE", "status": "DONE"}')
+        kept = await post(http, b'{"id": "aa_1", "type": "ORDERS.IMPORT", "status": "LATE"}')
         assert kept.json()["status"] == "dead_lettered"
         [(entry_id, _)] = await redis.xrange(keys.dead_letters())
         letter = await http.get(f"/dashboard/dead-letters/{entry_id.decode()}", headers=BEARER)
@@ -175,8 +177,8 @@ async def test_a_dead_letter_opens_with_its_body(
         anonymous = await http.get(f"/dashboard/dead-letters/{entry_id.decode()}")
     assert letter.status_code == 200
     shown = letter.json()
-    assert shown["reason"] == "unknown_type" and shown["body_json"] is True
-    assert shown["body"] == '{\n  "id": "aa_1",\n  "type": "NEW.ONE",\n  "status": "DONE"\n}'
+    assert shown["reason"] == "invalid_payload" and shown["body_json"] is True
+    assert shown["body"] == '{\n  "id": "aa_1",\n  "type": "ORDERS.IMPORT",\n  "status": "LATE"\n}'
     assert (missing.status_code, junk.status_code) == (404, 404)
     assert missing.json()["error"] == "not_found"
     assert anonymous.status_code == 401

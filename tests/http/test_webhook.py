@@ -171,20 +171,6 @@ async def test_signed_plain_text_is_dead_lettered_once_and_answered_200(
     assert await redis.xlen(keys.dead_letters()) == 1
 
 
-async def test_unknown_type_is_dead_lettered_with_path(
-    http: httpx.AsyncClient, redis: Redis, keys: Keys
-) -> None:
-    action = samples.sample("VOUCHERS.IMPORT") | {"type": "LOYALTIES.MEMBERS_IMPORT"}
-    body = msgspec.json.encode(action)
-    response = await post(http, body)
-
-    letter = await dead_lettered(response, redis, keys, body, "unknown_type")
-    assert "$.type" in response.json()["detail"]
-    assert letter["sha256"] == hashlib.sha256(body).hexdigest()
-    assert "$.type" in letter["detail"]
-    assert letter["received_at"].endswith("Z")
-
-
 async def test_wrong_field_type_is_dead_lettered_naming_the_path(
     http: httpx.AsyncClient, redis: Redis, keys: Keys
 ) -> None:
@@ -259,14 +245,6 @@ async def test_ids_at_the_limits_are_accepted(http: httpx.AsyncClient) -> None:
     unicode = samples.sample("VOUCHERS.IMPORT", id_="aa_zażółć_日本")
     for action in (longest, absent, empty, unicode):
         assert (await post(http, action)).status_code == 202
-
-
-async def test_json_that_is_not_an_object_is_dead_lettered(
-    http: httpx.AsyncClient, redis: Redis, keys: Keys
-) -> None:
-    response = await post(http, b"[1, 2, 3]")
-    await dead_lettered(response, redis, keys, b"[1, 2, 3]", "invalid_payload")
-    assert response.json()["detail"] == "Expected `object`, got `array`"
 
 
 async def test_declared_body_over_the_limit_is_413(

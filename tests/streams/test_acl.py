@@ -53,8 +53,10 @@ async def test_service_works_under_its_acl_user_and_can_do_nothing_else(
                 *[e for e, _ in await admin.xrange(keys.progress("ORDERS.IMPORT"))],
             )
             assert (await post(http, steps[2])).status_code == 202  # room made under the ACL
-            nope = await post(http, b'{"id": "aa_1", "type": "NOPE"}')
+            nope = await post(http, b'{"id": "aa_1", "type": "ORDERS.IMPORT", "status": "LATE"}')
             assert nope.json()["status"] == "dead_lettered"
+            custom = await post(http, b'{"id": "aa_1", "type": "NOPE"}')  # a custom body
+            assert custom.status_code == 202
             assert (await post(http, b"not json")).json()["status"] == "dead_lettered"
             assert (await http.get("/readyz")).status_code == 200
             # A script flushed by an operator is loaded again under the same user.

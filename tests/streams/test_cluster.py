@@ -161,13 +161,16 @@ async def test_progress_then_completion_then_stale_progress(
 
 async def test_dead_letters(http: httpx.AsyncClient, cluster: RedisCluster, keys: Keys) -> None:
     malformed = await post(http, b"{nope")
-    unknown = await post(http, b'{"id":"aa_1","type":"LOYALTIES.X","status":"DONE"}')
+    invalid = await post(http, b'{"id":"aa_1","type":"ORDERS.IMPORT","status":"LATE"}')
     again = await post(http, b"{nope")
-    assert (malformed.status_code, unknown.status_code, again.status_code) == (200, 200, 200)
+    assert (malformed.status_code, invalid.status_code, again.status_code) == (200, 200, 200)
     assert malformed.json() == again.json()
-    assert [a.json()["status"] for a in (malformed, unknown)] == ["dead_lettered"] * 2
+    assert [a.json()["status"] for a in (malformed, invalid)] == ["dead_lettered"] * 2
     letters = await cluster.xrange(keys.dead_letters())
-    assert [f[b"reason"] for _, f in letters] == [b"malformed_json", b"unknown_type"]
+    assert [f[b"reason"] for _, f in letters] == [b"malformed_json", b"invalid_payload"]
+    custom = await post(http, b'{"id":"aa_1","type":"LOYALTIES.X","status":"DONE"}')
+    assert custom.json()["stream"] == keys.custom()  # its own slot, on a cluster too
+    assert await cluster.xlen(keys.custom()) == 1
 
 
 async def test_concurrent_identical_deliveries_give_one_entry(
