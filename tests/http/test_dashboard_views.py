@@ -110,7 +110,7 @@ async def test_the_page_opens_with_history_refusals_status_and_letters(
         await page.click(f"#dead tr[data-entry='{letter[0]}'] td:nth-child(2)")
         body = page.locator(f"#dead tr[data-letter='{letter[0]}'] pre.body")
         await body.wait_for(timeout=3000)
-        assert '"type": "LOYALTIES.IMPORT"' in await body.inner_text()
+        assert '"status": "LATE"' in await body.inner_text()
 
         await page.wait_for_selector("#connection.live", timeout=5000)
         ARTIFACTS.mkdir(exist_ok=True)
