@@ -369,6 +369,9 @@ class Settings:
     secrets: tuple[Secret, ...] = setting("FANOUT_SECRETS", _secrets, (), render=_render_secrets)
     stream_prefix: str = setting("FANOUT_STREAM_PREFIX", _prefix, "voucherify")
     dedup_ttl: int = setting("FANOUT_DEDUP_TTL", _positive_int, 604_800)
+    #: Seconds a delivery's own time may lie back before it is held as ``stale``;
+    #: ``None``: the dedup window (``age_limit()``).
+    max_age: int | None = setting("FANOUT_MAX_AGE", _positive_int, None)
     stream_maxlen: int = setting("FANOUT_STREAM_MAXLEN", _positive_int, 1_000_000)
     max_body_bytes: int = setting("FANOUT_MAX_BODY_BYTES", _positive_int, 1_048_576)
     allow_ips: tuple[IPNetwork, ...] | None = setting(
@@ -401,6 +404,11 @@ class Settings:
     keep_alive_timeout: int = setting("FANOUT_KEEP_ALIVE_TIMEOUT", _positive_int, 5)
     #: Open connections per worker; ``None``: 2,048, or what the file limit allows.
     max_connections: int | None = setting("FANOUT_MAX_CONNECTIONS", _positive_int, None)
+
+    def age_limit(self) -> int:
+        """``FANOUT_MAX_AGE``, else ``FANOUT_DEDUP_TTL``: past it, a replay could be
+        published again, so an older delivery over HTTP is a ``stale`` dead letter."""
+        return self.dedup_ttl if self.max_age is None else self.max_age
 
     def dashboard_hosts(self) -> tuple[str, ...]:
         """``FANOUT_ALLOWED_HOSTS``, or the listen host, localhost, 127.0.0.1 and [::1]

@@ -184,6 +184,7 @@ NON_DEFAULT: dict[str, object] = {
     "secrets": (Secret("new"), Secret("old")),
     "stream_prefix": "vf",
     "dedup_ttl": 60,
+    "max_age": 45,
     "stream_maxlen": 1000,
     "max_body_bytes": 4096,
     "allow_ips": (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32")),
@@ -260,3 +261,10 @@ def test_discovery_refuses_a_bad_value_as_settings_do(tmp_path: Path) -> None:
         )
     found = discovery({"FANOUT_REDIS_CLUSTER": "yes", "FANOUT_STREAM_PREFIX": " vf "})
     assert (found.redis_cluster, found.stream_prefix, found.redis_url) == (True, "vf", None)
+
+
+def test_max_age_defaults_to_the_dedup_window() -> None:
+    assert Settings.from_env({"FANOUT_DEDUP_TTL": "60"}).age_limit() == 60
+    assert Settings.from_env({"FANOUT_DEDUP_TTL": "60", "FANOUT_MAX_AGE": "30"}).age_limit() == 30
+    with pytest.raises(ConfigError, match="FANOUT_MAX_AGE: expected a positive integer"):
+        Settings.from_env({"FANOUT_MAX_AGE": "0"})

@@ -49,6 +49,11 @@ FLAGS: dict[str, Flag] = {
         Flag("--secrets", "comma-separated webhook secrets"),
         Flag("--stream-prefix", "prefix of every key"),
         Flag("--dedup-ttl", "seconds a delivery is remembered"),
+        Flag(
+            "--max-age",
+            "seconds a delivery's own time may lie back; older ones are dead-lettered as "
+            "stale (default: --dedup-ttl)",
+        ),
         Flag("--stream-maxlen", "approximate cap per stream"),
         Flag("--max-body-bytes", "largest accepted body"),
         Flag("--allow-ips", "comma-separated CIDRs allowed to post"),
@@ -107,6 +112,7 @@ SERVE = (
     *REDIS,
     "--secrets",
     "--dedup-ttl",
+    "--max-age",
     "--stream-maxlen",
     "--max-body-bytes",
     "--allow-ips",

@@ -23,16 +23,23 @@ to tell a malformed envelope from a custom body.
 Every kind has ``type``, ``id``, ``request_id`` and ``project_id``; the receiver
 hands the decoded body to ``outbound.publication`` and the result to the
 publisher: http -> domain -> streams, no way back.
+
+Replays: a signature has no timestamp, so a captured body verifies forever.
+``check_age`` holds a delivery whose own time (``own_time``) lies further back
+than ``FANOUT_MAX_AGE``: ``Unpublishable("stale")``, a dead letter the
+operator may replay. Only the receiver applies it: a replayed letter and the
+reconciler (which reads the API itself) publish whatever their time.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TypeAlias
 
 import msgspec
 
 from ..errors import FanoutError
-from . import actions, custom, webhooks
+from . import actions, clock, custom, webhooks
 from .actions import AnyAction
 from .custom import CustomBody
 from .webhooks import WebhookDelivery
@@ -42,6 +49,7 @@ Inbound: TypeAlias = AnyAction | WebhookDelivery | CustomBody
 #: Dead-letter reasons of bodies that cannot be published.
 MALFORMED_JSON = "malformed_json"
 INVALID_PAYLOAD = "invalid_payload"
+STALE = "stale"
 
 
 class Unpublishable(FanoutError):
@@ -82,6 +90,50 @@ def decode(body: bytes) -> Inbound:
     except msgspec.DecodeError as exc:
         raise Unpublishable(MALFORMED_JSON, str(exc)) from None
     return custom.decode_custom(body, _values(body))
+
+
+def own_time(inbound: Inbound) -> tuple[str, datetime] | None:
+    """When the body says its event happened, and which field said so: an envelope's
+    ``event.created_at``, else its ``created_at``; an async action's ``updated_at``, else
+    its ``created_at``. None for a custom body (it has no time of its own) and for a body
+    without a time that can be read (no reason to hold what cannot be dated)."""
+    if isinstance(inbound, CustomBody):
+        return None
+    if isinstance(inbound, WebhookDelivery):
+        envelope = inbound.envelope
+        if envelope.event is not None and envelope.event.created_at:
+            return _moment("event.created_at", envelope.event.created_at)
+        return _moment("created_at", envelope.created_at) if envelope.created_at else None
+    if inbound.updated_at is not None:
+        return "updated_at", _aware(inbound.updated_at)
+    return ("created_at", _aware(inbound.created_at)) if inbound.created_at else None
+
+
+def check_age(inbound: Inbound, received_at: datetime, max_age: int) -> None:
+    """``Unpublishable(STALE)`` when ``inbound``'s own time lies more than ``max_age``
+    seconds before ``received_at`` (a replay, or a resend past the dedup window)."""
+    found = own_time(inbound)
+    if found is None:
+        return
+    field, moment = found
+    if (received_at - moment).total_seconds() > max_age:
+        detail = (
+            f"{field} {clock.iso(moment)} is older than FANOUT_MAX_AGE ({max_age} s): "
+            "not published by itself; `fanout dlq replay` publishes it"
+        )
+        raise Unpublishable(STALE, detail, inbound.type)
+
+
+def _moment(field: str, text: str) -> tuple[str, datetime] | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return field, _aware(moment)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _values(body: bytes) -> object:

@@ -51,6 +51,7 @@ DEAD_LETTER_REASONS = (
     "malformed_json",
     "invalid_payload",
     "unknown_type",
+    "stale",
     "conflict",
     "poison",
     "trimmed",

@@ -27,7 +27,7 @@ from .. import logs, metrics
 from ..config import Settings
 from ..domain import outbound
 from ..domain.custom import CustomBody
-from ..domain.inbound import Inbound, Unpublishable, decode
+from ..domain.inbound import Inbound, Unpublishable, check_age, decode
 from ..domain.webhooks import WebhookDelivery
 from ..streams.errors import RedisUnavailable, StreamFull
 from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
@@ -61,6 +61,8 @@ class Receiver:
         #: Per-minute refusal counts for the dashboard (flushed to Redis by the app).
         self.refusals = refusals
         self.verifier = Verifier(secret.key for secret in settings.secrets)
+        #: Older deliveries are held as ``stale`` (``inbound.check_age``).
+        self.max_age = settings.age_limit()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -102,6 +104,7 @@ class Receiver:
             received_at = datetime.now(UTC)
             try:
                 inbound = decode(body)
+                check_age(inbound, received_at, self.max_age)
             except Unpublishable as unpublishable:
                 return await self._dead_letter(scope, body, received_at, unpublishable, started)
             outcome = await self.publisher.publish(outbound.publication(inbound, received_at))

@@ -1,7 +1,8 @@
 """The fields of a dead letter, written and read through one struct.
 
 Every letter has the contract's fields: ``reason`` (``malformed_json``,
-``invalid_payload``, ``unknown_type``, ``conflict``, ``poison`` or ``trimmed``), ``detail``,
+``invalid_payload``, ``unknown_type``, ``stale``, ``conflict``, ``poison`` or
+``trimmed``), ``detail``,
 ``body`` (the raw bytes), ``sha256`` (of the body) and ``received_at``. A
 ``poison`` letter (a consumer group gave up on an entry) also names the group,
 consumer, stream, entry id, deliveries and last error; its body is the entry's

@@ -1,7 +1,8 @@
 """Replay a dead letter through the same decode and publish path as the webhook.
 
 Used by ``fanout dlq replay`` and by the dashboard's replay button; async
-actions and webhook envelopes alike. A letter
+actions, webhook envelopes and custom bodies alike. No age check: replaying a
+``stale`` letter is the operator's decision to publish it. A letter
 that is now accepted, a duplicate, or stale progress is removed; one that fails
 again stays, re-filed under the reason it fails with now. A ``poison`` letter
 (a consumer group gave up on it) holds a published event: replay appends it

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from service.domain import samples, webhook_data
+from service.domain import clock, samples, webhook_data
 from service.domain.webhook_samples import TYPES, envelope, example
 from service.streams.keys import Keys
 from tests.http.test_metrics import scrape, value
@@ -207,11 +207,11 @@ async def test_send_test_webhook_button_gets_a_2xx(
     http: httpx.AsyncClient, redis: Redis, keys: Keys
 ) -> None:
     # What the project settings' "Send test webhook" posts: a well-formed envelope
-    # whose type the service may not know.
+    # whose type the service may not know (sent now: an old one would be stale).
     payload: dict[str, Any] = {
         "id": "whs_0e16e42bc6e0c65b57",
         "project_id": "proj_5T4Rpl4T1nuM",
-        "created_at": "2024-01-01T11:11:11.111Z",
+        "created_at": clock.now(),
         "type": "webhook.test",
         "data": {"message": "This is a test webhook"},
         "source": {
