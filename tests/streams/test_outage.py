@@ -77,8 +77,8 @@ async def test_server_stalled_answers_503_within_the_timeout(
 
 
 async def test_dead_letter_needs_redis_too(settings: Settings, tmp_path: Path) -> None:
-    # An undecodable body is only answered 4xx once it is safely dead-lettered;
-    # with Redis down the sender is told to retry instead, so nothing is lost.
+    # A signed body that cannot be published is only answered 200 dead_lettered once
+    # it is safely kept; with Redis down the sender is told to retry, so nothing is lost.
     server = ValkeyProcess(tmp_path / "valkey")
     server.start()
     own = dataclasses.replace(settings, redis_url=server.url)
@@ -86,7 +86,10 @@ async def test_dead_letter_needs_redis_too(settings: Settings, tmp_path: Path) -
         async with serving(own) as http:
             server.stop()
             response = await post(http, b'{"id": "aa_1", "type": "NOPE", "status": "DONE"}')
-            assert response.status_code == 503
+            assert response.status_code == 503  # a custom body
+            broken = await post(http, b'{"id": "aa_1", "type": "ORDERS.IMPORT", "status": 5}')
+            assert broken.status_code == 503  # a dead letter
+            assert broken.headers["retry-after"] == "2"
     finally:
         server.stop()
 
