@@ -75,8 +75,9 @@ async def test_a_resend_after_the_dedup_window_is_not_published_twice(
 ) -> None:
     # The measurement, with a 1 s window: the default FANOUT_MAX_AGE is the window.
     short = dataclasses.replace(settings, dedup_ttl=1)
-    action = samples.sample("VOUCHERS.IMPORT") | {"updated_at": clock.now()}
     async with serving(short) as http:
+        # Dated as it is sent (a server slow to start must not make it stale already).
+        action = samples.sample("VOUCHERS.IMPORT") | {"updated_at": clock.now()}
         assert (await post(http, action)).status_code == 202
         await asyncio.sleep(1.6)  # the dedup key is gone
         resent = await post(http, action)
