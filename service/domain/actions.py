@@ -10,7 +10,7 @@ and the vendor adds fields over time (unknown fields are ignored).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -60,6 +60,8 @@ class AsyncAction(msgspec.Struct, tag_field="type", kw_only=True):
     processing_time: Int64 | None = None
     progress: Int64 | None = None
     object: str = "async_action"
+    #: An async action names no project (an envelope does: ``WebhookDelivery.project_id``).
+    project_id: ClassVar[None] = None
     result: Result | None = None
 
     @property

@@ -13,7 +13,7 @@ import redis
 from redis.asyncio import Redis
 
 from service.config import Settings
-from service.domain import outbound, webhooks
+from service.domain import inbound, outbound, webhooks
 from service.domain.webhook_samples import envelope
 from service.streams.keys import Keys
 from service.streams.publisher import Accepted, Publisher
@@ -152,3 +152,20 @@ async def test_dlq_replay_of_an_envelope_an_older_version_refused(
     outcome = json.loads(again.stdout)
     assert outcome["outcome"] == "dead"
     assert "invalid_payload: Expected `object`, got `array` - at `$.data`" in outcome["detail"]
+
+
+async def test_tail_shows_custom_bodies(
+    redis: Redis, keys: Keys, settings: Settings, redis_url: str
+) -> None:
+    publisher = Publisher.from_settings(redis, settings)
+    body = inbound.decode(b'{"customer": "Ada"}')
+    assert isinstance(
+        await publisher.publish(outbound.publication(body, datetime.now(UTC))), Accepted
+    )
+
+    everything = await fanout(redis_url, keys.prefix, "tail", "--json")
+    [line] = everything.stdout.splitlines()
+    assert json.loads(line)["body"] == {"customer": "Ada"}, "custom bodies are tailed by default"
+    table = await fanout(redis_url, keys.prefix, "tail", "--type", "custom")
+    assert table.returncode == 0, table.stderr
+    assert "custom" in table.stdout and body.id[:12] in table.stdout

@@ -147,3 +147,17 @@ def test_no_envelope_may_take_the_custom_stream() -> None:
     refused = unpublishable(encode(envelope("custom", {}, distribution=False)))
     assert refused.reason == "invalid_payload"
     assert refused.detail.endswith("the stream of custom bodies - at `$.type`")
+
+
+def test_every_kind_says_its_type_id_request_id_and_project() -> None:
+    action = samples.sample("VOUCHERS.IMPORT")
+    sent = envelope("voucher.published", group_id="v-1")
+    kinds = [
+        (action, ("VOUCHERS.IMPORT", action["id"], action["request_id"], None)),
+        (sent, ("voucher.published", sent["event"]["id"], "v-1", sent["project_id"])),
+    ]
+    for payload, said in kinds:
+        decoded = inbound.decode(encode(payload))
+        assert (decoded.type, decoded.id, decoded.request_id, decoded.project_id) == said
+    body = inbound.decode(b"[1]")
+    assert (body.type, body.request_id, body.project_id) == ("custom", None, None)
