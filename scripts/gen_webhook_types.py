@@ -33,6 +33,7 @@ import keyword
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,13 @@ def attr_name(json_name: str, taken: set[str]) -> str:
 
 
 class Generator:
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        quirks: dict[tuple[str, str], tuple[str, str]] | None = None,
+    ) -> None:
         self.spec = spec
+        self.quirks = QUIRKS if quirks is None else quirks
         self.schemas: dict[str, Any] = spec["components"]["schemas"]
         self.structs: dict[str, StructDef] = {}
         self.named: dict[str, Type] = {}
@@ -161,7 +167,8 @@ class Generator:
         choices = choices_of(schema)
         if choices:
             return all(self.is_object(p) for p in choices)
-        return schema.get("type") == "object" or ("properties" in schema and "type" not in schema)
+        found = kinds(schema)
+        return found == ["object"] or ("properties" in schema and not found)
 
     def open_map(self, schema: dict[str, Any]) -> bool:
         """An object whose keys are data (``additionalProperties``) or unknown (no properties)."""
@@ -208,6 +215,8 @@ class Generator:
         if parts and len(parts) == 1 and not schema.get("properties"):
             return self.convert(parts[0], context)
         choices = choices_of(schema)
+        if len(choices) == 1 and not schema.get("properties") and not parts:
+            return self.convert(choices[0], context)  # 3.1's oneOf [X, null]: X
         if choices and not self.is_object(schema):
             return union([self.convert(c, f"{context}{i}") for i, c in enumerate(choices)])
         if self.is_object(schema):
@@ -218,8 +227,15 @@ class Generator:
                 return Dict(ANY)
             self.build_struct(context, schema)
             return Ref(context)
-        kind = schema.get("type")
+        found = kinds(schema)
+        if len(found) > 1:  # OpenAPI 3.1: one schema, several JSON types
+            return union(
+                [self.convert(schema | {"type": k}, f"{context}{i}") for i, k in enumerate(found)]
+            )
+        kind = found[0] if found else None
         enum = schema.get("enum") or None
+        if enum is not None:
+            enum = [value for value in enum if value is not None]
         strings = isinstance(enum, list) and all(isinstance(v, str) for v in enum)
         if kind == "array":
             items = schema.get("items")
@@ -229,7 +245,7 @@ class Generator:
             return Arr(Prim("str") if strings else ANY)
         if kind == "string":
             return Prim(FORMATS.get(schema.get("format", ""), "str"))
-        if kind is None and strings:
+        if kind is None and (strings or isinstance(schema.get("const"), str)):
             return Prim("str")
         if kind == "integer":
             return Prim("int")
@@ -263,8 +279,8 @@ class Generator:
                     types = [Ref(context)]
                     break
                 types.append(self.convert(sub, context if i == 0 else f"{context}{i}"))
-            struct.fields[prop] = Field(prop, union(types), QUIRKS.get((name, prop)))
-            if (name, prop) in QUIRKS:
+            struct.fields[prop] = Field(prop, union(types), self.quirks.get((name, prop)))
+            if (name, prop) in self.quirks:
                 self.used_quirks.add((name, prop))
         return struct
 
@@ -275,8 +291,17 @@ class Generator:
 
 
 def choices_of(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The members of a ``oneOf``/``anyOf``, without ``{"type": "null"}`` (OpenAPI 3.1's way
+    of saying nullable: every field is nullable here anyway)."""
     members: list[dict[str, Any]] = schema.get("oneOf", []) + schema.get("anyOf", [])
-    return members
+    return [m for m in members if m.get("type") != "null"]
+
+
+def kinds(schema: dict[str, Any]) -> list[str]:
+    """The JSON types a schema names, ``"null"`` left out (OpenAPI 3.1 lists it in ``type``)."""
+    kind = schema.get("type")
+    listed = [] if kind is None else kind if isinstance(kind, list) else [kind]
+    return [k for k in listed if k != "null"]
 
 
 def describe(schema: dict[str, Any], fallback: str) -> str:
@@ -571,14 +596,25 @@ def generate(spec_path: Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", default=str(SPEC), help="path of OpenAPIWebhooks.json")
+    return run(__doc__, generate, SPEC, "OpenAPIWebhooks.json", argv)
+
+
+def run(
+    doc: str | None,
+    generate_files: Callable[[Path], dict[str, str]],
+    spec: Path,
+    spec_name: str,
+    argv: list[str] | None,
+) -> int:
+    """A generator's command line: write its files, or with ``--check`` exit 1 if stale."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--spec", default=str(spec), help=f"path of {spec_name}")
     parser.add_argument("--output-dir", default=str(OUTPUT.parent), help="where to write")
     parser.add_argument("--check", action="store_true", help="exit 1 if the output is stale")
     args = parser.parse_args(argv)
     directory = Path(args.output_dir)
     stale = []
-    for name, content in generate(Path(args.spec)).items():
+    for name, content in generate_files(Path(args.spec)).items():
         path = directory / name
         if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != content:
@@ -587,8 +623,9 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
         print(f"wrote {path}")
+    script = Path(sys.argv[0]).name
     for path in stale:
-        print(f"{path} is stale: run python scripts/gen_webhook_types.py", file=sys.stderr)
+        print(f"{path} is stale: run python scripts/{script}", file=sys.stderr)
     return 1 if stale else 0
 
 

@@ -9,12 +9,9 @@ the event type in ``event.type``).
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import msgspec
@@ -25,6 +22,7 @@ from hypothesis import strategies as st
 from service.domain import actions, inbound, webhook_data, webhook_samples, webhooks
 from service.domain.inbound import Unpublishable
 from service.domain.webhook_samples import TYPES, envelope
+from tests.support.scripts import load_script
 from tests.support.strategies import json_value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,18 +57,8 @@ def published(delivery: webhooks.WebhookDelivery) -> dict[str, Any]:
 # --- the generated module -------------------------------------------------------
 
 
-def _generator() -> ModuleType:
-    path = ROOT / "scripts" / "gen_webhook_types.py"
-    spec = importlib.util.spec_from_file_location("gen_webhook_types", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_generated_files_are_up_to_date() -> None:
-    generator = _generator()
+    generator = load_script("gen_webhook_types")
     fresh = generator.generate(generator.SPEC)
     directory = ROOT / "service" / "domain"
     for name, content in fresh.items():
