@@ -53,12 +53,13 @@ class ConfigError(FanoutError, ValueError):
 
 
 class Secret:
-    """A webhook secret that never prints."""
+    """A webhook secret that never prints; ``project``: the project it is bound to, if any."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "project")
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, project: str | None = None) -> None:
         self._value = value
+        self.project = project
 
     @property
     def key(self) -> bytes:
@@ -73,10 +74,14 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return (
+            isinstance(other, Secret)
+            and other._value == self._value
+            and other.project == self.project
+        )
 
     def __hash__(self) -> int:
-        return hash(self._value)
+        return hash((self._value, self.project))
 
 
 @dataclass(frozen=True, slots=True)

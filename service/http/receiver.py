@@ -60,7 +60,7 @@ class Receiver:
         self.publisher = publisher
         #: Per-minute refusal counts for the dashboard (flushed to Redis by the app).
         self.refusals = refusals
-        self.verifier = Verifier(secret.key for secret in settings.secrets)
+        self.verifier = Verifier(settings.secrets)
         #: Older deliveries are held as ``stale`` (``inbound.check_age``).
         self.max_age = settings.age_limit()
 

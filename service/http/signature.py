@@ -4,6 +4,10 @@ The sender signs the JSON text with the whitespace outside strings removed. A
 body is accepted when the signature matches, for any configured secret, either
 the raw bytes (the common case, checked first) or that compact form. Digests are
 compared as bytes in constant time.
+
+A secret may be bound to a project (``FANOUT_SECRETS`` entry ``proj_...=secret``):
+``verify`` says which project the matching secret is bound to (None for a plain
+secret, good for any project), and the receiver holds the envelope to it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from ..config import Secret
 from .errors import InvalidSignature
 
 HEADER = "x-voucherify-signature"
@@ -35,16 +40,26 @@ def compact(body: bytes) -> bytes | None:
 
 
 class Verifier:
-    """Checks a body against its signature header for a set of secret keys."""
+    """Checks a body against its signature header for a set of secret keys.
 
-    def __init__(self, keys: Iterable[bytes]) -> None:
+    Each key is a ``Secret`` (its ``project`` the one it is bound to, or None) or
+    plain bytes (bound to none).
+    """
+
+    def __init__(self, keys: Iterable[Secret | bytes]) -> None:
         # Keyed once: each check copies the keyed state instead of keying again.
-        self._keyed = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in keys)
+        self._keyed = tuple(
+            (hmac.new(key.key, digestmod=hashlib.sha256), key.project)
+            if isinstance(key, Secret)
+            else (hmac.new(key, digestmod=hashlib.sha256), None)
+            for key in keys
+        )
         if not self._keyed:
             raise ValueError("at least one secret key is required")
 
-    def verify(self, body: bytes, headers: Sequence[str]) -> None:
-        """Return if ``body`` is authentic, else raise ``InvalidSignature``.
+    def verify(self, body: bytes, headers: Sequence[str]) -> str | None:
+        """The project the matching secret is bound to (None: a plain secret); raise
+        ``InvalidSignature`` when ``body`` is not authentic.
 
         ``headers`` holds every value of the signature header in the request.
         """
@@ -59,18 +74,29 @@ class Verifier:
             expected = b""
         if len(expected) != _DIGEST_SIZE:
             raise InvalidSignature(f"{HEADER} must be {2 * _DIGEST_SIZE} hexadecimal characters")
-        if self._matches(body, expected):
-            return
-        compact_body = compact(body)
-        if compact_body not in (None, body) and self._matches(compact_body, expected):
-            return
-        raise InvalidSignature("signature does not match the body for any configured secret")
+        found = self._match(body, expected)
+        if isinstance(found, _NoMatch):
+            compact_body = compact(body)
+            if compact_body is not None and compact_body != body:
+                found = self._match(compact_body, expected)
+        if isinstance(found, _NoMatch):
+            raise InvalidSignature("signature does not match the body for any configured secret")
+        return found
 
-    def _matches(self, body: bytes, expected: bytes) -> bool:
-        matched = False
-        for keyed in self._keyed:
+    def _match(self, body: bytes, expected: bytes) -> str | _NoMatch | None:
+        """The bound project of the key that signed ``body`` (None: plain), else ``_NO_MATCH``."""
+        found: str | _NoMatch | None = _NO_MATCH
+        for keyed, project in self._keyed:
             # Every key is tried, so the time taken does not tell which one matched.
             mac = keyed.copy()
             mac.update(body)
-            matched |= hmac.compare_digest(mac.digest(), expected)
-        return matched
+            if hmac.compare_digest(mac.digest(), expected):
+                found = project
+        return found
+
+
+class _NoMatch:
+    """No configured key signed the body (distinct from None, a plain key's project)."""
+
+
+_NO_MATCH = _NoMatch()

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.config import Secret
 from service.domain import samples
 from service.http.errors import InvalidSignature
 from service.http.signature import Verifier, compact, sign
@@ -44,6 +45,18 @@ def test_rotation_accepts_every_configured_secret() -> None:
     both.verify(body, [sign(body, NEW)])
     with pytest.raises(InvalidSignature, match="does not match"):
         Verifier([NEW]).verify(body, [sign(body, OLD)])
+
+
+def test_the_verifier_says_which_project_the_matching_secret_is_bound_to() -> None:
+    body = b'{"id": "whs_1", "project_id": "proj_A"}'
+    verifier = Verifier([Secret("s-plain"), Secret("s-a", "proj_A"), Secret("s-b", "proj_B")])
+    assert verifier.verify(body, [sign(body, b"s-a")]) == "proj_A"
+    assert verifier.verify(body, [sign(body, b"s-b")]) == "proj_B"
+    assert verifier.verify(body, [sign(body, b"s-plain")]) is None
+    # Signed over the compact form: the same answer.
+    assert verifier.verify(body, [sign(compact(body) or b"", b"s-b")]) == "proj_B"
+    with pytest.raises(InvalidSignature):
+        verifier.verify(body, [sign(body, b"s-c")])
 
 
 def test_uppercase_hex_and_surrounding_spaces_are_tolerated() -> None:
