@@ -221,11 +221,69 @@ def _secrets(name: str, value: str) -> tuple[Secret, ...]:
     parts = [part.strip() for part in value.split(",")]
     if any(not part for part in parts):
         raise ConfigError(name, "contains an empty secret (check the commas)")
-    return tuple(Secret(part) for part in parts)
+    return _distinct(name, [_entry(part) for part in parts])
+
+
+#: ``proj_<id>=<secret>``: a secret bound to one project (Voucherify's project ids).
+_BOUND = re.compile(r"(?P<project>proj_[A-Za-z0-9]+)=(?P<secret>.+)", re.DOTALL)
+
+
+def _entry(text: str) -> Secret:
+    """One secret entry: ``secret`` (good for any project) or ``proj_<id>=secret``."""
+    bound = _BOUND.fullmatch(text)
+    if bound is None:
+        return Secret(text)
+    return Secret(bound["secret"].strip(), bound["project"])
+
+
+def render_secret(secret: Secret) -> str:
+    """A secret as its entry is written (``proj_<id>=secret`` or the secret)."""
+    return f"{secret.project}={secret.reveal()}" if secret.project else secret.reveal()
 
 
 def _render_secrets(value: tuple[Secret, ...]) -> str:
-    return ",".join(secret.reveal() for secret in value)
+    return ",".join(render_secret(secret) for secret in value)
+
+
+def _distinct(name: str, secrets: list[Secret]) -> tuple[Secret, ...]:
+    """The entries once each; a secret given for two projects (or bound and plain) is an
+    error: which project an envelope it signs may claim would be a guess."""
+    bound: dict[str, str | None] = {}
+    for secret in secrets:
+        other = bound.setdefault(secret.reveal(), secret.project)
+        if other != secret.project:
+            either = " and ".join(sorted(p or "any project" for p in (other, secret.project)))
+            raise ConfigError(name, f"the same secret is given for {either}")
+    return tuple(dict.fromkeys(secrets))
+
+
+def read_secrets_file(path: Path) -> tuple[Secret, ...]:
+    """The entries of a secrets file (``FANOUT_SECRETS_FILE``): one a line, or several
+    comma-separated; blank lines and lines starting with ``#`` are skipped. A file
+    that cannot be read, or holds none, is a ``ConfigError``."""
+    name = "FANOUT_SECRETS_FILE"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(name, f"cannot read {path}: {problem}") from None
+    entries = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entries += [_entry(part.strip()) for part in line.split(",") if part.strip()]
+    if not entries:
+        raise ConfigError(name, f"{path} holds no secret")
+    return _distinct(name, entries)
+
+
+def webhook_secrets(settings: Settings) -> tuple[Secret, ...]:
+    """Every secret that verifies a delivery: ``FANOUT_SECRETS`` and, when set, the
+    entries of ``FANOUT_SECRETS_FILE`` read now (``ConfigError`` naming it)."""
+    if settings.secrets_file is None:
+        return settings.secrets
+    found = [*settings.secrets, *read_secrets_file(settings.secrets_file)]
+    return _distinct("FANOUT_SECRETS_FILE", found)
 
 
 def _secret(name: str, value: str) -> Secret:
@@ -372,6 +430,8 @@ class Settings:
     redis_url: str | None = setting("FANOUT_REDIS_URL", _redis_url, None)
     redis_cluster: bool = setting("FANOUT_REDIS_CLUSTER", _flag, False, render=_render_flag)
     secrets: tuple[Secret, ...] = setting("FANOUT_SECRETS", _secrets, (), render=_render_secrets)
+    #: More secrets, one entry a line, read at start-up and again on SIGHUP (each process).
+    secrets_file: Path | None = setting("FANOUT_SECRETS_FILE", _path, None)
     stream_prefix: str = setting("FANOUT_STREAM_PREFIX", _prefix, "voucherify")
     dedup_ttl: int = setting("FANOUT_DEDUP_TTL", _positive_int, 604_800)
     #: Seconds a delivery's own time may lie back before it is held as ``stale``;

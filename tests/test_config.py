@@ -181,7 +181,8 @@ def test_a_sentinel_url_names_the_sentinels_and_the_master() -> None:
 NON_DEFAULT: dict[str, object] = {
     "redis_url": "rediss://:pw@cache:6380/1",
     "redis_cluster": True,
-    "secrets": (Secret("new"), Secret("old")),
+    "secrets": (Secret("new"), Secret("old", "proj_5T4Rpl4T1nuM")),
+    "secrets_file": Path("/run/secrets/voucherify-webhooks"),
     "stream_prefix": "vf",
     "dedup_ttl": 60,
     "max_age": 45,

@@ -46,7 +46,8 @@ FLAGS: dict[str, Flag] = {
         ),
         Flag("--redis-cluster", "1 to use the cluster client"),
         Flag("--redis-timeout", "seconds any Redis call may take"),
-        Flag("--secrets", "comma-separated webhook secrets"),
+        Flag("--secrets", "comma-separated webhook secrets; proj_<id>=<secret> binds one"),
+        Flag("--secrets-file", "file of more secrets, one a line; SIGHUP reads it again"),
         Flag("--stream-prefix", "prefix of every key"),
         Flag("--dedup-ttl", "seconds a delivery is remembered"),
         Flag(
@@ -111,6 +112,7 @@ REDIS = ("--redis-url", "--redis-cluster", "--stream-prefix")
 SERVE = (
     *REDIS,
     "--secrets",
+    "--secrets-file",
     "--dedup-ttl",
     "--max-age",
     "--stream-maxlen",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import os
@@ -25,7 +26,7 @@ from urllib.parse import quote
 from starlette.types import ASGIApp
 
 from .. import config, logs, metrics
-from ..config import PollSettings, Secret, Settings
+from ..config import ConfigError, PollSettings, Secret, Settings, webhook_secrets
 from ..http.app import WEBHOOK_PATH, create_app
 from ..http.proxies import TrustedProxies
 from ..reconciler import task
@@ -118,6 +119,11 @@ def _local_secret(data_dir: Path, name: str, variable: str) -> tuple[str, bool]:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = flags.settings(args)
     logs.setup_as(settings.log_level, settings.log_format)
+    if settings.secrets_file is not None:
+        try:  # read now, so a bad file stops start-up in one line
+            webhook_secrets(settings)
+        except ConfigError as exc:
+            raise flags.blame(args, exc) from None
     claim = _claim(settings)
     try:
         listener = _listen(settings.host, settings.port)
@@ -185,7 +191,7 @@ def _serve(
 
     from ..http import front_door
 
-    if not settings.secrets:
+    if not settings.secrets and settings.secrets_file is None:
         value, created = _local_secret(settings.data_dir, SECRET_FILE, "FANOUT_SECRETS")
         settings = dataclasses.replace(settings, secrets=(Secret(value),))
         where = settings.data_dir / SECRET_FILE
@@ -244,6 +250,11 @@ def _serve(
         if warning:
             print(f"warning: {warning}")
         print(front_door.describe(limits, files, args.workers))
+        if settings.secrets_file is not None:
+            print(
+                f"secrets also read from {settings.secrets_file}: "
+                f"`kill -HUP {os.getpid()}` reads it again"
+            )
         sys.stdout.flush()
         if args.workers > 1:
             return _serve_workers(settings, args, listener, limits)
@@ -289,8 +300,6 @@ def _serve_workers(
 
     poll = PollSettings.from_env()
     config.export(settings, dataclasses.replace(poll, enabled=poll.enabled or bool(args.poll)))
-    from uvicorn.supervisors import Multiprocess
-
     # The limits travel to each worker inside the (pickled) config; each keeps its own cap.
     uvicorn_config = front_door.FrontDoorConfig(
         FACTORY,
@@ -305,8 +314,24 @@ def _serve_workers(
     # Counters of every worker go to files, so any worker's /metrics is the sum.
     with metrics.shared_by_processes():
         # What uvicorn.run does with workers, on the socket bound at start.
-        Multiprocess(uvicorn_config, sockets=[listener]).run()
+        _workers_class()(uvicorn_config, sockets=[listener]).run()
     return 0
+
+
+def _workers_class() -> type[Any]:
+    from uvicorn.supervisors import Multiprocess
+
+    class Workers(Multiprocess):
+        """uvicorn's supervisor, but SIGHUP is handed to each worker, which reads its
+        secrets file again (``http.app``), instead of restarting every worker."""
+
+        def handle_hup(self) -> None:
+            for process in self.processes:
+                if process.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, signal.SIGHUP)
+
+    return Workers
 
 
 def _url_host(host: str) -> str:

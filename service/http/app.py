@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeAlias
 
@@ -94,6 +95,17 @@ class WebhookShortcut:
             await self.app(scope, receive, send)
 
 
+def _on_sighup(reload: Callable[[], object]) -> bool:
+    """Run ``reload`` on SIGHUP in this process (each worker process installs its own);
+    False where signals cannot be handled here (not the main thread)."""
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    except (RuntimeError, ValueError, NotImplementedError):
+        logger.warning("SIGHUP cannot reload the secrets file in this thread")
+        return False
+    return True
+
+
 #: Run beside the app with its publisher, e.g. the reconciler (``reconciler.task``).
 BackgroundTask: TypeAlias = Callable[[Publisher], Coroutine[Any, Any, None]]
 
@@ -110,7 +122,7 @@ def create_app(
     and cancelled when it shuts down. Everything under ``/dashboard`` needs
     ``settings.admin_token``; without one it is refused (401), never open.
     """
-    if not settings.secrets:
+    if not settings.secrets and settings.secrets_file is None:
         raise ValueError("FANOUT_SECRETS: at least one webhook secret is required")
     client = redis if redis is not None else connection.from_settings(settings)
     publisher = Publisher.from_settings(client, settings)
@@ -129,6 +141,7 @@ def create_app(
         tasks = [asyncio.create_task(run(publisher)) for run in background]
         tasks.append(asyncio.create_task(connection.follow_master(client)))
         tasks.append(asyncio.create_task(refusal_counts.run()))
+        reloads = settings.secrets_file is not None and _on_sighup(receiver.reload_secrets)
         # What start-up built (modules, the 72 webhook Structs, the app) lives as long as
         # the process: out of the collector's way, a full collection no longer walks it.
         # Measured (bench/paced.py, 4,757 deliveries/s, mixed load, AOF off): p99
@@ -137,6 +150,8 @@ def create_app(
         try:
             yield
         finally:
+            if reloads:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             gc.unfreeze()
             for task in tasks:
                 task.cancel()

@@ -24,7 +24,7 @@ import msgspec
 from starlette.types import Receive, Scope, Send
 
 from .. import logs, metrics
-from ..config import Settings
+from ..config import ConfigError, Settings, webhook_secrets
 from ..domain import outbound
 from ..domain.custom import CustomBody
 from ..domain.inbound import Inbound, Unpublishable, check_age, decode
@@ -60,9 +60,24 @@ class Receiver:
         self.publisher = publisher
         #: Per-minute refusal counts for the dashboard (flushed to Redis by the app).
         self.refusals = refusals
-        self.verifier = Verifier(settings.secrets)
+        self.verifier = Verifier(webhook_secrets(settings))
         #: Older deliveries are held as ``stale`` (``inbound.check_age``).
         self.max_age = settings.age_limit()
+
+    def reload_secrets(self) -> bool:
+        """Read ``FANOUT_SECRETS_FILE`` again (on SIGHUP) and verify with what it holds
+        now, beside ``FANOUT_SECRETS``; True when done. A file that cannot be read or
+        holds no secret changes nothing: the secrets in use stay, and the log says why."""
+        try:
+            secrets = webhook_secrets(self.settings)
+        except ConfigError as exc:
+            logger.error("secrets not reloaded: %s; the previous ones stay in use", exc)
+            return False
+        # One assignment: a request in flight verifies with the old set or the new one.
+        self.verifier = Verifier(secrets)
+        bound = sum(1 for secret in secrets if secret.project)
+        logger.info("secrets reloaded: %d (%d bound to a project)", len(secrets), bound)
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
