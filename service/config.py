@@ -558,7 +558,8 @@ class PollSettings:
     app_token: Secret | None = setting(
         "FANOUT_VOUCHERIFY_APP_TOKEN", _secret, None, render=Secret.reveal
     )
-    enabled: bool = setting("FANOUT_POLL", _flag, False, render=_render_flag)
+    #: FANOUT_POLL: 1 or 0; unset (None): on whenever the API credentials are set.
+    enabled: bool | None = setting("FANOUT_POLL", _flag, None, render=_render_flag)
     interval: float = setting("FANOUT_POLL_INTERVAL", _positive_float, 60.0)
     rate: float = setting("FANOUT_POLL_RATE", _positive_float, 10.0)
     page_size: int = setting("FANOUT_POLL_PAGE_SIZE", _page_size, 100)
@@ -567,6 +568,12 @@ class PollSettings:
     @property
     def configured(self) -> bool:
         return self.app_id is not None and self.app_token is not None
+
+    @property
+    def active(self) -> bool:
+        """Whether ``fanout serve`` runs the reconciler: as FANOUT_POLL says when it is
+        set, else whenever FANOUT_VOUCHERIFY_APP_ID and _APP_TOKEN are."""
+        return self.configured if self.enabled is None else self.enabled
 
     def require_credentials(self, why: str) -> None:
         """Raise a ``ConfigError`` naming the first missing credential."""

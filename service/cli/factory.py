@@ -34,4 +34,4 @@ def app() -> ASGIApp:
     settings = Settings.from_env()
     logs.setup_as(settings.log_level, settings.log_format)
     # Every worker may run the reconciler; its lease lets one of them poll at a time.
-    return build(settings, background=task.background(False, settings))
+    return build(settings, background=task.background(None, settings))

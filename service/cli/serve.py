@@ -72,7 +72,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
   fanout serve                                  all local: embedded Valkey, generated secret
   fanout serve --port 9000 --data-dir /tmp/f    another port and data folder
   FANOUT_REDIS_URL=redis://db:6379/0 FANOUT_SECRETS=s1,s2 fanout serve --workers 4
-  fanout serve --poll                           also run the reconciler (FANOUT_VOUCHERIFY_*)""",
+  FANOUT_VOUCHERIFY_APP_ID=<id> FANOUT_VOUCHERIFY_APP_TOKEN=<token> fanout serve
+                                                also reads async actions from the API
+  fanout serve --no-poll                        the receiver alone, credentials or not""",
     )
     flags.add(serve, flags.SERVE)
     serve.add_argument(
@@ -83,9 +85,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve.add_argument(
         "--poll",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="also run the reconciler in the background [FANOUT_POLL]",
+        help="run the reconciler in the background, which reads async actions from the "
+        "Voucherify API (they come by no webhook); default: on when FANOUT_VOUCHERIFY_APP_ID "
+        "and FANOUT_VOUCHERIFY_APP_TOKEN are set [FANOUT_POLL]",
     )
     serve.set_defaults(handler=cmd_serve)
 
@@ -250,6 +254,7 @@ def _serve(
         if warning:
             print(f"warning: {warning}")
         print(front_door.describe(limits, files, args.workers))
+        print(_reconciler_line(args.poll))
         if settings.secrets_file is not None:
             print(
                 f"secrets also read from {settings.secrets_file}: "
@@ -259,7 +264,7 @@ def _serve(
         if args.workers > 1:
             return _serve_workers(settings, args, listener, limits)
         uvicorn_config = front_door.FrontDoorConfig(
-            create_app(settings, background=task.background(bool(args.poll), settings)),
+            create_app(settings, background=task.background(args.poll, settings)),
             limits=limits,
             host=settings.host,
             port=settings.port,
@@ -299,7 +304,8 @@ def _serve_workers(
     from ..http import front_door
 
     poll = PollSettings.from_env()
-    config.export(settings, dataclasses.replace(poll, enabled=poll.enabled or bool(args.poll)))
+    enabled = poll.enabled if args.poll is None else args.poll  # --poll/--no-poll win
+    config.export(settings, dataclasses.replace(poll, enabled=enabled))
     # The limits travel to each worker inside the (pickled) config; each keeps its own cap.
     uvicorn_config = front_door.FrontDoorConfig(
         FACTORY,
@@ -316,6 +322,21 @@ def _serve_workers(
         # What uvicorn.run does with workers, on the socket bound at start.
         _workers_class()(uvicorn_config, sockets=[listener]).run()
     return 0
+
+
+def _reconciler_line(requested: bool | None) -> str:
+    """Whether the reconciler runs, and why, in one line for start-up."""
+    poll = PollSettings.from_env()
+    if requested is not None:
+        poll = dataclasses.replace(poll, enabled=requested)
+    if poll.active:
+        return f"reconciler: on, reading async actions from {poll.api_url} (--no-poll: off)"
+    if poll.enabled is False:
+        return "reconciler: off (--no-poll or FANOUT_POLL=0)"
+    return (
+        "reconciler: off: FANOUT_VOUCHERIFY_APP_ID and FANOUT_VOUCHERIFY_APP_TOKEN are not "
+        "set; async actions come by no webhook, only from the API"
+    )
 
 
 def _workers_class() -> type[Any]:

@@ -211,12 +211,30 @@ def test_serve_poll_needs_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("FANOUT_"):
             monkeypatch.delenv(name)
-    assert task.background(False, Settings()) == []
+    assert task.background(None, Settings()) == []  # no credentials: off, no error
+    assert task.background(False, Settings()) == []  # --no-poll
     with pytest.raises(ConfigError, match=r"^FANOUT_VOUCHERIFY_APP_ID: not set"):
         task.background(True, Settings())  # --poll
     monkeypatch.setenv("FANOUT_POLL", "1")
     with pytest.raises(ConfigError, match=r"^FANOUT_VOUCHERIFY_APP_ID: not set"):
-        task.background(False, Settings())
+        task.background(None, Settings())
+    assert task.background(False, Settings()) == []  # --no-poll wins over FANOUT_POLL
+
+
+def test_the_reconciler_is_on_by_default_when_the_credentials_are_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("FANOUT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FANOUT_VOUCHERIFY_APP_ID", "app-1")
+    monkeypatch.setenv("FANOUT_VOUCHERIFY_APP_TOKEN", "token-1")
+    assert PollSettings.from_env().active
+    assert len(task.background(None, Settings())) == 1
+    assert task.background(False, Settings()) == []  # --no-poll
+    monkeypatch.setenv("FANOUT_POLL", "0")
+    assert not PollSettings.from_env().active
+    assert task.background(None, Settings()) == []
 
 
 def test_poll_settings_from_env() -> None:
