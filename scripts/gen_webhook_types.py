@@ -63,6 +63,36 @@ QUIRKS: dict[tuple[str, str], tuple[str, str]] = {
     ),
 }
 
+# The project-settings event list (Project settings -> Webhooks, as the vendor's
+# pages describe it) against the vendor's document:
+#
+# - types it offers that the document gives no data schema: known event types all
+#   the same (each its stream, listed and counted like the others), their data
+#   published as received, untyped;
+SCHEMALESS_TYPES = (
+    "campaign.earning_rule.assigned",
+    "campaign.earning_rule.deleted",
+    "campaign.earning_rule.disabled",
+    "campaign.earning_rule.enabled",
+    "campaign.earning_rule.updated",
+    "campaign.promotion_stack.created",
+    "campaign.promotion_stack.updated",
+    "campaign.referral_tier.created",
+    "campaign.referral_tier.deleted",
+    "campaign.referral_tier.updated",
+    "campaign.reward.assignment.created",
+    "campaign.reward.assignment.deleted",
+    "campaign.reward.assignment.updated",
+    "campaign.vouchers.added",
+    "campaign.vouchers.generation.failed",
+    "campaign.vouchers.generation.started",
+    "customer.confirmed",
+)
+# - documented types it offers that the payload schema's ``type`` enum does not list.
+PROJECT_SETTINGS_EXTRA = {
+    "customer.updated": "in the list since 2025-11 (not sent for bulk updates)",
+}
+
 # The vendor's schemas for the shared base (two events point at it) have an
 # event-specific variant each; use it, so each of the 72 events has its Struct.
 DATA_SCHEMA_OVERRIDES = {
@@ -416,7 +446,7 @@ def events(spec: dict[str, Any]) -> list[Event]:
         spelled = key.removeprefix("EVENTS.").lower()
         canonical = spelled if spelled in enum else _canonical(spelled, enum)
         aliases = () if canonical == spelled else (spelled,)
-        in_project = canonical in project_types
+        in_project = canonical in project_types or canonical in PROJECT_SETTINGS_EXTRA
         out.append(Event(key, canonical, aliases, camel(struct), in_project, example))
     return out
 
@@ -456,7 +486,9 @@ they hold (a comment on the field names the example).
 ``BY_TYPE`` maps each event type (the payload schemas' enum spelling) to its
 Struct; ``ALIASES`` maps the vendor's other spellings to that one;
 ``PROJECT_SETTINGS_TYPES`` are the events a project-settings webhook sends (the
-others come from distributions).
+others come from distributions). ``SCHEMALESS_TYPES`` are event types the
+project-settings list offers with no data schema in the vendor's document: known
+types (each its stream) whose data is published untyped.
 """
 
 from __future__ import annotations
@@ -495,6 +527,9 @@ def render(spec: dict[str, Any]) -> str:
     unused = set(QUIRKS) - gen.used_quirks
     if unused:
         raise SystemExit(f"QUIRKS entries match no generated field: {sorted(unused)}")
+    documented = {ev.type for ev in evs}
+    if set(SCHEMALESS_TYPES) & documented or set(PROJECT_SETTINGS_EXTRA) - documented:
+        raise SystemExit("SCHEMALESS_TYPES must be undocumented, PROJECT_SETTINGS_EXTRA documented")
 
     out = [HEADER]
     same = identical(gen.structs)
@@ -502,7 +537,8 @@ def render(spec: dict[str, Any]) -> str:
     for name in order:
         out.append(render_struct(gen.structs[name], same))
     out.append(render_tables(evs))
-    out.append(render_all(["WebhookData", *order, "BY_TYPE", "ALIASES", "PROJECT_SETTINGS_TYPES"]))
+    tables = ["BY_TYPE", "ALIASES", "PROJECT_SETTINGS_TYPES", "SCHEMALESS_TYPES"]
+    out.append(render_all(["WebhookData", *order, *tables]))
     return "\n".join(out)
 
 
@@ -558,7 +594,15 @@ def render_tables(evs: list[Event]) -> str:
         "    {",
     ]
     lines += [f'        "{ev.type}",' for ev in evs if ev.project_settings]
-    lines += ["    }", ")", ""]
+    lines += [
+        "    }",
+        ")",
+        "",
+        "#: Offered by project settings with no data schema: known types, data untyped.",
+        "SCHEMALESS_TYPES: tuple[str, ...] = (",
+    ]
+    lines += [f'    "{type_}",' for type_ in SCHEMALESS_TYPES]
+    lines += [")", ""]
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..config import Settings
 from ..domain import actions, webhooks
 from ..domain.custom import CUSTOM_TYPE
-from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
+from ..domain.event_types import KNOWN as EVENT_TYPES
 from ..streams import replies
 from ..streams.connection import Client
 from ..streams.keys import Keys
@@ -93,7 +93,7 @@ def event_type(value: str) -> str:
 def streams_for(args: argparse.Namespace, keys: Keys) -> list[str]:
     if args.dead:
         return [keys.dead_letters()]
-    types: Sequence[str] = args.type or (*actions.TYPES, *WEBHOOK_TYPES, CUSTOM_TYPE)
+    types: Sequence[str] = args.type or (*actions.TYPES, *EVENT_TYPES, CUSTOM_TYPE)
     wanted = set(args.status or STATUSES)
     streams = []
     for type_ in types:

@@ -50,7 +50,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..domain import actions, webhooks
 from ..domain.custom import CUSTOM_TYPE
-from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
+from ..domain.event_types import is_known
 from ..streams import replies
 from ..streams.connection import Client, passing, reconnect
 from ..streams.keys import Keys
@@ -99,9 +99,7 @@ class Consumer:
         # Webhook event types in the vendor's other spelling read the canonical stream.
         types = tuple(dict.fromkeys(webhooks.canonical_type(t) for t in types))
         unknown = [
-            t
-            for t in types
-            if t not in actions.BY_TYPE and t not in WEBHOOK_TYPES and t != CUSTOM_TYPE
+            t for t in types if t not in actions.BY_TYPE and not is_known(t) and t != CUSTOM_TYPE
         ]
         if unknown or not types:
             raise ValueError(

@@ -17,7 +17,7 @@ from typing import Literal, TypeAlias
 
 import msgspec
 
-from . import completion, custom, webhooks
+from . import completion, custom, event_types, webhooks
 from .actions import COMPLETED_STATUSES, AsyncAction
 from .completion import CompletionEvent
 from .custom import CustomBody, CustomEvent
@@ -49,6 +49,9 @@ class Publication(msgspec.Struct, frozen=True):
     fields: list[str | bytes]
     status: str | None = None
     progress: int | None = None
+    #: An event type outside ``event_types.KNOWN``: the publisher notes its stream for the
+    #: gauges, which know the others by name.
+    unknown_type: bool = False
 
 
 def action_digest(action: AsyncAction) -> str:
@@ -102,6 +105,7 @@ def of_event(event: OutboundEvent, data: bytes, digest: str = "") -> Publication
             event=event,
             json=data,
             fields=fields,
+            unknown_type=not event_types.is_known(event.type),
         )
     type_, status = event.type, event.status
     fields = ["type", type_, "status", status, "id", event.id, "request_id", request_id]

@@ -15,7 +15,9 @@ they hold (a comment on the field names the example).
 ``BY_TYPE`` maps each event type (the payload schemas' enum spelling) to its
 Struct; ``ALIASES`` maps the vendor's other spellings to that one;
 ``PROJECT_SETTINGS_TYPES`` are the events a project-settings webhook sends (the
-others come from distributions).
+others come from distributions). ``SCHEMALESS_TYPES`` are event types the
+project-settings list offers with no data schema in the vendor's document: known
+types (each its stream) whose data is published untyped.
 """
 
 from __future__ import annotations
@@ -2612,6 +2614,7 @@ PROJECT_SETTINGS_TYPES: frozenset[str] = frozenset(
         "redemption.rollback.succeeded",
         "redemption.rollback.failed",
         "customer.created",
+        "customer.updated",
         "customer.deleted",
         "customer.rewarded",
         "customer.rewarded.loyalty_points",
@@ -2638,12 +2641,34 @@ PROJECT_SETTINGS_TYPES: frozenset[str] = frozenset(
     }
 )
 
+#: Offered by project settings with no data schema: known types, data untyped.
+SCHEMALESS_TYPES: tuple[str, ...] = (
+    "campaign.earning_rule.assigned",
+    "campaign.earning_rule.deleted",
+    "campaign.earning_rule.disabled",
+    "campaign.earning_rule.enabled",
+    "campaign.earning_rule.updated",
+    "campaign.promotion_stack.created",
+    "campaign.promotion_stack.updated",
+    "campaign.referral_tier.created",
+    "campaign.referral_tier.deleted",
+    "campaign.referral_tier.updated",
+    "campaign.reward.assignment.created",
+    "campaign.reward.assignment.deleted",
+    "campaign.reward.assignment.updated",
+    "campaign.vouchers.added",
+    "campaign.vouchers.generation.failed",
+    "campaign.vouchers.generation.started",
+    "customer.confirmed",
+)
+
 
 #: The public names, re-exported by ``service.webhook_data``.
 __all__ = [
     "ALIASES",
     "BY_TYPE",
     "PROJECT_SETTINGS_TYPES",
+    "SCHEMALESS_TYPES",
     "AccessSettingsAssignmentsList",
     "AccessSettingsAssignmentsListDataItem",
     "ApplicableTo",

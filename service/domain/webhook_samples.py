@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import clock
-from .webhook_data import ALIASES, BY_TYPE, PROJECT_SETTINGS_TYPES
+from .webhook_data import ALIASES, BY_TYPE, PROJECT_SETTINGS_TYPES, SCHEMALESS_TYPES
 
 EXAMPLES_PATH = Path(__file__).with_name("webhook_examples.json")
 PROJECT_ID = "proj_5T4Rpl4T1nuM"
@@ -60,7 +60,7 @@ def envelope(
     """
     canonical = ALIASES.get(type_, type_)
     if distribution is None:
-        distribution = canonical not in PROJECT_SETTINGS_TYPES
+        distribution = canonical not in PROJECT_SETTINGS_TYPES and canonical not in SCHEMALESS_TYPES
     created_at = clock.now()
     if distribution:
         source = {

@@ -21,7 +21,11 @@ has characters outside ``[A-Za-z0-9._-]`` or is over 200 characters, raises
 ``MalformedEnvelope`` (a ``msgspec.ValidationError``: a dead letter).
 Anything else is accepted: data that does not decode into its Struct, or an
 event type with no Struct, gives ``schema_valid = False`` and the decoder's
-message (drift), never a refusal.
+message (drift), never a refusal. The Struct of a Workflows envelope
+(``source.object == "workflow"``) comes from ``workflow_data`` (Loyalty v2
+transactions and activities), of any other from ``webhook_data``; the types the
+project settings offer without a data schema (``event_types.SCHEMALESS``) are
+known and valid, their data untyped.
 
 Dedup identity
 --------------
@@ -44,8 +48,10 @@ from typing import Any
 import msgspec
 
 from ..errors import FanoutError
+from .event_types import SCHEMALESS
 from .ids import IdText, refuse_unprintable
 from .webhook_data import ALIASES, BY_TYPE, WebhookData
+from .workflow_data import WorkflowData, workflow_data_type
 
 SCHEMA_VERSION = 1
 MAX_TYPE_LENGTH = 200
@@ -103,6 +109,11 @@ class Envelope(msgspec.Struct, kw_only=True):
     def is_distribution(self) -> bool:
         return self.source is not None and self.source.object == "distribution"
 
+    @property
+    def is_workflow(self) -> bool:
+        """Sent by a Workflows "Webhook callout" step (Loyalty v2 transactions, activities)."""
+        return self.source is not None and self.source.object == "workflow"
+
 
 class _Shape(msgspec.Struct):
     """The keys that make a body an envelope, their values skipped."""
@@ -138,7 +149,7 @@ class WebhookEvent(msgspec.Struct, kw_only=True):
     webhook_type: str
     schema_valid: bool
     schema_error: str | None = None
-    data: WebhookData | dict[str, Any] | msgspec.Raw
+    data: WebhookData | WorkflowData | dict[str, Any] | msgspec.Raw
 
 
 class _WireEvent(WebhookEvent, kw_only=True):
@@ -157,7 +168,7 @@ class WebhookDelivery(msgspec.Struct, frozen=True):
     id: str
     request_id: str | None
     envelope: Envelope
-    data: WebhookData | None
+    data: WebhookData | WorkflowData | None
     schema_error: str | None
     digest: str
     """Identifies the event's content, whichever webhook sent it and however spelled."""
@@ -207,10 +218,21 @@ _encoder = msgspec.json.Encoder()
 
 
 @functools.cache
-def _data_decoder(type_: str) -> msgspec.json.Decoder[WebhookData]:
-    """The decoder of one event type's data (``KeyError`` for an unknown type)."""
-    decoder: msgspec.json.Decoder[WebhookData] = msgspec.json.Decoder(BY_TYPE[type_])
+def _data_decoder(type_: str, workflow: bool) -> msgspec.json.Decoder[WebhookData | WorkflowData]:
+    """The decoder of one event type's data (``KeyError`` for a type without a Struct)."""
+    struct = data_struct(type_, workflow)
+    if struct is None:
+        raise KeyError(type_)
+    decoder: msgspec.json.Decoder[WebhookData | WorkflowData] = msgspec.json.Decoder(struct)
     return decoder
+
+
+def data_struct(type_: str, workflow: bool) -> type[WebhookData | WorkflowData] | None:
+    """The Struct of an event type's data: a Workflows one when sent by a workflow
+    (``source.object == "workflow"``), else a webhook one; None when undocumented."""
+    if workflow:
+        return workflow_data_type(type_)
+    return BY_TYPE.get(type_)
 
 
 # --- decoding ----------------------------------------------------------------------
@@ -278,7 +300,7 @@ def delivery(envelope: Envelope) -> WebhookDelivery:
     event = envelope.event
     id_ = (event.id if event else None) or envelope.id
     request_id = (event.group_id if event else None) or None
-    typed, error = typed_data(type_, value)
+    typed, error = typed_data(type_, value, workflow=envelope.is_workflow)
     digest = content_digest(type_, id_, value)
     return WebhookDelivery(type_, id_, request_id, envelope, typed, error, digest)
 
@@ -342,11 +364,20 @@ def is_event_type(name: str) -> bool:
     return name in _DOCUMENTED or _TYPE_PATTERN.fullmatch(name) is not None
 
 
-def typed_data(type_: str, value: dict[str, Any]) -> tuple[WebhookData | None, str | None]:
-    """``(typed data, None)``, or ``(None, why not)`` for drift and unknown event types."""
-    struct = BY_TYPE.get(type_)
+def typed_data(
+    type_: str, value: dict[str, Any], *, workflow: bool = False
+) -> tuple[WebhookData | WorkflowData | None, str | None]:
+    """``(typed data, None)``, or ``(None, why not)`` for drift and unknown event types.
+
+    A type the project settings offer without a schema is ``(None, None)``: known,
+    valid (nothing documented to differ from), untyped.
+    """
+    struct = data_struct(type_, workflow)
     if struct is None:
-        return None, f"Unknown event type `{type_}`: no documented schema"
+        if not workflow and type_ in SCHEMALESS:
+            return None, None
+        kind = "Workflows event type" if workflow else "event type"
+        return None, f"Unknown {kind} `{type_}`: no documented schema"
     try:
         return msgspec.convert(value, struct), None
     except msgspec.ValidationError as exc:
@@ -368,9 +399,10 @@ def decode_webhook_event(data: bytes | str) -> WebhookEvent:
     older receiver could not), else the JSON object as published.
     """
     wire = _wire_decoder.decode(data)
-    body: WebhookData | dict[str, Any]
+    body: WebhookData | WorkflowData | dict[str, Any]
+    workflow = wire.source is not None and wire.source.object == "workflow"
     try:
-        body = _data_decoder(wire.type).decode(wire.data)
+        body = _data_decoder(wire.type, workflow).decode(wire.data)
     except (KeyError, msgspec.ValidationError):
         body = msgspec.json.decode(wire.data)
     return WebhookEvent(**(msgspec.structs.asdict(wire) | {"data": body}))

@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from .. import metrics
 from ..config import Settings
 from ..domain.actions import TYPES
-from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
+from ..domain.event_types import KNOWN as EVENT_TYPES
 from ..streams import refusals, replies, stats
 from ..streams.dead_letters import DeadLetter
 from ..streams.publisher import Publisher
@@ -220,7 +220,7 @@ class Dashboard:
         return json_response(
             {
                 "now": now_ms,
-                "types": [*TYPES, *WEBHOOK_TYPES],
+                "types": [*TYPES, *EVENT_TYPES],
                 "hour": {"start": hour_start, "done": done, "failed": failed},
                 "rates": {"start": rate_start, "types": rates},
                 "failed": recent_failed[:30],

@@ -2,6 +2,11 @@
 
 Read at most every ``STREAM_STATS_INTERVAL`` seconds, not per scrape, and
 through ``streams.stats``, the same reader as ``fanout stats`` and the dashboard.
+
+The ``stream`` label values are a bounded set: the streams known by name
+(``stats.known_streams``: every async action type, every known event type, the
+dead letters), and one more, ``other``, which sums the streams of every other
+event type that arrived (drift), so a sender cannot add label values at will.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
+from ..domain.event_types import OTHER
 from ..streams import stats
 from ..streams.connection import Client
 from ..streams.keys import Keys
@@ -46,15 +52,26 @@ class StreamStats(Collector):
                 pass  # keep the last values; fanout_deliveries shows the outage
 
     async def _read(self) -> None:
+        known = list(stats.known_streams(self._keys))
+        others = set(await stats.other_streams(self._redis, self._keys))
         lengths: dict[str, int] = {}
-        groups: list[tuple[str, str, int, int | None]] = []
-        for stream in stats.known_streams(self._keys):
-            if not await self._redis.exists(stream):
+        by_group: dict[tuple[str, str], tuple[int, int | None]] = {}
+        # One round trip for which of the (200-odd) streams exist; most never do.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in (*known, *sorted(others)):
+                pipe.exists(stream)
+            present = await pipe.execute()
+        for stream, exists in zip((*known, *sorted(others)), present, strict=True):
+            if not exists:
                 continue
-            lengths[stream] = int(await self._redis.xlen(stream))
+            label = OTHER if stream in others else stream
+            lengths[label] = lengths.get(label, 0) + int(await self._redis.xlen(stream))
             for group in await stats.groups(self._redis, stream):
-                groups.append((stream, group.name, group.pending, group.lag))
-        self._lengths, self._groups = lengths, groups
+                pending, lag = by_group.get((label, group.name), (0, 0))
+                total = None if lag is None or group.lag is None else lag + group.lag
+                by_group[(label, group.name)] = (pending + group.pending, total)
+        self._lengths = lengths
+        self._groups = [(s, g, pending, lag) for (s, g), (pending, lag) in by_group.items()]
 
     def collect(self) -> Iterator[Metric]:
         length = GaugeMetricFamily(

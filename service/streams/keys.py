@@ -103,6 +103,11 @@ class Keys:
         """Matches every stream of this prefix, for SCAN."""
         return f"{self.prefix}:{{*}}:*"
 
+    def other_types(self) -> str:
+        """Event types outside ``domain.event_types.KNOWN`` that have a stream: a set, so the
+        gauges find those streams without a SCAN (and count them in one bucket)."""
+        return f"{self.prefix}:{{types}}:other"
+
     def refusals(self, minute: int) -> str:
         """Refused deliveries of one minute (since the epoch), by reason: a hash."""
         return f"{self.prefix}:{{refusals}}:{minute}"

@@ -206,7 +206,10 @@ class Publisher:
         pairs = self.entry_pairs(publication)
         args = (publication.digest, self._ttl, self._maxlen, *pairs)
         code, entry = await self._run(script, names, args)
-        return self._outcome(code, stream, replies.text(entry))
+        outcome = self._outcome(code, stream, replies.text(entry))
+        if publication.unknown_type and isinstance(outcome, Accepted):
+            await self._note_other_type(type_)
+        return outcome
 
     def _outcome(self, code: int, stream: str, entry_id: str) -> Outcome:
         """The outcome a publish script's reply code names.
@@ -226,6 +229,19 @@ class Publisher:
             case Reply.FULL:
                 raise StreamFull(stream, self._maxlen)
         raise AssertionError(f"a publish script answered {code!r}")
+
+    async def _note_other_type(self, type_: str) -> None:
+        """Remember a stream of an event type the service does not know, for the gauges
+        (``stats.other_streams``). Only for such types, once per new entry; the entry is
+        stored already, so a Redis error here is logged, not answered."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.sadd(self._keys.other_types(), type_)
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning(
+                "event type not noted for the gauges",
+                extra={"fields": {"type": type_, "error": repr(exc)}},
+            )
 
     async def dead_letter(
         self, reason: str, detail: str, body: bytes, received_at: datetime

@@ -9,9 +9,8 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
-from ..domain import clock
+from ..domain import clock, event_types
 from ..domain.actions import TYPES
-from ..domain.webhook_data import BY_TYPE as WEBHOOK_TYPES
 from . import replies
 from .connection import Client
 from .keys import Keys
@@ -20,15 +19,30 @@ from .keys import Keys
 def known_streams(keys: Keys) -> dict[str, str]:
     """Every stream the service writes, by name, with its kind (``completed``, ``progress``,
     ``events``, ``dead``): known by name, so no SCAN over the (many) dedup keys is needed.
-    Streams of webhook event types without a documented schema are not listed (``collect``
-    finds them)."""
+    Streams of event types not in ``event_types.KNOWN`` are not listed (``collect`` finds
+    them)."""
     streams = {keys.dead_letters(): "dead"}
     for type_ in TYPES:
         streams[keys.completed(type_)] = "completed"
         streams[keys.progress(type_)] = "progress"
-    for type_ in WEBHOOK_TYPES:
+    for type_ in event_types.KNOWN:
         streams[keys.events(type_)] = "events"
     return streams
+
+
+#: Streams of unknown event types the gauges read at most (in one bucket).
+MAX_OTHER_STREAMS = 500
+
+
+async def other_streams(client: Client, keys: Keys) -> list[str]:
+    """Streams of event types outside ``event_types.KNOWN`` that the publisher noted
+    (``Keys.other_types``), at most ``MAX_OTHER_STREAMS`` of them, by name."""
+    found: list[str] = []
+    async for raw in client.sscan_iter(keys.other_types(), count=MAX_OTHER_STREAMS):
+        found.append(keys.events(replies.text(raw)))
+        if len(found) >= MAX_OTHER_STREAMS:
+            break
+    return sorted(found)
 
 
 async def groups(client: Client, stream: str) -> list[replies.Group]:
@@ -62,13 +76,14 @@ async def collect(client: Client, keys: Keys) -> dict[str, Any]:
     dedup: Counter[str] = Counter()
     names: list[str] = []
     refusals = keys.refusals(0).rpartition(":")[0] + ":"
+    bookkeeping = (keys.other_types(),)
     async for raw in client.scan_iter(match=keys.all_pattern(), count=1000):
         key = replies.text(raw)
         parsed = keys.parse_stream(key)
         if parsed is not None or key == keys.dead_letters():
             names.append(key)
-        elif key.startswith(refusals):
-            continue  # the dashboard's counters, not dedup keys
+        elif key.startswith(refusals) or key in bookkeeping:
+            continue  # the dashboard's counters and the gauges' list, not dedup keys
         else:
             dedup[_dedup_kind(key, keys)] += 1
     for key in sorted(set(names)):

@@ -71,7 +71,7 @@ def test_72_event_types_each_with_its_own_struct() -> None:
     structs = list(webhook_data.BY_TYPE.values())
     assert len(set(structs)) == 72
     assert all(issubclass(s, webhook_data.WebhookData) for s in structs)
-    assert len(webhook_data.PROJECT_SETTINGS_TYPES) == 28
+    assert len(webhook_data.PROJECT_SETTINGS_TYPES) == 29  # 28 in the enum, customer.updated
     assert webhook_data.PROJECT_SETTINGS_TYPES.issubset(TYPES)
 
 

@@ -6,18 +6,23 @@ The examples are the two of the vendor's Workflows webhook page
 
 from __future__ import annotations
 
+import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from service.domain import webhook_data, workflow_data
+from service.domain import event_types, webhook_data, webhooks, workflow_data
+from service.domain.event_types import is_known
+from service.domain.webhook_samples import envelope as samples_envelope
 from tests.support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = ROOT / "scripts" / "vendor"
+RECEIVED = datetime(2026, 8, 21, 9, 16, tzinfo=UTC)
 EXAMPLES: dict[str, dict[str, Any]] = json.loads(
     (VENDOR / "workflow-webhook-examples.json").read_text(encoding="utf-8")
 )
@@ -118,3 +123,75 @@ def test_data_off_its_schema_is_refused_by_the_struct_with_its_path() -> None:
     data["transaction"]["details"]["points"]["total"] = "250 points"
     with pytest.raises(msgspec.ValidationError, match=r"\$\.transaction\.details\.points\.total"):
         msgspec.convert(data, workflow_data.CardTransactionData)
+
+
+# --- through the envelope decoder --------------------------------------------------
+
+
+def test_workflow_envelopes_decode_valid_and_typed() -> None:
+    for type_, envelope in EXAMPLES.items():
+        delivery = webhooks.decode(msgspec.json.encode(envelope))
+        assert isinstance(delivery, webhooks.WebhookDelivery)
+        assert (delivery.type, delivery.id) == (type_, envelope["event"]["id"])
+        assert delivery.schema_valid, delivery.schema_error
+        assert type(delivery.data) is workflow_data.workflow_data_type(type_)
+        event = delivery.event(RECEIVED)
+        assert event.source is not None and event.source.object == "workflow"
+        decoded = webhooks.decode_webhook_event(webhooks.encode_event(event))
+        assert type(decoded.data) is type(delivery.data)
+        assert decoded.data == delivery.data
+
+
+def test_an_undocumented_workflows_type_is_drift() -> None:
+    envelope = copy.deepcopy(EXAMPLES["vl.member.created"])
+    envelope["type"] = envelope["event"]["type"] = "vl.member.renamed"
+    delivery = webhooks.decode(msgspec.json.encode(envelope))
+    assert isinstance(delivery, webhooks.WebhookDelivery)
+    assert delivery.type == "vl.member.renamed"
+    assert not delivery.schema_valid and delivery.data is None
+    assert delivery.schema_error == (
+        "Unknown Workflows event type `vl.member.renamed`: no documented schema"
+    )
+
+
+def test_workflows_data_off_its_schema_is_drift_with_its_path() -> None:
+    envelope = copy.deepcopy(EXAMPLES["POINTS_EARNED"])
+    envelope["data"]["transaction"]["details"]["points"]["total"] = "250 points"
+    delivery = webhooks.decode(msgspec.json.encode(envelope))
+    assert isinstance(delivery, webhooks.WebhookDelivery)
+    assert delivery.schema_error == (
+        "Expected `float | null`, got `str` - at `$.data.transaction.details.points.total`"
+    )
+
+
+def test_workflows_types_are_typed_only_when_a_workflow_sent_them() -> None:
+    # The same type name from a project webhook is not a Workflows event.
+    envelope = copy.deepcopy(EXAMPLES["POINTS_EARNED"])
+    envelope["source"]["object"] = "webhook"
+    delivery = webhooks.decode(msgspec.json.encode(envelope))
+    assert isinstance(delivery, webhooks.WebhookDelivery)
+    assert delivery.schema_error == "Unknown event type `POINTS_EARNED`: no documented schema"
+
+
+@pytest.mark.parametrize("type_", webhook_data.SCHEMALESS_TYPES)
+def test_schemaless_project_types_are_known_valid_and_untyped(type_: str) -> None:
+    data = {"campaign": {"id": "camp_1", "name": "Summer"}}
+    delivery = webhooks.decode(msgspec.json.encode(samples_envelope(type_, data)))
+    assert isinstance(delivery, webhooks.WebhookDelivery)
+    assert delivery.envelope.source is not None
+    assert delivery.envelope.source.object == "webhook"  # project settings send these
+    assert delivery.type == type_ and is_known(type_)
+    assert delivery.schema_valid and delivery.schema_error is None and delivery.data is None
+    decoded = webhooks.decode_webhook_event(webhooks.encode_event(delivery.event(RECEIVED)))
+    assert decoded.data == data and decoded.schema_valid
+
+
+def test_17_schemaless_types_and_customer_updated_from_project_settings() -> None:
+    assert len(webhook_data.SCHEMALESS_TYPES) == 17
+    assert "customer.updated" in webhook_data.PROJECT_SETTINGS_TYPES
+    delivery = webhooks.decode(msgspec.json.encode(samples_envelope("customer.updated")))
+    assert isinstance(delivery, webhooks.WebhookDelivery)
+    assert delivery.envelope.source is not None
+    assert delivery.envelope.source.object == "webhook"
+    assert delivery.schema_valid and type(delivery.data) is webhook_data.EventCustomerUpdatedData
+    assert len(event_types.KNOWN) == len(set(event_types.KNOWN)) == 72 + 17 + 80

@@ -1,0 +1,139 @@
+"""Workflows webhooks and the schema-less project types over HTTP, against real Redis.
+
+The Workflows bodies are the two examples of the vendor's Workflows webhook page
+(``scripts/vendor/workflow-webhook-examples.json``), signed as Voucherify signs
+and posted to a real uvicorn; what they become is read back from the streams,
+the gauges, the dashboard's snapshot and the page in a real Chromium.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from service import decode_event
+from service.config import Secret, Settings
+from service.domain import workflow_data
+from service.domain.event_types import OTHER
+from service.domain.webhook_samples import envelope
+from service.domain.webhooks import WebhookEvent
+from service.streams.keys import Keys
+from tests.http.test_metrics import scrape, value
+from tests.support.browser import requires_chromium
+from tests.support.http import post, serving
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES: dict[str, dict[str, Any]] = json.loads(
+    (ROOT / "scripts" / "vendor" / "workflow-webhook-examples.json").read_text(encoding="utf-8")
+)
+TOKEN = "dashboard-token-0123456789"
+BEARER = {"authorization": f"Bearer {TOKEN}"}
+
+
+async def test_the_vendors_workflow_examples_are_published_valid_and_typed(
+    http: httpx.AsyncClient, redis: Redis, keys: Keys
+) -> None:
+    for type_, payload in EXAMPLES.items():
+        response = await post(http, payload)
+        assert response.status_code == 202, response.text
+        stream = keys.events(type_)
+        assert response.json()["stream"] == stream == f"{keys.prefix}:{{{type_}}}:events"
+        [(entry_id, fields)] = await redis.xrange(stream)
+        assert entry_id.decode() == response.json()["entry_id"]
+        assert fields[b"type"].decode() == type_
+        assert fields[b"id"].decode() == payload["event"]["id"]
+        event = decode_event(fields)
+        assert isinstance(event, WebhookEvent)
+        assert event.schema_valid and event.schema_error is None
+        assert event.source is not None and event.source.object == "workflow"
+        assert type(event.data) is workflow_data.workflow_data_type(type_)
+        # The data is published exactly as it was sent.
+        assert json.loads(fields[b"event"])["data"] == payload["data"]
+    transaction = decode_event((await redis.xrange(keys.events("POINTS_EARNED")))[0][1]).data
+    assert isinstance(transaction, workflow_data.CardTransactionData)
+    assert transaction.transaction is not None
+    assert transaction.transaction.member_id == "lmbr_91f6b2e84a37"
+    # A resend is a duplicate, as for every webhook event.
+    again = await post(http, EXAMPLES["POINTS_EARNED"])
+    assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+
+
+async def test_an_undocumented_workflows_type_is_published_as_drift(
+    http: httpx.AsyncClient, redis: Redis, keys: Keys
+) -> None:
+    payload = copy.deepcopy(EXAMPLES["POINTS_EARNED"])
+    payload["type"] = payload["event"]["type"] = "POINTS_GIFTED"
+    assert (await post(http, payload)).status_code == 202
+    [(_, fields)] = await redis.xrange(keys.events("POINTS_GIFTED"))
+    event = decode_event(fields)
+    assert isinstance(event, WebhookEvent)
+    assert not event.schema_valid
+    assert (
+        event.schema_error == "Unknown Workflows event type `POINTS_GIFTED`: no documented schema"
+    )
+    assert event.data == payload["data"]
+
+
+async def test_schemaless_types_have_their_stream_and_gauge_unknown_ones_one_bucket(
+    settings: Settings, redis: Redis, keys: Keys
+) -> None:
+    async with serving(settings) as http:
+        added = envelope("campaign.vouchers.added", {"campaign": {"id": "camp_1"}})
+        assert (await post(http, added)).status_code == 202
+        for name in ("sent.by.test.button", "another.new.type"):
+            assert (await post(http, envelope(name, {"x": 1}))).status_code == 202
+        other = keys.events("another.new.type")
+        await redis.xgroup_create(other, "crm-sync", id="0")
+        values = await scrape(http)
+    [(_, fields)] = await redis.xrange(keys.events("campaign.vouchers.added"))
+    event = decode_event(fields)
+    assert isinstance(event, WebhookEvent)
+    assert event.schema_valid and event.data == {"campaign": {"id": "camp_1"}}
+    schemaless = keys.events("campaign.vouchers.added")
+    assert value(values, "fanout_stream_length", stream=schemaless) == 1
+    # The streams of event types the service does not know: one label value for all.
+    assert value(values, "fanout_stream_length", stream=OTHER) == 2
+    assert value(values, "fanout_group_lag", stream=OTHER, group="crm-sync") == 1
+    streams = {dict(labels).get("stream") for name, labels in values if name.startswith("fanout_")}
+    assert other not in streams and keys.events("sent.by.test.button") not in streams
+    assert value(values, "fanout_schema_drift_total", type="campaign.vouchers.added") == 0
+
+
+@requires_chromium
+async def test_the_dashboard_shows_workflow_and_schemaless_events(
+    settings: Settings, browser: object
+) -> None:
+    guarded = dataclasses.replace(settings, admin_token=Secret(TOKEN))
+    async with serving(guarded) as http:
+        earning = EXAMPLES["POINTS_EARNED"]
+        assert (await post(http, earning)).status_code == 202
+        snapshot = (await http.get("/dashboard/snapshot", headers=BEARER)).json()
+        for type_ in ("POINTS_EARNED", "vl.member.created", "customer.confirmed"):
+            assert type_ in snapshot["types"]
+        [shown] = snapshot["webhook_events"]
+        assert (shown["type"], shown["source"], shown["schema_valid"]) == (
+            "POINTS_EARNED",
+            "workflow",
+            True,
+        )
+        base = str(http.base_url).rstrip("/")
+        page = await browser.new_page()  # type: ignore[attr-defined]
+        await page.goto(f"{base}/dashboard?token={TOKEN}")
+        await page.wait_for_selector("#connection.live", timeout=5000)
+        row = f"#webhook-events tr[data-id='{earning['event']['id']}']"
+        text = await page.inner_text(row)
+        assert "POINTS_EARNED" in text and "workflow" in text and "valid" in text
+        # Live, through the feed: a schema-less project type and a member activity.
+        confirmed = envelope("customer.confirmed", {"customer": {"id": "cust_1"}})
+        for payload in (confirmed, EXAMPLES["vl.member.created"]):
+            assert (await post(http, payload)).status_code == 202
+            row = f"#webhook-events tr[data-id='{payload['event']['id']}']"
+            await page.wait_for_selector(row, timeout=3000)
+            assert await page.get_attribute(row, "class") != "drift"
+        await page.close()
