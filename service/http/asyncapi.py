@@ -1,13 +1,13 @@
 """The AsyncAPI 3.0 document of the streams, generated from the msgspec types.
 
 One channel per stream: each async action type's ``completed`` and ``progress``
-streams, each documented webhook event type's ``events`` stream, one channel for
-the streams of every other webhook event type (distributions' own names, types
-the service does not know), the stream of custom bodies, then the dead letters.
-A stream entry is one message: its plain string fields are the message's
-headers, and the JSON in its ``event`` field is the payload, whose schema
-msgspec generates from the event Struct of the type (for webhook events:
-``WebhookEvent`` with that type's data).
+streams, each known webhook event type's ``events`` stream (documented,
+schema-less and Workflows types: ``event_types.KNOWN``), one channel for the
+streams of every other webhook event type (types the service does not know), the
+stream of custom bodies, then the dead letters. A stream entry is one message:
+its plain string fields are the message's headers, and the JSON in its ``event``
+field is the payload, whose schema msgspec generates from the event Struct of
+the type (for webhook events: ``WebhookEvent`` with that type's data).
 
 Redis keys hold a ``{...}`` hash tag, and AsyncAPI reads braces in a channel's
 ``address`` as parameters. So every channel has ``address: null`` (the spec's
@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from ..domain import actions, completion, webhooks
+from ..domain import actions, completion, event_types, webhooks
 from ..domain.custom import CUSTOM_TYPE, CustomEvent
 from ..domain.webhook_data import BY_TYPE, PROJECT_SETTINGS_TYPES
+from ..domain.workflow_data import BY_TYPE as WORKFLOW_BY_TYPE
 from ..streams.dead_letters import DeadLetter
 from ..streams.keys import Keys
 
@@ -173,11 +174,13 @@ def _webhook_channels(
     doc: _Document, refs: dict[str, dict[str, Any]], other: dict[str, Any]
 ) -> None:
     for type_, ref in refs.items():
-        sender = "project settings" if type_ in PROJECT_SETTINGS_TYPES else "distribution"
-        text = (
-            f"{type_} webhook events (sent by a {sender} webhook), once per (event id, "
-            "request_id). The payload's data has the documented shape unless schema_valid "
-            "is false (drift: data as received, the decoder's message in schema_error)."
+        text = f"{type_} webhook events ({_SENDERS[_sender(type_)]}), once per (event id, " + (
+            "request_id). Its data has no documented schema: published as received, "
+            "schema_valid true."
+            if type_ in event_types.SCHEMALESS
+            else "request_id). The payload's data has the documented shape unless "
+            "schema_valid is false (drift: data as received, the decoder's message in "
+            "schema_error)."
         )
         doc.add(
             f"{type_}.events",
@@ -193,10 +196,9 @@ def _webhook_channels(
             },
         )
     text = (
-        "Webhook events of any other type: a distribution's own event name, or a type "
-        "the service does not know (published with schema_valid false). One stream per "
-        "event type; x-redis-key-pattern matches them all (with the streams above, and "
-        "the custom bodies' stream)."
+        "Webhook events of any other type: a type the service does not know (published "
+        "with schema_valid false). One stream per event type; x-redis-key-pattern matches "
+        "them all (with the streams above, and the custom bodies' stream)."
     )
     doc.add(
         "other_webhook_types.events",
@@ -347,19 +349,36 @@ class _OtherWebhookEvent(webhooks.WebhookEvent, kw_only=True):
     data: dict[str, Any]
 
 
+_SENDERS = {
+    "project": "sent by a project settings webhook",
+    "distribution": "sent by a distribution webhook",
+    "workflow": 'sent by a Workflows "Webhook callout" step, source.object workflow',
+}
+
+
+def _sender(type_: str) -> str:
+    if type_ in WORKFLOW_BY_TYPE:
+        return "workflow"
+    if type_ in PROJECT_SETTINGS_TYPES or type_ in event_types.SCHEMALESS:
+        return "project"
+    return "distribution"
+
+
 @functools.cache
 def _webhook_event_types() -> dict[str, type[webhooks.WebhookEvent]]:
-    """One WebhookEvent Struct per documented event type, its ``data`` of that type's Struct."""
+    """One WebhookEvent Struct per known event type, its ``data`` of that type's Struct
+    (a JSON object for the schema-less types)."""
     literal: Any = Literal  # a Literal of a runtime value
+    data_types: dict[str, Any] = {**BY_TYPE, **WORKFLOW_BY_TYPE}
     return {
         type_: msgspec.defstruct(  # type: ignore[misc]
             "".join(part.capitalize() for part in re.split(r"[._-]", type_)) + "WebhookEvent",
-            [("type", literal[type_]), ("data", data)],
+            [("type", literal[type_]), ("data", data_types.get(type_, dict[str, Any]))],
             bases=(webhooks.WebhookEvent,),
             kw_only=True,
             module=__name__,
         )
-        for type_, data in BY_TYPE.items()
+        for type_ in event_types.KNOWN
     }
 
 

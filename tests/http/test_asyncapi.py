@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from service.domain import (
     inbound,
     outbound,
     samples,
+    webhook_data,
     webhook_samples,
     webhooks,
+    workflow_data,
 )
 from service.domain.webhook_data import BY_TYPE
 from service.http import asyncapi
@@ -26,6 +29,7 @@ from service.streams.dead_letters import DeadLetter
 from service.streams.keys import Keys
 
 CHECKED_IN = Path(__file__).parents[2] / "docs" / "asyncapi.json"
+VENDOR = Path(__file__).parents[2] / "scripts" / "vendor"
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +48,11 @@ def test_one_channel_per_stream(doc: dict[str, Any]) -> None:
     keys = Keys("acme")
     expected = [k for t in actions.TYPES for k in (keys.completed(t), keys.progress(t))]
     expected += [keys.events(t) for t in webhook_samples.TYPES]
+    expected += [keys.events(t) for t in webhook_data.SCHEMALESS_TYPES]
+    expected += [keys.events(t) for t in workflow_data.BY_TYPE]
     expected += [None, keys.custom(), keys.dead_letters()]  # other types: a pattern, no key
     assert [c.get("x-redis-key") for c in doc["channels"].values()] == expected
-    assert len(doc["channels"]) == 22 * 2 + 72 + 3
+    assert len(doc["channels"]) == 22 * 2 + 72 + 17 + 80 + 3
     other = doc["channels"]["other_webhook_types.events"]
     assert other["x-redis-key-pattern"] == "acme:{*}:events"
 
@@ -121,6 +127,31 @@ def test_every_webhook_event_type_has_a_channel_that_fits_its_entries(
     entry = {"type", "id", "request_id", "sendout_id"}
     assert set(headers["required"]) == entry
     assert headers["properties"]["type"]["const"] == type_
+
+
+def test_workflow_and_schemaless_types_have_channels_that_fit_their_entries(
+    doc: dict[str, Any],
+) -> None:
+    examples = json.loads((VENDOR / "workflow-webhook-examples.json").read_text())
+    bodies = [*examples.values(), webhook_samples.envelope("customer.confirmed", {"x": 1})]
+    for body in bodies:
+        delivery = webhooks.decode_envelope(msgspec.json.encode(body))
+        assert delivery.schema_valid
+        event = webhooks.encode_event(delivery.event(datetime.now(UTC)))
+        type_ = delivery.type
+        channel = doc["channels"][f"{type_}.events"]
+        schema = resolve(doc, doc["components"]["messages"][f"{type_}.events"]["payload"]["$ref"])
+        struct = asyncapi._webhook_event_types()[type_]
+        decoded = msgspec.json.decode(event, type=struct)
+        if type_ in workflow_data.BY_TYPE:
+            assert "Workflows" in channel["description"]
+            data = resolve(doc, schema["properties"]["data"]["$ref"])
+            assert data["title"] == workflow_data.BY_TYPE[type_].__name__
+            assert decoded.data == delivery.data
+        else:
+            assert "no documented schema" in channel["description"]
+            assert schema["properties"]["data"]["type"] == "object"
+            assert decoded.data == {"x": 1}
 
 
 def test_other_webhook_types_have_a_generic_channel(doc: dict[str, Any]) -> None:
