@@ -15,17 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
-from service import decode_event
+from service import Consumer, StreamEvent, decode_event
 from service.config import Secret, Settings
 from service.domain import workflow_data
 from service.domain.event_types import OTHER
 from service.domain.webhook_samples import envelope
 from service.domain.webhooks import WebhookEvent
 from service.streams.keys import Keys
+from tests.consumer.test_consumer import FAST
 from tests.http.test_metrics import scrape, value
 from tests.support.browser import requires_chromium
+from tests.support.feed import running, until
 from tests.support.http import post, serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,3 +140,30 @@ async def test_the_dashboard_shows_workflow_and_schemaless_events(
             await page.wait_for_selector(row, timeout=3000)
             assert await page.get_attribute(row, "class") != "drift"
         await page.close()
+
+
+async def test_a_consumer_group_reads_workflow_and_schemaless_events_typed(
+    http: httpx.AsyncClient, redis: Redis, keys: Keys
+) -> None:
+    confirmed = envelope("customer.confirmed", {"customer": {"id": "cust_1"}})
+    for payload in (*EXAMPLES.values(), confirmed):
+        assert (await post(http, payload)).status_code == 202
+    received: list[StreamEvent] = []
+
+    async def handle(event: StreamEvent) -> None:
+        received.append(event)
+
+    types = ["POINTS_EARNED", "vl.member.created", "customer.confirmed"]
+    member = Consumer(redis, "loyalty", types=types, prefix=keys.prefix, **FAST)  # type: ignore[arg-type]
+    async with running(member, handle):
+        await until(lambda: len(received) == 3)
+    data = {event.type: event.data for event in received if isinstance(event, WebhookEvent)}
+    match data["POINTS_EARNED"]:
+        case workflow_data.CardTransactionData(transaction=transaction):
+            assert transaction is not None and transaction.type == "POINTS_EARNED"
+        case other:
+            pytest.fail(f"untyped data: {other!r}")
+    assert isinstance(data["vl.member.created"], workflow_data.MemberActivityData)
+    assert data["customer.confirmed"] == {"customer": {"id": "cust_1"}}
+    with pytest.raises(ValueError, match="unknown async action or webhook event type"):
+        Consumer(redis, "loyalty", types=["vl.member.renamed"], prefix=keys.prefix)
