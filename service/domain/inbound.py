@@ -50,6 +50,7 @@ Inbound: TypeAlias = AnyAction | WebhookDelivery | CustomBody
 MALFORMED_JSON = "malformed_json"
 INVALID_PAYLOAD = "invalid_payload"
 STALE = "stale"
+PROJECT_MISMATCH = "project_mismatch"
 
 
 class Unpublishable(FanoutError):
@@ -161,6 +162,23 @@ def _values(body: bytes) -> object:
         raise Unpublishable(MALFORMED_JSON, detail) from None
     except RecursionError:
         raise Unpublishable(MALFORMED_JSON, "JSON nested too deeply to decode") from None
+
+
+def check_project(inbound: Inbound, project: str | None) -> None:
+    """``Unpublishable`` (``project_mismatch``) for an envelope signed with a secret bound
+    to ``project`` (``FANOUT_SECRETS`` entry ``proj_...=secret``) that claims another
+    project, or none. A plain secret (``project`` None) signs for any project; an async
+    action carries no project to hold it to."""
+    if project is None or not isinstance(inbound, WebhookDelivery):
+        return
+    if inbound.project_id != project:
+        claimed = "no project_id" if inbound.project_id is None else repr(inbound.project_id)
+        raise Unpublishable(
+            PROJECT_MISMATCH,
+            f"signed with the secret bound to {project}, but the envelope claims {claimed}"
+            " - at `$.project_id`",
+            "other",
+        )
 
 
 def _other_kind(error: msgspec.ValidationError) -> bool:

@@ -95,7 +95,8 @@ def of_event(event: OutboundEvent, data: bytes, digest: str = "") -> Publication
     request_id = event.request_id or ""
     if isinstance(event, WebhookEvent):
         fields = ["type", event.type, "id", event.id, "request_id", request_id]
-        fields += ["sendout_id", event.sendout_id, "event", data]
+        fields += ["sendout_id", event.sendout_id, "project_id", event.project_id or ""]
+        fields += ["event", data]
         return Publication(
             kind="events",
             type=event.type,

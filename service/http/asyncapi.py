@@ -53,6 +53,7 @@ DEAD_LETTER_REASONS = (
     "invalid_payload",
     "unknown_type",
     "stale",
+    "project_mismatch",
     "conflict",
     "poison",
     "trimmed",
@@ -337,6 +338,10 @@ def _webhook_headers(type_schema: dict[str, Any]) -> dict[str, Any]:
             "id": _string("The event id (event.id, else the envelope id)."),
             "request_id": _string("event.group_id; empty string when absent."),
             "sendout_id": _string("The envelope id (one per webhook that sent the event)."),
+            "project_id": _string(
+                "The envelope's project_id; empty string when absent (entries written "
+                "before this field existed lack it)."
+            ),
             "data": _CLOUDEVENT_HEADER,
         },
         "required": ["type", "id", "request_id", "sendout_id"],

@@ -27,7 +27,7 @@ from .. import logs, metrics
 from ..config import ConfigError, Settings, webhook_secrets
 from ..domain import outbound
 from ..domain.custom import CustomBody
-from ..domain.inbound import Inbound, Unpublishable, check_age, decode
+from ..domain.inbound import Inbound, Unpublishable, check_age, check_project, decode
 from ..domain.webhooks import WebhookDelivery
 from ..streams.errors import RedisUnavailable, StreamFull
 from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
@@ -113,12 +113,13 @@ class Receiver:
             intake.check_declared_length(head, self.settings.max_body_bytes)
             intake.check_media_type(head)
             body = await intake.read_body(receive, self.settings.max_body_bytes)
-            self.verifier.verify(body, head.signatures)
+            project = self.verifier.verify(body, head.signatures)
             # Authentic from here on: stored (published or dead-lettered) and answered 2xx,
             # or 503 when Redis cannot take it; never refused.
             received_at = datetime.now(UTC)
             try:
                 inbound = decode(body)
+                check_project(inbound, project)
                 check_age(inbound, received_at, self.max_age)
             except Unpublishable as unpublishable:
                 return await self._dead_letter(scope, body, received_at, unpublishable, started)

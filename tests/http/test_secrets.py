@@ -8,11 +8,17 @@ import os
 import signal
 from pathlib import Path
 
+import msgspec
 import pytest
+from redis.asyncio import Redis
 
 from service.config import ConfigError, Secret, Settings, read_secrets_file, webhook_secrets
 from service.domain import samples
-from tests.support.http import post, serving
+from service.domain.webhook_samples import envelope
+from service.streams.keys import Keys
+from service.streams.replay import Replayer
+from tests.http.test_metrics import scrape, value
+from tests.support.http import dead_lettered, post, serving
 
 
 def test_a_proj_entry_binds_its_secret_to_that_project() -> None:
@@ -91,3 +97,45 @@ async def test_sighup_reads_the_file_again_and_a_bad_file_changes_nothing(
         await asyncio.sleep(0.2)
         again = samples.sample("VOUCHERS.IMPORT")
         assert (await post(http, again, secret="new-secret")).status_code == 202
+
+
+async def test_a_bound_secret_holds_envelopes_to_its_project(
+    settings: Settings, redis: Redis, keys: Keys
+) -> None:
+    bound = dataclasses.replace(
+        settings, secrets=(Secret("s-staging", "proj_STAGE"), Secret("s-any"))
+    )
+    async with serving(bound) as http:
+        # Production's event, signed with staging's secret: kept, never published.
+        claims_prod = envelope("voucher.published") | {"project_id": "proj_PROD"}
+        body = msgspec.json.encode(claims_prod)
+        first = await post(http, body, secret="s-staging")
+        letter = await dead_lettered(first, redis, keys, body, "project_mismatch")
+        assert letter["detail"] == (
+            "signed with the secret bound to proj_STAGE, but the envelope claims "
+            "'proj_PROD' - at `$.project_id`"
+        )
+        again = await post(http, body, secret="s-staging")  # a retry: the same letter
+        assert again.json()["dead_letter"] == first.json()["dead_letter"]
+        no_project = envelope("voucher.published")
+        del no_project["project_id"]
+        missing = await post(http, no_project, secret="s-staging")
+        assert missing.json()["reason"] == "project_mismatch"
+        assert await redis.exists(keys.events("voucher.published")) == 0
+
+        # Its own project's event, a plain secret for any project, an async action.
+        own = envelope("voucher.published") | {"project_id": "proj_STAGE"}
+        assert (await post(http, own, secret="s-staging")).status_code == 202
+        assert (await post(http, claims_prod, secret="s-any")).status_code == 202
+        action = samples.sample("VOUCHERS.IMPORT")
+        assert (await post(http, action, secret="s-staging")).status_code == 202
+        values = await scrape(http)
+    [(_, first_entry), (_, second)] = await redis.xrange(keys.events("voucher.published"))
+    assert (first_entry[b"project_id"], second[b"project_id"]) == (b"proj_STAGE", b"proj_PROD")
+    assert value(values, "fanout_dead_letters_total", reason="project_mismatch") == 2
+    assert value(values, "fanout_deliveries_total", type="other", outcome="dead_lettered") == 3
+
+    # Published on purpose: the operator replays a letter (`fanout dlq replay`).
+    replayed = await Replayer(redis, bound).replay(missing.json()["dead_letter"])
+    assert replayed.outcome == "accepted"
+    assert await redis.xlen(keys.events("voucher.published")) == 3

@@ -74,7 +74,8 @@ async def test_entry_fields_and_event_json(
     response = await post(http, payload)
     assert response.status_code == 202
     [(_, entry)] = await entries(redis, keys.events("customer.order.paid"))
-    assert sorted(entry) == ["event", "id", "request_id", "sendout_id", "type"]
+    assert sorted(entry) == ["event", "id", "project_id", "request_id", "sendout_id", "type"]
+    assert entry["project_id"] == payload["project_id"]
     event = json.loads(entry["event"])
     assert event == {
         "schema": 1,

@@ -161,7 +161,7 @@ async def entries(redis: Redis, stream: str) -> list[dict[bytes, bytes]]:
 
 
 ACTION_FIELDS = [b"type", b"status", b"id", b"request_id", b"event"]
-WEBHOOK_FIELDS = [b"type", b"id", b"request_id", b"sendout_id", b"event"]
+WEBHOOK_FIELDS = [b"type", b"id", b"request_id", b"sendout_id", b"project_id", b"event"]
 
 
 class Kind(NamedTuple):
