@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from service.domain import event_types, webhook_data, webhooks, workflow_data
+from service.domain import event_types, inbound, webhook_data, webhooks, workflow_data
 from service.domain.event_types import is_known
 from service.domain.webhook_samples import envelope as samples_envelope
 from tests.support.scripts import load_script
@@ -130,7 +130,7 @@ def test_data_off_its_schema_is_refused_by_the_struct_with_its_path() -> None:
 
 def test_workflow_envelopes_decode_valid_and_typed() -> None:
     for type_, envelope in EXAMPLES.items():
-        delivery = webhooks.decode(msgspec.json.encode(envelope))
+        delivery = inbound.decode(msgspec.json.encode(envelope))
         assert isinstance(delivery, webhooks.WebhookDelivery)
         assert (delivery.type, delivery.id) == (type_, envelope["event"]["id"])
         assert delivery.schema_valid, delivery.schema_error
@@ -145,7 +145,7 @@ def test_workflow_envelopes_decode_valid_and_typed() -> None:
 def test_an_undocumented_workflows_type_is_drift() -> None:
     envelope = copy.deepcopy(EXAMPLES["vl.member.created"])
     envelope["type"] = envelope["event"]["type"] = "vl.member.renamed"
-    delivery = webhooks.decode(msgspec.json.encode(envelope))
+    delivery = inbound.decode(msgspec.json.encode(envelope))
     assert isinstance(delivery, webhooks.WebhookDelivery)
     assert delivery.type == "vl.member.renamed"
     assert not delivery.schema_valid and delivery.data is None
@@ -157,7 +157,7 @@ def test_an_undocumented_workflows_type_is_drift() -> None:
 def test_workflows_data_off_its_schema_is_drift_with_its_path() -> None:
     envelope = copy.deepcopy(EXAMPLES["POINTS_EARNED"])
     envelope["data"]["transaction"]["details"]["points"]["total"] = "250 points"
-    delivery = webhooks.decode(msgspec.json.encode(envelope))
+    delivery = inbound.decode(msgspec.json.encode(envelope))
     assert isinstance(delivery, webhooks.WebhookDelivery)
     assert delivery.schema_error == (
         "Expected `float | null`, got `str` - at `$.data.transaction.details.points.total`"
@@ -168,7 +168,7 @@ def test_workflows_types_are_typed_only_when_a_workflow_sent_them() -> None:
     # The same type name from a project webhook is not a Workflows event.
     envelope = copy.deepcopy(EXAMPLES["POINTS_EARNED"])
     envelope["source"]["object"] = "webhook"
-    delivery = webhooks.decode(msgspec.json.encode(envelope))
+    delivery = inbound.decode(msgspec.json.encode(envelope))
     assert isinstance(delivery, webhooks.WebhookDelivery)
     assert delivery.schema_error == "Unknown event type `POINTS_EARNED`: no documented schema"
 
@@ -176,7 +176,7 @@ def test_workflows_types_are_typed_only_when_a_workflow_sent_them() -> None:
 @pytest.mark.parametrize("type_", webhook_data.SCHEMALESS_TYPES)
 def test_schemaless_project_types_are_known_valid_and_untyped(type_: str) -> None:
     data = {"campaign": {"id": "camp_1", "name": "Summer"}}
-    delivery = webhooks.decode(msgspec.json.encode(samples_envelope(type_, data)))
+    delivery = inbound.decode(msgspec.json.encode(samples_envelope(type_, data)))
     assert isinstance(delivery, webhooks.WebhookDelivery)
     assert delivery.envelope.source is not None
     assert delivery.envelope.source.object == "webhook"  # project settings send these
@@ -189,7 +189,7 @@ def test_schemaless_project_types_are_known_valid_and_untyped(type_: str) -> Non
 def test_17_schemaless_types_and_customer_updated_from_project_settings() -> None:
     assert len(webhook_data.SCHEMALESS_TYPES) == 17
     assert "customer.updated" in webhook_data.PROJECT_SETTINGS_TYPES
-    delivery = webhooks.decode(msgspec.json.encode(samples_envelope("customer.updated")))
+    delivery = inbound.decode(msgspec.json.encode(samples_envelope("customer.updated")))
     assert isinstance(delivery, webhooks.WebhookDelivery)
     assert delivery.envelope.source is not None
     assert delivery.envelope.source.object == "webhook"
