@@ -252,6 +252,8 @@ def render(spec: dict[str, Any]) -> str:
     for name in order:
         out.append(render_struct(gen.structs[name], same))
     out.append(render_tables(spec, by_type))
+    tables = ["BY_TYPE", "TRANSACTION_TYPES", "workflow_data_type"]
+    out.append(base.render_all(["WorkflowData", *order, *tables]))
     return "\n".join(out)
 
 

@@ -10,7 +10,7 @@ from types import ModuleType
 import msgspec
 
 import service
-from service import results, webhook_data
+from service import results, webhook_data, workflow_data
 from service.domain import completion
 
 #: What a consumer imports every day, and no more (issue 22: it held 134 names).
@@ -52,7 +52,7 @@ def test_the_root_lists_what_a_consumer_uses_every_day() -> None:
 
 
 def test_each_namespace_lists_every_public_name_and_only_those() -> None:
-    for namespace in (results, webhook_data):
+    for namespace in (results, webhook_data, workflow_data):
         exported = set(namespace.__all__)
         assert len(namespace.__all__) == len(exported), "no name listed twice"
         assert exported == _public(namespace), namespace.__name__
@@ -94,12 +94,22 @@ def test_every_webhook_data_struct_is_in_service_webhook_data() -> None:
         assert issubclass(struct, service.WebhookData)
 
 
+def test_every_workflow_data_struct_is_in_service_workflow_data() -> None:
+    assert len(workflow_data.BY_TYPE) == 80
+    for struct in set(workflow_data.BY_TYPE.values()):
+        assert getattr(workflow_data, struct.__name__) is struct
+        assert struct.__name__ in workflow_data.__all__
+        assert issubclass(struct, workflow_data.WorkflowData)
+    assert workflow_data.workflow_data_type("POINTS_EARNED") is workflow_data.CardTransactionData
+
+
 def test_importing_the_consumer_api_loads_no_server_framework() -> None:
     code = (
         "import sys\n"
         "from service import Consumer, decode_event\n"
         "from service.results import VoucherImportResult\n"
         "from service.webhook_data import EventVoucherPublishedData\n"
+        "from service.workflow_data import CardTransactionData\n"
         "heavy = ('starlette', 'uvicorn', 'prometheus_client', 'rich')\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(','.join(loaded))\n"

@@ -18,9 +18,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service import Consumer, StreamEvent, decode_event
+from service import Consumer, StreamEvent, decode_event, workflow_data
 from service.config import Secret, Settings
-from service.domain import workflow_data
 from service.domain.event_types import OTHER
 from service.domain.webhook_samples import envelope
 from service.domain.webhooks import WebhookEvent
