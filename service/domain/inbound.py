@@ -168,7 +168,7 @@ def check_project(inbound: Inbound, project: str | None) -> None:
     """``Unpublishable`` (``project_mismatch``) for an envelope signed with a secret bound
     to ``project`` (``FANOUT_SECRETS`` entry ``proj_...=secret``) that claims another
     project, or none. A plain secret (``project`` None) signs for any project; an async
-    action carries no project to hold it to."""
+    action and a custom body carry no project (``project_id`` None) to hold them to."""
     if project is None or not isinstance(inbound, WebhookDelivery):
         return
     if inbound.project_id != project:
