@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from service import Consumer, StreamEvent, decode_event, workflow_data
 from service.config import Secret, Settings
+from service.domain import clock
 from service.domain.event_types import OTHER
 from service.domain.webhook_samples import envelope
 from service.domain.webhooks import WebhookEvent
@@ -31,9 +32,20 @@ from tests.support.feed import running, until
 from tests.support.http import post, serving
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES: dict[str, dict[str, Any]] = json.loads(
+VENDOR_EXAMPLES: dict[str, dict[str, Any]] = json.loads(
     (ROOT / "scripts" / "vendor" / "workflow-webhook-examples.json").read_text(encoding="utf-8")
 )
+
+
+def sent_now(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The vendor's example as it would be sent today: dated now (the examples are from
+    August 2026, older than FANOUT_MAX_AGE allows), all else as written."""
+    fresh = copy.deepcopy(envelope)
+    fresh["created_at"] = fresh["event"]["created_at"] = clock.now()
+    return fresh
+
+
+EXAMPLES = {type_: sent_now(envelope) for type_, envelope in VENDOR_EXAMPLES.items()}
 TOKEN = "dashboard-token-0123456789"
 BEARER = {"authorization": f"Bearer {TOKEN}"}
 
