@@ -42,6 +42,9 @@ import gen_webhook_types as base
 ROOT = base.ROOT
 OUTPUT = ROOT / "service" / "domain" / "workflow_data.py"
 SPEC = ROOT / "scripts" / "vendor" / "loyalties-v2.json"
+#: The two envelopes of the vendor's Workflows webhook page: samples for ``fanout send``.
+VENDOR_EXAMPLES = SPEC.with_name("workflow-webhook-examples.json")
+EXAMPLES = OUTPUT.with_name("workflow_examples.json")
 
 #: The transaction schema whose ``type`` enum lists the transaction event types.
 TRANSACTION = "CardTransaction"
@@ -310,7 +313,17 @@ def render_tables(spec: dict[str, Any], by_type: dict[str, str]) -> str:
 def generate(spec_path: Path) -> dict[str, str]:
     """File name (in ``service/domain``) -> content."""
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    return {OUTPUT.name: base.ruff_format(render(spec))}
+    return {OUTPUT.name: base.ruff_format(render(spec)), EXAMPLES.name: render_examples()}
+
+
+def render_examples() -> str:
+    """The vendor's Workflows envelopes (``fanout send --sample POINTS_EARNED``)."""
+    document = {
+        "generated": "by scripts/gen_workflow_types.py from the vendor's Workflows webhook "
+        "page's examples; do not edit",
+        "examples": json.loads(VENDOR_EXAMPLES.read_text(encoding="utf-8")),
+    }
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

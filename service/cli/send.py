@@ -1,8 +1,10 @@
 """``fanout send``: sign a file or a built-in sample as Voucherify does and post it.
 
-Samples: an async action of any of the 22 types, or a webhook event of any of
+Samples: an async action of any of the 22 types, a webhook event of any of
 the 72 documented types (the vendor's example data in the v2024-01-01
-envelope, from a project webhook or a distribution as Voucherify sends it).
+envelope, from a project webhook or a distribution as Voucherify sends it), or
+one of the two Workflows webhooks the vendor gives an example of
+(``POINTS_EARNED``, ``vl.member.created``).
 
 Where it posts: ``--url``, else ``FANOUT_HOST``/``FANOUT_PORT`` when set, else
 the webhook URL of the running local server (its record, as
@@ -32,12 +34,14 @@ from .errors import CommandError
 from .serve import SECRET_FILE
 
 #: Types ``--sample`` takes: async action types, webhook event types in either spelling.
-SAMPLE_TYPES = (*actions.TYPES, *webhook_samples.TYPES, *ALIASES)
+SAMPLE_TYPES = (*actions.TYPES, *webhook_samples.TYPES, *webhook_samples.WORKFLOW_TYPES, *ALIASES)
 
 
 def _sample(type_: str, status: str) -> bytes:
     if type_ in actions.BY_TYPE:
         return msgspec.json.encode(samples.sample(type_, status=status))
+    if type_ in webhook_samples.WORKFLOW_TYPES:
+        return msgspec.json.encode(webhook_samples.workflow_envelope(type_))
     return msgspec.json.encode(webhook_samples.envelope(type_))
 
 
@@ -45,6 +49,7 @@ EXAMPLES = """\
   fanout send --sample VOUCHERS.IMPORT            sign a sample and post it to the local server
   fanout send --sample ORDERS.IMPORT --status FAILED --count 3
   fanout send --sample voucher.published          a webhook event in its envelope
+  fanout send --sample POINTS_EARNED              a Workflows webhook (Loyalty v2)
   fanout send action.json                         a body of your own
   fanout send --list-samples                      the types --sample takes
   fanout send --sample VOUCHERS.IMPORT --data-dir ../other/.fanout
@@ -138,7 +143,7 @@ def _bodies(args: argparse.Namespace) -> list[bytes]:
 
 def cmd_send(args: argparse.Namespace) -> int:
     if args.list_samples:  # the canonical spellings; --sample also takes the aliases
-        print("\n".join((*actions.TYPES, *webhook_samples.TYPES)))
+        print("\n".join((*actions.TYPES, *webhook_samples.TYPES, *webhook_samples.WORKFLOW_TYPES)))
         return 0
     logging.getLogger("httpx").setLevel(logging.WARNING)
     search = local.find_server(Path(args.data_dir) if args.data_dir else None)

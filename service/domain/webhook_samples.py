@@ -19,6 +19,7 @@ from . import clock
 from .webhook_data import ALIASES, BY_TYPE, PROJECT_SETTINGS_TYPES, SCHEMALESS_TYPES
 
 EXAMPLES_PATH = Path(__file__).with_name("webhook_examples.json")
+WORKFLOW_EXAMPLES_PATH = Path(__file__).with_name("workflow_examples.json")
 PROJECT_ID = "proj_5T4Rpl4T1nuM"
 TARGET_URL = "https://fanout.example.com/webhooks/voucherify"
 
@@ -30,6 +31,32 @@ TYPES: tuple[str, ...] = tuple(BY_TYPE)
 def _examples() -> dict[str, dict[str, Any]]:
     examples: dict[str, dict[str, Any]] = json.loads(EXAMPLES_PATH.read_bytes())["examples"]
     return examples
+
+
+@functools.cache
+def _workflow_examples() -> dict[str, dict[str, Any]]:
+    examples: dict[str, dict[str, Any]] = json.loads(WORKFLOW_EXAMPLES_PATH.read_bytes())[
+        "examples"
+    ]
+    return examples
+
+
+#: The Workflows types the vendor gives an example of (``workflow_envelope``).
+WORKFLOW_TYPES: tuple[str, ...] = tuple(_workflow_examples())
+
+
+def workflow_envelope(type_: str) -> dict[str, Any]:
+    """The vendor's Workflows envelope of ``type_`` (``POINTS_EARNED``, ``vl.member.created``)
+    as it would be sent now: new sendout and event ids, dated now, its data as written."""
+    sent: dict[str, Any] = json.loads(json.dumps(_workflow_examples()[type_]))
+    created_at = clock.now()
+    prefix = sent["event"]["id"].split("_", 1)[0]
+    event_id = f"{prefix}_{secrets.token_hex(6)}"
+    sent["id"] = f"whs_{secrets.token_hex(9)}"
+    sent["created_at"] = created_at
+    sent["event"] |= {"id": event_id, "entity_id": event_id, "created_at": created_at}
+    sent["event"]["group_id"] = f"i-{secrets.token_hex(6)}"
+    return sent
 
 
 def example(type_: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the gauges, the dashboard's snapshot and the page in a real Chromium.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import json
@@ -20,7 +21,7 @@ from redis.asyncio import Redis
 
 from service import Consumer, StreamEvent, decode_event, workflow_data
 from service.config import Secret, Settings
-from service.domain import clock
+from service.domain import clock, webhook_samples
 from service.domain.event_types import OTHER
 from service.domain.webhook_samples import envelope
 from service.domain.webhooks import WebhookEvent
@@ -28,8 +29,9 @@ from service.streams.keys import Keys
 from tests.consumer.test_consumer import FAST
 from tests.http.test_metrics import scrape, value
 from tests.support.browser import requires_chromium
+from tests.support.cli import FANOUT, clean_env
 from tests.support.feed import running, until
-from tests.support.http import post, serving
+from tests.support.http import SECRET, post, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR_EXAMPLES: dict[str, dict[str, Any]] = json.loads(
@@ -178,3 +180,29 @@ async def test_a_consumer_group_reads_workflow_and_schemaless_events_typed(
     assert data["customer.confirmed"] == {"customer": {"id": "cust_1"}}
     with pytest.raises(ValueError, match="unknown async action or webhook event type"):
         Consumer(redis, "loyalty", types=["vl.member.renamed"], prefix=keys.prefix)
+
+
+async def test_fanout_send_posts_the_vendors_workflows_examples(
+    settings: Settings, redis: Redis, keys: Keys, tmp_path: Path
+) -> None:
+    async with serving(settings) as http:
+        url = f"{str(http.base_url).rstrip('/')}/webhooks/voucherify"
+        for type_ in webhook_samples.WORKFLOW_TYPES:
+            process = await asyncio.create_subprocess_exec(
+                *(FANOUT, "send", "--sample", type_, "--count", "2", "--url", url),
+                *("--secret", SECRET),
+                cwd=tmp_path,
+                env=clean_env(),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await process.communicate()
+            assert process.returncode == 0, err.decode()
+            # New ids each time, so both are new events: two entries, both valid.
+            assert [line.split(" ", 1)[0] for line in out.decode().splitlines()] == ["202"] * 2
+            entries = await redis.xrange(keys.events(type_))
+            assert len(entries) == 2
+            for _, fields in entries:
+                event = decode_event(fields)
+                assert isinstance(event, WebhookEvent) and event.schema_valid
+                assert type(event.data) is workflow_data.workflow_data_type(type_)
