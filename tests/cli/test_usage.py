@@ -53,7 +53,9 @@ def test_help_has_examples_and_exit_codes_for_every_command(tmp_path: Path) -> N
 def test_list_samples(tmp_path: Path) -> None:
     result = run("send", "--list-samples", cwd=tmp_path)
     assert result.returncode == 0
-    assert result.stdout.split() == [*actions.TYPES, *webhook_samples.TYPES]
+    samples = [*actions.TYPES, *webhook_samples.TYPES, *webhook_samples.WORKFLOW_TYPES]
+    assert result.stdout.split() == samples
+    assert webhook_samples.WORKFLOW_TYPES == ("POINTS_EARNED", "vl.member.created")
     assert "voucher.published" in result.stdout
 
 
