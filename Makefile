@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Flags of `fanout serve` go in ARGS: make serve ARGS="--port 9000" (or FANOUT_PORT=9000 make serve).
+ARGS ?=
 serve: $(STAMP)
-	$(BIN)/fanout serve
+	$(BIN)/fanout serve $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -34,6 +34,7 @@ import redis
 
 from bench import corpus
 from bench.run import HERE, Result, has_wrk, measure, parser, wait_ready, wrk
+from service.streams import local
 from tests.support.servers import ValkeyProcess, free_port
 
 FANOUT = str(Path(sys.executable).parent / "fanout")
@@ -62,7 +63,7 @@ class Setup:
     def redis_url(self) -> str:
         if self.server is not None:
             return self.server.url
-        return f"unix://{self.data_dir.resolve() / 'valkey.sock'}"
+        return local.find_redis(None, data_dir=self.data_dir, environ={}).url
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}

@@ -1,11 +1,12 @@
 """Consume completion events (and webhook events, with --types) with a consumer group.
 
-    python examples/consume.py                 # the Redis of the `fanout serve` running here
-    python examples/consume.py --redis-url redis://127.0.0.1:6379/0 --group billing
+    .venv/bin/python examples/consume.py       # the Redis of the `fanout serve` running here
+    .venv/bin/python examples/consume.py --redis-url redis://127.0.0.1:6379/0 --group billing
 
 Without --redis-url it uses FANOUT_REDIS_URL, else the server that `fanout serve`
 recorded in .fanout/ (of this folder or a parent; FANOUT_DATA_DIR or --data-dir
 point elsewhere), and says on stderr which one it connected to.
+While Redis is away it says so once on stderr, and once when it is back.
 Stops on Ctrl-C (after the handlers in flight finish), or after --count events.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 
@@ -73,6 +75,8 @@ if __name__ == "__main__":
         "(default: the 22 async action types)",
     )
     parser.add_argument("--count", type=int, help="stop after this many events")
+    # The library's warnings (Redis lost, Redis back, a poison letter), one line each.
+    logging.basicConfig(format="consume.py: %(message)s", level=logging.WARNING)
     try:
         asyncio.run(main(parser.parse_args()))
     except (NoRedis, ConnectionError) as exc:

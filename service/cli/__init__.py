@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from .. import logs
 from ..config import ConfigError
 from ..domain.text import escape
-from . import dlq, poll, send, serve, stats, tail
+from . import dlq, poll, send, serve, stats, tail, url
 from .errors import CommandError
 from .usage import EXIT_STATUS, package_version
 
@@ -28,6 +28,7 @@ examples:
   fanout send --sample VOUCHERS.IMPORT  post a signed sample to it
   fanout tail -f                        watch events arrive
   fanout stats                          streams, consumer groups, pending, lag
+  fanout url --password                 the Redis URL, for other tools and languages
   fanout COMMAND --help                 a command's options and examples
 
 Redis: --redis-url, else FANOUT_REDIS_URL, else the running `fanout serve`
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fanout {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (serve, send, tail, stats, dlq, poll):
+    for command in (serve, send, tail, stats, dlq, poll, url):
         command.register(commands)
     return parser
 

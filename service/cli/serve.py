@@ -222,9 +222,15 @@ def _serve(
         except EmbeddedError as exc:
             raise CommandError(str(exc)) from None
         settings = dataclasses.replace(settings, redis_url=url, redis_cluster=False)
+        if embedded.moved:
+            print(f"embedded Valkey: {embedded.moved}")
         print(
-            f"embedded Valkey listening on {url} "
+            f"embedded Valkey listening on {embedded.url} "
             f"(AOF on, fsync before every reply, files in {embedded.data_dir})"
+        )
+        print(
+            f"  its password is kept in {embedded.password_file}; "
+            "`fanout url --password` prints the URL with it"
         )
     try:
         promise = asyncio.run(_preflight(settings))
@@ -246,6 +252,7 @@ def _serve(
                 stream_prefix=settings.stream_prefix,
                 webhook_url=f"{base}{WEBHOOK_PATH}",
                 dashboard_url=f"{base}/dashboard",
+                redis_password_file=embedded.password_file if embedded else None,
             )
             print(f"recorded in {record}: `fanout` commands and consumers here find it")
         # Each connection is a file: the cap must fit the file limit (workers inherit it).

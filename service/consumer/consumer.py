@@ -40,6 +40,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -61,6 +62,32 @@ from .poison import PoisonLetters
 logger = logging.getLogger("service.consumer")
 
 Start: TypeAlias = Literal["beginning", "now"]
+
+
+class _Outage:
+    """One log line when Redis goes away and one when it is back, however many of the
+    consumer's loops (a read per slot, a claim loop per stream) notice it.
+
+    Both at warning level, so whoever sees the first sees the second. Each retry
+    used to log a warning naming every stream: with the 22 completion streams, a
+    1,169-character line every 2 s while the server was down.
+    """
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def lost(self, exc: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            text = (str(exc) or type(exc).__name__).splitlines()[0][:200]
+            logger.warning("lost Redis (%s); retrying until it is back", text)
+        else:
+            logger.debug("Redis still unavailable: %s", exc)
+
+    def back(self) -> None:
+        if self.since is not None:
+            logger.warning("Redis is back after %.1fs", time.monotonic() - self.since)
+            self.since = None
 
 
 def default_name() -> str:
@@ -159,6 +186,7 @@ class Consumer:
             max_deliveries=max_deliveries,
         )
         self._stopping = asyncio.Event()
+        self._outage = _Outage()
         self._ready = asyncio.Event()
         self._owns_client = False
 
@@ -258,6 +286,7 @@ class Consumer:
         while not self._stopping.is_set():
             try:
                 await self._ensure_groups(self.streams, "0" if self.start == "beginning" else "$")
+                self._outage.back()
                 return True
             except RedisError as exc:
                 if not passing(exc):
@@ -269,9 +298,8 @@ class Consumer:
     async def _retry_later(
         self, doing: str, streams: Sequence[str], exc: BaseException, backoff: float
     ) -> None:
-        logger.warning(
-            "%s %s failed: %s; retrying in %.2fs", doing, ", ".join(streams), exc, backoff
-        )
+        self._outage.lost(exc)  # only passing failures come here: away, failing over
+        logger.debug("%s %s failed; retrying in %.2fs", doing, ", ".join(streams), backoff)
         with contextlib.suppress(RedisError, OSError):
             await reconnect(self.redis)
         await self._sleep(backoff)
@@ -303,6 +331,7 @@ class Consumer:
                     block=max(1, int(self.block * 1000)),
                 )
                 backoff = 0.05
+                self._outage.back()
             except (RedisError, *CONNECTION_ERRORS) as exc:
                 if str(exc).startswith("NOGROUP"):
                     logger.warning("group %s is gone (%s); creating it again", self.group, exc)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import metrics
 from ..config import Settings
-from ..streams import connection
+from ..streams import connection, embedded
 from ..streams.connection import Client
 from ..streams.publisher import Publisher
 from ..streams.refusals import Refusals
@@ -66,9 +66,18 @@ def metrics_endpoint(
     return scrape
 
 
-def asyncapi_endpoint(prefix: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+def asyncapi_endpoint(settings: Settings) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    """The document of the streams and of the server in use (the embedded one included)."""
+    password_file = embedded.password_file_of(settings.redis_url, settings.data_dir)
+    served = asyncapi.served(
+        settings.stream_prefix,
+        settings.redis_url,
+        settings.redis_cluster,
+        str(password_file) if password_file else "",
+    )
+
     async def document(request: Request) -> Response:
-        return Response(asyncapi.served(prefix), media_type="application/json")
+        return Response(served, media_type="application/json")
 
     return document
 
@@ -168,7 +177,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readiness(publisher), methods=["GET"]),
             Route("/metrics", metrics_endpoint(stream_stats), methods=["GET"]),
-            Route("/asyncapi.json", asyncapi_endpoint(settings.stream_prefix), methods=["GET"]),
+            Route("/asyncapi.json", asyncapi_endpoint(settings), methods=["GET"]),
         ],
         # Only /dashboard is guarded; the webhook and the probes pass straight through.
         middleware=[

@@ -21,6 +21,7 @@ import functools
 import re
 from importlib.metadata import version
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -30,6 +31,7 @@ from ..domain.webhook_data import BY_TYPE, PROJECT_SETTINGS_TYPES
 from ..domain.workflow_data import BY_TYPE as WORKFLOW_BY_TYPE
 from ..streams.dead_letters import DeadLetter
 from ..streams.keys import Keys
+from ..streams.local import without_password
 
 ASYNCAPI_VERSION = "3.0.0"
 _REF = "#/components/schemas/{name}"
@@ -106,12 +108,17 @@ class _Document:
         }
 
 
-def document(prefix: str = "voucherify") -> dict[str, Any]:
-    """The AsyncAPI document for streams under ``prefix`` (``FANOUT_STREAM_PREFIX``)."""
+def document(prefix: str = "voucherify", server: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The AsyncAPI document for streams under ``prefix`` (``FANOUT_STREAM_PREFIX``).
+
+    ``server`` is the one in use (``server_of``: what ``GET /asyncapi.json``
+    names); without it the document names none, only how to find it (the
+    checked-in ``docs/asyncapi.json``).
+    """
     doc = _Document(prefix)
     webhook_events = _webhook_event_types()
     refs, schemas = msgspec.json.schema_components(
-        [*completion.EVENT_TYPES, *webhook_events.values(), _OtherWebhookEvent, CustomEvent],
+        [*completion.EVENT_TYPES, *webhook_events.values(), OtherWebhookEvent, CustomEvent],
         ref_template=_REF,
     )
     action_refs = refs[: len(actions.TYPES)]
@@ -129,19 +136,18 @@ def document(prefix: str = "voucherify") -> dict[str, Any]:
             "license": {"name": "MIT"},
         },
         "defaultContentType": "application/json",
-        "servers": {
-            "redis": {
-                "host": "{host}",
-                "protocol": "redis",
-                "description": "The Redis (or Valkey) server of FANOUT_REDIS_URL.",
-                "variables": {
-                    "host": {"default": "localhost:6379", "description": "host:port"},
-                },
-            }
-        },
+        "servers": {"redis": server or _ANY_SERVER},
         "channels": doc.channels,
         "operations": doc.operations,
-        "components": {"schemas": schemas, "messages": doc.messages},
+        "components": {
+            "schemas": schemas,
+            "messages": doc.messages,
+            **(
+                {"securitySchemes": {"redisPassword": _PASSWORD}}
+                if "security" in (server or {})
+                else {}
+            ),
+        },
     }
 
 
@@ -283,9 +289,90 @@ def render(doc: dict[str, Any]) -> bytes:
 
 
 @functools.cache
-def served(prefix: str) -> bytes:
+def served(
+    prefix: str, redis_url: str | None = None, cluster: bool = False, password_file: str = ""
+) -> bytes:
     """The document as compact JSON (half the size), made once per process: GET /asyncapi.json."""
-    return msgspec.json.encode(document(prefix))
+    server = None if redis_url is None else server_of(redis_url, cluster, password_file or None)
+    return msgspec.json.encode(document(prefix, server))
+
+
+# --- the server --------------------------------------------------------------
+
+_ANY_SERVER = {
+    "host": "{host}",
+    "protocol": "redis",
+    "title": "the Redis the service writes to",
+    "description": (
+        "This copy of the document names no server. The one in use is named by GET "
+        "/asyncapi.json of the running service (host, port and how to authenticate), "
+        "and `fanout url` prints its URL: FANOUT_REDIS_URL, or the embedded Valkey "
+        "of `fanout serve` on a loopback port with a password kept in "
+        "FANOUT_DATA_DIR/redis-password (default .fanout/redis-password)."
+    ),
+    "variables": {
+        "host": {
+            "description": "host:port of that server (`fanout url` prints it)",
+            "examples": ["127.0.0.1:6379"],
+        }
+    },
+}
+_PASSWORD = {
+    "type": "userPassword",
+    "description": (
+        "Redis AUTH with a user and password: where the password is kept is in the "
+        "server's description; the document never holds it."
+    ),
+}
+
+
+def server_of(redis_url: str, cluster: bool, password_file: str | None) -> dict[str, Any]:
+    """The AsyncAPI server object of the Redis at ``redis_url``, its password left out.
+
+    ``password_file``: where the password is kept (the embedded Valkey's), said in
+    the description; a password of a configured URL is said to be that URL's.
+    """
+    shown, has_password = without_password(redis_url)
+    parts = urlsplit(shown)
+    what = "Redis Cluster (any node; the client follows the others)" if cluster else "Redis"
+    if parts.scheme == "unix":
+        host, pathname = "localhost", parts.path
+        where = f"a Unix socket, {parts.path}"
+    else:
+        host = parts.netloc.rpartition("@")[2]
+        pathname = parts.path or "/0"
+        where = f"{host}, database {pathname.strip('/') or 0}"
+    if parts.scheme.endswith("+sentinel"):
+        what = "Redis Sentinel: ask these Sentinels for the master, then connect to it"
+    if password_file:
+        what = "the embedded Valkey of `fanout serve`, on a loopback port"
+        auth = (
+            f"Authenticate as user `default` with the password kept in {password_file} "
+            "(mode 600: readable by the user that runs `fanout serve`); `fanout url "
+            "--password` prints the whole URL."
+        )
+    elif has_password:
+        auth = (
+            "Authenticate with the user and password of the service's FANOUT_REDIS_URL "
+            "(left out here)."
+        )
+    else:
+        auth = "No password."
+    tls = parts.scheme.startswith("rediss")
+    server: dict[str, Any] = {
+        "host": host,
+        "pathname": pathname,
+        "protocol": "redis",
+        "title": what.split(":")[0].split(",")[0],
+        "description": f"{what[0].upper()}{what[1:]}: {where}{' over TLS' if tls else ''}. {auth}",
+        "x-redis-url": shown,
+        "x-redis-tls": tls,
+    }
+    if password_file:
+        server["x-redis-password-file"] = password_file
+    if password_file or has_password:
+        server["security"] = [{"$ref": "#/components/securitySchemes/redisPassword"}]
+    return server
 
 
 def _string(description: str, **extra: Any) -> dict[str, Any]:
@@ -348,7 +435,7 @@ def _webhook_headers(type_schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _OtherWebhookEvent(webhooks.WebhookEvent, kw_only=True):
+class OtherWebhookEvent(webhooks.WebhookEvent, kw_only=True):
     """A webhook event of a type with no documented schema: ``data`` as received."""
 
     data: dict[str, Any]

@@ -1,9 +1,10 @@
 """Finding the local ``fanout serve``: the record it keeps in its data folder.
 
-``fanout serve`` writes ``<data dir>/server.json`` once its Redis answers: the
-Redis URL (the embedded Valkey's socket, or the configured URL with its
-password left out), the webhook and dashboard URLs, the stream prefix and its
-pid; it removes the file when it stops. Whoever needs Redis and was given no
+``fanout serve`` writes ``<data dir>/server.json`` (mode 600) once its Redis
+answers: the Redis URL with its password left out (the embedded Valkey's
+loopback port, or the configured URL) and, for the embedded Valkey, the file
+that holds its password; the webhook and dashboard URLs, the stream prefix and
+its pid. It removes the file when it stops. Whoever needs Redis and was given no
 URL resolves it in this order (``find_redis``):
 
 1. the URL passed explicitly (a ``--redis-url`` flag, an argument);
@@ -27,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..config import discovery
 from ..errors import FanoutError
@@ -50,6 +51,8 @@ class LocalServer:
     pid: int
     redis_url: str
     redis_password: bool = False
+    #: Where the password is kept (the embedded Valkey's ``redis-password``).
+    redis_password_file: Path | None = None
     redis_cluster: bool = False
     stream_prefix: str = "voucherify"
     webhook_url: str = ""
@@ -93,6 +96,18 @@ def mask(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` for its user, else for the user ``default``.
+
+    The user is named: redis-cli 7.0 sends ``AUTH "" password`` for an empty one
+    (``WRONGPASS``), and every client takes ``default:password``.
+    """
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or "default"
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
 def without_password(url: str) -> tuple[str, bool]:
     """``url`` with its password removed, and whether it had one."""
     parts = urlsplit(url)
@@ -114,14 +129,16 @@ def write(
     stream_prefix: str,
     webhook_url: str,
     dashboard_url: str,
+    redis_password_file: Path | None = None,
 ) -> Path:
-    """Record this process as the local server of ``data_dir`` (atomically)."""
+    """Record this process as the local server of ``data_dir`` (atomically, mode 600)."""
     url, password = without_password(redis_url)
     record = {
         "version": _VERSION,
         "pid": os.getpid(),
         "redis_url": url,
         "redis_password": password,
+        "redis_password_file": str(redis_password_file.resolve()) if redis_password_file else None,
         "redis_cluster": redis_cluster,
         "stream_prefix": stream_prefix,
         "webhook_url": webhook_url,
@@ -131,6 +148,7 @@ def write(
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / RECORD_NAME
+    # mkstemp makes the file mode 600: only this user reads where the password is.
     fd, temp = tempfile.mkstemp(dir=data_dir, prefix=".server-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as handle:
@@ -167,6 +185,9 @@ def read(path: Path) -> LocalServer | None:
             pid=int(data["pid"]),
             redis_url=str(data["redis_url"]),
             redis_password=bool(data.get("redis_password", False)),
+            redis_password_file=(
+                Path(data["redis_password_file"]) if data.get("redis_password_file") else None
+            ),
             redis_cluster=bool(data.get("redis_cluster", False)),
             stream_prefix=str(data.get("stream_prefix", "voucherify")),
             webhook_url=str(data.get("webhook_url", "")),
@@ -288,6 +309,30 @@ def find_server(data_dir: Path | None = None, environ: Mapping[str, str] | None 
     return Search(None, tuple(looked), tuple(notes))
 
 
+def server_url(server: LocalServer) -> str:
+    """The local server's Redis URL with its password (read from its password file).
+
+    Raises ``NoRedis`` when the URL needs a password that no file keeps (a
+    configured Redis: its URL is in ``FANOUT_REDIS_URL``) or the file is unreadable.
+    """
+    if not server.redis_password:
+        return server.redis_url
+    if server.redis_password_file is None:
+        raise NoRedis(
+            f"{server.describe()} uses {server.redis_url} with a password, which its record "
+            "does not keep: set FANOUT_REDIS_URL"
+        )
+    try:
+        password = server.redis_password_file.read_text().strip()
+    except OSError as exc:
+        raise NoRedis(
+            f"{server.describe()} keeps its Redis password in {server.redis_password_file}, "
+            f"which cannot be read ({exc.strerror}): run as the user of that server, "
+            "or set FANOUT_REDIS_URL"
+        ) from None
+    return with_password(server.redis_url, password)
+
+
 def find_redis(
     url: str | None = None,
     *,
@@ -315,13 +360,8 @@ def find_redis(
             "Start `fanout serve` here, point FANOUT_DATA_DIR at its data folder, "
             "or set FANOUT_REDIS_URL"
         )
-    if server.redis_password:
-        raise NoRedis(
-            f"{server.describe()} uses {server.redis_url} with a password, which its record "
-            "does not keep: set FANOUT_REDIS_URL"
-        )
     return RedisTarget(
-        server.redis_url,
+        server_url(server),
         f"of {server.describe()}",
         server.redis_cluster,
         stream_prefix=server.stream_prefix,

@@ -18,8 +18,9 @@ import pytest
 import redis
 
 from service.domain import samples
+from tests.support.cli import embedded_url
 from tests.support.http import SECRET, signed
-from tests.support.servers import free_port
+from tests.support.servers import answers_ping, free_port
 
 FANOUT = str(Path(sys.executable).parent / "fanout")
 
@@ -85,8 +86,8 @@ def test_serve_embedded_then_send_a_sample(
     accepted = json.loads(answer)
     assert accepted["stream"] == "voucherify:{VOUCHERS.IMPORT}:completed"
 
-    # The event is in the embedded server, which listens on a socket in the data dir.
-    client = redis.Redis(unix_socket_path=str(folder / ".fanout" / "valkey.sock"))
+    # The event is in the embedded server, on a loopback port with a password.
+    client = redis.Redis.from_url(embedded_url(folder / ".fanout"))
     try:
         [(entry_id, entry)] = client.xrange(accepted["stream"])
         assert entry_id.decode() == accepted["entry_id"]
@@ -100,9 +101,13 @@ def test_serve_embedded_then_send_a_sample(
     secret = (folder / ".fanout" / "webhook-secret").read_text().strip()
     assert output.count(secret) == 1, "the generated secret is printed once"
     assert "For local use only" in output
-    assert "embedded Valkey listening on unix://" in output
+    password = (folder / ".fanout" / "redis-password").read_text().strip()
+    port = int((folder / ".fanout" / "redis-port").read_text())
+    assert f"embedded Valkey listening on redis://127.0.0.1:{port}/0 " in output
+    assert f"its password is kept in {(folder / '.fanout' / 'redis-password').resolve()}" in output
+    assert password not in output, "the Redis password is never printed"
     assert process.returncode == 0
-    assert not (folder / ".fanout" / "valkey.sock").exists(), "the embedded server stopped"
+    assert answers_ping(port) == b"", "the embedded server stopped"
 
 
 def test_serve_with_cloudevents_writes_the_data_field(

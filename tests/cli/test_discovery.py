@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import redis
 
 from service.consumer import Consumer, NoRedis
-from tests.support.cli import EXAMPLE, LocalServe, clean_env, run
+from tests.support.cli import EXAMPLE, ROOT, LocalServe, clean_env, run
+from tests.support.servers import answers_ping
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +53,9 @@ def test_the_example_with_no_arguments_receives_a_sent_sample(served: LocalServe
     assert out.splitlines() == [
         f"VOUCHERS.IMPORT {accepted['id']} DONE: 2 failed (Duplicate resource key)"
     ]
-    socket_url = f"unix://{(served.folder / '.fanout' / 'valkey.sock').resolve()}"
+    port = int((served.folder / ".fanout" / "redis-port").read_text())
     assert err.splitlines() == [
-        f"connected to {socket_url} of the local `fanout serve` "
+        f"connected to redis://default:***@127.0.0.1:{port}/0 of the local `fanout serve` "
         f"(pid {served.record['pid']}, .fanout/server.json)"
     ]
     assert sent.stderr.splitlines() == [
@@ -62,7 +67,14 @@ def test_the_example_with_no_arguments_receives_a_sent_sample(served: LocalServe
 def test_the_record_holds_the_way_in_and_no_secret(served: LocalServe) -> None:
     record = served.record
     assert record["pid"] == served.process.pid if served.process else None
-    assert record["redis_url"] == f"unix://{(served.folder / '.fanout' / 'valkey.sock').resolve()}"
+    port = int((served.folder / ".fanout" / "redis-port").read_text())
+    assert record["redis_url"] == f"redis://default@127.0.0.1:{port}/0"
+    password_file = (served.folder / ".fanout" / "redis-password").resolve()
+    assert record["redis_password_file"] == str(password_file)
+    assert password_file.read_text().strip() not in json.dumps(record)
+    for kept in ("server.json", "redis-password", "webhook-secret", "admin-token", "valkey.conf"):
+        mode = (served.folder / ".fanout" / kept).stat().st_mode & 0o777
+        assert mode == 0o600, f"{kept} is mode {mode:o}"
     assert record["webhook_url"] == f"{served.base_url}/webhooks/voucherify"
     assert record["dashboard_url"] == f"{served.base_url}/dashboard"
     secret = (served.folder / ".fanout" / "webhook-secret").read_text().strip()
@@ -90,7 +102,7 @@ def test_commands_in_a_subfolder_find_the_server_above(served: LocalServe) -> No
     stats = run("stats", "--json", cwd=below)
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)["prefix"] == "voucherify"
-    assert stats.stderr.startswith("fanout: connected to unix://")
+    assert stats.stderr.startswith("fanout: connected to redis://default:***@127.0.0.1:")
 
 
 def test_send_from_another_folder_needs_the_data_dir_and_says_where_it_looked(
@@ -170,4 +182,114 @@ def test_serve_stops_and_removes_its_record(tmp_path: Path) -> None:
     assert (tmp_path / ".fanout" / "server.json").exists()
     assert server.stop() == 0
     assert not (tmp_path / ".fanout" / "server.json").exists()
-    assert not os.path.exists(tmp_path / ".fanout" / "valkey.sock")
+    assert answers_ping(int((tmp_path / ".fanout" / "redis-port").read_text())) == b""
+
+
+def test_fanout_url_prints_the_url_with_and_without_the_password(served: LocalServe) -> None:
+    port = int((served.folder / ".fanout" / "redis-port").read_text())
+    password = (served.folder / ".fanout" / "redis-password").read_text().strip()
+    plain = run("url", cwd=served.folder)
+    assert (plain.returncode, plain.stdout, plain.stderr) == (
+        0,
+        f"redis://default@127.0.0.1:{port}/0\n",
+        "",
+    )
+    full = run("url", "--password", cwd=served.folder)
+    assert full.stdout == f"redis://default:{password}@127.0.0.1:{port}/0\n"
+    with redis.Redis.from_url(full.stdout.strip()) as client:
+        assert client.ping()
+    with (
+        redis.Redis.from_url(plain.stdout.strip()) as client,
+        pytest.raises(redis.AuthenticationError),
+    ):
+        client.ping()
+    # Other tools read it as written: redis-cli takes the URL.
+    if shutil.which("redis-cli"):
+        cli = subprocess.run(
+            ["redis-cli", "-u", full.stdout.strip(), "--no-auth-warning", "PING"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert cli.stdout == "PONG\n", cli.stderr
+
+
+def test_the_live_asyncapi_document_names_the_embedded_server(served: LocalServe) -> None:
+    port = int((served.folder / ".fanout" / "redis-port").read_text())
+    password_file = (served.folder / ".fanout" / "redis-password").resolve()
+    response = httpx.get(f"{served.base_url}/asyncapi.json")
+    assert response.status_code == 200
+    assert password_file.read_text().strip() not in response.text
+    doc = response.json()
+    [server] = doc["servers"].values()
+    assert server["host"] == f"127.0.0.1:{port}"
+    assert server["protocol"] == "redis"
+    assert server["x-redis-url"] == f"redis://default@127.0.0.1:{port}/0"
+    assert server["x-redis-password-file"] == str(password_file)
+    assert str(password_file) in server["description"]
+    assert server["security"] == [{"$ref": "#/components/securitySchemes/redisPassword"}]
+    assert doc["components"]["securitySchemes"]["redisPassword"]["type"] == "userPassword"
+
+
+def _readme_line(needle: str) -> str:
+    """The README's command line that contains ``needle`` (in a sh block)."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    [line] = [line for block in blocks for line in block.splitlines() if needle in line]
+    return line
+
+
+def test_the_readme_consumer_step_works_in_a_new_shell(served: LocalServe) -> None:
+    # Exactly the README's line, from a shell with no virtualenv activated, in a
+    # checkout (its .venv and examples/) where `make serve` runs.
+    line = _readme_line("examples/consume.py")
+    venv = Path(sys.executable).parent.parent
+    for name, target in ((".venv", venv), ("examples", ROOT / "examples")):
+        link = served.folder / name
+        if not link.exists():
+            link.symlink_to(target)
+    env = {k: v for k, v in clean_env().items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    example = subprocess.Popen(
+        ["bash", "--noprofile", "--norc", "-c", line],
+        cwd=served.folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        sent = run("send", "examples/vouchers-import.json", cwd=served.folder)
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.startswith(("202 ", "200 "))
+        assert example.stdout is not None
+        # The group reads the stream from its start: earlier tests' samples come first.
+        lines = [example.stdout.readline()]
+        while "aa_0a1b2c3d4e5f6a7b8c" not in lines[-1] and lines[-1] and len(lines) < 20:
+            lines.append(example.stdout.readline())
+    finally:
+        example.send_signal(signal.SIGINT)
+        try:
+            _, err = example.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            example.kill()
+            _, err = example.communicate()
+    assert lines[-1] == (
+        "VOUCHERS.IMPORT aa_0a1b2c3d4e5f6a7b8c DONE: 2 failed (Duplicate resource key)\n"
+    ), err
+    assert "ModuleNotFoundError" not in err
+    assert err.startswith("connected to redis://default:***@127.0.0.1:")
+
+
+def test_the_sample_body_file_is_accepted_then_a_duplicate(tmp_path: Path) -> None:
+    server = LocalServe(tmp_path).start()
+    try:
+        sent = run(
+            "send", str(ROOT / "examples" / "vouchers-import.json"), "--count", "2", cwd=tmp_path
+        )
+    finally:
+        server.stop()
+    assert sent.returncode == 0, sent.stderr
+    first, second = (json.loads(line.split(" ", 1)[1]) for line in sent.stdout.splitlines())
+    assert sent.stdout.startswith("202 ") and first["status"] == "accepted"
+    assert second == {"status": "duplicate", "id": first["id"], "entry_id": first["entry_id"]}

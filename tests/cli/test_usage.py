@@ -90,7 +90,7 @@ def test_a_taken_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
         "uses it: stop that one, or choose a port with --port or FANOUT_PORT)"
     ]
     assert "webhook URL" not in result.stdout, "nothing claims to be up"
-    assert not (tmp_path / ".fanout" / "valkey.sock").exists(), "no Valkey was left running"
+    assert not (tmp_path / ".fanout" / "redis-port").exists(), "no Valkey was started"
     assert not (tmp_path / ".fanout" / "server.json").exists()
 
 
@@ -160,6 +160,6 @@ def test_tail_follow_waits_out_a_server_restart(tmp_path: Path) -> None:
     assert [json.loads(line)["id"] for line in lines] == ids
     assert follow.returncode == 0
     messages = err.splitlines()
-    assert messages[0].startswith("fanout: connected to unix://")
+    assert messages[0].startswith("fanout: connected to redis://default:***@127.0.0.1:")
     assert messages[1].startswith("fanout: lost Redis (")
     assert messages[2] == "fanout: reconnected"

@@ -19,6 +19,7 @@ from service.streams.keys import Keys
 from service.streams.publisher import Accepted, Publisher
 from tests.cli.test_cli import FANOUT, _env, served  # noqa: F401 - served is a fixture
 from tests.cli.test_operator import fanout
+from tests.support.cli import embedded_url
 
 
 async def publish(settings: Settings, redis: Redis, type_: str, **options: object) -> str:
@@ -54,7 +55,7 @@ def test_send_samples_of_webhook_event_types(
         "customer.order.paid": "voucherify:{customer.order.paid}:events",
         "bus_val_rule.created": "voucherify:{business_validation_rule.created}:events",
     }
-    client = redis.Redis(unix_socket_path=str(folder / ".fanout" / "valkey.sock"))
+    client = redis.Redis.from_url(embedded_url(folder / ".fanout"))
     try:
         [(_, entry), _] = client.xrange(streams["customer.order.paid"])
         event = json.loads(entry[b"event"])

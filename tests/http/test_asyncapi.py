@@ -210,6 +210,37 @@ async def test_served_with_the_configured_prefix(
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     served = response.json()
-    assert served == asyncapi.document(settings.stream_prefix)
+    assert settings.redis_url is not None
+    server = asyncapi.server_of(settings.redis_url, settings.redis_cluster, None)
+    assert served == asyncapi.document(settings.stream_prefix, server)
     key = served["channels"]["ORDERS.IMPORT.completed"]["x-redis-key"]
     assert key == f"{settings.stream_prefix}:{{ORDERS.IMPORT}}:completed"
+
+
+def test_the_server_in_use_is_named_without_its_password() -> None:
+    server = asyncapi.server_of("rediss://app:pa55@cache.internal:6380/2", False, None)
+    assert server["host"] == "cache.internal:6380"
+    assert server["pathname"] == "/2"
+    assert server["x-redis-url"] == "rediss://app@cache.internal:6380/2"
+    assert server["x-redis-tls"] is True
+    assert "FANOUT_REDIS_URL" in server["description"]
+    assert "pa55" not in msgspec.json.encode(server).decode()
+    doc = asyncapi.document("acme", server)
+    assert doc["servers"] == {"redis": server}
+    assert doc["components"]["securitySchemes"]["redisPassword"]["type"] == "userPassword"
+    open_server = asyncapi.server_of("redis://10.0.0.5:6379/0", False, None)
+    assert "security" not in open_server
+    assert "securitySchemes" not in asyncapi.document("acme", open_server)["components"]
+    embedded = asyncapi.server_of(
+        "redis://default:pw@127.0.0.1:16379/0", False, "/d/redis-password"
+    )
+    assert embedded["x-redis-password-file"] == "/d/redis-password"
+    assert "/d/redis-password" in embedded["description"]
+
+
+def test_the_checked_in_copy_names_no_server_but_says_where_it_is() -> None:
+    [server] = msgspec.json.decode(CHECKED_IN.read_bytes())["servers"].values()
+    assert server["host"] == "{host}"
+    assert "default" not in server["variables"]["host"], "no guessed host:port to connect to"
+    assert "GET /asyncapi.json" in server["description"]
+    assert "fanout url" in server["description"]

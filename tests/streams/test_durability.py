@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from service.config import Durability, Settings
 from service.domain import samples
 from service.streams.publisher import Publisher
+from tests.support.cli import embedded_url
 from tests.support.http import SECRET, post, serving
 from tests.support.loss import LossReport, measure
 from tests.support.servers import FanoutProcess, ValkeyProcess, free_port, has_binary
@@ -171,7 +172,7 @@ async def test_fanout_serve_prints_the_promise_and_the_embedded_server_fsyncs_al
     receiver = FanoutProcess(log, "--data-dir", str(data), env={"FANOUT_SECRETS": SECRET})
     receiver.start()
     try:
-        client = Redis.from_url(f"unix://{data.resolve() / 'valkey.sock'}")
+        client = Redis.from_url(embedded_url(data))
         try:
             assert (await client.config_get("appendfsync"))["appendfsync"] == "always"
         finally:

@@ -79,3 +79,37 @@ def test_passwords_are_masked_and_removed() -> None:
     assert local.mask("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
     assert local.without_password("redis://:pw@h:1/0") == ("redis://h:1/0", True)
     assert local.without_password("unix:///s.sock") == ("unix:///s.sock", False)
+
+
+def test_a_recorded_password_file_gives_the_url_with_its_password(tmp_path: Path) -> None:
+    kept = tmp_path / "redis-password"
+    kept.write_text("s3cr/t\n")
+    local.write(
+        tmp_path,
+        redis_url="redis://default:s3cr%2Ft@127.0.0.1:16379/0",
+        redis_cluster=False,
+        stream_prefix="voucherify",
+        webhook_url="",
+        dashboard_url="",
+        redis_password_file=kept,
+    )
+    record = (tmp_path / local.RECORD_NAME).read_text()
+    assert "s3cr" not in record, "the record names the file, never the password"
+    assert (tmp_path / local.RECORD_NAME).stat().st_mode & 0o777 == 0o600
+    found = local.find_redis(None, data_dir=tmp_path, environ={})
+    assert found.url == "redis://default:s3cr%2Ft@127.0.0.1:16379/0"
+    assert str(found).startswith("redis://default:***@127.0.0.1:16379/0 of the local")
+    kept.unlink()
+    with pytest.raises(local.NoRedis, match=r"keeps its Redis password in .*redis-password"):
+        local.find_redis(None, data_dir=tmp_path, environ={})
+
+
+def test_a_password_of_a_configured_url_is_not_recorded(tmp_path: Path) -> None:
+    _record(tmp_path, redis_url="redis://db:6379/0", redis_password=True)
+    with pytest.raises(local.NoRedis, match="which its record does not keep: set FANOUT_REDIS_URL"):
+        local.find_redis(None, data_dir=tmp_path, environ={})
+
+
+def test_a_password_goes_in_for_the_default_user_or_the_given_one() -> None:
+    assert local.with_password("redis://h:1/0", "p w") == "redis://default:p%20w@h:1/0"
+    assert local.with_password("redis://alice@h:1/0", "x") == "redis://alice:x@h:1/0"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from service.streams import local
 from tests.support.servers import free_port
 
 FANOUT = str(Path(sys.executable).parent / "fanout")
@@ -38,6 +39,12 @@ def run(
     )
 
 
+def embedded_url(data_dir: Path) -> str:
+    """The URL, password included, of the embedded Valkey a running ``fanout serve``
+    recorded in ``data_dir`` (as ``fanout url --password`` prints it)."""
+    return local.find_redis(None, data_dir=data_dir, environ={}).url
+
+
 class LocalServe:
     """``fanout serve`` started in ``folder`` on a free port, with the embedded Valkey."""
 
@@ -52,6 +59,11 @@ class LocalServe:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def redis_url(self) -> str:
+        """The embedded Valkey's URL with its password."""
+        return embedded_url(self.folder / ".fanout")
 
     @property
     def record(self) -> dict[str, object]:
