@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install serve test lint lint-imports format typecheck check deploy-check asyncapi \
-        asyncapi-check lock bench clean
+        asyncapi-check typescript lock bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ deploy-check: $(DEPLOY_STAMP)
 # docs/asyncapi.json, generated from the msgspec types; the tests fail while it is stale.
 asyncapi: $(STAMP)
 	$(BIN)/python scripts/asyncapi.py docs/asyncapi.json
+
+# examples/typescript/src/fanout.d.ts, generated from docs/asyncapi.json with
+# json-schema-to-typescript (pinned in the example's lockfile); tests/test_typescript.py
+# fails while it is stale. Needs node >= 20 and npm.
+typescript: asyncapi
+	npm ci --prefix examples/typescript --no-audit --no-fund
+	node examples/typescript/scripts/types.mjs docs/asyncapi.json examples/typescript/src/fanout.d.ts
 
 # The official AsyncAPI parser (npm, pinned in tools/asyncapi) on docs/asyncapi.json:
 # fails on any error-severity diagnostic. Needs node >= 20 and npm.
