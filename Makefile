@@ -70,14 +70,16 @@ asyncapi-check:
 	npm ci --prefix tools/asyncapi
 	node tools/asyncapi/validate.mjs docs/asyncapi.json
 
-# Pin the runtime dependencies for the image: a clean venv, then pip freeze.
+# Pin the runtime dependencies for the image: a clean venv, then pip freeze, then the pins
+# for older Pythons of requirements.markers.
 lock:
 	rm -rf $(VENV)-lock
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/python -m pip install --quiet .
 	{ echo "# Runtime dependencies of voucherify-fanout, pinned; the Dockerfile installs exactly these."; \
 	  echo "# Regenerate with 'make lock' after changing [project].dependencies in pyproject.toml."; \
-	  $(VENV)-lock/bin/python -m pip freeze --exclude voucherify-fanout; } > requirements.lock
+	  $(VENV)-lock/bin/python -m pip freeze --exclude voucherify-fanout; \
+	  grep -v '^#' requirements.markers; } > requirements.lock
 	rm -rf $(VENV)-lock
 
 # Needs wrk (Debian: apt-get install wrk; installed here when run as root with apt-get).

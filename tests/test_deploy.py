@@ -12,6 +12,7 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from service.config import Settings
 from service.domain import samples
 from service.domain.webhook_samples import envelope
 from service.streams.keys import Keys
+from tests.support.cli import clean_env, run
 from tests.support.http import post, serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,14 +226,21 @@ def test_promql_reading() -> None:
 # --- the image's pins and the variables the files set ------------------------------
 
 
-def test_requirements_lock_pins_every_runtime_dependency() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def _lock() -> dict[str, Requirement]:
     pins = {}
     for line in (ROOT / "requirements.lock").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            assert version, f"requirements.lock: {line!r} is not pinned with =="
-            pins[_normal(name)] = version.strip()
+            requirement = Requirement(line)
+            assert [s.operator for s in requirement.specifier] == ["=="], (
+                f"requirements.lock: {line!r} is not pinned with =="
+            )
+            pins[_normal(requirement.name)] = requirement
+    return pins
+
+
+def test_requirements_lock_pins_every_runtime_dependency() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {name: next(iter(r.specifier)).version for name, r in _lock().items()}
     for dependency in project["dependencies"]:
         requirement = Requirement(dependency)
         name = _normal(requirement.name)
@@ -239,6 +248,68 @@ def test_requirements_lock_pins_every_runtime_dependency() -> None:
         assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"requirements.lock pins {name}=={pins[name]}, outside {requirement.specifier}"
         )
+
+
+# Pythons that `requires-python >=3.11` admits, as an image's base may have them.
+ADMITTED_PYTHONS = ("3.11.0", "3.11.2", "3.11.3", "3.12.0", "3.13.0")
+
+
+def test_requirements_lock_pins_what_the_pinned_packages_need_on_every_admitted_python() -> None:
+    # redis-py needs async-timeout below Python 3.11.3; `pip freeze` on a newer Python
+    # leaves it out, and an image on a 3.11.0-3.11.2 base built, then could not start.
+    pins = _lock()
+    missing = []
+    for name, pin in pins.items():
+        try:
+            requires = metadata.requires(pin.name) or []
+        except metadata.PackageNotFoundError:  # pinned for other Pythons only (async-timeout)
+            continue
+        for needed in map(Requirement, requires):
+            for python in ADMITTED_PYTHONS:
+                env = {"python_full_version": python, "python_version": python[:4], "extra": ""}
+                if needed.marker is not None and not needed.marker.evaluate(env):
+                    continue
+                held = pins.get(_normal(needed.name))
+                installed = held is not None and (held.marker is None or held.marker.evaluate(env))
+                version = next(iter(held.specifier)).version if held else None
+                if not installed or not needed.specifier.contains(version or "", prereleases=True):
+                    missing.append(f"{name} needs {needed} on Python {python}")
+    assert not missing, "requirements.lock (make lock, requirements.markers):\n" + "\n".join(
+        sorted(set(missing))
+    )
+    assert str(pins["async-timeout"].marker) == 'python_full_version < "3.11.3"'
+
+
+def test_the_image_build_checks_its_requirements() -> None:
+    steps = [
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("RUN")
+    ]
+    assert steps[-1] == "RUN pip check" or "RUN pip check" in steps, steps
+    assert "# syntax=" not in (ROOT / "Dockerfile").read_text(), (
+        "no frontend fetched from a registry"
+    )
+
+
+def test_compose_builds_one_image_and_needs_no_secret_to_be_read() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert [name for name, s in services.items() if "build" in s] == ["fanout"]
+    assert services["consumer"]["image"] == services["fanout"]["image"]
+    assert ":?" not in (ROOT / "docker-compose.yml").read_text(), "ps/logs/down need no variable"
+    assert set(compose["volumes"]) == {"redis-data"}, "monitoring volumes only with the profile"
+
+
+def test_serve_with_a_redis_url_and_no_secret_refuses_to_start(tmp_path: Path) -> None:
+    # What the compose file no longer insists on, the service does: one line, exit 2.
+    result = run(
+        "serve", "--port", "1", cwd=tmp_path, env=clean_env(FANOUT_REDIS_URL="redis://r:6379/0")
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "fanout: configuration error: FANOUT_SECRETS: not set (nor FANOUT_SECRETS_FILE), and "
+        "FANOUT_REDIS_URL is: set it to the webhook secret from Voucherify (Project settings > "
+        "Webhooks); a secret is generated only for the embedded Valkey"
+    ]
 
 
 def _normal(name: str) -> str:

@@ -128,6 +128,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             webhook_secrets(settings)
         except ConfigError as exc:
             raise flags.blame(args, exc) from None
+    if not settings.secrets and settings.secrets_file is None and settings.redis_url is not None:
+        # A Redis of its own means a deployment: a generated secret would refuse every
+        # delivery Voucherify signs. (The compose file no longer insists, so that
+        # `docker compose ps/logs/down` work without it: the service does.)
+        raise ConfigError(
+            "FANOUT_SECRETS",
+            "not set (nor FANOUT_SECRETS_FILE), and FANOUT_REDIS_URL is: set it to the webhook "
+            "secret from Voucherify (Project settings > Webhooks); a secret is generated only "
+            "for the embedded Valkey",
+        )
     claim = _claim(settings)
     try:
         listener = _listen(settings.host, settings.port)
