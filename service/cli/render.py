@@ -23,6 +23,7 @@ from ..domain.text import escape, escape_json
 from ..domain.webhooks import WebhookEvent
 from ..streams import replies
 from ..streams.dead_letters import DeadLetter
+from ..streams.refusals import Refusal
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -156,13 +157,46 @@ def fit(columns: Sequence[Column], width: int) -> Layout:
     return Layout(tuple(picked), tuple(order))
 
 
-def printer(*, json: bool, dead: bool) -> Callable[[list[Entry], bool], None]:
-    """Prints a batch of entries; the bool says whether it is the first (with the header)."""
+def printer(
+    *, json: bool, dead: bool, refused: bool = False
+) -> Callable[[list[Entry], bool], None]:
+    """Prints a batch of entries; the bool says whether it is the first (with the header).
+
+    ``refused``: entries of ``<P>:{refusals}:latest`` (``streams.refusals.Refusal``).
+    """
+    if refused:
+        if json:
+            return lambda entries, first: _print_lines(
+                json_line(Refusal.from_fields(e.fields).fields() | {"entry_id": e.entry_id})
+                for e in entries
+            )
+        out = console()
+        layout = fit(REFUSED_COLUMNS, out.width)
+        return lambda entries, first: _print_rows(out, layout, map(refused_row, entries), first)
     if json:
         return lambda entries, first: print_json(entries, dead=dead)
     out = console()
     layout = fit(DEAD_COLUMNS if dead else EVENT_COLUMNS, out.width)
     return lambda entries, first: print_table(out, layout, entries, dead=dead, header=first)
+
+
+def _print_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _print_rows(out: Console, layout: Layout, rows: Iterable[list[str]], header: bool) -> None:
+    rows = list(rows)
+    if not rows and not header:
+        return
+    table = layout.table(header)
+    for row in rows:
+        table.add_row(*cells(layout.row(row)))
+    out.print(table)
+    if header and not rows:
+        out.print("(no entries)")
+    out.file.flush()
 
 
 def dead_letter_object(entry: Entry) -> dict[str, Any]:
@@ -188,6 +222,14 @@ EVENT_COLUMNS = (
     Column("progress", 8, keep=6, justify="right"),
     Column("done", 6, keep=5, justify="right"),
     Column("failed", 6, keep=4, justify="right"),
+)
+REFUSED_COLUMNS = (
+    Column("time", 24, keep=0),
+    Column("status", 6, keep=1, justify="right"),
+    Column("reason", 22, keep=2),
+    Column("peer", 15, keep=4),
+    Column("detail", 60, keep=3, flex=True, min_width=24),
+    Column("headers", 40, keep=5, flex=True, min_width=16),
 )
 DEAD_COLUMNS = (
     Column("entry_id", 15, keep=0),
@@ -225,6 +267,19 @@ def event_row(entry: Entry) -> list[str]:
         for value in (event.progress, event.done_count, event.failed_count)
     ]
     return row
+
+
+def refused_row(entry: Entry) -> list[str]:
+    refusal = Refusal.from_fields(entry.fields)
+    detail = refusal.detail.replace("\n", " ")
+    return [
+        refusal.at,
+        str(refusal.status),
+        refusal.reason,
+        refusal.peer,
+        detail,
+        refusal.headers.replace(",", ", "),
+    ]
 
 
 def dead_row(entry: Entry) -> list[str]:

@@ -1,6 +1,7 @@
 """``fanout tail``: the latest stream entries, then (``--follow``) new ones as they come.
 
-Completions and webhook events by default; ``--type`` picks async action
+Completions and webhook events by default; ``--refused`` shows the latest
+refused deliveries instead (``streams.refusals``); ``--type`` picks async action
 types or webhook event types (any event type: streams of types without a
 documented schema hold drift), ``--progress`` adds the progress streams,
 ``--status`` keeps async actions of those statuses only, ``--dead`` shows the
@@ -52,7 +53,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
   fanout tail -f --json --type ORDERS.IMPORT --status FAILED | jq .result
   fanout tail --type voucher.published          webhook events of one type
   fanout tail --progress -n 50                  completions and progress updates
-  fanout tail --dead                            dead letters""",
+  fanout tail --dead                            dead letters
+  fanout tail --refused -f                      refused deliveries: a bad signature, ...""",
     )
     parser.add_argument(
         "--type",
@@ -71,6 +73,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument("--progress", action="store_true", help="include progress streams")
     parser.add_argument("--dead", action="store_true", help="dead letters instead of events")
+    parser.add_argument(
+        "--refused",
+        action="store_true",
+        help="the latest refused deliveries instead of events: time, status, reason, detail, "
+        "peer and header names (never a body, a signature or a header's value)",
+    )
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
     parser.add_argument("--count", "-n", type=int, default=10, help="recent entries (default 10)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -91,6 +99,8 @@ def event_type(value: str) -> str:
 
 
 def streams_for(args: argparse.Namespace, keys: Keys) -> list[str]:
+    if args.refused:
+        return [keys.refusals_latest()]
     if args.dead:
         return [keys.dead_letters()]
     types: Sequence[str] = args.type or (*actions.TYPES, *EVENT_TYPES, CUSTOM_TYPE)
@@ -109,7 +119,7 @@ def streams_for(args: argparse.Namespace, keys: Keys) -> list[str]:
 
 
 def _filter(args: argparse.Namespace) -> Callable[[dict[bytes, bytes]], bool]:
-    if args.dead or not args.status:
+    if args.dead or args.refused or not args.status:
         return lambda fields: True
     wanted = {status.encode() for status in args.status}
     return lambda fields: fields.get(b"status") in wanted
@@ -121,7 +131,11 @@ async def tail(args: argparse.Namespace, client: Client, config: Settings) -> in
     keys = tools.keys(config)
     streams = streams_for(args, keys)
     keep = _filter(args)
-    show = render.printer(json=args.json, dead=args.dead)
+    if args.refused and (args.dead or args.type or args.status or args.progress):
+        raise CommandError(
+            "--refused shows refused deliveries only: drop --dead, --type, --status and --progress"
+        )
+    show = render.printer(json=args.json, dead=args.dead, refused=args.refused)
     entries, last_ids = await recent(client, streams, args.count, keep)
     show(entries, True)
     if not args.follow:

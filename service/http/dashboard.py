@@ -4,8 +4,9 @@
 ``/dashboard/snapshot`` gives the state to draw first, read from the streams'
 own history (entry ids are times: the last two minutes' rates and the last
 hour's completions are there when the page opens), ``/dashboard/events``
-streams every new entry and, every two seconds, group, dead-letter, refusal,
-Redis and reconciler figures. ``/dashboard/dead-letters/{id}`` is one letter
+streams every new entry and, every two seconds, group, dead-letter, refusal
+(counts, and the latest refusals with their details), Redis and reconciler
+figures. ``/dashboard/dead-letters/{id}`` is one letter
 with its body. Refusals per minute and reason come from Redis-side counters
 that every worker adds to (``streams.refusals``).
 Who may reach any of it is decided before a route runs (``admin.AdminGuard``):
@@ -49,6 +50,8 @@ MAX_FAILURES = 20
 #: Webhook events listed (newest first).
 MAX_WEBHOOK_EVENTS = 30
 STATS_EVERY = 2.0
+#: Refused deliveries listed with their details (newest first).
+LATEST_REFUSALS = 20
 #: Seconds of per-type rates the page opens with (its rate chart's window).
 RATE_WINDOW = 120
 
@@ -239,10 +242,13 @@ class Dashboard:
         for stream in self._streams:
             if not await self._redis.exists(stream):
                 continue
-            for group in await stats.groups(self._redis, stream):
+            found = await stats.groups(self._redis, stream)
+            length = int(await self._redis.xlen(stream)) if found else 0
+            for group in found:
                 groups.append(
                     {
                         "stream": stream,
+                        "length": length,
                         "group": group.name,
                         "consumers": group.consumers,
                         "pending": group.pending,
@@ -254,6 +260,12 @@ class Dashboard:
             "groups": groups,
             "dead_count": int(await self._redis.xlen(self._keys.dead_letters())),
             "refusals": await refusals.history(self._redis, self._keys),
+            "refused_latest": [
+                {"entry_id": entry_id, **msgspec.structs.asdict(refusal)}
+                for entry_id, refusal in await refusals.latest(
+                    self._redis, self._keys, LATEST_REFUSALS
+                )
+            ],
             "reconciler": await self._reconciler(),
             "front_door": self._front_door(),
         }

@@ -25,13 +25,13 @@ from starlette.types import Receive, Scope, Send
 
 from .. import logs, metrics
 from ..config import ConfigError, Settings, webhook_secrets
-from ..domain import outbound
+from ..domain import clock, outbound
 from ..domain.custom import CustomBody
 from ..domain.inbound import Inbound, Unpublishable, check_age, check_project, decode
 from ..domain.webhooks import WebhookDelivery
 from ..streams.errors import RedisUnavailable, StreamFull
 from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
-from ..streams.refusals import Refusals
+from ..streams.refusals import DETAIL_CHARS, Refusal, Refusals
 from . import intake
 from .errors import BackPressure, Problem, Unavailable, render
 from .signature import Verifier
@@ -133,15 +133,21 @@ class Receiver:
                 )
         except RedisUnavailable as exc:
             unavailable = Unavailable()
-            self._count(_refused(scope, unavailable, inbound, exc.__cause__ or exc, started))
+            cause = exc.__cause__ or exc
+            self._count(
+                _refused(scope, unavailable, inbound, cause, started), scope, unavailable, cause
+            )
             raise unavailable from exc
         except StreamFull as exc:
             # Nothing was trimmed to make room: the sender retries once consumers catch up.
             full = BackPressure(str(exc))
-            self._count(_refused(scope, full, inbound, exc, started, outcome="stream_full"))
+            label = _refused(scope, full, inbound, exc, started, outcome="stream_full")
+            self._count(label, scope, full, exc)
             raise full from exc
         except Problem as problem:
-            self._count(_refused(scope, problem, inbound, problem.__cause__, started))
+            self._count(
+                _refused(scope, problem, inbound, problem.__cause__, started), scope, problem, None
+            )
             raise
         if isinstance(outcome, Accepted):
             if isinstance(inbound, WebhookDelivery):
@@ -161,9 +167,35 @@ class Receiver:
             )
         return status, answer
 
-    def _count(self, outcome: str) -> None:
-        if self.refusals is not None:
-            self.refusals.count(outcome)
+    def _count(
+        self, outcome: str, scope: Scope, problem: Problem, cause: BaseException | None
+    ) -> None:
+        """Count the refusal and keep its details (never the body or a header's value).
+
+        Refusals only (a 2xx never comes here): keeping the details costs about 21 us
+        per refusal more than the count alone (timeit, 8 headers, a loaded 2-core
+        machine: 0.9-2.4 us -> 22-24 us), against a request that costs hundreds.
+        """
+        if self.refusals is None:
+            return
+        self.refusals.count(outcome)
+        client = scope.get("client")
+        detail = problem.detail or _REFUSAL_DETAIL.get(problem.error, problem.error)
+        if cause is not None and problem.status >= 500:
+            detail = f"{detail}: {type(cause).__name__}: {cause}"
+        self.refusals.note(
+            Refusal(
+                at=clock.now(),
+                status=problem.status,
+                reason=outcome,
+                detail=detail[:DETAIL_CHARS],
+                peer=str(client[0]) if client else "",
+                path=scope["path"],
+                headers=",".join(
+                    dict.fromkeys(name.decode("latin-1") for name, _ in scope["headers"])
+                ),
+            )
+        )
 
     async def _dead_letter(
         self,
@@ -190,6 +222,14 @@ class Receiver:
         return DEAD_LETTERED_STATUS, _encoder.encode({"status": DEAD_LETTERED} | letter)
 
 
+# What the operator reads (``fanout tail --refused``) for refusals whose answer has no
+# detail; never a header's value.
+_REFUSAL_DETAIL = {
+    "forbidden": "the sender's address is not in FANOUT_ALLOW_IPS",
+    "unsupported_media_type": "the content-type is not application/json (or application/*+json)",
+    "body_too_large": "the body is larger than FANOUT_MAX_BODY_BYTES",
+    "unavailable": "Redis did not take the delivery",
+}
 # Outcome labels of refusals, where they differ from the error code.
 _OUTCOMES = {"body_too_large": "too_large"}
 #: The ``type`` label of a delivery whose body was not read or not decoded.

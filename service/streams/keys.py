@@ -112,6 +112,10 @@ class Keys:
         """Refused deliveries of one minute (since the epoch), by reason: a hash."""
         return f"{self.prefix}:{{refusals}}:{minute}"
 
+    def refusals_latest(self) -> str:
+        """The latest refused deliveries, one entry each: a stream capped by MAXLEN."""
+        return f"{self.prefix}:{{refusals}}:latest"
+
     # The reconciler's keys share the ``{poll}`` slot, so the mark is written
     # only by the lease holder, in one script.
 

@@ -11,6 +11,14 @@ when 503s happen) stay in memory and go with the next flush; at most
 
 ``/metrics`` (``fanout_deliveries_total{outcome}``) counts the same refusals
 for Prometheus; this exists because a dashboard has no Prometheus to ask.
+
+The latest refusals themselves (``note``) go with the same flush to
+``<P>:{refusals}:latest``, a stream capped at ``LATEST`` entries by ``MAXLEN``
+with no key TTL (nothing there is evictable under a ``volatile-*`` policy): when,
+the status, reason and detail, the peer address, the path and the *names* of
+the request headers, never their values, the body or the signature. The
+dashboard and ``fanout tail --refused`` read it. At most ``LATEST`` wait in
+memory while Redis is away.
 """
 
 from __future__ import annotations
@@ -18,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
+import msgspec
 from redis.exceptions import RedisError
 
+from . import replies
 from .connection import Client
 from .keys import Keys
 
@@ -41,6 +51,31 @@ STATUS = {
 }
 KEEP_SECONDS = 2 * 3600
 FLUSH_EVERY = 2.0
+#: Refusals kept in ``<P>:{refusals}:latest`` (and waiting in memory at most).
+LATEST = 200
+#: A longer detail is cut (a decoder's message can quote much of a body's path).
+DETAIL_CHARS = 500
+
+
+class Refusal(msgspec.Struct, frozen=True, kw_only=True):
+    """One refused delivery, as kept in ``<P>:{refusals}:latest`` (fields: strings)."""
+
+    at: str  # when (RFC 3339, UTC)
+    status: int
+    reason: str
+    detail: str
+    peer: str  # the sender's address (as the allowlist sees it)
+    path: str
+    headers: str  # the request's header names, comma-separated; never a value
+
+    def fields(self) -> dict[str, str]:
+        return {name: str(getattr(self, name)) for name in self.__struct_fields__}
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> Refusal:
+        text = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+        known = {k: v for k, v in text.items() if k in cls.__struct_fields__}
+        return msgspec.convert(known, cls, strict=False)
 
 
 def _minute(now: float | None = None) -> int:
@@ -55,16 +90,22 @@ class Refusals:
         self._keys = keys
         self._timeout = timeout
         self._pending: Counter[tuple[int, str]] = Counter()
+        self._latest: deque[Refusal] = deque(maxlen=LATEST)
 
     def count(self, reason: str, now: float | None = None) -> None:
         """Note one refusal (in memory; ``flush`` writes it)."""
         self._pending[_minute(now), reason] += 1
 
+    def note(self, refusal: Refusal) -> None:
+        """Keep one refusal's details for ``<P>:{refusals}:latest`` (in memory until ``flush``)."""
+        self._latest.append(refusal)
+
     async def flush(self) -> None:
         """Add the counts noted so far to Redis; on failure keep them for the next flush."""
-        if not self._pending:
+        if not self._pending and not self._latest:
             return
         taken, self._pending = self._pending, Counter()
+        latest, self._latest = self._latest, deque(maxlen=LATEST)
         oldest = _minute() - KEEP_SECONDS // 60
         try:
             async with asyncio.timeout(self._timeout):
@@ -75,11 +116,20 @@ class Refusals:
                         key = self._keys.refusals(minute)
                         pipe.hincrby(key, reason, n)
                         pipe.expire(key, KEEP_SECONDS)
+                    for refusal in latest:
+                        pipe.xadd(
+                            self._keys.refusals_latest(),
+                            refusal.fields(),  # type: ignore[arg-type]
+                            maxlen=LATEST,
+                            approximate=False,
+                        )
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             logger.debug("refusal counts not written yet: %s", exc)
             taken.update(self._pending)
             self._pending = Counter({k: n for k, n in taken.items() if k[0] >= oldest})
+            latest.extend(self._latest)
+            self._latest = latest
 
     async def run(self) -> None:
         """Flush every ``FLUSH_EVERY`` seconds until cancelled, then once more."""
@@ -107,3 +157,9 @@ async def history(
             name = reason.decode() if isinstance(reason, bytes) else str(reason)
             reasons.setdefault(name, [0] * minutes)[n] = int(count)
     return {"start": first * 60_000, "reasons": reasons, "status": STATUS}
+
+
+async def latest(redis: Client, keys: Keys, count: int = 50) -> list[tuple[str, Refusal]]:
+    """The newest ``count`` refusals, newest first, with their entry ids."""
+    rows = replies.rows(await redis.xrevrange(keys.refusals_latest(), count=count))
+    return [(entry_id, Refusal.from_fields(fields)) for entry_id, fields in rows]

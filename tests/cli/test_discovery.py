@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -293,3 +294,46 @@ def test_the_sample_body_file_is_accepted_then_a_duplicate(tmp_path: Path) -> No
     first, second = (json.loads(line.split(" ", 1)[1]) for line in sent.stdout.splitlines())
     assert sent.stdout.startswith("202 ") and first["status"] == "accepted"
     assert second == {"status": "duplicate", "id": first["id"], "entry_id": first["entry_id"]}
+
+
+def test_tail_refused_shows_a_bad_signature_with_its_detail(served: LocalServe) -> None:
+    sent = run(
+        "send", "--sample", "VOUCHERS.IMPORT", "--secret", "an-old-secret", cwd=served.folder
+    )
+    assert sent.returncode == 1 and sent.stdout.startswith("401 ")
+    body = b'{"id": "aa_x", "type": "VOUCHERS.IMPORT", "status": "DONE", "token": "b0dy"}'
+    answer = httpx.post(
+        f"{served.base_url}/webhooks/voucherify",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "x-voucherify-signature": "ab" * 32,
+            "x-api-token": "hunter2",
+        },
+    )
+    assert answer.status_code == 401
+    deadline = time.monotonic() + 10  # refusals reach Redis every 2 s
+    while True:
+        shown = run("tail", "--refused", "--json", cwd=served.folder)
+        assert shown.returncode == 0, shown.stderr
+        refused = [json.loads(line) for line in shown.stdout.splitlines()]
+        if len(refused) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    first, second = refused[-2:]
+    for refusal in (first, second):
+        assert refusal["status"] == "401" and refusal["reason"] == "invalid_signature"
+        assert refusal["detail"] == "signature does not match the body for any configured secret"
+        assert refusal["peer"] == "127.0.0.1"
+        assert refusal["path"] == "/webhooks/voucherify"
+    assert "x-api-token" in second["headers"].split(",")
+    assert "x-voucherify-signature" in second["headers"].split(",")
+    table = run("tail", "--refused", cwd=served.folder, env=clean_env(COLUMNS="200"))
+    assert "invalid_signature" in table.stdout
+    assert "signature does not match the body for any configured secret" in table.stdout
+    for secret in (
+        "hunter2",
+        "ab" * 32,
+        "b0dy",
+    ):  # never a header's value, the body or the signature
+        assert secret not in shown.stdout + table.stdout

@@ -172,12 +172,14 @@ async def test_stats_shows_streams_groups_pending_lag_and_dead_letters(
     stream = keys.completed("ORDERS.IMPORT")
     await redis.xgroup_create(stream, "billing", id="0")
     await redis.xreadgroup("billing", "c1", {stream: ">"}, count=1)  # one pending, two lagging
+    empty = keys.completed("SKUS.IMPORT_CSV")
+    await redis.xgroup_create(empty, "billing", id="0", mkstream=True)  # as a Consumer makes them
 
     result = await fanout(redis_url, keys.prefix, "stats", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     by_name = {s["stream"]: s for s in data["streams"]}
-    assert set(by_name) == {stream, keys.progress("ORDERS.IMPORT"), keys.dead_letters()}
+    assert set(by_name) == {stream, empty, keys.progress("ORDERS.IMPORT"), keys.dead_letters()}
     completed = by_name[stream]
     assert completed["length"] == 3 and completed["kind"] == "completed"
     assert completed["first_entry_at"] <= completed["last_entry_at"]
@@ -189,10 +191,20 @@ async def test_stats_shows_streams_groups_pending_lag_and_dead_letters(
     assert data["dedup_keys"]["progress_steps"] == 1
     assert data["dedup_keys"]["dead_letter_bodies"] == 1
 
+    # The table: each group with its totals, then its streams that hold something.
     table = await fanout(redis_url, keys.prefix, "stats")
     assert table.returncode == 0, table.stderr
-    row = next(line for line in table.stdout.splitlines() if line.startswith(stream))
-    assert row.split()[1] == "3" and row.split()[-3:-1] == ["billing", "1"]
+    lines = table.stdout.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("billing "))
+    assert lines[at].split()[1:5] == ["2", "streams", "3", "1"]  # length 3, 1 pending
+    assert lines[at + 1].split()[:3] == [stream, "3", "1"]
+    assert empty not in table.stdout, "an empty stream is left out"
+    assert "1 empty stream row not shown (--all shows them)" in lines
+    every = await fanout(redis_url, keys.prefix, "stats", "--all")
+    assert any(line.split()[:2] == [empty, "0"] for line in every.stdout.splitlines())
+    assert any(
+        line.startswith("(no group)") and keys.progress("ORDERS.IMPORT") in line for line in lines
+    )
     assert "dead letters: 1" in table.stdout
     assert "completions 3" in table.stdout
 

@@ -78,12 +78,23 @@ async def test_the_page_opens_with_history_refusals_status_and_letters(
             await client.xgroup_create(
                 Keys("voucherify").completed("VOUCHERS.IMPORT"), "billing", id="0"
             )
+            for empty in ("SKUS.IMPORT_CSV", "ORDERS.METADATA_KEY_PURGE"):
+                stream = Keys("voucherify").completed(empty)
+                await client.xgroup_create(stream, "billing", id="0", mkstream=True)
         finally:
             await client.aclose()
         await asyncio.sleep(refusals.FLUSH_EVERY + 0.5)  # the counts reach Redis
 
         base = str(http.base_url).rstrip("/")
         page = await browser.new_page(viewport={"width": 1280, "height": 1500})  # type: ignore[attr-defined]
+        # A clean console: no error, no request answered 4xx/5xx (a favicon 404 was one).
+        troubles: list[str] = []
+        page.on(
+            "console", lambda m: troubles.append(m.text) if m.type in ("error", "warning") else None
+        )
+        page.on("pageerror", lambda exc: troubles.append(str(exc)))
+        page.on("response", lambda r: troubles.append(r.url) if r.status >= 400 else None)
+        page.on("requestfailed", lambda r: troubles.append(r.url))
         await page.goto(f"{base}/dashboard?token={TOKEN}")
         await page.wait_for_selector("body[data-ready='1']", timeout=5000)
 
@@ -97,6 +108,24 @@ async def test_the_page_opens_with_history_refusals_status_and_letters(
         assert refused["too_large"].split()[:2] == ["413", "too_large"]
         assert "415" in refused["unsupported_media_type"]
         assert await page.inner_text("#refused-total") == "5"
+        # The latest refusals, each with its detail and the names of its headers.
+        latest = page.locator("#refused-latest tr[data-reason='invalid_signature']")
+        assert await latest.count() == 3
+        text = await latest.first.inner_text()
+        assert "signature does not match the body for any configured secret" in text
+        assert "x-voucherify-signature" in text and "content-type" in text
+        assert SECRET not in await page.inner_text("#refused-latest")
+        # Legends name what each chart draws.
+        assert "VOUCHERS.IMPORT" in await page.inner_text("#rate-chart .u-legend")
+        assert "invalid_signature" in await page.inner_text("#refusal-chart .u-legend")
+        assert "FAILED" in await page.inner_text("#hour-chart .u-legend")
+        # Consumer groups: the group's totals, its streams that hold something.
+        total = await page.inner_text("#groups tr.group-total[data-group='billing']")
+        assert total.split()[:4] == ["billing", "(3", "streams)", "4"]
+        assert await page.locator("#groups tr[data-stream]").count() == 1
+        assert "2 empty streams hidden" in await page.inner_text("#groups")
+        await page.check("#groups-all")
+        assert await page.locator("#groups tr[data-stream]").count() == 3
         assert re.match(r"valkey \S+ · [\d.]+ ms · ", await page.inner_text("#redis"))
         assert await page.inner_text("#reconciler") == "reconciler off"
         age = await page.inner_text(f"#in-flight tr[data-id='{running['id']}'] td.age")
@@ -114,8 +143,10 @@ async def test_the_page_opens_with_history_refusals_status_and_letters(
 
         await page.wait_for_selector("#connection.live", timeout=5000)
         ARTIFACTS.mkdir(exist_ok=True)
+        await page.uncheck("#groups-all")
         await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         await page.close()
+        assert troubles == [], troubles
 
 
 async def _letters(url: str) -> AsyncIterator[tuple[str, dict[bytes, bytes]]]:

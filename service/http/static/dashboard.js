@@ -22,6 +22,7 @@ const state = {
   dead: new Map(),      // entry id -> dead letter, newest first
   webhookEvents: [],    // latest webhook events, newest first
   open: null,           // entry id of the dead letter shown with its body
+  groups: [],           // consumer groups per stream, as the last stats said
 };
 let rateChart = null;
 let hourChart = null;
@@ -74,6 +75,7 @@ function makeCharts() {
       series: [{}, { label: "DONE", fill: "#3b6fd8aa", stroke: "#3b6fd8", paths: bars, points: { show: false } },
                { label: "FAILED", fill: "#b3261eaa", stroke: "#b3261e", paths: bars, points: { show: false } }],
       axes: [{}, yAxis("per minute")],
+      legend: { live: false },
     },
     hourData(),
     $("#hour-chart"),
@@ -98,7 +100,7 @@ function makeRefusalChart() {
   })));
   if (refusalChart) refusalChart.destroy();
   refusalChart = new uPlot(
-    { width: chartWidth("#refusal-chart"), height: 200, series, legend: { show: false }, axes: [{}, yAxis("per minute")] },
+    { width: chartWidth("#refusal-chart"), height: 200, series, legend: { live: false }, axes: [{}, yAxis("per minute")] },
     refusalData(reasons),
     $("#refusal-chart"),
   );
@@ -208,11 +210,12 @@ function renderRates() {
   renderInFlight();
 }
 
-// One line per type; made again when a type appears that the page did not know.
+// One line per type that had events (its legend names them); made again when a type
+// appears that the page did not know.
 function makeRateChart() {
   const series = [{}].concat(state.types.map((t, i) => ({ label: t, stroke: colour(i), width: 1.5 })));
   rateChart = new uPlot(
-    { width: chartWidth("#rate-chart"), height: 220, series, legend: { show: false }, axes: [{}, yAxis("events/s")] },
+    { width: chartWidth("#rate-chart"), height: 220, series, legend: { live: false }, axes: [{}, yAxis("events/s")] },
     rateData(),
     $("#rate-chart"),
   );
@@ -350,6 +353,53 @@ function renderRefusals() {
   else refusalChart.setData(refusalData(reasons));
 }
 
+// Each consumer group: its totals, then the streams it reads that hold something
+// (entries, pending or lag); "show all" lists the empty ones too.
+function renderGroups() {
+  const showAll = $("#groups-all").checked;
+  const byGroup = new Map();
+  for (const g of state.groups) {
+    if (!byGroup.has(g.group)) byGroup.set(g.group, []);
+    byGroup.get(g.group).push(g);
+  }
+  const rows = [];
+  for (const [name, streams] of [...byGroup].sort((a, b) => a[0].localeCompare(b[0]))) {
+    const sum = (key) => streams.reduce((n, s) => n + (s[key] || 0), 0);
+    const lag = streams.some((s) => s.lag == null) ? "?" : sum("lag");
+    const consumers = Math.max(...streams.map((s) => s.consumers));
+    rows.push(row(
+      [cell(`${name} (${streams.length} stream${streams.length === 1 ? "" : "s"})`), cell(sum("length"), "num"), cell(consumers, "num"), cell(sum("pending"), "num"), cell(lag, "num")],
+      { class: "group-total", "data-group": name },
+    ));
+    const shown = streams.filter((s) => showAll || s.length || s.pending || s.lag);
+    for (const s of shown) {
+      rows.push(row(
+        [cell(s.stream), cell(s.length, "num"), cell(s.consumers, "num"), cell(s.pending, "num"), cell(s.lag, "num")],
+        { class: "group-stream", "data-group": name, "data-stream": s.stream },
+      ));
+    }
+    if (shown.length < streams.length) {
+      const hidden = streams.length - shown.length;
+      const note = cell(`${hidden} empty stream${hidden === 1 ? "" : "s"} hidden`, "hidden-note");
+      note.colSpan = 5;
+      rows.push(row([note], { class: "group-stream" }));
+    }
+  }
+  fill("#groups", rows.length ? rows : [row([cell("no consumer groups yet", "quiet")])]);
+}
+
+function renderRefusedLatest(latest) {
+  fill("#refused-latest", latest.length ? latest.map((r) => {
+    const detail = cell(r.detail, "detail");
+    const status = cell(r.status);
+    status.style.borderLeft = `4px solid ${REASON_COLOURS[r.reason] || "#777"}`;
+    return row(
+      [cell(time(r.at)), status, cell(r.reason), detail, cell(r.peer), cell(r.headers.split(",").join(", "), "headers")],
+      { "data-entry": r.entry_id, "data-reason": r.reason },
+    );
+  }) : [row([cell("none kept", "quiet")])]);
+}
+
 function renderRedis(redis) {
   const badge = $("#redis");
   badge.classList.toggle("down", !redis.ok);
@@ -404,9 +454,9 @@ function renderStats(stats) {
   renderRedis(stats.redis);
   if (!stats.redis.ok) return;
   $("#dead-count").textContent = stats.dead_count;
-  fill("#groups", stats.groups.map((g) => row([
-    cell(g.stream), cell(g.group), cell(g.consumers, "num"), cell(g.pending, "num"), cell(g.lag, "num"),
-  ])));
+  state.groups = stats.groups;
+  renderGroups();
+  renderRefusedLatest(stats.refused_latest || []);
   state.refusals = stats.refusals;
   renderRefusals();
   renderReconciler(stats.reconciler);
@@ -420,7 +470,7 @@ function seedRates(rates) {
 
 async function start() {
   const snapshot = await (await fetch("/dashboard/snapshot")).json();
-  state.types = snapshot.types.slice();
+  state.types = Object.keys(snapshot.rates.types).sort();
   state.hour = snapshot.hour;
   state.failed = snapshot.failed;
   state.refusals = snapshot.refusals;
@@ -439,6 +489,7 @@ async function start() {
   events.onerror = () => { $("#connection").textContent = "reconnecting…"; $("#connection").classList.remove("live"); };
   events.addEventListener("entry", (m) => onEntry(JSON.parse(m.data)));
   events.addEventListener("stats", (m) => renderStats(JSON.parse(m.data)));
+  $("#groups-all").onchange = renderGroups;
   setInterval(renderRates, 1000);
   document.body.dataset.ready = "1";
 }
