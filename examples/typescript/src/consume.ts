@@ -121,7 +121,7 @@ redis.on("ready", () => {
   }
 });
 
-async function main(): Promise<void> {
+async function createGroups(): Promise<void> {
   for (const stream of streams) {
     try {
       // MKSTREAM: a stream nothing was written to yet. The URL names the right server.
@@ -130,6 +130,26 @@ async function main(): Promise<void> {
       if (!String(error).includes("BUSYGROUP")) throw error;
     }
   }
+}
+
+// One read: the entries of every stream that are new to the group, or none within 1 s.
+// A server that lost the group (restarted without its data) gets it made again.
+async function read(): Promise<[string, [string, string[]][]][] | null> {
+  try {
+    return (await redis.xreadgroup(
+      "GROUP", args.group, consumer, "COUNT", 100, "BLOCK", 1000,
+      "STREAMS", ...streams, ...streams.map(() => ">"),
+    )) as [string, [string, string[]][]][] | null;
+  } catch (error) {
+    if (!String(error).includes("NOGROUP")) throw error;
+    console.error(`consume: group ${args.group} is gone; creating it again`);
+    await createGroups();
+    return null;
+  }
+}
+
+async function main(): Promise<void> {
+  await createGroups();
   const { host, port } = redis.options;
   console.error(`consume: reading ${streams.length} stream(s) of ${host}:${port} as group ${args.group}`);
   let seen = 0;
@@ -137,10 +157,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => { stopping = true; });
   process.on("SIGTERM", () => { stopping = true; });
   while (!stopping && seen < limit) {
-    const reply = (await redis.xreadgroup(
-      "GROUP", args.group, consumer, "COUNT", 100, "BLOCK", 1000,
-      "STREAMS", ...streams, ...streams.map(() => ">"),
-    )) as [string, [string, string[]][]][] | null;
+    const reply = await read();
     for (const [stream, entries] of reply ?? []) {
       for (const [entryId, flat] of entries) {
         const fields: Record<string, string> = {};
