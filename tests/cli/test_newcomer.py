@@ -36,7 +36,15 @@ def test_make_serve_on_another_port(tmp_path: Path) -> None:
     # The README's way (FANOUT_PORT=9000 make serve works too: make passes the environment on).
     port = free_port()
     data = tmp_path / "data"
-    command = ["make", "-s", "serve", f"ARGS=--port {port} --data-dir {data}"]
+    # -o: never reinstall here (a pyproject.toml newer than the venv would), just serve.
+    command = [
+        "make",
+        "-s",
+        "-o",
+        ".venv/.installed",
+        "serve",
+        f"ARGS=--port {port} --data-dir {data}",
+    ]
     env = clean_env()
     # Its own process group: make and the server it runs stop together, as on Ctrl-C.
     process = subprocess.Popen(
