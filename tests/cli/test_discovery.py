@@ -232,6 +232,16 @@ def test_the_live_asyncapi_document_names_the_embedded_server(served: LocalServe
     assert doc["components"]["securitySchemes"]["redisPassword"]["type"] == "userPassword"
 
 
+def test_the_sample_body_file_is_accepted_then_a_duplicate(served: LocalServe) -> None:
+    # Before the README's consumer step, which sends the same file.
+    sample = str(ROOT / "examples" / "vouchers-import.json")
+    sent = run("send", sample, "--count", "2", cwd=served.folder)
+    assert sent.returncode == 0, sent.stderr
+    first, second = (json.loads(line.split(" ", 1)[1]) for line in sent.stdout.splitlines())
+    assert sent.stdout.startswith("202 ") and first["status"] == "accepted"
+    assert second == {"status": "duplicate", "id": first["id"], "entry_id": first["entry_id"]}
+
+
 def _readme_line(needle: str) -> str:
     """The README's command line that contains ``needle`` (in a sh block)."""
     readme = (ROOT / "README.md").read_text()
@@ -280,20 +290,6 @@ def test_the_readme_consumer_step_works_in_a_new_shell(served: LocalServe) -> No
     ), err
     assert "ModuleNotFoundError" not in err
     assert err.startswith("connected to redis://default:***@127.0.0.1:")
-
-
-def test_the_sample_body_file_is_accepted_then_a_duplicate(tmp_path: Path) -> None:
-    server = LocalServe(tmp_path).start()
-    try:
-        sent = run(
-            "send", str(ROOT / "examples" / "vouchers-import.json"), "--count", "2", cwd=tmp_path
-        )
-    finally:
-        server.stop()
-    assert sent.returncode == 0, sent.stderr
-    first, second = (json.loads(line.split(" ", 1)[1]) for line in sent.stdout.splitlines())
-    assert sent.stdout.startswith("202 ") and first["status"] == "accepted"
-    assert second == {"status": "duplicate", "id": first["id"], "entry_id": first["entry_id"]}
 
 
 def test_tail_refused_shows_a_bad_signature_with_its_detail(served: LocalServe) -> None:
