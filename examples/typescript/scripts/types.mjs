@@ -38,6 +38,17 @@ function close(name, seen = new Set()) {
   for (const part of ["anyOf", "items"]) walk(schema[part], null);
 }
 
+// msgspec names a Struct by its module when two share a name (the vendor's webhook
+// data has a CustomEvent too): the interface gets its module's name in front unless
+// it starts with it (custom.CustomEvent: CustomEvent), not json-schema-to-typescript's "…1".
+for (const [key, schema] of Object.entries(schemas)) {
+  if (key.includes(".")) {
+    const camel = (part) => part.split("_").map((w) => w[0].toUpperCase() + w.slice(1)).join("");
+    const [module, name] = key.split(".").slice(-2).map(camel);
+    schema.title = name.startsWith(module) ? name : module + name;
+  }
+}
+
 const completions = {};
 const webhooks = {};
 const headers = {};
@@ -45,10 +56,12 @@ for (const message of messages) {
   const ref = message.payload.$ref;
   if (ref) close(named(ref));
   const kind = message.name.split(".").pop();
+  const tags = (doc.channels[message.name].tags ?? []).map((tag) => tag.name);
   const type = message.headers.properties.type?.const;
   if (kind === "completed") completions[type] = { $ref: ref };
-  else if (kind === "events" && type) webhooks[type] = { $ref: ref };
-  headers[kind === "events" && !type ? "other" : kind] ??= message.headers;
+  else if (tags.includes("webhook") && type) webhooks[type] = { $ref: ref };
+  const shape = tags.includes("webhook") ? (type ? "events" : "other") : tags.includes("custom") ? "custom" : kind;
+  headers[shape] ??= message.headers;
 }
 
 const entryFields = (title, description, base, type) => ({
@@ -96,6 +109,15 @@ Object.assign(schemas, {
     "The fields of an entry of a `<prefix>:{<event type>}:events` stream (all strings).",
     headers.other,
   ),
+  ...(headers.custom
+    ? {
+        CustomEntryFields: entryFields(
+          "CustomEntryFields",
+          "The fields of an entry of `<prefix>:{custom}:events`, custom bodies (all strings).",
+          headers.custom,
+        ),
+      }
+    : {}),
   DeadLetterEntryFields: entryFields(
     "DeadLetterEntryFields",
     "The fields of an entry of `<prefix>:{dead}:letters` (all strings; `body` as received).",

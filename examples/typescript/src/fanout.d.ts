@@ -220,6 +220,7 @@ export interface ChannelPayloads {
   "business_validation_rule.deleted.events": BusinessValidationRuleDeletedWebhookEvent;
   "manual_distribution_schedule.events": ManualDistributionScheduleWebhookEvent;
   "other_webhook_types.events": OtherWebhookEvent;
+  "custom.events": CustomEvent;
   "dead.letters": string;
 }
 export interface CampaignVouchersImportEvent {
@@ -1546,7 +1547,7 @@ export interface EventCustomerRewardedData {
   reward?: SimpleRedemptionRewardResult | null;
   referral_tier?: SimpleReferralTier | null;
   balance?: EventCustomerRewardedDataBalance | null;
-  custom_event?: CustomEvent | null;
+  custom_event?: WebhookDataCustomEvent | null;
   customer_event?: EventCustomerRewardedDataCustomerEvent | null;
   [k: string]: unknown;
 }
@@ -2006,7 +2007,7 @@ export interface EventCustomerRewardedDataBalance {
 /**
  * Custom Event.
  */
-export interface CustomEvent {
+export interface WebhookDataCustomEvent {
   id?: string | null;
   object?: string | null;
   type?: string | null;
@@ -3262,7 +3263,7 @@ export interface CustomerCustomEventWebhookEvent {
  * Event Customer Custom Event.
  */
 export interface EventCustomerCustomEventData {
-  event?: CustomEvent | null;
+  event?: WebhookDataCustomEvent | null;
   event_schema?: SimpleCustomEvent | null;
   customer?: SimpleCustomer | null;
   referral?: EventCustomerCustomEventDataReferral | null;
@@ -3486,7 +3487,7 @@ export interface EventVoucherLoyaltyCardTransactionCreatedData {
   redemption?: SimpleRedemption | null;
   rollback?: SimpleRedemption | null;
   reward?: Reward | null;
-  custom_event?: CustomEvent | null;
+  custom_event?: WebhookDataCustomEvent | null;
   source_voucher?: SimpleVoucher | null;
   destination_voucher?: SimpleVoucher | null;
   [k: string]: unknown;
@@ -4593,6 +4594,19 @@ export interface OtherWebhookEvent {
   };
 }
 /**
+ * What downstream services receive for a custom body (the entry's ``event``).
+ *
+ * ``id`` identifies the content (the dedup digest); ``body`` is the JSON as
+ * received, decoded by ``decode_custom_event`` into plain values.
+ */
+export interface CustomEvent {
+  schema?: number;
+  type?: "custom";
+  id: string;
+  received_at: string;
+  body: unknown;
+}
+/**
  * The event JSON (the entry's `event` field) of each async action type, completed and progress streams alike.
  */
 export interface CompletionEvents {
@@ -4766,13 +4780,41 @@ export interface WebhookEventEntryFields {
   data?: string;
 }
 /**
+ * The fields of an entry of `<prefix>:{custom}:events`, custom bodies (all strings).
+ */
+export interface CustomEntryFields {
+  /**
+   * Always custom.
+   */
+  type: "custom";
+  /**
+   * The digest of the body's JSON values (hex).
+   */
+  id: string;
+  /**
+   * Always the empty string.
+   */
+  request_id: "";
+  /**
+   * Only with FANOUT_CLOUDEVENTS=1: a CloudEvents 1.0 structured JSON event whose data is the event JSON.
+   */
+  data?: string;
+}
+/**
  * The fields of an entry of `<prefix>:{dead}:letters` (all strings; `body` as received).
  */
 export interface DeadLetterEntryFields {
   /**
    * Why the body was not published.
    */
-  reason: "malformed_json" | "invalid_payload" | "unknown_type" | "conflict" | "poison" | "trimmed";
+  reason:
+    | "malformed_json"
+    | "invalid_payload"
+    | "unknown_type"
+    | "stale"
+    | "conflict"
+    | "poison"
+    | "trimmed";
   /**
    * What was wrong and where (the decoder's message).
    */
