@@ -64,11 +64,11 @@ function completionFields(fields: Record<string, string>): CompletionEntryFields
 }
 
 function webhookFields(fields: Record<string, string>): WebhookEventEntryFields {
-  const { type, id, request_id, sendout_id } = fields;
+  const { type, id, request_id, sendout_id, project_id } = fields;
   if (!type || id === undefined || request_id === undefined || sendout_id === undefined) {
     throw new BadEntry("a webhook event entry needs type, id, request_id and sendout_id");
   }
-  return { type, id, request_id, sendout_id };
+  return { type, id, request_id, sendout_id, ...(project_id === undefined ? {} : { project_id }) };
 }
 
 // One entry: its fields checked, its event typed, one line out.

@@ -97,7 +97,104 @@ export type WebhookEventType =
   | "business_validation_rule.assignment.created"
   | "business_validation_rule.assignment.deleted"
   | "business_validation_rule.deleted"
-  | "manual_distribution_schedule";
+  | "manual_distribution_schedule"
+  | "campaign.earning_rule.assigned"
+  | "campaign.earning_rule.deleted"
+  | "campaign.earning_rule.disabled"
+  | "campaign.earning_rule.enabled"
+  | "campaign.earning_rule.updated"
+  | "campaign.promotion_stack.created"
+  | "campaign.promotion_stack.updated"
+  | "campaign.referral_tier.created"
+  | "campaign.referral_tier.deleted"
+  | "campaign.referral_tier.updated"
+  | "campaign.reward.assignment.created"
+  | "campaign.reward.assignment.deleted"
+  | "campaign.reward.assignment.updated"
+  | "campaign.vouchers.added"
+  | "campaign.vouchers.generation.failed"
+  | "campaign.vouchers.generation.started"
+  | "customer.confirmed"
+  | "ADMIN_CREDIT"
+  | "ADMIN_DEBIT"
+  | "ADMIN_POINTS_EXPIRATION"
+  | "POINTS_EARNED"
+  | "POINTS_SPENT_ON_REWARD"
+  | "POINTS_PURCHASED"
+  | "POINTS_PURCHASE_REVERSED"
+  | "POINTS_SPENT_ON_ORDER"
+  | "POINTS_REFUNDED"
+  | "POINTS_RETURNED"
+  | "POINTS_EXPIRED"
+  | "PENDING_POINTS_ADDED"
+  | "PENDING_POINTS_ACTIVATED"
+  | "PENDING_POINTS_CANCELED"
+  | "vl.program.created"
+  | "vl.program.updated"
+  | "vl.program.deleted"
+  | "vl.program.activated"
+  | "vl.program.deactivated"
+  | "vl.program.card_definition.assigned"
+  | "vl.program.card_definition.unassigned"
+  | "vl.program.earning_rule.assigned"
+  | "vl.program.earning_rule.unassigned"
+  | "vl.program.reward.assigned"
+  | "vl.program.reward.unassigned"
+  | "vl.program.reward.updated"
+  | "vl.program.tier_structure.assigned"
+  | "vl.program.tier_structure.unassigned"
+  | "vl.member.created"
+  | "vl.member.updated"
+  | "vl.member.deleted"
+  | "vl.member.activated"
+  | "vl.member.deactivated"
+  | "vl.member.card.assigned"
+  | "vl.member.card.unassigned"
+  | "vl.card.created"
+  | "vl.card.assigned"
+  | "vl.card.unassigned"
+  | "vl.card.code_generation.succeeded"
+  | "vl.card.code_generation.failed"
+  | "vl.card_definition.created"
+  | "vl.card_definition.updated"
+  | "vl.card_definition.deleted"
+  | "vl.card_definition.activated"
+  | "vl.card_definition.deactivated"
+  | "vl.card_definition.drafted"
+  | "vl.card_definition.assigned"
+  | "vl.card_definition.unassigned"
+  | "vl.earning_rule.created"
+  | "vl.earning_rule.updated"
+  | "vl.earning_rule.deleted"
+  | "vl.earning_rule.activated"
+  | "vl.earning_rule.deactivated"
+  | "vl.earning_rule.drafted"
+  | "vl.earning_rule.assigned"
+  | "vl.earning_rule.unassigned"
+  | "vl.tier_structure.created"
+  | "vl.tier_structure.updated"
+  | "vl.tier_structure.deleted"
+  | "vl.tier_structure.activated"
+  | "vl.tier_structure.deactivated"
+  | "vl.tier_structure.drafted"
+  | "vl.tier_structure.assigned"
+  | "vl.tier_structure.unassigned"
+  | "vl.tier_structure.tier.created"
+  | "vl.tier_structure.tier.updated"
+  | "vl.tier_structure.tier.deleted"
+  | "vl.benefit.created"
+  | "vl.benefit.updated"
+  | "vl.benefit.deleted"
+  | "vl.benefit.activated"
+  | "vl.benefit.drafted"
+  | "vl.reward.created"
+  | "vl.reward.updated"
+  | "vl.reward.deleted"
+  | "vl.reward.assigned"
+  | "vl.reward.unassigned"
+  | "vl.reward.activated"
+  | "vl.reward.deactivated"
+  | "vl.reward.drafted";
 
 /**
  * The payload of each channel of the AsyncAPI document (voucherify-fanout streams 0.1.0): the JSON in the entry field its message's x-redis-payload-field names.
@@ -219,6 +316,103 @@ export interface ChannelPayloads {
   "business_validation_rule.assignment.deleted.events": BusinessValidationRuleAssignmentDeletedWebhookEvent;
   "business_validation_rule.deleted.events": BusinessValidationRuleDeletedWebhookEvent;
   "manual_distribution_schedule.events": ManualDistributionScheduleWebhookEvent;
+  "campaign.earning_rule.assigned.events": CampaignEarningRuleAssignedWebhookEvent;
+  "campaign.earning_rule.deleted.events": CampaignEarningRuleDeletedWebhookEvent;
+  "campaign.earning_rule.disabled.events": CampaignEarningRuleDisabledWebhookEvent;
+  "campaign.earning_rule.enabled.events": CampaignEarningRuleEnabledWebhookEvent;
+  "campaign.earning_rule.updated.events": CampaignEarningRuleUpdatedWebhookEvent;
+  "campaign.promotion_stack.created.events": CampaignPromotionStackCreatedWebhookEvent;
+  "campaign.promotion_stack.updated.events": CampaignPromotionStackUpdatedWebhookEvent;
+  "campaign.referral_tier.created.events": CampaignReferralTierCreatedWebhookEvent;
+  "campaign.referral_tier.deleted.events": CampaignReferralTierDeletedWebhookEvent;
+  "campaign.referral_tier.updated.events": CampaignReferralTierUpdatedWebhookEvent;
+  "campaign.reward.assignment.created.events": CampaignRewardAssignmentCreatedWebhookEvent;
+  "campaign.reward.assignment.deleted.events": CampaignRewardAssignmentDeletedWebhookEvent;
+  "campaign.reward.assignment.updated.events": CampaignRewardAssignmentUpdatedWebhookEvent;
+  "campaign.vouchers.added.events": CampaignVouchersAddedWebhookEvent;
+  "campaign.vouchers.generation.failed.events": CampaignVouchersGenerationFailedWebhookEvent;
+  "campaign.vouchers.generation.started.events": CampaignVouchersGenerationStartedWebhookEvent;
+  "customer.confirmed.events": CustomerConfirmedWebhookEvent;
+  "ADMIN_CREDIT.events": AdminCreditWebhookEvent;
+  "ADMIN_DEBIT.events": AdminDebitWebhookEvent;
+  "ADMIN_POINTS_EXPIRATION.events": AdminPointsExpirationWebhookEvent;
+  "POINTS_EARNED.events": PointsEarnedWebhookEvent;
+  "POINTS_SPENT_ON_REWARD.events": PointsSpentOnRewardWebhookEvent;
+  "POINTS_PURCHASED.events": PointsPurchasedWebhookEvent;
+  "POINTS_PURCHASE_REVERSED.events": PointsPurchaseReversedWebhookEvent;
+  "POINTS_SPENT_ON_ORDER.events": PointsSpentOnOrderWebhookEvent;
+  "POINTS_REFUNDED.events": PointsRefundedWebhookEvent;
+  "POINTS_RETURNED.events": PointsReturnedWebhookEvent;
+  "POINTS_EXPIRED.events": PointsExpiredWebhookEvent;
+  "PENDING_POINTS_ADDED.events": PendingPointsAddedWebhookEvent;
+  "PENDING_POINTS_ACTIVATED.events": PendingPointsActivatedWebhookEvent;
+  "PENDING_POINTS_CANCELED.events": PendingPointsCanceledWebhookEvent;
+  "vl.program.created.events": VlProgramCreatedWebhookEvent;
+  "vl.program.updated.events": VlProgramUpdatedWebhookEvent;
+  "vl.program.deleted.events": VlProgramDeletedWebhookEvent;
+  "vl.program.activated.events": VlProgramActivatedWebhookEvent;
+  "vl.program.deactivated.events": VlProgramDeactivatedWebhookEvent;
+  "vl.program.card_definition.assigned.events": VlProgramCardDefinitionAssignedWebhookEvent;
+  "vl.program.card_definition.unassigned.events": VlProgramCardDefinitionUnassignedWebhookEvent;
+  "vl.program.earning_rule.assigned.events": VlProgramEarningRuleAssignedWebhookEvent;
+  "vl.program.earning_rule.unassigned.events": VlProgramEarningRuleUnassignedWebhookEvent;
+  "vl.program.reward.assigned.events": VlProgramRewardAssignedWebhookEvent;
+  "vl.program.reward.unassigned.events": VlProgramRewardUnassignedWebhookEvent;
+  "vl.program.reward.updated.events": VlProgramRewardUpdatedWebhookEvent;
+  "vl.program.tier_structure.assigned.events": VlProgramTierStructureAssignedWebhookEvent;
+  "vl.program.tier_structure.unassigned.events": VlProgramTierStructureUnassignedWebhookEvent;
+  "vl.member.created.events": VlMemberCreatedWebhookEvent;
+  "vl.member.updated.events": VlMemberUpdatedWebhookEvent;
+  "vl.member.deleted.events": VlMemberDeletedWebhookEvent;
+  "vl.member.activated.events": VlMemberActivatedWebhookEvent;
+  "vl.member.deactivated.events": VlMemberDeactivatedWebhookEvent;
+  "vl.member.card.assigned.events": VlMemberCardAssignedWebhookEvent;
+  "vl.member.card.unassigned.events": VlMemberCardUnassignedWebhookEvent;
+  "vl.card.created.events": VlCardCreatedWebhookEvent;
+  "vl.card.assigned.events": VlCardAssignedWebhookEvent;
+  "vl.card.unassigned.events": VlCardUnassignedWebhookEvent;
+  "vl.card.code_generation.succeeded.events": VlCardCodeGenerationSucceededWebhookEvent;
+  "vl.card.code_generation.failed.events": VlCardCodeGenerationFailedWebhookEvent;
+  "vl.card_definition.created.events": VlCardDefinitionCreatedWebhookEvent;
+  "vl.card_definition.updated.events": VlCardDefinitionUpdatedWebhookEvent;
+  "vl.card_definition.deleted.events": VlCardDefinitionDeletedWebhookEvent;
+  "vl.card_definition.activated.events": VlCardDefinitionActivatedWebhookEvent;
+  "vl.card_definition.deactivated.events": VlCardDefinitionDeactivatedWebhookEvent;
+  "vl.card_definition.drafted.events": VlCardDefinitionDraftedWebhookEvent;
+  "vl.card_definition.assigned.events": VlCardDefinitionAssignedWebhookEvent;
+  "vl.card_definition.unassigned.events": VlCardDefinitionUnassignedWebhookEvent;
+  "vl.earning_rule.created.events": VlEarningRuleCreatedWebhookEvent;
+  "vl.earning_rule.updated.events": VlEarningRuleUpdatedWebhookEvent;
+  "vl.earning_rule.deleted.events": VlEarningRuleDeletedWebhookEvent;
+  "vl.earning_rule.activated.events": VlEarningRuleActivatedWebhookEvent;
+  "vl.earning_rule.deactivated.events": VlEarningRuleDeactivatedWebhookEvent;
+  "vl.earning_rule.drafted.events": VlEarningRuleDraftedWebhookEvent;
+  "vl.earning_rule.assigned.events": VlEarningRuleAssignedWebhookEvent;
+  "vl.earning_rule.unassigned.events": VlEarningRuleUnassignedWebhookEvent;
+  "vl.tier_structure.created.events": VlTierStructureCreatedWebhookEvent;
+  "vl.tier_structure.updated.events": VlTierStructureUpdatedWebhookEvent;
+  "vl.tier_structure.deleted.events": VlTierStructureDeletedWebhookEvent;
+  "vl.tier_structure.activated.events": VlTierStructureActivatedWebhookEvent;
+  "vl.tier_structure.deactivated.events": VlTierStructureDeactivatedWebhookEvent;
+  "vl.tier_structure.drafted.events": VlTierStructureDraftedWebhookEvent;
+  "vl.tier_structure.assigned.events": VlTierStructureAssignedWebhookEvent;
+  "vl.tier_structure.unassigned.events": VlTierStructureUnassignedWebhookEvent;
+  "vl.tier_structure.tier.created.events": VlTierStructureTierCreatedWebhookEvent;
+  "vl.tier_structure.tier.updated.events": VlTierStructureTierUpdatedWebhookEvent;
+  "vl.tier_structure.tier.deleted.events": VlTierStructureTierDeletedWebhookEvent;
+  "vl.benefit.created.events": VlBenefitCreatedWebhookEvent;
+  "vl.benefit.updated.events": VlBenefitUpdatedWebhookEvent;
+  "vl.benefit.deleted.events": VlBenefitDeletedWebhookEvent;
+  "vl.benefit.activated.events": VlBenefitActivatedWebhookEvent;
+  "vl.benefit.drafted.events": VlBenefitDraftedWebhookEvent;
+  "vl.reward.created.events": VlRewardCreatedWebhookEvent;
+  "vl.reward.updated.events": VlRewardUpdatedWebhookEvent;
+  "vl.reward.deleted.events": VlRewardDeletedWebhookEvent;
+  "vl.reward.assigned.events": VlRewardAssignedWebhookEvent;
+  "vl.reward.unassigned.events": VlRewardUnassignedWebhookEvent;
+  "vl.reward.activated.events": VlRewardActivatedWebhookEvent;
+  "vl.reward.deactivated.events": VlRewardDeactivatedWebhookEvent;
+  "vl.reward.drafted.events": VlRewardDraftedWebhookEvent;
   "other_webhook_types.events": OtherWebhookEvent;
   "custom.events": CustomEvent;
   "dead.letters": string;
@@ -4573,6 +4767,2492 @@ export interface SimpleDistributionConsents {
   disabled?: boolean | null;
   [k: string]: unknown;
 }
+export interface CampaignEarningRuleAssignedWebhookEvent {
+  schema?: number;
+  type: "campaign.earning_rule.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignEarningRuleDeletedWebhookEvent {
+  schema?: number;
+  type: "campaign.earning_rule.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignEarningRuleDisabledWebhookEvent {
+  schema?: number;
+  type: "campaign.earning_rule.disabled";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignEarningRuleEnabledWebhookEvent {
+  schema?: number;
+  type: "campaign.earning_rule.enabled";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignEarningRuleUpdatedWebhookEvent {
+  schema?: number;
+  type: "campaign.earning_rule.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignPromotionStackCreatedWebhookEvent {
+  schema?: number;
+  type: "campaign.promotion_stack.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignPromotionStackUpdatedWebhookEvent {
+  schema?: number;
+  type: "campaign.promotion_stack.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignReferralTierCreatedWebhookEvent {
+  schema?: number;
+  type: "campaign.referral_tier.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignReferralTierDeletedWebhookEvent {
+  schema?: number;
+  type: "campaign.referral_tier.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignReferralTierUpdatedWebhookEvent {
+  schema?: number;
+  type: "campaign.referral_tier.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignRewardAssignmentCreatedWebhookEvent {
+  schema?: number;
+  type: "campaign.reward.assignment.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignRewardAssignmentDeletedWebhookEvent {
+  schema?: number;
+  type: "campaign.reward.assignment.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignRewardAssignmentUpdatedWebhookEvent {
+  schema?: number;
+  type: "campaign.reward.assignment.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignVouchersAddedWebhookEvent {
+  schema?: number;
+  type: "campaign.vouchers.added";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignVouchersGenerationFailedWebhookEvent {
+  schema?: number;
+  type: "campaign.vouchers.generation.failed";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CampaignVouchersGenerationStartedWebhookEvent {
+  schema?: number;
+  type: "campaign.vouchers.generation.started";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface CustomerConfirmedWebhookEvent {
+  schema?: number;
+  type: "customer.confirmed";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: {
+    [k: string]: unknown;
+  };
+}
+export interface AdminCreditWebhookEvent {
+  schema?: number;
+  type: "ADMIN_CREDIT";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+/**
+ * Data of the card transaction types (POINTS_EARNED, ...).
+ */
+export interface CardTransactionData {
+  transaction?: CardTransaction | null;
+  [k: string]: unknown;
+}
+/**
+ * A card transaction.
+ */
+export interface CardTransaction {
+  id?: string | null;
+  card_id?: string | null;
+  program_id?: string | null;
+  member_id?: string | null;
+  card_definition_id?: string | null;
+  card_type?: string | null;
+  type?: string | null;
+  details?: CardTransactionDetails | null;
+  status?: string | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Card transaction details.
+ */
+export interface CardTransactionDetails {
+  reason?: string | null;
+  rejection?: CardTransactionDetailsRejection | null;
+  metadata?: {
+    [k: string]: unknown;
+  } | null;
+  points?: CardTransactionDetailsPoints | null;
+  bucket?: CardPointsBucketSimple | null;
+  buckets?: CardPointsBucketSimple[] | null;
+  date?: string | null;
+  reward?: RewardMaterialProductResponse | null;
+  reward_transaction?: RewardMaterialProductResponse | null;
+  card_transaction?: RewardMaterialProductResponse | null;
+  purchase?: CardTransactionDetailsPurchase | null;
+  order?: RewardMaterialProductResponse | null;
+  order_transaction?: RewardMaterialProductResponse | null;
+  target_card?: RewardMaterialProductResponse | null;
+  purchase_transaction?: RewardMaterialProductResponse | null;
+  [k: string]: unknown;
+}
+/**
+ * CardTransactionDetailsRejection.
+ */
+export interface CardTransactionDetailsRejection {
+  reason?: string | null;
+  details?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Points affected by the transaction (variant-dependent fields; pending points don't...
+ */
+export interface CardTransactionDetailsPoints {
+  total?: number | null;
+  expiration_date?: string | null;
+  expiration_type?: string | null;
+  date?: string | null;
+  type?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Simple representation of a points expiration bucket, embedded in card.
+ */
+export interface CardPointsBucketSimple {
+  id?: string | null;
+  points?: CardPointsBucketSimplePoints | null;
+  expiration_date?: string | null;
+  expiration_type?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Points held in the bucket.
+ */
+export interface CardPointsBucketSimplePoints {
+  total?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Product reference.
+ */
+export interface RewardMaterialProductResponse {
+  id?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * CardTransactionDetailsPurchase.
+ */
+export interface CardTransactionDetailsPurchase {
+  card_transaction?: RewardMaterialProductResponse | null;
+  reward_transaction?: RewardMaterialProductResponse | null;
+  [k: string]: unknown;
+}
+export interface AdminDebitWebhookEvent {
+  schema?: number;
+  type: "ADMIN_DEBIT";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface AdminPointsExpirationWebhookEvent {
+  schema?: number;
+  type: "ADMIN_POINTS_EXPIRATION";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PointsEarnedWebhookEvent {
+  schema?: number;
+  type: "POINTS_EARNED";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PointsSpentOnRewardWebhookEvent {
+  schema?: number;
+  type: "POINTS_SPENT_ON_REWARD";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PointsPurchasedWebhookEvent {
+  schema?: number;
+  type: "POINTS_PURCHASED";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PointsPurchaseReversedWebhookEvent {
+  schema?: number;
+  type: "POINTS_PURCHASE_REVERSED";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PointsSpentOnOrderWebhookEvent {
+  schema?: number;
+  type: "POINTS_SPENT_ON_ORDER";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PointsRefundedWebhookEvent {
+  schema?: number;
+  type: "POINTS_REFUNDED";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PointsReturnedWebhookEvent {
+  schema?: number;
+  type: "POINTS_RETURNED";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PointsExpiredWebhookEvent {
+  schema?: number;
+  type: "POINTS_EXPIRED";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PendingPointsAddedWebhookEvent {
+  schema?: number;
+  type: "PENDING_POINTS_ADDED";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PendingPointsActivatedWebhookEvent {
+  schema?: number;
+  type: "PENDING_POINTS_ACTIVATED";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface PendingPointsCanceledWebhookEvent {
+  schema?: number;
+  type: "PENDING_POINTS_CANCELED";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardTransactionData;
+}
+export interface VlProgramCreatedWebhookEvent {
+  schema?: number;
+  type: "vl.program.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+/**
+ * Data of the vl.program.* activities (ProgramActivity).
+ */
+export interface ProgramActivityData {
+  program?: Program | null;
+  card_definition?: CardDefinition | null;
+  earning_rule?: EarningRuleResponse | null;
+  reward?: RewardResponse | null;
+  tier_structure?: TierStructure | null;
+  program_card_definition?: ProgramCardDefinitionAssignment | null;
+  program_earning_rule?: ProgramEarningRuleAssignment | null;
+  program_reward?: ProgramRewardAssignment | null;
+  program_tier_structure?: ProgramTierStructureAssignment | null;
+  [k: string]: unknown;
+}
+/**
+ * A loyalty program.
+ */
+export interface Program {
+  id?: string | null;
+  name?: string | null;
+  status?: string | null;
+  start_date?: string | null;
+  end_date?: string | null;
+  validity_hours?: ProgramValidityHours | null;
+  metadata?: {
+    [k: string]: unknown;
+  } | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Validity hours configuration of the program.
+ */
+export interface ProgramValidityHours {
+  type?: string | null;
+  daily?: ProgramValidityDailyHours[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A single daily validity-hours window.
+ */
+export interface ProgramValidityDailyHours {
+  days_of_week?: number[] | null;
+  start_time?: string | null;
+  end_time?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * A card definition.
+ */
+export interface CardDefinition {
+  id?: string | null;
+  name?: string | null;
+  type?: string | null;
+  status?: string | null;
+  code_config?: CardDefinitionCodeConfig | null;
+  points_expiration?: CardDefinitionPointsExpiration | null;
+  pending_points?: CardDefinitionPendingPoints | null;
+  earning_limits?: CardDefinitionEarningLimits | null;
+  spending_limits?: CardDefinitionSpendingLimits | null;
+  refunds?: CardDefinitionRefunds | null;
+  balance_settings?: CardDefinitionBalanceSettings | null;
+  pay_with_points?: CardDefinitionPayWithPoints | null;
+  metadata?: {
+    [k: string]: unknown;
+  } | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Card code generation configuration.
+ */
+export interface CardDefinitionCodeConfig {
+  pattern?: string | null;
+  length?: number | null;
+  charset?: string | null;
+  prefix?: string | null;
+  postfix?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Points expiration policy.
+ */
+export interface CardDefinitionPointsExpiration {
+  type?: string | null;
+  rolling_expiration?: CardDefinitionPointsExpirationRollingExpiration | null;
+  calendar_expiration?: CardDefinitionPointsExpirationCalendarExpiration | null;
+  sliding_expiration?: CardDefinitionPointsExpirationSlidingExpiration | null;
+  [k: string]: unknown;
+}
+/**
+ * Rolling expiration configuration.
+ */
+export interface CardDefinitionPointsExpirationRollingExpiration {
+  period?: CardDefinitionPeriod | null;
+  rounding?: CardDefinitionPointsExpirationRollingExpirationRounding | null;
+  [k: string]: unknown;
+}
+/**
+ * A period expressed as a value and unit.
+ */
+export interface CardDefinitionPeriod {
+  value?: number | null;
+  unit?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Rounding of the rolling expiration date.
+ */
+export interface CardDefinitionPointsExpirationRollingExpirationRounding {
+  type?: string | null;
+  value?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Calendar expiration configuration.
+ */
+export interface CardDefinitionPointsExpirationCalendarExpiration {
+  expiration_dates?: CardDefinitionCalendarDate[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A calendar date (day + month).
+ */
+export interface CardDefinitionCalendarDate {
+  day?: number | null;
+  month?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Sliding expiration configuration.
+ */
+export interface CardDefinitionPointsExpirationSlidingExpiration {
+  earning_activity?: boolean | null;
+  spending_activity?: boolean | null;
+  custom_activity?: boolean | null;
+  custom_activity_types?: string[] | null;
+  period?: CardDefinitionPeriod | null;
+  [k: string]: unknown;
+}
+/**
+ * Pending points activation policy.
+ */
+export interface CardDefinitionPendingPoints {
+  type?: string | null;
+  period_based?: CardDefinitionPendingPointsPeriodBased | null;
+  fixed_dates?: CardDefinitionPendingPointsFixedDates | null;
+  event_based?: CardDefinitionPendingPointsEventBased | null;
+  [k: string]: unknown;
+}
+/**
+ * Period-based pending points activation.
+ */
+export interface CardDefinitionPendingPointsPeriodBased {
+  period?: CardDefinitionPeriod | null;
+  [k: string]: unknown;
+}
+/**
+ * Fixed-dates pending points activation.
+ */
+export interface CardDefinitionPendingPointsFixedDates {
+  dates?: CardDefinitionCalendarDate[] | null;
+  [k: string]: unknown;
+}
+/**
+ * Event-based pending points activation.
+ */
+export interface CardDefinitionPendingPointsEventBased {
+  event_types?: string[] | null;
+  cancel_period?: CardDefinitionPeriod | null;
+  [k: string]: unknown;
+}
+/**
+ * Points earning limits.
+ */
+export interface CardDefinitionEarningLimits {
+  global?: CardDefinitionEarningLimitsGlobal | null;
+  transactions?: CardDefinitionEarningLimitsTransactions | null;
+  [k: string]: unknown;
+}
+/**
+ * Global (per card) earning limits.
+ */
+export interface CardDefinitionEarningLimitsGlobal {
+  type?: string | null;
+  limits?: CardDefinitionEarningLimitsGlobalLimit[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A global earning limit.
+ */
+export interface CardDefinitionEarningLimitsGlobalLimit {
+  type?: string | null;
+  max?: number | null;
+  period?: CardDefinitionLimitTimeBasedPeriod | null;
+  points?: CardDefinitionLimitTimeBasedPoints | null;
+  [k: string]: unknown;
+}
+/**
+ * Time-based limit period.
+ */
+export interface CardDefinitionLimitTimeBasedPeriod {
+  type?: string | null;
+  current_period?: CardDefinitionLimitTimeBasedPeriodCurrentPeriod | null;
+  [k: string]: unknown;
+}
+/**
+ * Current-period configuration.
+ */
+export interface CardDefinitionLimitTimeBasedPeriodCurrentPeriod {
+  unit?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Points cap for a time-based limit.
+ */
+export interface CardDefinitionLimitTimeBasedPoints {
+  max?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Per-transaction earning limits.
+ */
+export interface CardDefinitionEarningLimitsTransactions {
+  type?: string | null;
+  limits?: CardDefinitionEarningLimitsTransactionsLimit[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A per-transaction earning limit.
+ */
+export interface CardDefinitionEarningLimitsTransactionsLimit {
+  type?: string | null;
+  max?: number | null;
+  min_amount?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Points spending limits.
+ */
+export interface CardDefinitionSpendingLimits {
+  global?: CardDefinitionSpendingLimitsGlobal | null;
+  transactions?: CardDefinitionSpendingLimitsTransactions | null;
+  [k: string]: unknown;
+}
+/**
+ * Global (per card) spending limits.
+ */
+export interface CardDefinitionSpendingLimitsGlobal {
+  type?: string | null;
+  limits?: CardDefinitionSpendingLimitsGlobalLimit[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A global spending limit.
+ */
+export interface CardDefinitionSpendingLimitsGlobalLimit {
+  type?: string | null;
+  max?: number | null;
+  period?: CardDefinitionLimitTimeBasedPeriod | null;
+  points?: CardDefinitionLimitTimeBasedPoints | null;
+  [k: string]: unknown;
+}
+/**
+ * Per-transaction spending limits.
+ */
+export interface CardDefinitionSpendingLimitsTransactions {
+  type?: string | null;
+  limits?: CardDefinitionSpendingLimitsTransactionsLimit[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A per-transaction spending limit.
+ */
+export interface CardDefinitionSpendingLimitsTransactionsLimit {
+  type?: string | null;
+  max?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Refund handling configuration.
+ */
+export interface CardDefinitionRefunds {
+  spent_points?: CardDefinitionRefundsSpentPoints | null;
+  earned_points?: CardDefinitionRefundsEarnedPoints | null;
+  [k: string]: unknown;
+}
+/**
+ * How points spent on a refunded order are handled.
+ */
+export interface CardDefinitionRefundsSpentPoints {
+  type?: string | null;
+  methods?: CardDefinitionRefundsSpentPointsMethod[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A spent points refund method.
+ */
+export interface CardDefinitionRefundsSpentPointsMethod {
+  type?: string | null;
+  mode?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * How points earned on a refunded order are handled.
+ */
+export interface CardDefinitionRefundsEarnedPoints {
+  type?: string | null;
+  methods?: CardDefinitionRefundsEarnedPointsMethod[] | null;
+  [k: string]: unknown;
+}
+/**
+ * An earned points revoke method.
+ */
+export interface CardDefinitionRefundsEarnedPointsMethod {
+  type?: string | null;
+  mode?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Card balance settings.
+ */
+export interface CardDefinitionBalanceSettings {
+  allow_negative?: boolean | null;
+  [k: string]: unknown;
+}
+/**
+ * Pay-with-points configuration.
+ */
+export interface CardDefinitionPayWithPoints {
+  type?: string | null;
+  exchange_ratio?: CardDefinitionPayWithPointsExchangeRatio | null;
+  [k: string]: unknown;
+}
+/**
+ * Exchange ratio.
+ */
+export interface CardDefinitionPayWithPointsExchangeRatio {
+  formula?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Earning rule as returned by the API.
+ */
+export interface EarningRuleResponse {
+  id?: string | null;
+  name?: string | null;
+  status?: string | null;
+  earnings?: EarningRuleEarningResponse[] | null;
+  trigger?: {
+    [k: string]: unknown;
+  };
+  error?: EarningRuleError | null;
+  validity_hours?: {
+    [k: string]: unknown;
+  };
+  start_date?: string | null;
+  end_date?: string | null;
+  trigger_limits?: EarningRuleTriggerLimits | null;
+  metadata?: {
+    [k: string]: unknown;
+  } | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * An earning definition as returned by the API.
+ */
+export interface EarningRuleEarningResponse {
+  id?: string | null;
+  name?: string | null;
+  rules?: EarningRuleRulesGroup | null;
+  tier_rules?: {
+    [k: string]: unknown;
+  };
+  effects?: unknown[] | null;
+  [k: string]: unknown;
+}
+/**
+ * Group of rule definitions combined by a logical formula.
+ */
+export interface EarningRuleRulesGroup {
+  logic?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Custom error message configuration.
+ */
+export interface EarningRuleError {
+  message?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Cooldown and frequency limits applied to the earning rule trigger.
+ */
+export interface EarningRuleTriggerLimits {
+  cooldown?: {
+    [k: string]: unknown;
+  };
+  frequency?: {
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+/**
+ * A reward, as returned by the API.
+ */
+export interface RewardResponse {
+  id?: string | null;
+  name?: string | null;
+  type?: string | null;
+  status?: string | null;
+  start_date?: string | null;
+  end_date?: string | null;
+  validity_hours?: RewardValidityHoursResponse | null;
+  material?: RewardMaterialResponse | null;
+  digital?: RewardDigitalResponse | null;
+  refunds?: RewardRefundsResponse | null;
+  costs?: RewardCostResponse[] | null;
+  purchase_limits?: RewardPurchaseLimits | null;
+  metadata?: {
+    [k: string]: unknown;
+  } | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Validity hours.
+ */
+export interface RewardValidityHoursResponse {
+  type?: string | null;
+  daily?: RewardValidityDailyHoursResponse[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A single daily validity window.
+ */
+export interface RewardValidityDailyHoursResponse {
+  days_of_week?: number[] | null;
+  start_time?: string | null;
+  end_time?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Material reward definition.
+ */
+export interface RewardMaterialResponse {
+  type?: string | null;
+  product?: RewardMaterialProductResponse | null;
+  sku?: RewardMaterialSKUResponse | null;
+  [k: string]: unknown;
+}
+/**
+ * SKU reference.
+ */
+export interface RewardMaterialSKUResponse {
+  product_id?: string | null;
+  id?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Digital reward definition.
+ */
+export interface RewardDigitalResponse {
+  type?: string | null;
+  discount_coupons?: RewardDigitalDiscountCouponsResponse | null;
+  gift_vouchers?: RewardDigitalGiftVouchersResponse | null;
+  loyalty_card_points?: RewardDigitalLoyaltyCardPointsResponse | null;
+  [k: string]: unknown;
+}
+/**
+ * Discount coupons configuration.
+ */
+export interface RewardDigitalDiscountCouponsResponse {
+  campaign_id?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Gift vouchers configuration.
+ */
+export interface RewardDigitalGiftVouchersResponse {
+  campaign_id?: string | null;
+  balance?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Loyalty card points configuration.
+ */
+export interface RewardDigitalLoyaltyCardPointsResponse {
+  points?: number | null;
+  card_definition_id?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Refund policy.
+ */
+export interface RewardRefundsResponse {
+  type?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * A reward cost.
+ */
+export interface RewardCostResponse {
+  id?: string | null;
+  rules?: RewardCostRuleGroupResponse | null;
+  spending?: RewardCostSpendingResponse[] | null;
+  [k: string]: unknown;
+}
+/**
+ * Rules group.
+ */
+export interface RewardCostRuleGroupResponse {
+  logic?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Points spending definition.
+ */
+export interface RewardCostSpendingResponse {
+  id?: string | null;
+  name?: string | null;
+  points?: number | null;
+  card_definition_id?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Limits on how often a member can purchase the reward.
+ */
+export interface RewardPurchaseLimits {
+  cooldown?: RewardPurchaseLimitsCooldown | null;
+  frequency?: RewardPurchaseLimitsFrequency | null;
+  [k: string]: unknown;
+}
+/**
+ * Purchase cooldown limits for a reward.
+ */
+export interface RewardPurchaseLimitsCooldown {
+  type?: string | null;
+  fixed_cooldown?: RewardPurchaseLimitsCooldownFixedCooldown | null;
+  [k: string]: unknown;
+}
+/**
+ * Fixed cooldown configuration.
+ */
+export interface RewardPurchaseLimitsCooldownFixedCooldown {
+  period?: RewardPurchaseLimitsCooldownFixedCooldownPeriod | null;
+  [k: string]: unknown;
+}
+/**
+ * Fixed cooldown period after a reward purchase.
+ */
+export interface RewardPurchaseLimitsCooldownFixedCooldownPeriod {
+  value?: number | null;
+  unit?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Purchase frequency limits for a reward.
+ */
+export interface RewardPurchaseLimitsFrequency {
+  type?: string | null;
+  limits?: RewardPurchaseLimitsFrequencyLimit[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A frequency limit.
+ */
+export interface RewardPurchaseLimitsFrequencyLimit {
+  type?: string | null;
+  period?: CardDefinitionLimitTimeBasedPeriod | null;
+  triggers?: RewardPurchaseLimitsFrequencyLimitTriggers | null;
+  [k: string]: unknown;
+}
+/**
+ * Maximum number of purchases allowed in the period.
+ */
+export interface RewardPurchaseLimitsFrequencyLimitTriggers {
+  max?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Tier structure resource.
+ */
+export interface TierStructure {
+  id?: string | null;
+  name?: string | null;
+  type?: string | null;
+  point_balance?: TierStructurePointBalance | null;
+  point_earned?: TierStructurePointEarned | null;
+  expiration?: TierStructureExpiration | null;
+  downgrade?: TierStructureDowngrade | null;
+  metadata?: {
+    [k: string]: unknown;
+  } | null;
+  status?: string | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Point balance tracking settings.
+ */
+export interface TierStructurePointBalance {
+  card_definition_id?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Points earned tracking settings.
+ */
+export interface TierStructurePointEarned {
+  card_definition_id?: string | null;
+  period?: TierStructurePointEarnedPeriod | null;
+  type?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Points earned tracking period.
+ */
+export interface TierStructurePointEarnedPeriod {
+  value?: number | null;
+  unit?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Tier membership expiration settings.
+ */
+export interface TierStructureExpiration {
+  type?: string | null;
+  fixed_duration?: TierStructureExpirationFixedDuration | null;
+  calendar_expiration?: TierStructureExpirationCalendarExpiration | null;
+  sliding_expiration?: TierStructureExpirationSlidingExpiration | null;
+  [k: string]: unknown;
+}
+/**
+ * Fixed duration expiration settings.
+ */
+export interface TierStructureExpirationFixedDuration {
+  period?: TierStructureExpirationPeriod | null;
+  [k: string]: unknown;
+}
+/**
+ * Expiration period.
+ */
+export interface TierStructureExpirationPeriod {
+  value?: number | null;
+  unit?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Calendar expiration settings.
+ */
+export interface TierStructureExpirationCalendarExpiration {
+  calendar_dates?: TierStructureExpirationCalendarDate[] | null;
+  [k: string]: unknown;
+}
+/**
+ * A recurring calendar date.
+ */
+export interface TierStructureExpirationCalendarDate {
+  day?: number | null;
+  month?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Sliding expiration settings.
+ */
+export interface TierStructureExpirationSlidingExpiration {
+  earning_activity?: boolean | null;
+  spending_activity?: boolean | null;
+  custom_activity?: boolean | null;
+  custom_activity_types?: string[] | null;
+  period?: TierStructureExpirationPeriod | null;
+  [k: string]: unknown;
+}
+/**
+ * Downgrade settings.
+ */
+export interface TierStructureDowngrade {
+  type?: string | null;
+  grace_period?: TierStructureDowngradeGracePeriod | null;
+  [k: string]: unknown;
+}
+/**
+ * Downgrade grace period.
+ */
+export interface TierStructureDowngradeGracePeriod {
+  value?: number | null;
+  unit?: string | null;
+  round_up?: boolean | null;
+  [k: string]: unknown;
+}
+/**
+ * A card definition assigned to a program.
+ */
+export interface ProgramCardDefinitionAssignment {
+  card_type?: string | null;
+  card_definition_id?: string | null;
+  created_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * An earning rule assigned to a program.
+ */
+export interface ProgramEarningRuleAssignment {
+  earning_rule_id?: string | null;
+  created_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * A reward assigned to a program, with stock configuration and redemption counter.
+ */
+export interface ProgramRewardAssignment {
+  reward_id?: string | null;
+  stock?: {
+    [k: string]: unknown;
+  };
+  redeemed?: number | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * A tier structure assigned to a program.
+ */
+export interface ProgramTierStructureAssignment {
+  tier_structure_id?: string | null;
+  created_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+export interface VlProgramUpdatedWebhookEvent {
+  schema?: number;
+  type: "vl.program.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramDeletedWebhookEvent {
+  schema?: number;
+  type: "vl.program.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramActivatedWebhookEvent {
+  schema?: number;
+  type: "vl.program.activated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramDeactivatedWebhookEvent {
+  schema?: number;
+  type: "vl.program.deactivated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramCardDefinitionAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.program.card_definition.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramCardDefinitionUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.program.card_definition.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramEarningRuleAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.program.earning_rule.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramEarningRuleUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.program.earning_rule.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramRewardAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.program.reward.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramRewardUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.program.reward.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramRewardUpdatedWebhookEvent {
+  schema?: number;
+  type: "vl.program.reward.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramTierStructureAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.program.tier_structure.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlProgramTierStructureUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.program.tier_structure.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: ProgramActivityData;
+}
+export interface VlMemberCreatedWebhookEvent {
+  schema?: number;
+  type: "vl.member.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: MemberActivityData;
+}
+/**
+ * Data of the vl.member.* activities (MemberActivity).
+ */
+export interface MemberActivityData {
+  member?: Member | null;
+  program?: Program | null;
+  [k: string]: unknown;
+}
+/**
+ * A loyalty program member.
+ */
+export interface Member {
+  id?: string | null;
+  customer_id?: string | null;
+  program_id?: string | null;
+  status?: string | null;
+  metadata?: {
+    [k: string]: unknown;
+  } | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+export interface VlMemberUpdatedWebhookEvent {
+  schema?: number;
+  type: "vl.member.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: MemberActivityData;
+}
+export interface VlMemberDeletedWebhookEvent {
+  schema?: number;
+  type: "vl.member.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: MemberActivityData;
+}
+export interface VlMemberActivatedWebhookEvent {
+  schema?: number;
+  type: "vl.member.activated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: MemberActivityData;
+}
+export interface VlMemberDeactivatedWebhookEvent {
+  schema?: number;
+  type: "vl.member.deactivated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: MemberActivityData;
+}
+export interface VlMemberCardAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.member.card.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: MemberActivityData;
+}
+export interface VlMemberCardUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.member.card.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: MemberActivityData;
+}
+export interface VlCardCreatedWebhookEvent {
+  schema?: number;
+  type: "vl.card.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardActivityData;
+}
+/**
+ * Data of the vl.card.* activities (CardActivity).
+ */
+export interface CardActivityData {
+  [k: string]: unknown;
+}
+export interface VlCardAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.card.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardActivityData;
+}
+export interface VlCardUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.card.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardActivityData;
+}
+export interface VlCardCodeGenerationSucceededWebhookEvent {
+  schema?: number;
+  type: "vl.card.code_generation.succeeded";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardActivityData;
+}
+export interface VlCardCodeGenerationFailedWebhookEvent {
+  schema?: number;
+  type: "vl.card.code_generation.failed";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardActivityData;
+}
+export interface VlCardDefinitionCreatedWebhookEvent {
+  schema?: number;
+  type: "vl.card_definition.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardDefinitionActivityData;
+}
+/**
+ * Data of the vl.card_definition.* activities (CardDefinitionActivity).
+ */
+export interface CardDefinitionActivityData {
+  card_definition?: CardDefinition | null;
+  program?: Program | null;
+  program_card_definition?: ProgramCardDefinitionAssignment | null;
+  [k: string]: unknown;
+}
+export interface VlCardDefinitionUpdatedWebhookEvent {
+  schema?: number;
+  type: "vl.card_definition.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardDefinitionActivityData;
+}
+export interface VlCardDefinitionDeletedWebhookEvent {
+  schema?: number;
+  type: "vl.card_definition.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardDefinitionActivityData;
+}
+export interface VlCardDefinitionActivatedWebhookEvent {
+  schema?: number;
+  type: "vl.card_definition.activated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardDefinitionActivityData;
+}
+export interface VlCardDefinitionDeactivatedWebhookEvent {
+  schema?: number;
+  type: "vl.card_definition.deactivated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardDefinitionActivityData;
+}
+export interface VlCardDefinitionDraftedWebhookEvent {
+  schema?: number;
+  type: "vl.card_definition.drafted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardDefinitionActivityData;
+}
+export interface VlCardDefinitionAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.card_definition.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardDefinitionActivityData;
+}
+export interface VlCardDefinitionUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.card_definition.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: CardDefinitionActivityData;
+}
+export interface VlEarningRuleCreatedWebhookEvent {
+  schema?: number;
+  type: "vl.earning_rule.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: EarningRuleActivityData;
+}
+/**
+ * Data of the vl.earning_rule.* activities (EarningRuleActivityResponse).
+ */
+export interface EarningRuleActivityData {
+  earning_rule?: EarningRuleResponse | null;
+  [k: string]: unknown;
+}
+export interface VlEarningRuleUpdatedWebhookEvent {
+  schema?: number;
+  type: "vl.earning_rule.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: EarningRuleActivityData;
+}
+export interface VlEarningRuleDeletedWebhookEvent {
+  schema?: number;
+  type: "vl.earning_rule.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: EarningRuleActivityData;
+}
+export interface VlEarningRuleActivatedWebhookEvent {
+  schema?: number;
+  type: "vl.earning_rule.activated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: EarningRuleActivityData;
+}
+export interface VlEarningRuleDeactivatedWebhookEvent {
+  schema?: number;
+  type: "vl.earning_rule.deactivated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: EarningRuleActivityData;
+}
+export interface VlEarningRuleDraftedWebhookEvent {
+  schema?: number;
+  type: "vl.earning_rule.drafted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: EarningRuleActivityData;
+}
+export interface VlEarningRuleAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.earning_rule.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: EarningRuleActivityData;
+}
+export interface VlEarningRuleUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.earning_rule.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: EarningRuleActivityData;
+}
+export interface VlTierStructureCreatedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+/**
+ * Data of the vl.tier_structure.* activities (TierStructureActivity).
+ */
+export interface TierStructureActivityData {
+  tier_structure?: TierStructure | null;
+  tier?: Tier | null;
+  program?: Program | null;
+  program_tier_structure?: ProgramTierStructureAssignment | null;
+  [k: string]: unknown;
+}
+/**
+ * Tier resource.
+ */
+export interface Tier {
+  id?: string | null;
+  tier_structure_id?: string | null;
+  name?: string | null;
+  qualification_rules?: TierQualificationRules | null;
+  downgrade?: TierDowngrade | null;
+  metadata?: {
+    [k: string]: unknown;
+  } | null;
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Tier qualification rules.
+ */
+export interface TierQualificationRules {
+  type?: string | null;
+  points?: TierQualificationRulesPoints | null;
+  segment?: TierQualificationRulesSegment | null;
+  [k: string]: unknown;
+}
+/**
+ * Point thresholds for tier qualification.
+ */
+export interface TierQualificationRulesPoints {
+  min_value?: number | null;
+  max_value?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * Customer segment reference.
+ */
+export interface TierQualificationRulesSegment {
+  id?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Tier-level downgrade behavior.
+ */
+export interface TierDowngrade {
+  type?: string | null;
+  [k: string]: unknown;
+}
+export interface VlTierStructureUpdatedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlTierStructureDeletedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlTierStructureActivatedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.activated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlTierStructureDeactivatedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.deactivated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlTierStructureDraftedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.drafted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlTierStructureAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlTierStructureUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlTierStructureTierCreatedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.tier.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlTierStructureTierUpdatedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.tier.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlTierStructureTierDeletedWebhookEvent {
+  schema?: number;
+  type: "vl.tier_structure.tier.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: TierStructureActivityData;
+}
+export interface VlBenefitCreatedWebhookEvent {
+  schema?: number;
+  type: "vl.benefit.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: BenefitActivityData;
+}
+/**
+ * Data of the vl.benefit.* activities (BenefitActivity).
+ */
+export interface BenefitActivityData {
+  benefit?: Benefit | null;
+  [k: string]: unknown;
+}
+/**
+ * A benefit object.
+ */
+export interface Benefit {
+  id?: string | null;
+  name?: string | null;
+  type?: string | null;
+  status?: string | null;
+  stock?: {
+    [k: string]: unknown;
+  };
+  points?: BenefitPoints | null;
+  points_proportional?: {
+    [k: string]: unknown;
+  };
+  material?: {
+    [k: string]: unknown;
+  };
+  digital?: {
+    [k: string]: unknown;
+  };
+  created_at?: string | null;
+  updated_at?: string | null;
+  object?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Fixed points effect - adds a fixed amount of points to a card of the given card...
+ */
+export interface BenefitPoints {
+  value?: number | null;
+  card_definition_id?: string | null;
+  [k: string]: unknown;
+}
+export interface VlBenefitUpdatedWebhookEvent {
+  schema?: number;
+  type: "vl.benefit.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: BenefitActivityData;
+}
+export interface VlBenefitDeletedWebhookEvent {
+  schema?: number;
+  type: "vl.benefit.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: BenefitActivityData;
+}
+export interface VlBenefitActivatedWebhookEvent {
+  schema?: number;
+  type: "vl.benefit.activated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: BenefitActivityData;
+}
+export interface VlBenefitDraftedWebhookEvent {
+  schema?: number;
+  type: "vl.benefit.drafted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: BenefitActivityData;
+}
+export interface VlRewardCreatedWebhookEvent {
+  schema?: number;
+  type: "vl.reward.created";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: RewardActivityData;
+}
+/**
+ * Data of the vl.reward.* activities (RewardActivity).
+ */
+export interface RewardActivityData {
+  reward?: RewardResponse | null;
+  program?: Program | null;
+  program_reward?: ProgramRewardAssignment | null;
+  [k: string]: unknown;
+}
+export interface VlRewardUpdatedWebhookEvent {
+  schema?: number;
+  type: "vl.reward.updated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: RewardActivityData;
+}
+export interface VlRewardDeletedWebhookEvent {
+  schema?: number;
+  type: "vl.reward.deleted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: RewardActivityData;
+}
+export interface VlRewardAssignedWebhookEvent {
+  schema?: number;
+  type: "vl.reward.assigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: RewardActivityData;
+}
+export interface VlRewardUnassignedWebhookEvent {
+  schema?: number;
+  type: "vl.reward.unassigned";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: RewardActivityData;
+}
+export interface VlRewardActivatedWebhookEvent {
+  schema?: number;
+  type: "vl.reward.activated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: RewardActivityData;
+}
+export interface VlRewardDeactivatedWebhookEvent {
+  schema?: number;
+  type: "vl.reward.deactivated";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: RewardActivityData;
+}
+export interface VlRewardDraftedWebhookEvent {
+  schema?: number;
+  type: "vl.reward.drafted";
+  id: string;
+  sendout_id: string;
+  request_id?: string | null;
+  project_id?: string | null;
+  created_at?: string | null;
+  received_at: string;
+  source?: Source | null;
+  webhook_type: string;
+  schema_valid: boolean;
+  schema_error?: string | null;
+  data: RewardActivityData;
+}
 /**
  * A webhook event of a type with no documented schema: ``data`` as received.
  */
@@ -4709,6 +7389,103 @@ export interface WebhookEvents {
   "business_validation_rule.assignment.deleted": BusinessValidationRuleAssignmentDeletedWebhookEvent;
   "business_validation_rule.deleted": BusinessValidationRuleDeletedWebhookEvent;
   manual_distribution_schedule: ManualDistributionScheduleWebhookEvent;
+  "campaign.earning_rule.assigned": CampaignEarningRuleAssignedWebhookEvent;
+  "campaign.earning_rule.deleted": CampaignEarningRuleDeletedWebhookEvent;
+  "campaign.earning_rule.disabled": CampaignEarningRuleDisabledWebhookEvent;
+  "campaign.earning_rule.enabled": CampaignEarningRuleEnabledWebhookEvent;
+  "campaign.earning_rule.updated": CampaignEarningRuleUpdatedWebhookEvent;
+  "campaign.promotion_stack.created": CampaignPromotionStackCreatedWebhookEvent;
+  "campaign.promotion_stack.updated": CampaignPromotionStackUpdatedWebhookEvent;
+  "campaign.referral_tier.created": CampaignReferralTierCreatedWebhookEvent;
+  "campaign.referral_tier.deleted": CampaignReferralTierDeletedWebhookEvent;
+  "campaign.referral_tier.updated": CampaignReferralTierUpdatedWebhookEvent;
+  "campaign.reward.assignment.created": CampaignRewardAssignmentCreatedWebhookEvent;
+  "campaign.reward.assignment.deleted": CampaignRewardAssignmentDeletedWebhookEvent;
+  "campaign.reward.assignment.updated": CampaignRewardAssignmentUpdatedWebhookEvent;
+  "campaign.vouchers.added": CampaignVouchersAddedWebhookEvent;
+  "campaign.vouchers.generation.failed": CampaignVouchersGenerationFailedWebhookEvent;
+  "campaign.vouchers.generation.started": CampaignVouchersGenerationStartedWebhookEvent;
+  "customer.confirmed": CustomerConfirmedWebhookEvent;
+  ADMIN_CREDIT: AdminCreditWebhookEvent;
+  ADMIN_DEBIT: AdminDebitWebhookEvent;
+  ADMIN_POINTS_EXPIRATION: AdminPointsExpirationWebhookEvent;
+  POINTS_EARNED: PointsEarnedWebhookEvent;
+  POINTS_SPENT_ON_REWARD: PointsSpentOnRewardWebhookEvent;
+  POINTS_PURCHASED: PointsPurchasedWebhookEvent;
+  POINTS_PURCHASE_REVERSED: PointsPurchaseReversedWebhookEvent;
+  POINTS_SPENT_ON_ORDER: PointsSpentOnOrderWebhookEvent;
+  POINTS_REFUNDED: PointsRefundedWebhookEvent;
+  POINTS_RETURNED: PointsReturnedWebhookEvent;
+  POINTS_EXPIRED: PointsExpiredWebhookEvent;
+  PENDING_POINTS_ADDED: PendingPointsAddedWebhookEvent;
+  PENDING_POINTS_ACTIVATED: PendingPointsActivatedWebhookEvent;
+  PENDING_POINTS_CANCELED: PendingPointsCanceledWebhookEvent;
+  "vl.program.created": VlProgramCreatedWebhookEvent;
+  "vl.program.updated": VlProgramUpdatedWebhookEvent;
+  "vl.program.deleted": VlProgramDeletedWebhookEvent;
+  "vl.program.activated": VlProgramActivatedWebhookEvent;
+  "vl.program.deactivated": VlProgramDeactivatedWebhookEvent;
+  "vl.program.card_definition.assigned": VlProgramCardDefinitionAssignedWebhookEvent;
+  "vl.program.card_definition.unassigned": VlProgramCardDefinitionUnassignedWebhookEvent;
+  "vl.program.earning_rule.assigned": VlProgramEarningRuleAssignedWebhookEvent;
+  "vl.program.earning_rule.unassigned": VlProgramEarningRuleUnassignedWebhookEvent;
+  "vl.program.reward.assigned": VlProgramRewardAssignedWebhookEvent;
+  "vl.program.reward.unassigned": VlProgramRewardUnassignedWebhookEvent;
+  "vl.program.reward.updated": VlProgramRewardUpdatedWebhookEvent;
+  "vl.program.tier_structure.assigned": VlProgramTierStructureAssignedWebhookEvent;
+  "vl.program.tier_structure.unassigned": VlProgramTierStructureUnassignedWebhookEvent;
+  "vl.member.created": VlMemberCreatedWebhookEvent;
+  "vl.member.updated": VlMemberUpdatedWebhookEvent;
+  "vl.member.deleted": VlMemberDeletedWebhookEvent;
+  "vl.member.activated": VlMemberActivatedWebhookEvent;
+  "vl.member.deactivated": VlMemberDeactivatedWebhookEvent;
+  "vl.member.card.assigned": VlMemberCardAssignedWebhookEvent;
+  "vl.member.card.unassigned": VlMemberCardUnassignedWebhookEvent;
+  "vl.card.created": VlCardCreatedWebhookEvent;
+  "vl.card.assigned": VlCardAssignedWebhookEvent;
+  "vl.card.unassigned": VlCardUnassignedWebhookEvent;
+  "vl.card.code_generation.succeeded": VlCardCodeGenerationSucceededWebhookEvent;
+  "vl.card.code_generation.failed": VlCardCodeGenerationFailedWebhookEvent;
+  "vl.card_definition.created": VlCardDefinitionCreatedWebhookEvent;
+  "vl.card_definition.updated": VlCardDefinitionUpdatedWebhookEvent;
+  "vl.card_definition.deleted": VlCardDefinitionDeletedWebhookEvent;
+  "vl.card_definition.activated": VlCardDefinitionActivatedWebhookEvent;
+  "vl.card_definition.deactivated": VlCardDefinitionDeactivatedWebhookEvent;
+  "vl.card_definition.drafted": VlCardDefinitionDraftedWebhookEvent;
+  "vl.card_definition.assigned": VlCardDefinitionAssignedWebhookEvent;
+  "vl.card_definition.unassigned": VlCardDefinitionUnassignedWebhookEvent;
+  "vl.earning_rule.created": VlEarningRuleCreatedWebhookEvent;
+  "vl.earning_rule.updated": VlEarningRuleUpdatedWebhookEvent;
+  "vl.earning_rule.deleted": VlEarningRuleDeletedWebhookEvent;
+  "vl.earning_rule.activated": VlEarningRuleActivatedWebhookEvent;
+  "vl.earning_rule.deactivated": VlEarningRuleDeactivatedWebhookEvent;
+  "vl.earning_rule.drafted": VlEarningRuleDraftedWebhookEvent;
+  "vl.earning_rule.assigned": VlEarningRuleAssignedWebhookEvent;
+  "vl.earning_rule.unassigned": VlEarningRuleUnassignedWebhookEvent;
+  "vl.tier_structure.created": VlTierStructureCreatedWebhookEvent;
+  "vl.tier_structure.updated": VlTierStructureUpdatedWebhookEvent;
+  "vl.tier_structure.deleted": VlTierStructureDeletedWebhookEvent;
+  "vl.tier_structure.activated": VlTierStructureActivatedWebhookEvent;
+  "vl.tier_structure.deactivated": VlTierStructureDeactivatedWebhookEvent;
+  "vl.tier_structure.drafted": VlTierStructureDraftedWebhookEvent;
+  "vl.tier_structure.assigned": VlTierStructureAssignedWebhookEvent;
+  "vl.tier_structure.unassigned": VlTierStructureUnassignedWebhookEvent;
+  "vl.tier_structure.tier.created": VlTierStructureTierCreatedWebhookEvent;
+  "vl.tier_structure.tier.updated": VlTierStructureTierUpdatedWebhookEvent;
+  "vl.tier_structure.tier.deleted": VlTierStructureTierDeletedWebhookEvent;
+  "vl.benefit.created": VlBenefitCreatedWebhookEvent;
+  "vl.benefit.updated": VlBenefitUpdatedWebhookEvent;
+  "vl.benefit.deleted": VlBenefitDeletedWebhookEvent;
+  "vl.benefit.activated": VlBenefitActivatedWebhookEvent;
+  "vl.benefit.drafted": VlBenefitDraftedWebhookEvent;
+  "vl.reward.created": VlRewardCreatedWebhookEvent;
+  "vl.reward.updated": VlRewardUpdatedWebhookEvent;
+  "vl.reward.deleted": VlRewardDeletedWebhookEvent;
+  "vl.reward.assigned": VlRewardAssignedWebhookEvent;
+  "vl.reward.unassigned": VlRewardUnassignedWebhookEvent;
+  "vl.reward.activated": VlRewardActivatedWebhookEvent;
+  "vl.reward.deactivated": VlRewardDeactivatedWebhookEvent;
+  "vl.reward.drafted": VlRewardDraftedWebhookEvent;
 }
 /**
  * The fields of an entry of a `<prefix>:{<TYPE>}:completed` stream (all strings).
@@ -4775,6 +7552,10 @@ export interface WebhookEventEntryFields {
    */
   sendout_id: string;
   /**
+   * The envelope's project_id; empty string when absent (entries written before this field existed lack it).
+   */
+  project_id?: string;
+  /**
    * Only with FANOUT_CLOUDEVENTS=1: a CloudEvents 1.0 structured JSON event whose data is the event JSON.
    */
   data?: string;
@@ -4812,6 +7593,7 @@ export interface DeadLetterEntryFields {
     | "invalid_payload"
     | "unknown_type"
     | "stale"
+    | "project_mismatch"
     | "conflict"
     | "poison"
     | "trimmed";
