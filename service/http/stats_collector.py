@@ -5,8 +5,9 @@ through ``streams.stats``, the same reader as ``fanout stats`` and the dashboard
 
 The ``stream`` label values are a bounded set: the streams known by name
 (``stats.known_streams``: every async action type, every known event type, the
-dead letters), and one more, ``other``, which sums the streams of every other
-event type that arrived (drift), so a sender cannot add label values at will.
+dead letters; and the custom bodies' stream), and one more, ``other``, which
+sums the streams of every other event type that arrived (drift), so a sender
+cannot add label values at will.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class StreamStats(Collector):
                 pass  # keep the last values; fanout_deliveries shows the outage
 
     async def _read(self) -> None:
-        known = list(stats.known_streams(self._keys))
+        # The custom bodies' stream is known by name too (the dashboard reads it apart).
+        known = [*stats.known_streams(self._keys), self._keys.custom()]
         others = set(await stats.other_streams(self._redis, self._keys))
         lengths: dict[str, int] = {}
         by_group: dict[tuple[str, str], tuple[int, int | None]] = {}

@@ -106,6 +106,7 @@ async def test_schemaless_types_have_their_stream_and_gauge_unknown_ones_one_buc
             assert (await post(http, envelope(name, {"x": 1}))).status_code == 202
         other = keys.events("another.new.type")
         await redis.xgroup_create(other, "crm-sync", id="0")
+        assert (await post(http, {"customer": "Ada"})).status_code == 202  # a custom body
         values = await scrape(http)
     [(_, fields)] = await redis.xrange(keys.events("campaign.vouchers.added"))
     event = decode_event(fields)
@@ -116,6 +117,7 @@ async def test_schemaless_types_have_their_stream_and_gauge_unknown_ones_one_buc
     # The streams of event types the service does not know: one label value for all.
     assert value(values, "fanout_stream_length", stream=OTHER) == 2
     assert value(values, "fanout_group_lag", stream=OTHER, group="crm-sync") == 1
+    assert value(values, "fanout_stream_length", stream=keys.custom()) == 1
     streams = {dict(labels).get("stream") for name, labels in values if name.startswith("fanout_")}
     assert other not in streams and keys.events("sent.by.test.button") not in streams
     assert value(values, "fanout_schema_drift_total", type="campaign.vouchers.added") == 0
