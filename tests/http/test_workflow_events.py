@@ -19,7 +19,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service import Consumer, StreamEvent, decode_event, workflow_data
+from service import Consumer, StreamEvent, decode_event, metrics, workflow_data
 from service.config import Secret, Settings
 from service.domain import clock, webhook_samples
 from service.domain.event_types import OTHER
@@ -99,6 +99,9 @@ async def test_an_undocumented_workflows_type_is_published_as_drift(
 async def test_schemaless_types_have_their_stream_and_gauge_unknown_ones_one_bucket(
     settings: Settings, redis: Redis, keys: Keys
 ) -> None:
+    counters = (("fanout_deliveries_total", {"type": OTHER, "outcome": "accepted"}),)
+    counters += (("fanout_schema_drift_total", {"type": OTHER}),)
+    before = [metrics.REGISTRY.get_sample_value(name, labels) or 0 for name, labels in counters]
     async with serving(settings) as http:
         added = envelope("campaign.vouchers.added", {"campaign": {"id": "camp_1"}})
         assert (await post(http, added)).status_code == 202
@@ -121,6 +124,11 @@ async def test_schemaless_types_have_their_stream_and_gauge_unknown_ones_one_buc
     streams = {dict(labels).get("stream") for name, labels in values if name.startswith("fanout_")}
     assert other not in streams and keys.events("sent.by.test.button") not in streams
     assert value(values, "fanout_schema_drift_total", type="campaign.vouchers.added") == 0
+    # The counters' type labels are bounded the same way.
+    for (name, labels), earlier in zip(counters, before, strict=True):
+        assert value(values, name, **labels) - earlier == 2, name
+    types = {dict(labels).get("type") for _, labels in values}
+    assert "sent.by.test.button" not in types and "another.new.type" not in types
 
 
 @requires_chromium
