@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from service.domain import actions, completion, samples
 from service.streams.group_commit import GroupCommit, pack
 from service.streams.keys import Keys
+from service.streams.records import Records, field
 from service.streams.scripts import COMPLETE_LUA
 
 CALLS = 20_000
@@ -35,14 +36,17 @@ def _calls(keys: Keys, count: int) -> list[tuple[tuple[str, ...], tuple[Any, ...
     action = actions.decode(msgspec.json.encode(samples.sample("VOUCHERS.IMPORT")))
     event = completion.encode_event(completion.from_action(action, datetime.now(UTC)))
     out = []
+    type_ = "VOUCHERS.IMPORT"
+    buckets = Records(keys, 604_800).buckets(type_)
     for n in range(count):
         id_ = f"aa_{n}"
-        type_ = "VOUCHERS.IMPORT"
         fields = ("type", type_, "status", "DONE", "id", id_, "request_id", "r", "event", event)
+        legacy = (keys.seen(type_, id_, "r"), keys.done(type_, id_))
+        records = (field("seen", id_, "r"), field("done", id_))
         out.append(
             (
-                (keys.seen(type_, id_, "r"), keys.done(type_, id_), keys.completed(type_)),
-                ("digest", 600, 1_000_000, *fields),
+                (keys.completed(type_), *legacy, *buckets),
+                ("digest", 1_000_000, 0, *records, *fields),
             )
         )
     return out

@@ -329,6 +329,13 @@ def _head_bytes(name: str, value: str) -> int:
     return size
 
 
+def _percent(name: str, value: str) -> int:
+    number = _positive_int(name, value)
+    if number > 100:
+        raise ConfigError(name, f"expected a percentage from 1 to 100, got {value!r}")
+    return number
+
+
 def _port(name: str, value: str) -> int:
     port = _positive_int(name, value)
     if port > 65535:
@@ -469,6 +476,17 @@ class Settings:
     keep_alive_timeout: int = setting("FANOUT_KEEP_ALIVE_TIMEOUT", _positive_int, 5)
     #: Open connections per worker; ``None``: 2,048, or what the file limit allows.
     max_connections: int | None = setting("FANOUT_MAX_CONNECTIONS", _positive_int, None)
+    #: Run on a server whose maxmemory-policy may evict any key (allkeys-*): entries may be lost.
+    allow_eviction: bool = setting("FANOUT_ALLOW_EVICTION", _flag, False, render=_render_flag)
+    #: Percent of the server's maxmemory at which deliveries and /readyz get 503.
+    memory_limit: int = setting("FANOUT_MEMORY_LIMIT", _percent, 90)
+    #: Seconds an entry every consumer group acknowledged is kept; None: the dedup window.
+    retention: int | None = setting("FANOUT_RETENTION", _positive_int, None)
+
+    @property
+    def retention_seconds(self) -> int:
+        """FANOUT_RETENTION, by default the dedup window (a duplicate's entry id stays readable)."""
+        return self.dedup_ttl if self.retention is None else self.retention
 
     def age_limit(self) -> int:
         """``FANOUT_MAX_AGE``, else ``FANOUT_DEDUP_TTL``: past it, a replay could be

@@ -9,7 +9,10 @@ Where each one is defined, and what a user sees::
     ├── config.ConfigError               (ValueError) a bad setting: ``fanout`` exits 2, one line
     ├── streams.errors.RedisUnavailable  Redis unreachable, too slow, or unconfirmed: 503
     ├── streams.errors.StreamFull        a group is a whole FANOUT_STREAM_MAXLEN behind: 503
+    │   └── MemoryFull                   Redis memory at FANOUT_MEMORY_LIMIT of maxmemory: 503
     ├── streams.errors.DurabilityRefused the server cannot give FANOUT_DURABILITY: no start
+    ├── streams.server.ServerRefused     an evicting maxmemory-policy, protected mode, auth,
+    │                                    ACL: ``fanout serve`` exits 2, one line
     ├── streams.group_commit.NotConfirmed  (TimeoutError) WAIT/WAITAOF short: RedisUnavailable
     ├── streams.local.NoRedis            (LookupError) no URL and no running ``fanout serve``
     ├── streams.local.AlreadyServing     (RuntimeError) the data folder is another's

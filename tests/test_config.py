@@ -205,6 +205,9 @@ NON_DEFAULT: dict[str, object] = {
     "body_timeout": 30.0,
     "keep_alive_timeout": 75,
     "max_connections": 100,
+    "allow_eviction": True,
+    "memory_limit": 75,
+    "retention": 86_400,
 }
 POLL_NON_DEFAULT: dict[str, object] = {
     "api_url": "https://us1.api.voucherify.io",

@@ -96,6 +96,18 @@ FLAGS: dict[str, Flag] = {
             "open connections per worker; at the cap the longest-waiting idle one is "
             "closed (default 2048, or what the file limit allows)",
         ),
+        Flag(
+            "--allow-eviction",
+            "1 to run on a server whose maxmemory-policy is allkeys-*: entries may be lost",
+        ),
+        Flag(
+            "--memory-limit",
+            "percent of the server's maxmemory above which deliveries get 503 (default 90)",
+        ),
+        Flag(
+            "--retention",
+            "seconds an acknowledged entry is kept (default: FANOUT_DEDUP_TTL)",
+        ),
         # The reconciler's; its app token is read from the environment only (a
         # flag would show it in the process list).
         Flag("--api-url", "API base URL of your region", env="FANOUT_VOUCHERIFY_API_URL"),
@@ -134,6 +146,9 @@ SERVE = (
     "--body-timeout",
     "--keep-alive-timeout",
     "--max-connections",
+    "--allow-eviction",
+    "--memory-limit",
+    "--retention",
 )
 TOOLS = (*REDIS, "--data-dir")
 POLL = (

@@ -35,6 +35,7 @@ from ..streams.durability import Promise
 from ..streams.embedded import EmbeddedError, EmbeddedValkey
 from ..streams.errors import DurabilityRefused
 from ..streams.publisher import Publisher
+from ..streams.server import ServerRefused
 from . import flags, usage
 from .errors import CommandError
 
@@ -382,10 +383,18 @@ def _url_host(host: str) -> str:
 
 
 async def _preflight(settings: Settings) -> Promise:
-    """What a 2xx will mean; refuse to start on a durability mode the server cannot give."""
+    """What a 2xx will mean; refuse to start on a server the service must not use as
+    configured (exit 2: an evicting maxmemory-policy, protected mode, auth, ACL), or on
+    a durability mode the server cannot give (exit 1)."""
     client = connection.from_settings(settings)
     try:
         publisher = Publisher.from_settings(client, settings)
+        try:
+            memory = await publisher.check_server(allow_eviction=settings.allow_eviction)
+        except ServerRefused as exc:
+            raise ConfigError(exc.setting, exc.problem) from None
+        if memory is not None:
+            print(("warning: " if memory[1] else "") + memory[0])
         try:
             return await publisher.check_durability()
         except DurabilityRefused as exc:

@@ -117,13 +117,13 @@ async def stats(args: argparse.Namespace, client: Client, config: Settings) -> i
     else:
         out.print(f"no streams under the prefix {data['prefix']!r}")
     out.print(f"dead letters: {data['dead_letters']}")
-    held = data["dedup_keys"]
-    out.print(
-        "dedup keys held: "
-        + ", ".join(
-            f"{name.replace('_', ' ')} {count}"
-            for name, count in held.items()
-            if name != "other" or count
+    records = data["dedup_records"]
+    by_tag = ", ".join(f"{tag} {count}" for tag, count in records.items())
+    out.print(f"dedup records held: {sum(records.values())}" + (f" ({by_tag})" if by_tag else ""))
+    held = {name: count for name, count in data["dedup_keys"].items() if count}
+    if held:
+        out.print(
+            "dedup keys of an older version: "
+            + ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in held.items())
         )
-    )
     return 0

@@ -16,6 +16,7 @@ from ..streams import dead_letters
 from ..streams.connection import Client
 from ..streams.dead_letters import DeadLetter
 from ..streams.keys import Keys
+from ..streams.records import Records, field
 from ..streams.scripts import DEAD_LETTER_LUA
 
 #: How long filing one letter may take: the consumer's client's socket timeout
@@ -48,7 +49,7 @@ class PoisonLetters:
         self, redis: Client, keys: Keys, *, ttl: int, maxlen: int, timeout: float = TIMEOUT
     ) -> None:
         self._keys = keys
-        self._ttl = ttl
+        self._records = Records(keys, ttl)
         self._maxlen = maxlen
         self._run = dead_letters.bounded(redis.register_script(DEAD_LETTER_LUA), timeout)
 
@@ -87,7 +88,13 @@ class PoisonLetters:
     async def _file(self, letter: DeadLetter) -> str:
         assert letter.group is not None and letter.stream is not None and letter.entry_id
         seen = self._keys.poison_seen(letter.group, letter.stream, letter.entry_id)
+        record = field("poison", letter.group, letter.stream, letter.entry_id)
         filed = await dead_letters.file(
-            self._run, self._keys, seen, letter, ttl=self._ttl, maxlen=self._maxlen
+            self._run,
+            self._keys,
+            (seen, record),
+            letter,
+            records=self._records,
+            maxlen=self._maxlen,
         )
         return filed.entry_id

@@ -138,11 +138,20 @@ def create_app(
     refusal_counts = Refusals(client, publisher.keys, settings.redis_timeout)
     receiver = Receiver(settings, publisher, refusal_counts)
     stream_stats = StreamStats(
-        client, publisher.keys, settings.redis_timeout, settings.stream_maxlen
+        client,
+        publisher.keys,
+        settings.redis_timeout,
+        settings.stream_maxlen,
+        memory=publisher.memory,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # ServerRefused (an evicting maxmemory-policy, protected mode, auth, ACL) stops
+        # start-up: `fanout serve` says it in one line before any worker starts.
+        memory = await publisher.check_server(allow_eviction=settings.allow_eviction)
+        if memory is not None:
+            (logger.warning if memory[1] else logger.info)(memory[0])
         promise = await publisher.check_durability()
         (logger.warning if promise.at_risk else logger.info)(promise.line)
         if not await publisher.ping():
@@ -151,6 +160,8 @@ def create_app(
         tasks.append(asyncio.create_task(connection.follow_master(client)))
         tasks.append(asyncio.create_task(refusal_counts.run()))
         reloads = settings.secrets_file is not None and _on_sighup(receiver.reload_secrets)
+        # Apart from the others: shutdown never waits more than a second on it.
+        sampler = asyncio.create_task(publisher.memory.run())
         # What start-up built (modules, the 72 webhook Structs, the app) lives as long as
         # the process: out of the collector's way, a full collection no longer walks it.
         # Measured (bench/paced.py, 4,757 deliveries/s, mixed load, AOF off): p99
@@ -162,9 +173,12 @@ def create_app(
             if reloads:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             gc.unfreeze()
+            publisher.memory.stop()
+            sampler.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait({sampler}, timeout=1.0)
             if redis is None:
                 await client.aclose()
 

@@ -36,7 +36,7 @@ from .. import metrics
 from ..config import Settings
 from ..domain.actions import TYPES
 from ..domain.event_types import KNOWN as EVENT_TYPES
-from ..streams import refusals, replies, stats
+from ..streams import records, refusals, replies, stats
 from ..streams.dead_letters import DeadLetter
 from ..streams.publisher import Publisher
 from ..streams.replay import Replayer, find_letter
@@ -133,6 +133,8 @@ class Dashboard:
         self._token = settings.admin_token
         self._replayer = Replayer(publisher.redis, settings)
         self._keys = publisher.keys
+        self._records = publisher.records
+        self._memory_limit = publisher.memory.limit
         # redis-py's annotations of stream replies are loose unions; read them as Any.
         self._redis: Any = publisher.redis
         self._streams = stats.known_streams(self._keys)
@@ -210,7 +212,9 @@ class Dashboard:
                     item = _summary(kind, entry_id, fields)
                     in_flight[item["id"]] = item
         for item in list(in_flight.values()):
-            if await self._redis.exists(self._keys.done(item["type"], item["id"])):
+            legacy = self._keys.done(item["type"], item["id"])
+            record = records.field("done", item["id"])
+            if await self._records.holds(self._redis, item["type"], record, legacy):
                 del in_flight[item["id"]]
         dead = [
             _summary("dead", entry_id, fields)
@@ -302,6 +306,12 @@ class Dashboard:
             "latency_ms": round(latency, 2),
             "server": f"{server} {info.get(server + '_version') or info.get('redis_version')}",
             "memory": info.get("used_memory_human"),
+            # Headroom: deliveries get 503 from memory_limit percent of maxmemory on.
+            "used_memory": int(info.get("used_memory", 0)),
+            "maxmemory": int(info.get("maxmemory", 0) or 0),
+            "memory_limit": self._memory_limit,
+            "maxmemory_policy": info.get("maxmemory_policy"),
+            "evicted_keys": int(info.get("evicted_keys", 0)),
             "clients": info.get("connected_clients"),
             "aof": bool(info.get("aof_enabled")),
             "role": info.get("role"),
@@ -310,7 +320,14 @@ class Dashboard:
 
     async def _reconciler(self) -> dict[str, Any]:
         """Whether a poller holds the lease now, and how far the API is reconciled."""
-        ttl = int(await self._redis.pttl(self._keys.poll_lease()))
+        # "<token> <expires ms>" (reconciler/lease.py; no key TTL), or an older
+        # version's token with a PX expiry.
+        value = replies.text(await self._redis.get(self._keys.poll_lease()))
+        _, _, expires = value.partition(" ")
+        if expires.isdigit():
+            ttl = int(expires) - int(time.time() * 1000)
+        else:
+            ttl = int(await self._redis.pttl(self._keys.poll_lease()))
         mark = await self._redis.get(self._keys.poll_mark())
         return {
             "running": ttl > 0,

@@ -141,7 +141,7 @@ class Receiver:
         except StreamFull as exc:
             # Nothing was trimmed to make room: the sender retries once consumers catch up.
             full = BackPressure(str(exc))
-            label = _refused(scope, full, inbound, exc, started, outcome="stream_full")
+            label = _refused(scope, full, inbound, exc, started, outcome=exc.outcome)
             self._count(label, scope, full, exc)
             raise full from exc
         except Problem as problem:

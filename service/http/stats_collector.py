@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
@@ -24,6 +24,7 @@ from ..domain.event_types import OTHER
 from ..streams import stats
 from ..streams.connection import Client
 from ..streams.keys import Keys
+from ..streams.memory import MemoryWatch
 
 STREAM_STATS_INTERVAL = 5.0
 
@@ -31,7 +32,16 @@ STREAM_STATS_INTERVAL = 5.0
 class StreamStats(Collector):
     """Stream lengths, group pending and lag, read from Redis and cached briefly."""
 
-    def __init__(self, redis: Client, keys: Keys, timeout: float, maxlen: int) -> None:
+    def __init__(
+        self,
+        redis: Client,
+        keys: Keys,
+        timeout: float,
+        maxlen: int,
+        *,
+        memory: MemoryWatch | None = None,
+    ) -> None:
+        self._memory = memory
         self._redis = redis
         self._keys = keys
         self._timeout = timeout
@@ -102,3 +112,26 @@ class StreamStats(Collector):
         )
         cap.add_metric([], self._maxlen)
         yield from (length, pending, lag, cap)
+        if self._memory is not None:
+            yield from _memory_metrics(self._memory)
+
+
+def _memory_metrics(memory: MemoryWatch) -> Iterator[Metric]:
+    """The server's memory as last sampled (``streams.memory``, once a second)."""
+    used = GaugeMetricFamily("fanout_redis_used_memory_bytes", "Redis used_memory (INFO).")
+    used.add_metric([], memory.used)
+    limit = GaugeMetricFamily(
+        "fanout_redis_maxmemory_bytes", "Redis maxmemory (INFO); 0: no limit."
+    )
+    limit.add_metric([], memory.maxmemory)
+    threshold = GaugeMetricFamily(
+        "fanout_redis_memory_limit_ratio",
+        "FANOUT_MEMORY_LIMIT as a ratio of maxmemory: at or above it deliveries get 503.",
+    )
+    threshold.add_metric([], memory.limit / 100)
+    evicted = CounterMetricFamily(
+        "fanout_redis_evicted_keys",
+        "Keys the Redis server evicted (INFO stats evicted_keys, all of its keys).",
+    )
+    evicted.add_metric([], memory.evicted)
+    yield from (used, limit, threshold, evicted)

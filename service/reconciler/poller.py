@@ -32,17 +32,20 @@ from ..domain import actions, outbound
 from ..domain.clock import iso
 from ..errors import FanoutError
 from ..streams.publisher import Accepted, Conflict, Publisher, Stale
-from .lease import Lease, LeaseLost
+from .lease import LEASE_PRELUDE, Lease, LeaseLost
 from .voucherify_api import APIError, AuthError, NotFound, VoucherifyAPI
 
 logger = logging.getLogger("service.poll")
 
 # Move the mark only while holding the lease.  KEYS: lease, mark.  ARGV: token, mark.
-SET_MARK_LUA = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+SET_MARK_LUA = (
+    LEASE_PRELUDE
+    + """
+if not held_by(KEYS[1], ARGV[1]) then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
+)
 
 ONE_MS = timedelta(milliseconds=1)
 

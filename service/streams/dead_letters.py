@@ -29,6 +29,7 @@ from ..domain import clock
 from . import replies
 from .errors import StreamFull
 from .keys import Keys
+from .records import Records
 from .scripts import Reply
 
 #: Runs the dead-letter script (``scripts.DEAD_LETTER_LUA``) with its keys and
@@ -113,15 +114,26 @@ class Filed:
 
 
 async def file(
-    run: Run, keys: Keys, seen: str, letter: DeadLetter, *, ttl: int, maxlen: int
+    run: Run,
+    keys: Keys,
+    seen: tuple[str, bytes],
+    letter: DeadLetter,
+    *,
+    records: Records,
+    maxlen: int,
+    cutoff: int = 0,
 ) -> Filed:
-    """File ``letter`` once per ``seen`` key (a body's digest key, or a consumer group's
-    key for one entry) on the dead-letter stream; remembered ``ttl`` seconds.
+    """File ``letter`` once per ``seen`` (for a body's digest, or a consumer group's one
+    entry: the key an older version kept, and the record's field) on the dead-letter
+    stream; remembered for the dedup window (``records.py``). A ``cutoff`` (ms) also
+    trims the acknowledged letters older than it (FANOUT_RETENTION).
 
     ``StreamFull`` when the stream's groups are a whole ``maxlen`` behind.
     """
     stream = keys.dead_letters()
-    code, entry = await run((seen, stream), (ttl, maxlen, *letter.pairs()))
+    legacy, record = seen
+    names = (stream, legacy, *records.buckets("dead"))
+    code, entry = await run(names, (maxlen, cutoff, record, *letter.pairs()))
     if code == Reply.FULL:
         raise StreamFull(stream, maxlen)
     return Filed(replies.text(entry), code == Reply.ACCEPTED)

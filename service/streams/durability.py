@@ -53,6 +53,21 @@ _AT_RISK = {
 }
 
 
+def _unconfirmed(appendfsync: str | None) -> str:
+    """What a 2xx of ``FANOUT_DURABILITY=none`` survives, by the server's appendfsync."""
+    sent = "a 2xx is sent once Redis applied the write"
+    if appendfsync == "always":
+        return (
+            f"{sent}, and the server fsyncs before it replies (appendfsync always): it survives "
+            "a kill -9 of Redis and a crash of its host"
+        )
+    return (
+        f"{sent}: a kill -9 of Redis (while its disk is slow) or a crash of its host can lose "
+        "acknowledged deliveries (measured under appendfsync everysec: 1,427 of 29,560 lost to "
+        "host crashes); FANOUT_DURABILITY=auto waits for the disk where the server can"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Promise:
     """What a 2xx means from now on, as one start-up line."""
@@ -109,12 +124,7 @@ class Waiter:
         """Ask the server what it can give; ``DurabilityRefused`` for an explicit mode it cannot."""
         configured = self.configured
         if configured.mode == "none":
-            return self._promise(
-                "a 2xx is sent once Redis applied the write; a kill -9 or crash of Redis can "
-                "lose acknowledged deliveries (FANOUT_DURABILITY=auto waits for the disk "
-                "where the server can)",
-                at_risk=False,
-            )
+            return self._promise(_unconfirmed(await self._appendfsync(redis)), at_risk=False)
         if self._cluster:
             if configured.mode != "auto":
                 raise DurabilityRefused(
@@ -146,18 +156,13 @@ class Waiter:
             # write, or a demoted master taking writes until Sentinel tells it, loses
             # them with their 2xx. Only waiting for a replica closes that.
             return self._promise(
-                f"{self._kept()}; but a Sentinel failover can lose what the replica had not "
-                "received: set FANOUT_DURABILITY=replicas:1 to wait for a replica instead",
+                f"{self._kept(appendfsync)}; but a Sentinel failover can lose what the replica "
+                "had not received: set FANOUT_DURABILITY=replicas:1 to wait for a replica instead",
                 at_risk=True,
             )
-        note = ""
-        if appendfsync == "everysec":  # a word on speed
-            note = (
-                "; the server fsyncs every second (appendfsync everysec), so each 2xx waits "
-                "for the next fsync: appendfsync always answers about 10x faster "
-                "(bench.durability)"
-            )
-        return self._promise(self._kept() + note, at_risk=False)
+        # Under everysec a 2xx survives a kill -9 of Redis but not a crash of its host:
+        # a promise a better configured server would keep.
+        return self._promise(self._kept(appendfsync), at_risk=appendfsync == "everysec")
 
     async def _appendfsync(self, redis: Client) -> str | None:
         """The server's appendfsync, or None if the user may not ask (CONFIG is
@@ -199,16 +204,29 @@ class Waiter:
             f"FANOUT_DURABILITY={configured}: the Redis server refused {name} ({exc}){hint}"
         ) from exc
 
-    def _kept(self) -> str:
+    def _kept(self, appendfsync: str | None = None) -> str:
         if self.mode == "replicas":
             n = self.configured.replicas
             return (
                 f"a 2xx waits until {n} replica(s) have the delivery (WAIT {n}), so it survives "
                 "the loss of the master"
             )
+        waits = "a 2xx waits until Redis has the delivery in its append-only file (WAITAOF 1 0)"
+        if appendfsync == "always":
+            return (
+                f"{waits} and the server fsyncs before it replies (appendfsync always): it "
+                "survives a kill -9 of Redis and a crash of its host"
+            )
+        if appendfsync == "everysec":
+            return (
+                f"{waits}: it survives a kill -9 of Redis, NOT a crash of its host: under "
+                "appendfsync everysec the server confirms before its fsync (measured: 335 of "
+                "5,688 acknowledged lost to host crashes); set appendfsync always for both, "
+                "and about 10x the speed (each 2xx now waits for the next fsync)"
+            )
         return (
-            "a 2xx waits until Redis has the delivery in its append-only file (WAITAOF 1 0), "
-            "so it survives a kill -9 of Redis; with appendfsync always also a crash of its host"
+            f"{waits}: it survives a kill -9 of Redis; a crash of its host only if the server "
+            "runs appendfsync always, which this Redis user may not read (CONFIG GET)"
         )
 
     def _promise(self, text: str, *, at_risk: bool) -> Promise:

@@ -22,6 +22,9 @@ class StreamFull(FanoutError):
     consumers catch up. ``stream`` names the full stream.
     """
 
+    #: The ``fanout_deliveries_total`` outcome of the 503.
+    outcome = "stream_full"
+
     def __init__(self, stream: str, maxlen: int) -> None:
         self.stream = stream
         self.maxlen = maxlen
@@ -29,6 +32,21 @@ class StreamFull(FanoutError):
             f"{stream} is full: {maxlen} entries (FANOUT_STREAM_MAXLEN) wait for a consumer "
             "group; retry later"
         )
+
+
+class MemoryFull(StreamFull):
+    """The server's memory is at FANOUT_MEMORY_LIMIT percent of its maxmemory.
+
+    Nothing was written: the delivery waits (a 503, the sender retries) until
+    consumers and trimming free memory, or the operator raises maxmemory.
+    """
+
+    outcome = "memory_full"
+
+    def __init__(self, detail: str) -> None:
+        self.stream = ""
+        self.maxlen = 0
+        FanoutError.__init__(self, detail)
 
 
 class DurabilityRefused(FanoutError):

@@ -71,6 +71,11 @@ class Keys:
         """One custom body's content (its digest): holds the entry id and the digest."""
         return f"{self.prefix}:{{{CUSTOM_TYPE}}}:cseen:{digest}"
 
+    def dedup(self, tag: str, bucket: int) -> str:
+        """The dedup records of one hash tag (a type, or ``dead``) written in one time
+        bucket: a hash with no key TTL (``records.py``)."""
+        return f"{self.prefix}:{{{tag}}}:dedup:{bucket}"
+
     def dead_letters(self) -> str:
         return f"{self.prefix}:{{dead}}:letters"
 

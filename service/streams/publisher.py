@@ -23,14 +23,17 @@ from redis.exceptions import RedisError
 
 from .. import metrics
 from ..config import Durability, Settings
+from ..domain.custom import CUSTOM_TYPE
 from ..domain.outbound import Publication
-from . import cloud_events, connection, dead_letters, replies
+from . import cloud_events, connection, dead_letters, replies, server
 from .connection import Client
 from .dead_letters import DeadLetter, Filed
 from .durability import Promise, Waiter
-from .errors import RedisUnavailable, StreamFull
+from .errors import MemoryFull, RedisUnavailable, StreamFull
 from .group_commit import GroupCommit
 from .keys import Keys
+from .memory import MemoryWatch
+from .records import Records, field
 from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, PROGRESS_LUA, WRITABLE_LUA, Reply
 
 logger = logging.getLogger("service.publish")
@@ -68,6 +71,34 @@ class Stale:
 Outcome: TypeAlias = Accepted | Duplicate | Conflict | Stale
 
 
+#: Hex digits of a content digest kept in a record: 64 bits tell a conflict from a
+#: duplicate of the same (id, request_id), at half the bytes.
+RECORD_DIGEST = 16
+
+
+#: Seconds between two retention trims of one stream by this process; each removes
+#: whole stream nodes, at most 1,000 entries (scripts.py, ``append``).
+TRIM_EVERY = 1.0
+
+
+class _Retention:
+    """When a stream's next append also trims what is older than FANOUT_RETENTION."""
+
+    __slots__ = ("_due", "_ms")
+
+    def __init__(self, seconds: int) -> None:
+        self._ms = seconds * 1000
+        self._due: dict[str, float] = {}
+
+    def cutoff(self, stream: str) -> int:
+        """0 (no trim this time), or the entry time (ms) before which entries may go."""
+        now = time.monotonic()
+        if self._due.get(stream, 0.0) > now:
+            return 0
+        self._due[stream] = now + TRIM_EVERY
+        return int(time.time() * 1000) - self._ms
+
+
 class _Health:
     """Logs once when Redis starts failing and once when it answers again."""
 
@@ -101,10 +132,15 @@ class Publisher:
         timeout: float,
         durability: Durability,
         cloudevents: bool = False,
+        memory_limit: int = 90,
+        retention: int | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
-        self._ttl = dedup_ttl
+        self._records = Records(keys, dedup_ttl)
+        self._retention = _Retention(dedup_ttl if retention is None else retention)
+        #: Sampled by ``memory.run()`` in the background (the app starts it).
+        self.memory = MemoryWatch(redis, limit=memory_limit, timeout=timeout)
         self._maxlen = stream_maxlen
         self._timeout = timeout
         self._waiter = Waiter(
@@ -144,6 +180,8 @@ class Publisher:
             timeout=settings.redis_timeout,
             durability=settings.durability,
             cloudevents=settings.cloudevents,
+            memory_limit=settings.memory_limit,
+            retention=settings.retention_seconds,
         )
 
     @property
@@ -153,6 +191,19 @@ class Publisher:
     @property
     def keys(self) -> Keys:
         return self._keys
+
+    @property
+    def records(self) -> Records:
+        return self._records
+
+    async def check_server(self, *, allow_eviction: bool) -> tuple[str, bool] | None:
+        """The start-up line on memory and eviction, and whether it warns; None when the
+        server does not answer yet. ``ServerRefused`` for a server the service must not
+        run on as configured (an evicting policy, protected mode, auth, ACL)."""
+        found = await server.inspect(self._redis, self._timeout)
+        if not found:
+            return None
+        return server.eviction(found, allowed=allow_eviction)
 
     async def check_durability(self) -> Promise:
         """What a 2xx means with this server: one line for start-up. ``DurabilityRefused``
@@ -178,33 +229,47 @@ class Publisher:
 
     async def publish(self, publication: Publication) -> Outcome:
         """Append an event to its stream once per its dedup identity; ``StreamFull`` when
-        consumers are a cap behind."""
+        consumers are a cap behind, ``MemoryFull`` when the server's memory is at the limit.
+
+        Its dedup records go into the bucket hashes of ``records.py`` (no key TTL); the
+        keys an older version kept are still read."""
+        if self.memory.full:
+            raise MemoryFull(self.memory.describe())
         keys, type_, id_ = self._keys, publication.type, publication.id
         request_id = publication.request_id
         script: AsyncScript
         names: tuple[str, ...]
+        records: tuple[bytes, ...]
+        buckets = self._records.buckets(type_)
         match publication.kind:
             case "completed":
                 script = self._complete
                 stream = keys.completed(type_)
-                names = (keys.seen(type_, id_, request_id), keys.done(type_, id_), stream)
+                legacy = (keys.seen(type_, id_, request_id), keys.done(type_, id_))
+                names = (stream, *legacy, *buckets)
+                records = (field("seen", id_, request_id), field("done", id_))
             case "progress":
                 script = self._progress
                 stream = keys.progress(type_)
-                seen = keys.progress_seen(
-                    type_, id_, request_id, publication.status or "", publication.progress
-                )
-                names = (seen, keys.done(type_, id_), stream)
+                status = publication.status or ""
+                step = "" if publication.progress is None else str(publication.progress)
+                seen = keys.progress_seen(type_, id_, request_id, status, publication.progress)
+                names = (stream, seen, keys.done(type_, id_), *buckets)
+                records = (field("pseen", id_, request_id, status, step), field("done", id_))
             case "events":
                 script = self._event
                 stream = keys.events(type_)
-                names = (keys.event_seen(type_, id_, request_id), stream)
+                names = (stream, keys.event_seen(type_, id_, request_id), *buckets)
+                records = (field("eseen", id_, request_id),)
             case "custom":  # deduplicated by content alone: the same script, keyed by it
                 script = self._event
                 stream = keys.custom()
-                names = (keys.custom_seen(publication.digest), stream)
+                legacy_custom = keys.custom_seen(publication.digest)
+                names = (stream, legacy_custom, *self._records.buckets(CUSTOM_TYPE))
+                records = (field("cseen", publication.digest),)
         pairs = self.entry_pairs(publication)
-        args = (publication.digest, self._ttl, self._maxlen, *pairs)
+        cutoff = self._retention.cutoff(stream)
+        args = (publication.digest[:RECORD_DIGEST], self._maxlen, cutoff, *records, *pairs)
         code, entry = await self._run(script, names, args)
         outcome = self._outcome(code, stream, replies.text(entry))
         if publication.unknown_type and isinstance(outcome, Accepted):
@@ -248,16 +313,20 @@ class Publisher:
     ) -> Filed:
         """File ``body`` as a dead letter, once per body however often it comes.
 
-        ``StreamFull`` when the dead-letter stream's groups are a whole cap behind.
+        ``StreamFull`` when the dead-letter stream's groups are a whole cap behind,
+        ``MemoryFull`` at the memory limit.
         """
+        if self.memory.full:
+            raise MemoryFull(self.memory.describe())
         letter = DeadLetter.of(reason, detail, body, received_at)
         filed = await dead_letters.file(
             partial(self._run, self._dead),
             self._keys,
-            self._keys.dead_seen(letter.sha256),
+            (self._keys.dead_seen(letter.sha256), field("dead", letter.sha256)),
             letter,
-            ttl=self._ttl,
+            records=self._records,
             maxlen=self._maxlen,
+            cutoff=self._retention.cutoff(self._keys.dead_letters()),
         )
         if filed.new:
             metrics.dead_letter(reason)
@@ -275,14 +344,15 @@ class Publisher:
 
     async def published(self, type_: str, id_: str, request_id: str | None) -> bool:
         """True when the completion of (``id_``, ``request_id``) of ``type_`` is already
-        in its stream (its seen key exists): what ``publish`` would answer as a duplicate.
+        in its stream (its record is kept): what ``publish`` would answer as a duplicate.
 
         ``RedisUnavailable`` when Redis fails or takes longer than the timeout.
         """
-        seen = self._keys.seen(type_, id_, request_id or "")
+        legacy = self._keys.seen(type_, id_, request_id or "")
+        record = field("seen", id_, request_id or "")
         try:
             async with asyncio.timeout(self._timeout):
-                return bool(await self._redis.exists(seen))
+                return await self._records.holds(self._redis, type_, record, legacy)
         except (RedisError, OSError, TimeoutError) as exc:
             raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
 
@@ -295,7 +365,10 @@ class Publisher:
 
     async def writable(self) -> str | None:
         """None when the server takes writes now; else why not (a replica's READONLY,
-        NOREPLICAS, MISCONF, OOM, or no answer in time)."""
+        NOREPLICAS, MISCONF, OOM, memory at FANOUT_MEMORY_LIMIT, or no answer in time)."""
+        await self.memory.sample()  # a probe's pace, not a delivery's: read it now
+        if self.memory.full:
+            return self.memory.describe()
         try:
             async with asyncio.timeout(self._timeout):
                 await self._writable(keys=[self._keys.dead_letters()], args=[])

@@ -3,7 +3,9 @@
 Every receiver process counts its refusals in memory (``count``, no I/O on the
 request path) and adds them to Redis every few seconds (``flush``): one
 ``HINCRBY`` per minute and reason into ``<P>:{refusals}:<minute>``, a hash
-that expires after ``KEEP_SECONDS``. So the figures are the sum over every
+kept for ``KEEP_SECONDS``: not by a key TTL (under a ``volatile-*`` maxmemory
+policy the server would evict it first), the flush deletes the minutes that
+have aged out. So the figures are the sum over every
 worker and every machine sharing the Redis, survive restarts, and are there
 when the page opens. Counts that cannot be written (Redis is down: exactly
 when 503s happen) stay in memory and go with the next flush; at most
@@ -48,6 +50,7 @@ STATUS = {
     "invalid_payload": 422,
     "unavailable": 503,
     "stream_full": 503,  # back-pressure: a stream at its cap that a group still needs
+    "memory_full": 503,  # the server's memory at FANOUT_MEMORY_LIMIT of its maxmemory
 }
 KEEP_SECONDS = 2 * 3600
 FLUSH_EVERY = 2.0
@@ -91,6 +94,8 @@ class Refusals:
         self._timeout = timeout
         self._pending: Counter[tuple[int, str]] = Counter()
         self._latest: deque[Refusal] = deque(maxlen=LATEST)
+        #: Minutes before this one are deleted (a day back at the first flush).
+        self._swept: int | None = None
 
     def count(self, reason: str, now: float | None = None) -> None:
         """Note one refusal (in memory; ``flush`` writes it)."""
@@ -113,9 +118,10 @@ class Refusals:
                     for (minute, reason), n in taken.items():
                         if minute < oldest:
                             continue
-                        key = self._keys.refusals(minute)
-                        pipe.hincrby(key, reason, n)
-                        pipe.expire(key, KEEP_SECONDS)
+                        pipe.hincrby(self._keys.refusals(minute), reason, n)
+                    swept = oldest - 24 * 60 if self._swept is None else self._swept
+                    for minute in range(max(swept, oldest - 24 * 60), oldest):
+                        pipe.unlink(self._keys.refusals(minute))
                     for refusal in latest:
                         pipe.xadd(
                             self._keys.refusals_latest(),
@@ -124,6 +130,7 @@ class Refusals:
                             approximate=False,
                         )
                     await pipe.execute()
+            self._swept = oldest
         except (RedisError, OSError, TimeoutError) as exc:
             logger.debug("refusal counts not written yet: %s", exc)
             taken.update(self._pending)

@@ -27,6 +27,7 @@ from .dead_letters import DeadLetter
 from .errors import StreamFull
 from .keys import Keys
 from .publisher import Accepted, Conflict, Duplicate, Publisher, Stale
+from .records import Records, field
 from .scripts import APPEND_LUA, REPLACE_LETTER_LUA, Reply
 
 
@@ -126,9 +127,11 @@ class Replayer:
         if old.reason == reason and old.detail == detail:
             return Replayed(letter.entry_id, "dead", f"{reason}: {detail}")
         updated = msgspec.structs.replace(old, reason=reason, detail=detail)
-        args: list[Any] = [letter.entry_id, self.config.dedup_ttl, self.config.stream_maxlen]
+        records = Records(self.keys, self.config.dedup_ttl)
+        args: list[Any] = [letter.entry_id, self.config.stream_maxlen, field("dead", old.sha256)]
+        legacy = self.keys.dead_seen(old.sha256)
         code, new = await self._replace(
-            keys=[self.keys.dead_seen(old.sha256), self.keys.dead_letters()],
+            keys=[self.keys.dead_letters(), legacy, *records.buckets("dead")],
             args=[*args, *updated.pairs()],
         )
         if code == Reply.FULL:

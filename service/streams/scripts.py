@@ -16,6 +16,8 @@ codes, and callers read them by name.
 
 from enum import IntEnum
 
+from .records import SWEEP
+
 
 class Reply(IntEnum):
     """The first element of a publish, dead-letter or append script's answer."""
@@ -70,10 +72,20 @@ end
 -- Append one entry (field/value pairs) and keep the stream at most maxlen long,
 -- removing only entries no group still needs, a few (1 %) at a time. The removal
 -- is XADD's own MINID, so the receiver's Redis user needs no XTRIM or XDEL.
+-- cutoff (ms since the epoch, 0: not this time) is FANOUT_RETENTION: entries
+-- older than it that no group still needs go too, whole stream nodes at a time
+-- (MINID ~ with LIMIT: bounded work per call; the publisher asks about once a
+-- second per stream).
 -- Returns the new entry id, or false when the needed entries fill the cap.
-local function append(stream, maxlen, ...)
+local function append(stream, maxlen, cutoff, ...)
   local length = redis.call('XLEN', stream)
   if length < maxlen then
+    if cutoff > 0 and length > 0 then
+      local keep = string.format('%d-0', cutoff)
+      local floor = needed_from(stream)
+      if floor and id_less(floor, keep) then keep = floor end
+      return redis.call('XADD', stream, 'MINID', '~', keep, 'LIMIT', 1000, '*', ...)
+    end
     return redis.call('XADD', stream, '*', ...)
   end
   local slack = math.min(100, math.floor(maxlen / 100))
@@ -88,7 +100,7 @@ end
 # Every answer from an existing key rewrites it unchanged (SET ... KEEPTTL): that
 # write follows the first one in the replication stream and the AOF, so the
 # WAIT/WAITAOF of a durability mode covers a duplicate answer too. ``recall``
-# is that read, for every script that answers from a key.
+# is that read, for the keys an older version kept (with a TTL).
 RECALL_PRELUDE = """
 local function recall(key)
   local value = redis.call('GET', key)
@@ -97,100 +109,140 @@ local function recall(key)
 end
 """
 
-# Completions and webhook events keep "<entry id> <digest>" in their seen key. An
-# existing key answers {0, first entry} for the same digest, {2, first entry}
-# (a conflict) for another; nil when the delivery is new.
-SEEN_PRELUDE = (
+# Dedup records (``records.py``) are fields of bucket hashes with no key TTL:
+# KEYS[first..#KEYS] are the buckets of the window, newest first.
+# ``recall_record`` answers from a record and rewrites it unchanged (HSET), as
+# ``recall`` does for a key, so a duplicate answer is covered by WAIT/WAITAOF too.
+RECORDS_PRELUDE = (
     RECALL_PRELUDE
     + """
-local function seen_answer(key, digest)
-  local seen = recall(key)
-  if not seen then return nil end
+local function recall_record(first, field)
+  for i = first, #KEYS do
+    local value = redis.call('HGET', KEYS[i], field)
+    if value then
+      redis.call('HSET', KEYS[i], field, value)
+      return value
+    end
+  end
+  return nil
+end
+
+local function known(first, field, key)
+  for i = first, #KEYS do
+    if redis.call('HEXISTS', KEYS[i], field) == 1 then return true end
+  end
+  return redis.call('EXISTS', key) == 1
+end
+
+-- Into the newest bucket; the write that opens a bucket deletes the buckets
+-- that fell out of the window (UNLINK frees them in the background).
+local function remember(first, field, value)
+  local newest = KEYS[first]
+  if redis.call('EXISTS', newest) == 0 then
+    local base, number = string.match(newest, '^(.*:)(%d+)$')
+    local stale = tonumber(number) - (#KEYS - first + 1)
+    for bucket = stale, stale - SWEEP + 1, -1 do
+      redis.call('UNLINK', base .. bucket)
+    end
+  end
+  redis.call('HSET', newest, field, value)
+end
+""".replace("SWEEP", str(SWEEP))
+)
+
+# Completions and webhook events keep "<entry id> <digest>": the same digest
+# answers {0, first entry}, another {2, first entry} (a conflict). An older
+# version's record holds a longer digest, of which ours is the start.
+SEEN_PRELUDE = """
+local function seen_answer(seen, digest)
   local sep = string.find(seen, ' ', 1, true)
   local first = string.sub(seen, 1, sep - 1)
-  if string.sub(seen, sep + 1) == digest then return {0, first} end
+  if string.sub(seen, sep + 1, sep + #digest) == digest then return {0, first} end
   return {2, first}
 end
 """
-)
 
-# A completion: answer from the (id, request_id) key if it is there, else append.
-# The key holds "<entry id> <digest>"; a different digest is a conflict.
-# KEYS: seen, done, stream.  ARGV: digest, ttl, maxlen, then the entry's field/value pairs.
+# A completion: answer from its record if there is one, else append, and mark the
+# action done (once: the first completion).
+# KEYS: stream, legacy seen, legacy done, buckets.
+# ARGV: digest, maxlen, retention cutoff, seen field, done field, then the entry's pairs.
 COMPLETE_LUA = (
     APPEND_PRELUDE
+    + RECORDS_PRELUDE
     + SEEN_PRELUDE
     + """
-local answer = seen_answer(KEYS[1], ARGV[1])
-if answer then return answer end
-local entry = append(KEYS[3], tonumber(ARGV[3]), unpack(ARGV, 4))
+local seen = recall_record(4, ARGV[4]) or recall(KEYS[2])
+if seen then return seen_answer(seen, ARGV[1]) end
+local entry = append(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), unpack(ARGV, 6))
 if not entry then return {4, ''} end
-redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
-redis.call('SET', KEYS[2], entry, 'EX', ARGV[2], 'NX')
+remember(4, ARGV[4], entry .. ' ' .. ARGV[1])
+if not known(4, ARGV[5], KEYS[3]) then remember(4, ARGV[5], entry) end
 return {1, entry}
 """
 )
 
 # A progress update: dropped once the action completed, else once per step.
-# KEYS: progress seen, done, stream.  ARGV: as COMPLETE_LUA.
+# KEYS: stream, legacy progress seen, legacy done, buckets.
+# ARGV: digest (unused), maxlen, retention cutoff, step field, done field, then the pairs.
 PROGRESS_LUA = (
     APPEND_PRELUDE
-    + RECALL_PRELUDE
+    + RECORDS_PRELUDE
     + """
-local done = recall(KEYS[2])
+local done = recall_record(4, ARGV[5]) or recall(KEYS[3])
 if done then return {3, done} end
-local seen = recall(KEYS[1])
+local seen = recall_record(4, ARGV[4]) or recall(KEYS[2])
 if seen then return {0, seen} end
-local entry = append(KEYS[3], tonumber(ARGV[3]), unpack(ARGV, 4))
+local entry = append(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), unpack(ARGV, 6))
 if not entry then return {4, ''} end
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
+remember(4, ARGV[4], entry)
 return {1, entry}
 """
 )
 
-# A webhook event: answer from the (event id, request_id) key if it is there,
-# else append; the key holds "<entry id> <digest>", a different digest is a conflict.
-# KEYS: seen, stream.  ARGV: digest, ttl, maxlen, then the entry's field/value pairs.
+# A webhook event, once per (event id, request_id); as a completion, without done.
+# KEYS: stream, legacy seen, buckets.  ARGV: digest, maxlen, cutoff, field, then the pairs.
 EVENT_LUA = (
     APPEND_PRELUDE
+    + RECORDS_PRELUDE
     + SEEN_PRELUDE
     + """
-local answer = seen_answer(KEYS[1], ARGV[1])
-if answer then return answer end
-local entry = append(KEYS[2], tonumber(ARGV[3]), unpack(ARGV, 4))
+local seen = recall_record(3, ARGV[4]) or recall(KEYS[2])
+if seen then return seen_answer(seen, ARGV[1]) end
+local entry = append(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), unpack(ARGV, 5))
 if not entry then return {4, ''} end
-redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
+remember(3, ARGV[4], entry .. ' ' .. ARGV[1])
 return {1, entry}
 """
 )
 
-# A dead letter, once per body hash (KEYS[1] is its digest key), or once per
-# (group, stream, entry id) for a consumer group's poison letter.
-# KEYS: dead seen, dead stream.  ARGV: ttl, maxlen, then the letter's field/value pairs.
+# A dead letter, once per body hash, or once per (group, stream, entry id) for a
+# consumer group's poison letter.
+# KEYS: dead stream, legacy seen, buckets.  ARGV: maxlen, cutoff, field, the letter's pairs.
 DEAD_LETTER_LUA = (
     APPEND_PRELUDE
-    + RECALL_PRELUDE
+    + RECORDS_PRELUDE
     + """
-local seen = recall(KEYS[1])
+local seen = recall_record(3, ARGV[3]) or recall(KEYS[2])
 if seen then return {0, seen} end
-local entry = append(KEYS[2], tonumber(ARGV[2]), unpack(ARGV, 3))
+local entry = append(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), unpack(ARGV, 4))
 if not entry then return {4, ''} end
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[1])
+remember(3, ARGV[3], entry)
 return {1, entry}
 """
 )
 
-# Replace a letter by one with a new reason, and point its dedup key at it. The
+# Replace a letter by one with a new reason, and point its record at it. The
 # new one goes in first (one over the cap, as the old one goes next): a full
 # stream leaves the old letter where it was.
-# KEYS: dead seen, dead stream.  ARGV: old entry id, ttl, maxlen, field/value pairs.
+# KEYS: dead stream, legacy seen, buckets.  ARGV: old entry id, maxlen, field, pairs.
 REPLACE_LETTER_LUA = (
     APPEND_PRELUDE
+    + RECORDS_PRELUDE
     + """
-local entry = append(KEYS[2], tonumber(ARGV[3]) + 1, unpack(ARGV, 4))
+local entry = append(KEYS[1], tonumber(ARGV[2]) + 1, 0, unpack(ARGV, 4))
 if not entry then return {4, ''} end
-redis.call('XDEL', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[1])
+remember(3, ARGV[3], entry)
 return {1, entry}
 """
 )
@@ -200,7 +252,7 @@ return {1, entry}
 APPEND_LUA = (
     APPEND_PRELUDE
     + """
-local entry = append(KEYS[1], tonumber(ARGV[1]), unpack(ARGV, 2))
+local entry = append(KEYS[1], tonumber(ARGV[1]), 0, unpack(ARGV, 2))
 if not entry then return {4, ''} end
 return {1, entry}
 """

@@ -74,6 +74,7 @@ async def collect(client: Client, keys: Keys) -> dict[str, Any]:
     """Every stream of the prefix, its groups, dead letters and dedup keys, as plain data."""
     streams: list[dict[str, Any]] = []
     dedup: Counter[str] = Counter()
+    records: Counter[str] = Counter()
     names: list[str] = []
     refusals = keys.refusals(0).rpartition(":")[0] + ":"
     bookkeeping = (keys.other_types(),)
@@ -84,6 +85,8 @@ async def collect(client: Client, keys: Keys) -> dict[str, Any]:
             names.append(key)
         elif key.startswith(refusals) or key in bookkeeping:
             continue  # the dashboard's counters and the gauges' list, not dedup keys
+        elif (tag := _bucket_tag(key, keys)) is not None:
+            records[tag] += int(await client.hlen(key))
         else:
             dedup[_dedup_kind(key, keys)] += 1
     for key in sorted(set(names)):
@@ -95,6 +98,9 @@ async def collect(client: Client, keys: Keys) -> dict[str, Any]:
         "prefix": keys.prefix,
         "streams": streams,
         "dead_letters": dead,
+        # Records of the dedup window, by type (``dead``: dead letters), in bucket hashes.
+        "dedup_records": dict(sorted(records.items())),
+        # Records an older version kept as keys with a TTL (gone within one window).
         "dedup_keys": {
             "completions": dedup["seen"],
             "progress_steps": dedup["pseen"],
@@ -106,6 +112,14 @@ async def collect(client: Client, keys: Keys) -> dict[str, Any]:
             "other": dedup["other"],
         },
     }
+
+
+def _bucket_tag(key: str, keys: Keys) -> str | None:
+    """The tag (a type, or ``dead``) of a bucket hash of dedup records, else None."""
+    rest = key[len(keys.prefix) + 2 :]
+    tag, _, tail = rest.partition("}:")
+    kind, _, number = tail.partition(":")
+    return tag if kind == "dedup" and number.isdigit() else None
 
 
 def _dedup_kind(key: str, keys: Keys) -> str:

@@ -187,9 +187,9 @@ async def test_stats_shows_streams_groups_pending_lag_and_dead_letters(
     assert group["name"] == "billing" and group["pending"] == 1 and group["consumers"] == 1
     assert group["lag"] in (2, None)  # None: a server that does not track lag
     assert data["dead_letters"] == 1
-    assert data["dedup_keys"]["completions"] == 3
-    assert data["dedup_keys"]["progress_steps"] == 1
-    assert data["dedup_keys"]["dead_letter_bodies"] == 1
+    # 3 completions of 3 actions (3 done markers), 1 progress step, 1 dead letter body
+    assert data["dedup_records"] == {"ORDERS.IMPORT": 7, "dead": 1}
+    assert not any(data["dedup_keys"].values())  # no key with a TTL
 
     # The table: each group with its totals, then its streams that hold something.
     table = await fanout(redis_url, keys.prefix, "stats")
@@ -206,7 +206,7 @@ async def test_stats_shows_streams_groups_pending_lag_and_dead_letters(
         line.startswith("(no group)") and keys.progress("ORDERS.IMPORT") in line for line in lines
     )
     assert "dead letters: 1" in table.stdout
-    assert "completions 3" in table.stdout
+    assert "dedup records held: 8 (ORDERS.IMPORT 7, dead 1)" in table.stdout
 
 
 async def test_dlq_list_and_show(

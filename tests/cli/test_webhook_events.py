@@ -119,9 +119,9 @@ async def test_stats_lists_webhook_event_streams(
     [stream] = data["streams"]
     assert stream["stream"] == keys.events("campaign.updated")
     assert (stream["kind"], stream["type"], stream["length"]) == ("events", "campaign.updated", 2)
-    assert data["dedup_keys"]["webhook_events"] == 2
+    assert data["dedup_records"] == {"campaign.updated": 2}
     table = await fanout(redis_url, keys.prefix, "stats")
-    assert "webhook events 2" in table.stdout
+    assert "dedup records held: 2 (campaign.updated 2)" in table.stdout
 
 
 async def test_dlq_replay_of_an_envelope_an_older_version_refused(

@@ -59,7 +59,7 @@ async def test_readyz_is_503_on_a_replica_and_200_on_the_master(
 
 @pytest.mark.parametrize(
     ("setting", "value", "refusal"),
-    [("min-replicas-to-write", "1", "NOREPLICAS"), ("maxmemory", "1", "OutOfMemoryError")],
+    [("min-replicas-to-write", "1", "NOREPLICAS"), ("maxmemory", "1", "FANOUT_MEMORY_LIMIT=90%")],
 )
 async def test_readyz_is_503_while_the_server_refuses_writes(
     settings: Settings, tmp_path: Path, setting: str, value: str, refusal: str

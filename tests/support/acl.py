@@ -23,6 +23,16 @@ def service_acl(prefix: str, password: str, *, cluster: bool = False) -> list[st
         "+xrange",
         "+xinfo|groups",
         "+xpending",
+        # dedup records: bucket hashes, and deleting the buckets that left the window
+        "+hget",
+        "+hset",
+        "+hexists",
+        "+exists",
+        "+unlink",
+        # the dashboard's refusal counters
+        "+hincrby",
+        # start-up and the memory sampler read the server (memory, persistence, ...)
+        "+info",
         # /readyz, the client's health check, and FANOUT_DURABILITY=aof|replicas:N
         "+ping",
         "+waitaof",

@@ -400,6 +400,14 @@ function renderRefusedLatest(latest) {
   }) : [row([cell("none kept", "quiet")])]);
 }
 
+// Memory headroom: used of maxmemory, and where deliveries start getting 503.
+function memoryText(redis) {
+  if (!redis.maxmemory) return `${redis.memory} (no maxmemory)`;
+  const percent = Math.round((100 * redis.used_memory) / redis.maxmemory);
+  const mib = (bytes) => `${(bytes / 1048576).toFixed(1)} MiB`;
+  return `${mib(redis.used_memory)} of ${mib(redis.maxmemory)} (${percent}%, 503 from ${redis.memory_limit}%)`;
+}
+
 function renderRedis(redis) {
   const badge = $("#redis");
   badge.classList.toggle("down", !redis.ok);
@@ -409,8 +417,10 @@ function renderRedis(redis) {
     badge.title = redis.error;
     return;
   }
-  badge.textContent = `${redis.server} · ${redis.latency_ms} ms · ${redis.memory}`;
-  badge.title = `role ${redis.role}, ${redis.clients} clients, AOF ${redis.aof ? "on" : "off"}${redis.cluster ? ", cluster" : ""}`;
+  badge.textContent = `${redis.server} · ${redis.latency_ms} ms · ${memoryText(redis)}`;
+  badge.title = `role ${redis.role}, ${redis.clients} clients, AOF ${redis.aof ? "on" : "off"}${redis.cluster ? ", cluster" : ""}, maxmemory-policy ${redis.maxmemory_policy}, ${redis.evicted_keys} keys evicted`;
+  const used = redis.maxmemory ? (100 * redis.used_memory) / redis.maxmemory : 0;
+  badge.classList.toggle("warn", used >= 0.9 * redis.memory_limit);
 }
 
 function renderReconciler(reconciler) {
