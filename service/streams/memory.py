@@ -93,8 +93,8 @@ class MemoryWatch:
         on the shared machine) an app's shutdown waited on this loop until the
         test's timeout, once with the sampler inside the client's connect; where
         the cancel was lost was not found. The flag ends the loop at its next
-        turn whatever happened to the cancel, and the app waits on it for a
-        second at most.
+        turn whatever happened to the cancel (and the app's shutdown cancels
+        again, a bounded time: ``http.app._stop``).
         """
         self._stopped = False
         while not self._stopped:
