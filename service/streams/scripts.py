@@ -127,16 +127,22 @@ local function recall_record(first, field)
   return nil
 end
 
-local function known(first, field, key)
+-- A record and its action's done marker, one HMGET per bucket, newest first:
+-- each value (false when absent) and the index of the bucket that holds it.
+local function recall_pair(first, field, done)
+  local value, at, marker, marker_at = false, nil, false, nil
   for i = first, #KEYS do
-    if redis.call('HEXISTS', KEYS[i], field) == 1 then return true end
+    local got = redis.call('HMGET', KEYS[i], field, done)
+    if got[1] and not value then value, at = got[1], i end
+    if got[2] and not marker then marker, marker_at = got[2], i end
   end
-  return redis.call('EXISTS', key) == 1
+  return value, at, marker, marker_at
 end
 
--- Into the newest bucket; the write that opens a bucket deletes the buckets
--- that fell out of the window (UNLINK frees them in the background).
-local function remember(first, field, value)
+-- Into the newest bucket (field/value pairs); the write that opens a bucket
+-- deletes the buckets that fell out of the window (UNLINK frees them in the
+-- background).
+local function remember(first, ...)
   local newest = KEYS[first]
   if redis.call('EXISTS', newest) == 0 then
     local base, number = string.match(newest, '^(.*:)(%d+)$')
@@ -145,7 +151,7 @@ local function remember(first, field, value)
       redis.call('UNLINK', base .. bucket)
     end
   end
-  redis.call('HSET', newest, field, value)
+  redis.call('HSET', newest, ...)
 end
 """.replace("SWEEP", str(SWEEP))
 )
@@ -171,12 +177,17 @@ COMPLETE_LUA = (
     + RECORDS_PRELUDE
     + SEEN_PRELUDE
     + """
-local seen = recall_record(4, ARGV[4]) or recall(KEYS[2])
+local seen, at, done = recall_pair(4, ARGV[4], ARGV[5])
+if seen then redis.call('HSET', KEYS[at], ARGV[4], seen) end
+seen = seen or recall(KEYS[2])
 if seen then return seen_answer(seen, ARGV[1]) end
 local entry = append(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), unpack(ARGV, 6))
 if not entry then return {4, ''} end
-remember(4, ARGV[4], entry .. ' ' .. ARGV[1])
-if not known(4, ARGV[5], KEYS[3]) then remember(4, ARGV[5], entry) end
+if done or redis.call('EXISTS', KEYS[3]) == 1 then
+  remember(4, ARGV[4], entry .. ' ' .. ARGV[1])
+else
+  remember(4, ARGV[4], entry .. ' ' .. ARGV[1], ARGV[5], entry)
+end
 return {1, entry}
 """
 )
@@ -188,9 +199,18 @@ PROGRESS_LUA = (
     APPEND_PRELUDE
     + RECORDS_PRELUDE
     + """
-local done = recall_record(4, ARGV[5]) or recall(KEYS[3])
+local seen, at, done, done_at = recall_pair(4, ARGV[4], ARGV[5])
+if done then
+  redis.call('HSET', KEYS[done_at], ARGV[5], done)
+  return {3, done}
+end
+done = recall(KEYS[3])
 if done then return {3, done} end
-local seen = recall_record(4, ARGV[4]) or recall(KEYS[2])
+if seen then
+  redis.call('HSET', KEYS[at], ARGV[4], seen)
+  return {0, seen}
+end
+seen = recall(KEYS[2])
 if seen then return {0, seen} end
 local entry = append(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), unpack(ARGV, 6))
 if not entry then return {4, ''} end

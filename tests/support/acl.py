@@ -25,6 +25,7 @@ def service_acl(prefix: str, password: str, *, cluster: bool = False) -> list[st
         "+xpending",
         # dedup records: bucket hashes, and deleting the buckets that left the window
         "+hget",
+        "+hmget",
         "+hset",
         "+hexists",
         "+exists",
