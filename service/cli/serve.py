@@ -366,7 +366,14 @@ def _workers_class() -> type[Any]:
 
         def handle_hup(self) -> None:
             for process in self.processes:
-                if process.pid is not None:
+                # A worker still starting has no SIGHUP handler yet, and the signal's
+                # default action would end it (seen in a full CI run: one of two workers
+                # gone after the rotation). Once it serves, its handler is in place, and
+                # the reload still reads a file changed while it started.
+                ready = process.wait_until_ready(
+                    self.config.timeout_worker_healthcheck, self.should_exit
+                )
+                if ready and process.pid is not None:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(process.pid, signal.SIGHUP)
 

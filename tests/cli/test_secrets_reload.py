@@ -41,6 +41,10 @@ def test_sighup_rotates_the_file_secret_in_every_worker_without_a_restart(
     try:
         workers = fanout.workers()
         assert len(workers) == 2
+        # start() returns once one worker serves; the other may still be starting, with
+        # no SIGHUP handler yet. A SIGHUP then must not end it (nothing changed yet).
+        assert fanout.process is not None
+        fanout.process.send_signal(signal.SIGHUP)
         # Either worker takes some of these: each verifies the old secret.
         assert {deliver(client, "old-secret") for _ in range(8)} == {202}
         assert deliver(client, "new-secret") == 401
