@@ -240,7 +240,7 @@ def test_settings_travel_whole(cls: type[Any], values: dict[str, object]) -> Non
 
 
 def test_the_environment_is_read_in_config_only() -> None:
-    """Besides ``config.py``: the documented exceptions of its docstring, no more."""
+    """Besides ``config/settings.py``: the documented exceptions of its docstring, no more."""
     exceptions = {
         "metrics.py": "PROMETHEUS_MULTIPROC_DIR",  # prometheus_client's own variable
         "cli/render.py": "COLUMNS",  # the terminal's width
@@ -251,10 +251,10 @@ def test_the_environment_is_read_in_config_only() -> None:
         text = path.read_text()
         if re.search(r"\bos\.environ\b|\bgetenv\b|\benviron\.get\b", text):
             readers[path.relative_to(package).as_posix()] = text
-    assert set(readers) == {"config.py", *exceptions}
+    assert set(readers) == {"config/settings.py", *exceptions}
     for name, variable in exceptions.items():
         assert variable in readers[name]
-        assert variable in (package / "config.py").read_text()
+        assert variable in (package / "config" / "settings.py").read_text()
 
 
 def test_discovery_refuses_a_bad_value_as_settings_do(tmp_path: Path) -> None:

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
-from .errors import FanoutError
-from .sentinel_url import SENTINEL_SCHEMES as SENTINEL_SCHEMES
-from .sentinel_url import SentinelTarget as SentinelTarget
+from ..errors import FanoutError
+from ..sentinel_url import SENTINEL_SCHEMES as SENTINEL_SCHEMES
+from ..sentinel_url import SentinelTarget as SentinelTarget
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
