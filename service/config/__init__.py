@@ -16,32 +16,30 @@ three modules, each one concern:
 
 from __future__ import annotations
 
-from .settings import (
+from ..sentinel_url import SENTINEL_SCHEMES, SentinelTarget
+from .parsers import (
     DEFAULT_API_URL,
     LOG_FORMATS,
     LOG_LEVELS,
-    SENTINEL_SCHEMES,
     ConfigError,
-    Discovery,
     Durability,
     IPNetwork,
     LogFormat,
     LogLevel,
+    parse_host,
+)
+from .secrets import Secret, read_secrets_file, render_secret, webhook_secrets
+from .settings import (
+    Discovery,
     PollSettings,
-    Secret,
-    SentinelTarget,
     Settings,
     Variable,
     discovery,
     environment,
     export,
-    parse_host,
-    read_secrets_file,
-    render_secret,
     setting,
     to_env,
     variables,
-    webhook_secrets,
 )
 
 __all__ = [
