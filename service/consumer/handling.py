@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -55,6 +55,73 @@ class ConsumerStats:
     trimmed: int = 0
     #: Entries another consumer took while a handler here still ran them.
     claims_lost: int = 0
+
+
+#: What becomes of one delivered entry: acknowledged, left pending (to be delivered
+#: again), or dead-lettered as ``poison`` (and then acknowledged).
+Verdict: TypeAlias = Literal["ack", "retry", "poison"]
+
+#: Why an entry delivered more often than ``max_deliveries`` is poison without a run.
+STOPPED_BEFORE_IT_ENDED = "the consumer handling the last delivery stopped before it ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One delivery of an entry to a handler, and its verdict.
+
+    ``event`` is what the handler was given (None when the entry was not run: it
+    could not be decoded, or came back more often than ``max_deliveries``),
+    ``error`` why it is not acknowledged (the handler's exception or timeout, or
+    why it is poison), ``handler_failed`` whether the handler itself raised or
+    timed out, ``body`` the entry's ``event`` field (a poison letter's body).
+    """
+
+    verdict: Verdict
+    body: bytes
+    event: StreamEvent | None = None
+    error: str = ""
+    handler_failed: bool = False
+
+
+async def attempt(
+    fields: Mapping[bytes, bytes],
+    deliveries: int,
+    handler: Handler,
+    *,
+    handler_timeout: float,
+    max_deliveries: int,
+) -> Attempt:
+    """Decode an entry's fields and run the handler on its event, as ``Consumer.run`` does.
+
+    The one place that decides an entry's fate, shared by ``Handlers`` (which then
+    acknowledges or dead-letters it in Redis) and ``service.testing`` (which runs
+    a handler in process): ``deliveries`` is this delivery's number (1 for the
+    first). A handler that returns: ``ack``; one that raises or runs past
+    ``handler_timeout``: ``retry``, or ``poison`` on the ``max_deliveries``-th
+    delivery; an event that does not decode, or a delivery past
+    ``max_deliveries``: ``poison`` without a run.
+    """
+    body = fields.get(b"event", b"")
+    if deliveries > max_deliveries:
+        return Attempt("poison", body, error=STOPPED_BEFORE_IT_ENDED)
+    try:
+        event = decode_event(body)
+    except Exception as exc:  # any decode failure is final
+        return Attempt("poison", body, error=f"cannot decode the event: {exc}")
+    try:
+        # Past the timeout the handler is cancelled; this waits until it has really
+        # returned (it may hold off cancellation), and the entry stays claimed till then.
+        async with asyncio.timeout(handler_timeout):
+            await handler(event)
+    except Exception as exc:  # the handler's failure: left pending
+        error = (
+            f"handler timed out after {handler_timeout}s"
+            if isinstance(exc, TimeoutError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        verdict: Verdict = "poison" if deliveries >= max_deliveries else "retry"
+        return Attempt(verdict, body, event, error, handler_failed=True)
+    return Attempt("ack", body, event)
 
 
 class Handlers:
@@ -129,39 +196,32 @@ class Handlers:
         if fields is None:  # deleted from the stream while pending (Redis < 7 reports so)
             await self.trimmed(delivery.stream, delivery.entry_id)
             return True
-        body = fields.get(b"event", b"")
-        if delivery.deliveries > self.max_deliveries:
-            error = "the consumer handling the last delivery stopped before it ended"
-            return await self._dead(delivery, body, error)
-        try:
-            event = decode_event(body)
-        except Exception as exc:  # any decode failure is final
-            return await self._dead(delivery, body, f"cannot decode the event: {exc}")
-        try:
-            # Past the timeout the handler is cancelled; this waits until it has really
-            # returned (it may hold off cancellation), and the entry stays claimed till then.
-            async with asyncio.timeout(self.handler_timeout):
-                await handler(event)
-        except Exception as exc:  # the handler's failure: left pending
+        outcome = await attempt(
+            fields,
+            delivery.deliveries,
+            handler,
+            handler_timeout=self.handler_timeout,
+            max_deliveries=self.max_deliveries,
+        )
+        if outcome.verdict == "ack":
+            self._stats.handled += 1
+        if outcome.handler_failed:
             self._stats.failed += 1
-            error = (
-                f"handler timed out after {self.handler_timeout}s"
-                if isinstance(exc, TimeoutError)
-                else f"{type(exc).__name__}: {exc}"
-            )
             logger.warning(
                 "handler failed on %s %s (delivery %d of %d): %s",
                 delivery.stream,
                 delivery.entry_id,
                 delivery.deliveries,
                 self.max_deliveries,
-                error,
+                outcome.error,
             )
-            if delivery.deliveries >= self.max_deliveries:
-                return await self._dead(delivery, body, error)
-            return False
-        self._stats.handled += 1
-        return True
+        match outcome.verdict:
+            case "ack":
+                return True
+            case "retry":
+                return False
+            case "poison":
+                return await self._dead(delivery, outcome.body, outcome.error)
 
     async def _ack(self, delivery: Delivery) -> None:
         try:
