@@ -19,7 +19,7 @@ it to an async handler:
   more deliveries than that, goes to the dead letters with reason ``poison``
   and is acknowledged, so one bad event cannot block the group;
 * the group is created when missing (XGROUP CREATE ... MKSTREAM) and created
-  again when Redis lost it (NOGROUP after a restart or FLUSHALL);
+  again when Redis lost it (NOGROUP after a restart or FLUSHALL): ``groups.py``;
 * a pending entry found deleted from the stream (trimmed or XDEL'd before the
   group acknowledged it) is logged, counted in ``stats.trimmed`` and
   dead-lettered with reason ``trimmed``;
@@ -36,58 +36,31 @@ share the type's slot).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from ..domain import actions, webhooks
 from ..domain.custom import CUSTOM_TYPE
 from ..domain.event_types import is_known
 from ..streams import replies
-from ..streams.connection import Client, passing, reconnect
+from ..streams.connection import Client, passing
 from ..streams.keys import Keys
 from .claims import Running
+from .groups import Groups
 from .handling import CONNECTION_ERRORS, ConsumerStats, Delivery, Handler, Handlers
 from .poison import PoisonLetters
 
 logger = logging.getLogger("service.consumer")
 
 Start: TypeAlias = Literal["beginning", "now"]
-
-
-class _Outage:
-    """One log line when Redis goes away and one when it is back, however many of the
-    consumer's loops (a read per slot, a claim loop per stream) notice it.
-
-    Both at warning level, so whoever sees the first sees the second. Each retry
-    used to log a warning naming every stream: with the 22 completion streams, a
-    1,169-character line every 2 s while the server was down.
-    """
-
-    def __init__(self) -> None:
-        self.since: float | None = None
-
-    def lost(self, exc: BaseException) -> None:
-        if self.since is None:
-            self.since = time.monotonic()
-            text = (str(exc) or type(exc).__name__).splitlines()[0][:200]
-            logger.warning("lost Redis (%s); retrying until it is back", text)
-        else:
-            logger.debug("Redis still unavailable: %s", exc)
-
-    def back(self) -> None:
-        if self.since is not None:
-            logger.warning("Redis is back after %.1fs", time.monotonic() - self.since)
-            self.since = None
 
 
 def default_name() -> str:
@@ -186,7 +159,7 @@ class Consumer:
             max_deliveries=max_deliveries,
         )
         self._stopping = asyncio.Event()
-        self._outage = _Outage()
+        self._groups = Groups(redis, group, self.name, self.streams, self._stopping)
         self._ready = asyncio.Event()
         self._owns_client = False
 
@@ -231,7 +204,7 @@ class Consumer:
     async def run(self, handler: Handler) -> None:
         """Consume until ``stop()``; then finish the handlers in flight and return."""
         self._stopping.clear()
-        if not await self._start_groups():
+        if not await self._groups.start("0" if self.start == "beginning" else "$"):
             return
         self._ready.set()
         loops = [self._read_loop(streams, handler) for streams in self._reads]
@@ -248,7 +221,7 @@ class Consumer:
             await self._handlers.drain()
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
-        await self._leave()
+        await self._groups.leave()
 
     @property
     def stats(self) -> ConsumerStats:
@@ -263,55 +236,6 @@ class Consumer:
     async def wait_ready(self) -> None:
         """Wait until the groups exist and the first read is about to be made."""
         await self._ready.wait()
-
-    # --- groups -------------------------------------------------------------
-
-    async def _leave(self) -> None:
-        """After a graceful stop, remove this consumer from the group where it holds nothing,
-        so the group's consumer list shows live members (entries it holds stay claimable)."""
-        for stream in self.streams:
-            try:
-                held = await self.redis.xpending_range(
-                    stream, self.group, min="-", max="+", count=1, consumername=self.name
-                )
-                if not held:
-                    await self.redis.xgroup_delconsumer(stream, self.group, self.name)
-            except (RedisError, *CONNECTION_ERRORS) as exc:
-                logger.debug("could not leave %s: %s", stream, exc)
-
-    async def _start_groups(self) -> bool:
-        """Create the groups, waiting out an unreachable or read-only server; False if
-        ``stop()`` came first."""
-        backoff = 0.05
-        while not self._stopping.is_set():
-            try:
-                await self._ensure_groups(self.streams, "0" if self.start == "beginning" else "$")
-                self._outage.back()
-                return True
-            except RedisError as exc:
-                if not passing(exc):
-                    raise
-                await self._retry_later("creating the groups on", self.streams, exc, backoff)
-                backoff = min(backoff * 2, 2.0)
-        return False
-
-    async def _retry_later(
-        self, doing: str, streams: Sequence[str], exc: BaseException, backoff: float
-    ) -> None:
-        self._outage.lost(exc)  # only passing failures come here: away, failing over
-        logger.debug("%s %s failed; retrying in %.2fs", doing, ", ".join(streams), backoff)
-        with contextlib.suppress(RedisError, OSError):
-            await reconnect(self.redis)
-        await self._sleep(backoff)
-
-    async def _ensure_groups(self, streams: Iterable[str], start_id: str) -> None:
-        for stream in streams:
-            try:
-                await self.redis.xgroup_create(stream, self.group, id=start_id, mkstream=True)
-                logger.info("created group %s on %s from %s", self.group, stream, start_id)
-            except ResponseError as exc:
-                if not str(exc).startswith("BUSYGROUP"):
-                    raise
 
     # --- reading ------------------------------------------------------------
 
@@ -331,14 +255,16 @@ class Consumer:
                     block=max(1, int(self.block * 1000)),
                 )
                 backoff = 0.05
-                self._outage.back()
+                self._groups.outage.back()
             except (RedisError, *CONNECTION_ERRORS) as exc:
                 if str(exc).startswith("NOGROUP"):
                     logger.warning("group %s is gone (%s); creating it again", self.group, exc)
-                    await self._recreate(streams)
-                    await self._sleep(backoff)  # never a hot loop, whatever the server answers
+                    await self._groups.recreate(streams)
+                    await self._groups.sleep(
+                        backoff
+                    )  # never a hot loop, whatever the server answers
                 elif passing(exc):  # connection lost, a failover, ...
-                    await self._retry_later("reading", streams, exc, backoff)
+                    await self._groups.retry_later("reading", streams, exc, backoff)
                 else:
                     raise
                 backoff = min(backoff * 2, 2.0)
@@ -348,24 +274,12 @@ class Consumer:
                     delivery = Delivery(stream, replies.text(entry_id), replies.fields(fields), 1)
                     await self._handlers.dispatch(delivery, handler)
 
-    async def _recreate(self, streams: Sequence[str]) -> None:
-        try:
-            await self._ensure_groups(streams, "0")
-        except (RedisError, *CONNECTION_ERRORS) as exc:
-            if not passing(exc):
-                raise
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-
     # --- claiming -----------------------------------------------------------
 
     async def _claim_loop(self, stream: str, handler: Handler) -> None:
         min_idle_ms = max(1, int(self.min_idle * 1000))
         while not self._stopping.is_set():
-            await self._sleep(self.claim_interval)
+            await self._groups.sleep(self.claim_interval)
             if self._stopping.is_set():
                 return
             cursor = "0-0"
@@ -400,9 +314,9 @@ class Consumer:
                         break
             except (RedisError, *CONNECTION_ERRORS) as exc:
                 if str(exc).startswith("NOGROUP"):
-                    await self._recreate([stream])
+                    await self._groups.recreate([stream])
                 elif passing(exc):
-                    await self._retry_later("claiming on", [stream], exc, backoff)
+                    await self._groups.retry_later("claiming on", [stream], exc, backoff)
                 else:
                     raise
 
