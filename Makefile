@@ -82,13 +82,15 @@ lock:
 	  grep -v '^#' requirements.markers; } > requirements.lock
 	rm -rf $(VENV)-lock
 
-# Needs wrk (Debian: apt-get install wrk; installed here when run as root with apt-get).
-# Prints ratios; see docs/performance.md.
+# Needs wrk (Debian: apt-get install wrk; installed here when run as root with apt-get) and
+# node >= 20 with npm (the Node.js reference, bench/node). Prints ratios; see docs/performance.md.
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || \
 	  { echo "make bench needs wrk: apt-get install wrk (Debian/Ubuntu), brew install wrk (macOS)"; exit 1; }
+	@command -v npm >/dev/null || { echo "make bench needs node >= 20 and npm (the Node.js reference)"; exit 1; }
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	npm ci --prefix bench/node --no-audit --no-fund
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.decode
 	$(BIN)/python -m bench.memory

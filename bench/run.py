@@ -1,34 +1,32 @@
-"""Throughput and latency: the service against the ceiling and the usual alternative.
+"""Throughput, latency and CPU: the service against the ceiling and the Node.js reference.
 
-    python -m bench.run [--runs 3] [--duration 10] [--connections 32] [--kind mixed]
+    python -m bench.run [--runs 3] [--duration 8] [--connections 32] [--targets ...]
 
-One Valkey with AOF on (``appendfsync always`` by default: see ``--appendfsync``),
-started here; the service runs with its own defaults (durability included).
-The load is the mixed one of ``bench.corpus``: unique signed bodies, two async
-actions to one webhook envelope. Targets, under the same uvicorn settings
-(uvloop, httptools, no access log), alternating so machine drift cancels:
+One Valkey with AOF on and ``appendfsync always`` (see ``--appendfsync``), started
+here, for every target. The load is the mixed one of ``bench.corpus``: signed
+bodies, two async actions to one webhook envelope, **every body new in every
+round**: Valkey is emptied before each measurement and no run sends more bodies
+than the corpus holds (a replayed body is a duplicate: it writes nothing and waits
+for no fsync, which flatters whoever dedups cheaply; a run that wrapped is marked).
+Targets (``--targets``, measured in turn, the order rotating each round, so
+machine drift cancels in the per-round ratios):
 
-- ceiling: a bare Starlette endpoint that reads the body and answers 202;
-- alternative: FastAPI + pydantic v2 + SET NX then XADD (``bench.alternative``);
-- service: ``fanout serve`` as users run it, one worker, at its default log
-  level (one line per delivery; its stderr goes to a pipe this process drains,
-  as a log collector would; ``--service-log-level warning`` leaves them out);
-- service-w2: ``fanout serve --workers 2`` (deliveries per second per core used).
+- ceiling: a bare Starlette endpoint that reads the body and answers 202, under
+  uvicorn (uvloop, httptools, no access log);
+- node: the Node.js reference of ``bench/node`` (Fastify 5 + ioredis: HMAC,
+  ``JSON.parse``, one auto-pipelined Lua call doing ``SET NX EX`` + ``XADD`` of the
+  raw body); ``npm ci --prefix bench/node`` installs it (``make bench`` does);
+- service: ``fanout serve`` as users run it: one worker, its defaults (durability
+  ``auto``, log level info: one line per delivery, its stderr drained through a pipe
+  as a log collector would);
+- base: the same, from another checkout (``--base DIR``): an A/B of two versions;
+- alternative (FastAPI + pydantic + SET NX then XADD), service-w2 (``--workers 2``).
 
-Each saturated run also reports where the machine's two cores went: the
-target's processes, Valkey, wrk, and what stayed idle.
-
-Two measurements per target and round:
-
-1. saturation: wrk, closed loop, ``--connections`` connections, as fast as it goes;
-2. fixed rate: ``bench.paced``, open loop at half the ceiling's saturated
-   throughput (the median of this run), p99 at that offered rate; and at half
-   the service's own saturated throughput, a load every target can carry. A
-   target whose saturated throughput is below a rate is not run at it: it
-   would only queue (printed as "overloaded").
-
-Every answer must be a 2xx: any other status, or a socket error, fails the run
-(exit status 1) after printing what came back. Prints medians and ratios.
+Each measurement is wrk, closed loop, ``-t1 -c32``: req/s, p50, p99, the CPU time
+of the target's processes per request, and the server time Valkey spent per script
+call (``INFO commandstats``, EVALSHA, reset before each run). ``--paced`` adds
+``bench.paced``'s fixed-rate runs. Every answer must be a 2xx, or the run fails.
+Prints each run, then medians with their spread, then the ratios.
 """
 
 from __future__ import annotations
@@ -45,14 +43,14 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import redis
 
-from bench import corpus
+from bench import corpus, report
+from bench.answers import BadAnswers, check_statuses
 from tests.support.servers import ValkeyProcess, free_port
 
 HERE = Path(__file__).parent
@@ -72,19 +70,8 @@ UVICORN = [
     "--host",
     "127.0.0.1",
 ]
-
-
-class BadAnswers(RuntimeError):
-    """A target answered something other than 2xx."""
-
-
-def check_statuses(url: str, statuses: Mapping[int, int], socket_errors: int = 0) -> None:
-    bad = {status: n for status, n in statuses.items() if not 200 <= status < 300}
-    if bad or socket_errors:
-        raise BadAnswers(
-            f"{url}: non-2xx answers {bad or 'none'}, socket errors {socket_errors}"
-            f" (all answers: {dict(statuses)})"
-        )
+#: Targets that deduplicate: a replayed body would flatter them.
+DEDUPLICATING = {"node", "service", "base", "alternative", "service-w2"}
 
 
 @dataclass
@@ -101,6 +88,8 @@ class Result:
     valkey_cores: float = 0.0  # Valkey's CPU time over wall time (when started here)
     wrk_cores: float = 0.0  # wrk's CPU time over wall time
     idle_cores: float = 0.0  # cores the machine left idle (or waiting on I/O)
+    script_us: float = 0.0  # Valkey's server time per script call (EVALSHA)
+    wrapped: bool = False  # more requests than bodies: some were replays
 
     @property
     def rps(self) -> float:
@@ -111,8 +100,14 @@ class Result:
         return 1e6 / self.cpu_us if self.cpu_us else 0.0
 
 
-def wrk(url: str, corpus_path: Path, seconds: float, connections: int, offset: int = 0) -> Result:
-    threads = 2
+def wrk(
+    url: str,
+    corpus_path: Path,
+    seconds: float,
+    connections: int,
+    offset: int = 0,
+    threads: int = 1,
+) -> Result:
     out = subprocess.run(
         [
             "wrk",
@@ -186,6 +181,17 @@ def _children_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def script_time(client: redis.Redis) -> tuple[int, int]:
+    """Script calls and their server time (µs) since the last ``CONFIG RESETSTAT``."""
+    stats = client.info("commandstats")
+    calls = usec = 0
+    for name in ("cmdstat_evalsha", "cmdstat_eval"):
+        if name in stats:
+            calls += int(stats[name]["calls"])
+            usec += int(stats[name]["usec"])
+    return calls, usec
+
+
 def measure(
     url: str,
     pid: int,
@@ -193,12 +199,16 @@ def measure(
     seconds: float,
     connections: int,
     valkey_pid: int | None = None,
+    client: redis.Redis | None = None,
+    threads: int = 1,
 ) -> Result:
     pids = tree(pid)
+    if client is not None:
+        client.config_resetstat()
     before = cpu_seconds(pids)
     valkey_before = cpu_seconds([valkey_pid]) if valkey_pid else 0.0
     idle_before, wrk_before, started = _idle_seconds(), _children_seconds(), time.monotonic()
-    result = wrk(url, corpus_path, seconds, connections)
+    result = wrk(url, corpus_path, seconds, connections, threads=threads)
     elapsed = time.monotonic() - started
     used = cpu_seconds(pids) - before
     result.cpu_us = used / max(result.requests, 1) * 1e6
@@ -207,6 +217,9 @@ def measure(
         result.valkey_cores = (cpu_seconds([valkey_pid]) - valkey_before) / elapsed
     result.wrk_cores = (_children_seconds() - wrk_before) / elapsed
     result.idle_cores = (_idle_seconds() - idle_before) / elapsed
+    if client is not None:
+        calls, usec = script_time(client)
+        result.script_us = usec / calls if calls else 0.0
     check_statuses(url, result.statuses, result.socket_errors)
     return result
 
@@ -233,30 +246,46 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
     raise TimeoutError(url)
 
 
+def commands(service_log_level: str | None, base: Path | None) -> dict[str, list[str]]:
+    fanout = [sys.executable, "-m", "service.cli", "serve"]
+    if service_log_level:
+        fanout += ["--log-level", service_log_level]
+    node = shutil.which("node") or "node"
+    return {
+        "ceiling": [*UVICORN, "bench.ceiling:app"],
+        "node": [node, str(HERE / "node" / "server.mjs")],
+        "alternative": [*UVICORN, "bench.alternative:app"],
+        "service": fanout,
+        "base": fanout if base is not None else [],
+        "service-w2": [*fanout, "--workers", "2"],
+    }
+
+
 def start_targets(
-    redis_url: str, secret: str, names: list[str], service_log_level: str | None = None
+    redis_url: str,
+    secret: str,
+    names: list[str],
+    service_log_level: str | None = None,
+    base: Path | None = None,
+    env_extra: dict[str, str] | None = None,
 ) -> dict[str, tuple[str, subprocess.Popen[bytes]]]:
     # The service's own defaults: only where Redis is and the secret are given.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "PROMETHEUS_"))} | {
         "FANOUT_REDIS_URL": redis_url,
         "FANOUT_SECRETS": secret,
+        **(env_extra or {}),
     }
-    fanout = [str(Path(sys.executable).parent / "fanout"), "serve"]
-    if service_log_level:
-        fanout += ["--log-level", service_log_level]
-    commands = {
-        "ceiling": [*UVICORN, "bench.ceiling:app"],
-        "alternative": [*UVICORN, "bench.alternative:app"],
-        "service": fanout,
-        "service-w2": [*fanout, "--workers", "2"],
-    }
+    commands_ = commands(service_log_level, base)
     targets: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
     for name in names:
         port = free_port()
+        where = base if name == "base" and base is not None else HERE.parent
         process = subprocess.Popen(
-            [*commands[name], "--port", str(port)],
-            env=env | {"FANOUT_PORT": str(port), "FANOUT_DATA_DIR": tempfile.mkdtemp()},
-            cwd=HERE.parent,
+            [*commands_[name], "--port", str(port)],
+            env=env
+            | {"FANOUT_PORT": str(port), "FANOUT_DATA_DIR": tempfile.mkdtemp()}
+            | ({"PYTHONPATH": str(where)} if name == "base" else {}),
+            cwd=where,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -264,14 +293,14 @@ def start_targets(
         tail = bytearray()
         drain = threading.Thread(target=_drain, args=(process.stderr, tail), daemon=True)
         drain.start()
-        base = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(f"{base}/webhooks/voucherify", process)
+            wait_ready(f"{url}/webhooks/voucherify", process)
         except (RuntimeError, TimeoutError) as exc:
             drain.join(1)
             output = tail.decode(errors="replace")
             raise RuntimeError(f"{name}: {exc}; its last output:\n{output}") from None
-        targets[name] = (base, process)
+        targets[name] = (url, process)
     return targets
 
 
@@ -281,9 +310,9 @@ def parser(description: str | None) -> argparse.ArgumentParser:
         description=description, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--duration", type=float, default=8)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--bodies", type=int, default=120_000)
+    parser.add_argument("--bodies", type=int, default=160_000)
     return parser
 
 
@@ -296,23 +325,23 @@ def has_wrk() -> bool:
 
 def main() -> int:
     options = parser(__doc__)
+    options.add_argument("--targets", default="ceiling,node,service")
+    options.add_argument("--base", type=Path, help="checkout whose service is the 'base' target")
     options.add_argument("--kind", choices=["mixed", "actions"], default="mixed")
-    options.add_argument(
-        "--appendfsync",
-        default="always",
-        help="of the Valkey started here (AOF on); 'always' as the service's embedded server",
-    )
-    options.add_argument("--no-paced", action="store_true", help="skip the fixed-rate runs")
-    options.add_argument("--no-workers2", action="store_true", help="skip service-w2")
+    options.add_argument("--threads", type=int, default=1, help="wrk's threads")
+    options.add_argument("--appendfsync", default="always", help="of the Valkey started here")
+    options.add_argument("--paced", action="store_true", help="add the fixed-rate runs")
     options.add_argument("--redis-url", help="use this Redis (FLUSHALLed between runs!)")
-    options.add_argument(
-        "--service-log-level",
-        help="of the service (default: its own, info: one line per delivery)",
-    )
+    options.add_argument("--service-log-level", help="of the service (default: its own, info)")
     args = options.parse_args()
+    names = args.targets.split(",")
+    if "base" in names and args.base is None:
+        options.error("the base target needs --base DIR")
     if not has_wrk():
         return 1
-    from bench import paced  # uvloop: installed with uvicorn[standard]
+    if "node" in names and not (HERE / "node" / "node_modules").is_dir():
+        print("npm ci --prefix bench/node first (make bench does)", file=sys.stderr)
+        return 1
 
     workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
     server = None
@@ -323,54 +352,46 @@ def main() -> int:
         server.start()
         redis_url = server.url
     client = redis.Redis.from_url(redis_url)
+    found = client.info("server")
     print(
         f"corpus: {args.bodies} signed {args.kind} bodies; Redis {redis_url}"
+        f" {found.get('server_name', 'redis')}"
+        f" {found.get('valkey_version', found['redis_version'])}"
         f" appendonly={client.config_get('appendonly')['appendonly']}"
         f" appendfsync={client.config_get('appendfsync')['appendfsync']};"
+        f" wrk -t{args.threads} -c{args.connections}, {args.runs} x {args.duration:.0f} s;"
         f" load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     corpus_path = corpus.write(workdir / "corpus.txt", args.bodies, kind=args.kind)
-    pairs = corpus.read(corpus_path)
-    names = ["ceiling", "alternative", "service"] + ([] if args.no_workers2 else ["service-w2"])
-    targets = start_targets(redis_url, corpus.SECRET.decode(), names, args.service_log_level)
+    targets = start_targets(
+        redis_url, corpus.SECRET.decode(), names, args.service_log_level, args.base
+    )
     valkey_pid = server.process.pid if server is not None and server.process else None
-    results: dict[str, list[Result]] = {name: [] for name in targets}
-    fixed: dict[tuple[str, str], list[paced.Paced]] = {}
+    results: dict[str, list[Result]] = {name: [] for name in names}
+    fixed: dict[str, list[float]] = {}
     try:
         for url, _ in targets.values():  # warm-up
-            wrk(url, corpus_path, 2, args.connections)
+            wrk(url, corpus_path, 2, args.connections, threads=args.threads)
         for run in range(args.runs):
             for name in names[run % len(names) :] + names[: run % len(names)]:
                 client.flushall()
                 url, process = targets[name]
                 result = measure(
-                    url, process.pid, corpus_path, args.duration, args.connections, valkey_pid
+                    url,
+                    process.pid,
+                    corpus_path,
+                    args.duration,
+                    args.connections,
+                    valkey_pid,
+                    client,
+                    args.threads,
                 )
+                result.wrapped = name in DEDUPLICATING and result.requests > args.bodies
                 results[name].append(result)
-                print(
-                    f"run {run + 1} {name:<12} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms"
-                    f"  p99 {result.p99_ms:6.2f} ms  cpu {result.cpu_us:5.0f} us/req"
-                    f" ({result.cores:.2f} cores; valkey {result.valkey_cores:.2f},"
-                    f" wrk {result.wrk_cores:.2f}, idle {result.idle_cores:.2f})"
-                    f"  answers {result.statuses}",
-                    flush=True,
-                )
-        saturated = {name: statistics.median(r.rps for r in rs) for name, rs in results.items()}
-        rates = {
-            "half the ceiling": saturated["ceiling"] / 2,
-            "half the service": saturated["service"] / 2,
-        }
-        order = ["ceiling", "alternative", "service"]
-        for run in range(0 if args.no_paced else args.runs):
-            for label, rate in rates.items():
-                for name in order[run % 3 :] + order[: run % 3]:
-                    if saturated[name] < rate:
-                        continue  # it would only queue; reported as overloaded
-                    client.flushall()
-                    outcome = paced.run(targets[name][0], pairs, rate, args.duration)
-                    fixed.setdefault((label, name), []).append(outcome)
-                    print(f"fixed {run + 1} {name:<12} {outcome.summary()}", flush=True)
+                print(f"run {run + 1} {name:<12} {report.line(result)}", flush=True)
+        if args.paced:
+            fixed = paced_runs(args, targets, results, client, corpus_path)
     except BadAnswers as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -383,75 +404,31 @@ def main() -> int:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    report(args, results, fixed)
+    report.summary(args, results, fixed)
     return 0
 
 
-def report(
+def paced_runs(
     args: argparse.Namespace,
+    targets: dict[str, tuple[str, subprocess.Popen[bytes]]],
     results: dict[str, list[Result]],
-    fixed: dict[tuple[str, str], list[Any]],
-) -> None:
-    def med(name: str, attr: str) -> float:
-        return statistics.median(getattr(r, attr) for r in results[name])
+    client: redis.Redis,
+    corpus_path: Path,
+) -> dict[str, list[float]]:
+    """p99 at a fixed rate: half the slowest target's saturated throughput, for all."""
+    from bench import paced  # uvloop: installed with uvicorn[standard]
 
-    def paced_p99(label: str, name: str) -> float | None:
-        runs = fixed.get((label, name))
-        return statistics.median(r.p99_ms for r in runs) if runs else None
-
-    print(
-        f"\nmedian of {args.runs} runs, {args.duration:.0f} s each, {args.connections} connections,"
-        f" {args.kind} load, appendfsync {args.appendfsync}:"
-    )
-    labels = sorted({label for label, _ in fixed})
-    print(
-        f"  {'target':<12} {'req/s':>9} {'p50':>9} {'p99':>9} {'cpu/req':>9} {'per core':>9}"
-        + "".join(f"  p99 @ {label:<16}" for label in labels)
-    )
-    for name in results:
-        cells = []
-        for label in labels:
-            value = paced_p99(label, name)
-            cells.append(f"  {'overloaded':>23}" if value is None else f"  {value:20.2f} ms")
-        print(
-            f"  {name:<12} {med(name, 'rps'):9.0f} {med(name, 'p50_ms'):6.2f} ms"
-            f" {med(name, 'p99_ms'):6.2f} ms {med(name, 'cpu_us'):6.0f} us"
-            f" {med(name, 'per_core'):9.0f}" + "".join(cells)
-        )
-    for label in labels:
-        runs = next(runs for (lb, _), runs in fixed.items() if lb == label)
-        print(f"  p99 @ {label}: {runs[0].target_rate:.0f} requests/s offered")
-    service, ceiling, alt = (
-        {a: med(n, a) for a in ("rps", "p99_ms", "cpu_us")}
-        for n in ("service", "ceiling", "alternative")
-    )
-    throughput, p99 = service["rps"] / ceiling["rps"], service["p99_ms"] / ceiling["p99_ms"]
-    print(f"\nservice / ceiling      throughput {throughput:.2f}x (target >= 0.75x)")
-    print(f"service / ceiling      p99        {p99:.2f}x (target <= 1.5x)")
-    print(f"service / alternative  throughput {service['rps'] / alt['rps']:.2f}x")
-    for label in labels:
-        s, c = paced_p99(label, "service"), paced_p99(label, "ceiling")
-        if s is None or c is None:
-            print(f"service / ceiling      p99 at {label}: service overloaded")
-        else:
-            print(f"service / ceiling      p99 at {label:<16} {s / c:.2f}x (fixed rate)")
-    print(
-        f"ceiling / service      cpu per request {ceiling['cpu_us'] / service['cpu_us']:.2f}x"
-        "  (the throughput ratio the service process alone allows)"
-    )
-    print("cores at saturation (medians): target, valkey, wrk, idle")
-    for name in results:
-        print(
-            f"  {name:<12} {med(name, 'cores'):.2f}  {med(name, 'valkey_cores'):.2f}"
-            f"  {med(name, 'wrk_cores'):.2f}  {med(name, 'idle_cores'):.2f}"
-        )
-    if "service-w2" in results:
-        print(
-            f"service --workers 2    {med('service-w2', 'rps'):.0f} deliveries/s,"
-            f" {med('service-w2', 'cores'):.2f} cores busy,"
-            f" {med('service-w2', 'per_core'):.0f} deliveries/s per core"
-            f" (one worker: {med('service', 'per_core'):.0f})"
-        )
+    pairs = corpus.read(corpus_path)
+    rate = min(statistics.median(r.rps for r in rs) for rs in results.values()) / 2
+    fixed: dict[str, list[float]] = {}
+    names = list(targets)
+    for run in range(args.runs):
+        for name in names[run % len(names) :] + names[: run % len(names)]:
+            client.flushall()
+            outcome = paced.run(targets[name][0], pairs, rate, args.duration)
+            fixed.setdefault(name, []).append(outcome.p99_ms)
+            print(f"fixed {run + 1} {name:<12} {outcome.summary()}", flush=True)
+    return fixed
 
 
 if __name__ == "__main__":
