@@ -13,6 +13,9 @@ Redis keys hold a ``{...}`` hash tag, and AsyncAPI reads braces in a channel's
 ``address`` as parameters. So every channel has ``address: null`` (the spec's
 "unknown or dynamic") and its literal key in the ``x-redis-key`` extension; the
 document's description says so, for readers and code generators alike.
+
+The headers of each kind of entry are in ``asyncapi_headers.py``, the server
+object (the Redis in use, its password left out) in ``asyncapi_server.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import functools
 import re
 from importlib.metadata import version
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -29,9 +31,9 @@ from ..domain import actions, completion, event_types, webhooks
 from ..domain.custom import CUSTOM_TYPE, CustomEvent
 from ..domain.webhook_data import BY_TYPE, PROJECT_SETTINGS_TYPES
 from ..domain.workflow_data import BY_TYPE as WORKFLOW_BY_TYPE
-from ..streams.dead_letters import DeadLetter
 from ..streams.keys import Keys
-from ..streams.local import without_password
+from . import asyncapi_headers as headers
+from .asyncapi_server import ANY_SERVER, PASSWORD, server_of
 
 ASYNCAPI_VERSION = "3.0.0"
 _REF = "#/components/schemas/{name}"
@@ -49,17 +51,6 @@ _KIND_TEXT = {
         "status, progress) once; none after that action's completion."
     ),
 }
-# The only dead-letter reasons the service writes; see README "Dead letters".
-DEAD_LETTER_REASONS = (
-    "malformed_json",
-    "invalid_payload",
-    "unknown_type",
-    "stale",
-    "project_mismatch",
-    "conflict",
-    "poison",
-    "trimmed",
-)
 
 _DESCRIPTION = """\
 Redis Streams written by voucherify-fanout: one stream per async action type and \
@@ -136,14 +127,14 @@ def document(prefix: str = "voucherify", server: dict[str, Any] | None = None) -
             "license": {"name": "MIT"},
         },
         "defaultContentType": "application/json",
-        "servers": {"redis": server or _ANY_SERVER},
+        "servers": {"redis": server or ANY_SERVER},
         "channels": doc.channels,
         "operations": doc.operations,
         "components": {
             "schemas": schemas,
             "messages": doc.messages,
             **(
-                {"securitySchemes": {"redisPassword": _PASSWORD}}
+                {"securitySchemes": {"redisPassword": PASSWORD}}
                 if "security" in (server or {})
                 else {}
             ),
@@ -171,7 +162,7 @@ def _action_channels(doc: _Document, refs: tuple[dict[str, Any], ...]) -> None:
                     "summary": text,
                     "contentType": "application/json",
                     "x-redis-payload-field": "event",
-                    "headers": _event_headers(type_, _STATUSES[kind]),
+                    "headers": headers.completion(type_, _STATUSES[kind]),
                     "payload": ref,
                 },
             )
@@ -198,7 +189,7 @@ def _webhook_channels(
                 "summary": text,
                 "contentType": "application/json",
                 "x-redis-payload-field": "event",
-                "headers": _webhook_headers({"const": type_}),
+                "headers": headers.webhook({"const": type_}),
                 "payload": ref,
             },
         )
@@ -216,7 +207,7 @@ def _webhook_channels(
             "summary": text,
             "contentType": "application/json",
             "x-redis-payload-field": "event",
-            "headers": _webhook_headers({"pattern": "^[A-Za-z0-9._-]{1,200}$"}),
+            "headers": headers.webhook({"pattern": "^[A-Za-z0-9._-]{1,200}$"}),
             "payload": other,
         },
     )
@@ -237,16 +228,7 @@ def _custom_channel(doc: _Document, ref: dict[str, Any]) -> None:
             "summary": text,
             "contentType": "application/json",
             "x-redis-payload-field": "event",
-            "headers": {
-                "type": "object",
-                "properties": {
-                    "type": _string("Always custom.", const=CUSTOM_TYPE),
-                    "id": _string("The digest of the body's JSON values (hex)."),
-                    "request_id": _string("Always the empty string.", const=""),
-                    "data": _CLOUDEVENT_HEADER,
-                },
-                "required": ["type", "id", "request_id"],
-            },
+            "headers": headers.custom(),
             "payload": ref,
         },
     )
@@ -271,7 +253,7 @@ def _dead_letter_channel(doc: _Document) -> None:
             "summary": "A body the service could not publish, kept with the reason.",
             "contentType": "application/octet-stream",
             "x-redis-payload-field": "body",
-            "headers": _dead_letter_headers(),
+            "headers": headers.dead_letter(),
             "payload": {
                 "type": "string",
                 "description": (
@@ -295,144 +277,6 @@ def served(
     """The document as compact JSON (half the size), made once per process: GET /asyncapi.json."""
     server = None if redis_url is None else server_of(redis_url, cluster, password_file or None)
     return msgspec.json.encode(document(prefix, server))
-
-
-# --- the server --------------------------------------------------------------
-
-_ANY_SERVER = {
-    "host": "{host}",
-    "protocol": "redis",
-    "title": "the Redis the service writes to",
-    "description": (
-        "This copy of the document names no server. The one in use is named by GET "
-        "/asyncapi.json of the running service (host, port and how to authenticate), "
-        "and `fanout url` prints its URL: FANOUT_REDIS_URL, or the embedded Valkey "
-        "of `fanout serve` on a loopback port with a password kept in "
-        "FANOUT_DATA_DIR/redis-password (default .fanout/redis-password)."
-    ),
-    "variables": {
-        "host": {
-            "description": "host:port of that server (`fanout url` prints it)",
-            "examples": ["127.0.0.1:6379"],
-        }
-    },
-}
-_PASSWORD = {
-    "type": "userPassword",
-    "description": (
-        "Redis AUTH with a user and password: where the password is kept is in the "
-        "server's description; the document never holds it."
-    ),
-}
-
-
-def server_of(redis_url: str, cluster: bool, password_file: str | None) -> dict[str, Any]:
-    """The AsyncAPI server object of the Redis at ``redis_url``, its password left out.
-
-    ``password_file``: where the password is kept (the embedded Valkey's), said in
-    the description; a password of a configured URL is said to be that URL's.
-    """
-    shown, has_password = without_password(redis_url)
-    parts = urlsplit(shown)
-    what = "Redis Cluster (any node; the client follows the others)" if cluster else "Redis"
-    if parts.scheme == "unix":
-        host, pathname = "localhost", parts.path
-        where = f"a Unix socket, {parts.path}"
-    else:
-        host = parts.netloc.rpartition("@")[2]
-        pathname = parts.path or "/0"
-        where = f"{host}, database {pathname.strip('/') or 0}"
-    if parts.scheme.endswith("+sentinel"):
-        what = "Redis Sentinel: ask these Sentinels for the master, then connect to it"
-    if password_file:
-        what = "the embedded Valkey of `fanout serve`, on a loopback port"
-        auth = (
-            f"Authenticate as user `default` with the password kept in {password_file} "
-            "(mode 600: readable by the user that runs `fanout serve`); `fanout url "
-            "--password` prints the whole URL."
-        )
-    elif has_password:
-        auth = (
-            "Authenticate with the user and password of the service's FANOUT_REDIS_URL "
-            "(left out here)."
-        )
-    else:
-        auth = "No password."
-    tls = parts.scheme.startswith("rediss")
-    server: dict[str, Any] = {
-        "host": host,
-        "pathname": pathname,
-        "protocol": "redis",
-        "title": what.split(":")[0].split(",")[0],
-        "description": f"{what[0].upper()}{what[1:]}: {where}{' over TLS' if tls else ''}. {auth}",
-        "x-redis-url": shown,
-        "x-redis-tls": tls,
-    }
-    if password_file:
-        server["x-redis-password-file"] = password_file
-    if password_file or has_password:
-        server["security"] = [{"$ref": "#/components/securitySchemes/redisPassword"}]
-    return server
-
-
-def _string(description: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "string", "description": description, **extra}
-
-
-_CLOUDEVENT_HEADER = _string(
-    "Only with FANOUT_CLOUDEVENTS=1: a CloudEvents 1.0 structured JSON event whose data "
-    "is the event JSON.",
-    contentMediaType="application/cloudevents+json",
-)
-
-
-def _event_headers(type_: str, statuses: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "type": _string("The async action type.", const=type_),
-            "status": _string("The action's status.", enum=list(statuses)),
-            "id": _string("The async action id (aa_...)."),
-            "request_id": _string("The request id (v-..., w-...); empty string when absent."),
-            "data": _CLOUDEVENT_HEADER,
-        },
-        "required": ["type", "status", "id", "request_id"],
-    }
-
-
-# What each dead-letter field holds; the fields themselves are DeadLetter's.
-_DEAD_LETTER_FIELDS = {
-    "reason": _string("Why the body was not published.", enum=list(DEAD_LETTER_REASONS)),
-    "detail": _string("What was wrong and where (the decoder's message)."),
-    "sha256": _string("Hex SHA-256 of the body."),
-    "received_at": _string("When the body arrived (RFC 3339).", format="date-time"),
-    "group": _string("poison: the consumer group that gave up; trimmed: the group that lost it."),
-    "consumer": _string("poison, trimmed: the group's last consumer."),
-    "stream": _string("poison, trimmed: the stream of the entry."),
-    "entry_id": _string("poison, trimmed: the entry's id."),
-    "deliveries": _string("poison: how often the entry was delivered (decimal)."),
-    "error": _string("poison: the consumer's last error."),
-}
-
-
-def _webhook_headers(type_schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "type": _string(
-                "The event type (the vendor's payload schema spelling).", **type_schema
-            ),
-            "id": _string("The event id (event.id, else the envelope id)."),
-            "request_id": _string("event.group_id; empty string when absent."),
-            "sendout_id": _string("The envelope id (one per webhook that sent the event)."),
-            "project_id": _string(
-                "The envelope's project_id; empty string when absent (entries written "
-                "before this field existed lack it)."
-            ),
-            "data": _CLOUDEVENT_HEADER,
-        },
-        "required": ["type", "id", "request_id", "sendout_id"],
-    }
 
 
 class OtherWebhookEvent(webhooks.WebhookEvent, kw_only=True):
@@ -471,13 +315,4 @@ def _webhook_event_types() -> dict[str, type[webhooks.WebhookEvent]]:
             module=__name__,
         )
         for type_ in event_types.KNOWN
-    }
-
-
-def _dead_letter_headers() -> dict[str, Any]:
-    fields = [f for f in msgspec.structs.fields(DeadLetter) if f.name != "body"]  # the payload
-    return {
-        "type": "object",
-        "properties": {f.name: _DEAD_LETTER_FIELDS[f.name] for f in fields},
-        "required": [f.name for f in fields if f.required],
     }
