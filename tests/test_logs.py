@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+import hypothesis
 import pytest
 
 from service import logs
@@ -95,3 +97,66 @@ def test_pending_lines_are_written_when_the_process_exits() -> None:
     assert done.returncode == 0, done.stderr
     messages = [json.loads(line)["msg"] for line in done.stderr.decode().splitlines()]
     assert messages == [f"delivery {n}" for n in range(2000)]
+
+
+FIELDS = {"method": "POST", "status": 202, "type": "ORDERS.IMPORT", "id": "é\x1b", "ms": 1.5}
+
+
+@pytest.mark.parametrize("formatter", [logs.JsonFormatter, logs.TextFormatter])
+def test_a_delivery_line_without_a_record_is_the_line_a_record_makes(
+    pipe: tuple[io.TextIOWrapper, int], formatter: type[logging.Formatter]
+) -> None:
+    stream, read_end = pipe
+    handler, access = handler_on(stream)
+    handler.setFormatter(formatter())
+    other = logging.Logger("service")
+    other.addHandler(handler)
+    direct = logs.DeliveryLog(access)
+    assert direct._direct() is handler  # written straight to the handler
+    direct.info("webhook accepted", FIELDS)
+    access.info("webhook accepted", extra={"fields": FIELDS})
+    other.warning("redis unavailable")
+    data = b""
+    while select.select([read_end], [], [], 0)[0]:
+        data += os.read(read_end, 1 << 16)
+    first, second, third = data.decode().splitlines()
+    if formatter is logs.JsonFormatter:
+        made, recorded = json.loads(first), json.loads(second)
+        assert made.pop("ts")[:16] == recorded.pop("ts")[:16]
+        assert (
+            made
+            == recorded
+            == {
+                "level": "info",
+                "logger": logs.ACCESS,
+                "msg": "webhook accepted",
+                **FIELDS,
+            }
+        )
+        assert json.loads(third)["msg"] == "redis unavailable"
+    else:
+        assert first[8:] == second[8:]
+        assert first.endswith(
+            "webhook accepted  method=POST status=202 type=ORDERS.IMPORT id=é\\x1b ms=1.5"
+        )
+        assert "redis unavailable" in third
+
+
+def test_a_delivery_line_goes_through_logging_where_other_handlers_listen(
+    pipe: tuple[io.TextIOWrapper, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    stream, _ = pipe
+    handler, _ = handler_on(stream)
+    captured = logging.Logger(logs.ACCESS)
+    captured.addHandler(handler)
+    captured.addHandler(caplog.handler)
+    assert logs.DeliveryLog(captured)._direct() is None
+    logs.DeliveryLog(captured).info("webhook accepted", FIELDS)
+    [record] = caplog.records
+    assert record.getMessage() == "webhook accepted" and record.fields == FIELDS  # type: ignore[attr-defined]
+
+
+@hypothesis.given(hypothesis.strategies.floats(min_value=0, max_value=4e9))
+def test_log_times_are_written_as_datetime_writes_them(moment: float) -> None:
+    expected = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+    assert logs.iso_utc(moment) == expected

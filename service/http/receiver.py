@@ -39,6 +39,8 @@ from .signature import Verifier
 logger = logging.getLogger("service")
 #: One line per delivery, written in blocks under load (``logs.BatchingHandler``).
 access_logger = logging.getLogger(logs.ACCESS)
+#: The same lines, written without a ``LogRecord`` where the setup allows (``logs``).
+delivery_log = logs.DeliveryLog(access_logger)
 
 _JSON = (b"content-type", b"application/json")
 _encoder = msgspec.json.Encoder()
@@ -159,11 +161,10 @@ class Receiver:
         label = type(outcome).__name__.lower()
         metrics.delivery(inbound.type, label)
         status, answer = _answer(inbound.id, outcome)
-        if access_logger.isEnabledFor(logging.INFO):  # the fields cost 1 us to gather
-            access_logger.info(
-                "webhook %s",
-                "accepted" if status == 202 else "duplicate",
-                extra={"fields": _access(scope, status, label, inbound, started)},
+        if delivery_log.enabled():  # the fields cost 1 us to gather
+            delivery_log.info(
+                "webhook accepted" if status == 202 else "webhook duplicate",
+                _access(scope, status, label, inbound, started),
             )
         return status, answer
 
@@ -214,11 +215,9 @@ class Receiver:
         type_ = unpublishable.type_label or NO_TYPE
         metrics.delivery(type_, DEAD_LETTERED)
         letter = {"reason": reason, "dead_letter": filed.entry_id, "detail": detail}
-        if access_logger.isEnabledFor(logging.INFO):
+        if delivery_log.enabled():
             fields = _access(scope, DEAD_LETTERED_STATUS, DEAD_LETTERED, None, started)
-            access_logger.info(
-                "webhook dead-lettered", extra={"fields": fields | {"type": type_} | letter}
-            )
+            delivery_log.info("webhook dead-lettered", fields | {"type": type_} | letter)
         return DEAD_LETTERED_STATUS, _encoder.encode({"status": DEAD_LETTERED} | letter)
 
 
