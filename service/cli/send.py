@@ -1,10 +1,10 @@
 """``fanout send``: sign a file or a built-in sample as Voucherify does and post it.
 
-Samples: an async action of any of the 22 types, a webhook event of any of
-the 72 documented types (the vendor's example data in the v2024-01-01
-envelope, from a project webhook or a distribution as Voucherify sends it), or
-one of the two Workflows webhooks the vendor gives an example of
-(``POINTS_EARNED``, ``vl.member.created``).
+Samples (``domain.sample_bodies``, the source ``service.testing`` shares): an
+async action of any of the 22 types, a webhook event of any of the 72
+documented types (the vendor's example data in the v2024-01-01 envelope, from
+a project webhook or a distribution as Voucherify sends it) or of the 17
+schema-less ones, a Workflows webhook of any of its 80 types, or a custom body.
 
 Where it posts: ``--url``, else ``FANOUT_HOST``/``FANOUT_PORT`` when set, else
 the webhook URL of the running local server (its record, as
@@ -21,28 +21,24 @@ import sys
 from pathlib import Path
 
 import httpx
-import msgspec
 
 from ..config import discovery
-from ..domain import actions, samples, webhook_samples
+from ..domain import actions, sample_bodies
 from ..domain.text import escape
-from ..domain.webhook_data import ALIASES
 from ..http import signature
 from ..streams import local
 from . import flags, usage
 from .errors import CommandError
 from .serve import SECRET_FILE
 
-#: Types ``--sample`` takes: async action types, webhook event types in either spelling.
-SAMPLE_TYPES = (*actions.TYPES, *webhook_samples.TYPES, *webhook_samples.WORKFLOW_TYPES, *ALIASES)
+#: Types ``--sample`` takes: every kind's (``sample_bodies``, shared with ``service.testing``),
+#: webhook event types in either spelling.
+SAMPLE_TYPES = sample_bodies.ACCEPTED
 
 
 def _sample(type_: str, status: str) -> bytes:
-    if type_ in actions.BY_TYPE:
-        return msgspec.json.encode(samples.sample(type_, status=status))
-    if type_ in webhook_samples.WORKFLOW_TYPES:
-        return msgspec.json.encode(webhook_samples.workflow_envelope(type_))
-    return msgspec.json.encode(webhook_samples.envelope(type_))
+    # --status has its default; it means something to async actions only.
+    return sample_bodies.body(type_, status=status if type_ in actions.BY_TYPE else None)
 
 
 EXAMPLES = """\
@@ -50,6 +46,7 @@ EXAMPLES = """\
   fanout send --sample ORDERS.IMPORT --status FAILED --count 3
   fanout send --sample voucher.published          a webhook event in its envelope
   fanout send --sample POINTS_EARNED              a Workflows webhook (Loyalty v2)
+  fanout send --sample custom                     a custom body (Payload Designer)
   fanout send action.json                         a body of your own
   fanout send --list-samples                      the types --sample takes
   fanout send --sample VOUCHERS.IMPORT --data-dir ../other/.fanout
@@ -143,7 +140,7 @@ def _bodies(args: argparse.Namespace) -> list[bytes]:
 
 def cmd_send(args: argparse.Namespace) -> int:
     if args.list_samples:  # the canonical spellings; --sample also takes the aliases
-        print("\n".join((*actions.TYPES, *webhook_samples.TYPES, *webhook_samples.WORKFLOW_TYPES)))
+        print("\n".join(sample_bodies.TYPES))
         return 0
     logging.getLogger("httpx").setLevel(logging.WARNING)
     search = local.find_server(Path(args.data_dir) if args.data_dir else None)

@@ -43,6 +43,21 @@ class Poison:
             f"last error: {self.error}"
         )
 
+    def letter(self, received_at: datetime) -> DeadLetter:
+        """The dead letter filed for this entry (reason ``poison``, the event as body)."""
+        return DeadLetter.of(
+            "poison",
+            self.detail,
+            self.body,
+            received_at,
+            group=self.group,
+            consumer=self.consumer,
+            stream=self.stream,
+            entry_id=self.entry_id,
+            deliveries=self.deliveries,
+            error=self.error,
+        )
+
 
 class PoisonLetters:
     def __init__(
@@ -56,19 +71,7 @@ class PoisonLetters:
     async def send(self, poison: Poison) -> str:
         """Write the letter (once); its entry id. Redis errors, ``TimeoutError`` and
         ``StreamFull`` propagate."""
-        letter = DeadLetter.of(
-            "poison",
-            poison.detail,
-            poison.body,
-            datetime.now(UTC),
-            group=poison.group,
-            consumer=poison.consumer,
-            stream=poison.stream,
-            entry_id=poison.entry_id,
-            deliveries=poison.deliveries,
-            error=poison.error,
-        )
-        return await self._file(letter)
+        return await self._file(poison.letter(datetime.now(UTC)))
 
     async def send_trimmed(self, group: str, consumer: str, stream: str, entry_id: str) -> str:
         """File a ``trimmed`` letter for an entry the group never acknowledged (once)."""

@@ -17,6 +17,8 @@ from typing import Any
 
 from . import clock
 from .webhook_data import ALIASES, BY_TYPE, PROJECT_SETTINGS_TYPES, SCHEMALESS_TYPES
+from .workflow_data import BY_TYPE as WORKFLOW_BY_TYPE
+from .workflow_data import TRANSACTION_TYPES
 
 EXAMPLES_PATH = Path(__file__).with_name("webhook_examples.json")
 WORKFLOW_EXAMPLES_PATH = Path(__file__).with_name("workflow_examples.json")
@@ -45,23 +47,50 @@ def _workflow_examples() -> dict[str, dict[str, Any]]:
 WORKFLOW_TYPES: tuple[str, ...] = tuple(_workflow_examples())
 
 
+#: Every Workflows type (80): card transactions and activities (``workflow_data.BY_TYPE``).
+ALL_WORKFLOW_TYPES: tuple[str, ...] = tuple(WORKFLOW_BY_TYPE)
+
+
 def workflow_envelope(type_: str) -> dict[str, Any]:
-    """The vendor's Workflows envelope of ``type_`` (``POINTS_EARNED``, ``vl.member.created``)
-    as it would be sent now: new sendout and event ids, dated now, its data as written."""
-    sent: dict[str, Any] = json.loads(json.dumps(_workflow_examples()[type_]))
+    """A Workflows envelope of ``type_`` as it would be sent now: new sendout and event
+    ids, dated now.
+
+    The data is the vendor's example of the type where it gives one (``POINTS_EARNED``,
+    ``vl.member.created``); else the example of a type with the same data Struct (a
+    card transaction's, with its ``transaction.type``; a member activity's); else
+    ``{}``, which every Workflows data Struct decodes (all fields optional).
+    """
+    if type_ not in WORKFLOW_BY_TYPE:
+        raise KeyError(f"unknown Workflows type {type_!r}")
+    examples = _workflow_examples()
+    model = (
+        type_
+        if type_ in examples
+        else next((t for t in examples if WORKFLOW_BY_TYPE[t] is WORKFLOW_BY_TYPE[type_]), None)
+    )
+    sent: dict[str, Any] = json.loads(json.dumps(examples[model or WORKFLOW_TYPES[-1]]))
+    if model is None:
+        sent["data"] = {}
+    if type_ in TRANSACTION_TYPES and isinstance(sent["data"].get("transaction"), dict):
+        sent["data"]["transaction"]["type"] = type_
     created_at = clock.now()
     prefix = sent["event"]["id"].split("_", 1)[0]
     event_id = f"{prefix}_{secrets.token_hex(6)}"
     sent["id"] = f"whs_{secrets.token_hex(9)}"
+    sent["type"] = type_
     sent["created_at"] = created_at
     sent["event"] |= {"id": event_id, "entity_id": event_id, "created_at": created_at}
+    sent["event"]["type"] = type_
     sent["event"]["group_id"] = f"i-{secrets.token_hex(6)}"
     return sent
 
 
 def example(type_: str) -> dict[str, Any]:
-    """A fresh copy of the vendor's example ``data`` of ``type_`` (either spelling)."""
+    """A fresh copy of the vendor's example ``data`` of ``type_`` (either spelling); ``{}``
+    for the types the project settings offer with no documented schema (nor example)."""
     canonical = ALIASES.get(type_, type_)
+    if canonical in SCHEMALESS_TYPES:
+        return {}
     if canonical not in BY_TYPE:
         raise KeyError(f"unknown webhook event type {type_!r}")
     copied: dict[str, Any] = json.loads(json.dumps(_examples()[canonical]))
