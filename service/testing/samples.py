@@ -12,6 +12,7 @@ and an override the service would not publish (an id over 256 characters, a
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias, overload
 
@@ -137,17 +138,40 @@ def sample(
         distribution=distribution,
         custom=body,
     )
+    return from_body(sent)
+
+
+def from_body(body: bytes | str) -> StreamEvent:
+    """The typed event a handler receives for a body Voucherify posts (a captured
+    delivery, say): decoded as the receiver decodes it, published, read back as the
+    consumer reads it. ``SampleRefused`` for a body the service would dead-letter."""
     try:
-        decoded = inbound.decode(sent)
+        decoded = inbound.decode(body.encode() if isinstance(body, str) else body)
     except inbound.Unpublishable as refused:
         raise SampleRefused(f"{refused.reason}: {refused.detail}") from None
     published = outbound.publication(decoded, datetime.now(UTC))
-    return decode_event(published.json)
+    event = decode_event(published.json)
+    _AS_PUBLISHED[id(event)] = (event, published.json)
+    while len(_AS_PUBLISHED) > _KEEP:
+        _AS_PUBLISHED.popitem(last=False)
+    return event
+
+
+#: The JSON the publisher wrote for the latest events ``from_body`` made, so an event left
+#: unchanged is delivered in exactly those bytes (a webhook's ``data`` as the vendor sent
+#: it, not re-encoded from its Struct, which writes absent fields as null). Each entry
+#: holds its event, so its id names no other object while it is kept.
+_AS_PUBLISHED: OrderedDict[int, tuple[StreamEvent, bytes]] = OrderedDict()
+_KEEP = 4096
 
 
 def publication(event: StreamEvent) -> Publication:
     """The publication of ``event``: its stream kind, identity and the entry's fields as
     the publisher writes them (``event`` holding its JSON)."""
+    kept = _AS_PUBLISHED.get(id(event))
+    if kept is not None and kept[0] is event and decode_event(kept[1]) == event:
+        data = kept[1]  # unchanged since it was made: the publisher's own bytes
+        return outbound.of_event(event, data, hashlib.blake2b(data, digest_size=16).hexdigest())
     match event:
         case CompletionEvent():
             data = completion.encode_event(event)
