@@ -31,9 +31,9 @@ from ..http.app import WEBHOOK_PATH, create_app
 from ..http.proxies import TrustedProxies
 from ..reconciler import task
 from ..streams import connection, local
-from ..streams.durability import Promise
 from ..streams.embedded import EmbeddedError, EmbeddedValkey
 from ..streams.errors import DurabilityRefused
+from ..streams.promise import Promise
 from ..streams.publisher import Publisher
 from ..streams.server import ServerRefused
 from . import flags, usage
@@ -245,9 +245,9 @@ def _serve(
         )
     try:
         promise = asyncio.run(_preflight(settings))
+        # Each worker asks the server again and logs this same line: a mode resolved here
+        # (auto -> none on Redis 7.0) would be described there as an explicit choice.
         print(("warning: " if promise.at_risk else "") + promise.line)
-        # The app (and every worker) runs what was decided here: no second verdict.
-        settings = dataclasses.replace(settings, durability=promise.durability)
         base = f"http://{_url_host(settings.host)}:{settings.port}"
         print(f"webhook URL: {base}{WEBHOOK_PATH}")
         if admin_token is None:

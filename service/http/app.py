@@ -46,7 +46,7 @@ def readiness(publisher: Publisher) -> Callable[[Request], Coroutine[Any, Any, R
     async def ready(request: Request) -> Response:
         refused = await publisher.writable()
         if refused is None:
-            return json_response({"status": "ready"})
+            return json_response({"status": "ready", "durability": publisher.waiter.state()})
         raise Unavailable(f"redis does not take writes: {refused}")
 
     return ready
@@ -160,6 +160,7 @@ def create_app(
         settings.redis_timeout,
         settings.stream_maxlen,
         memory=publisher.memory,
+        durability=publisher.waiter,
     )
 
     @contextlib.asynccontextmanager

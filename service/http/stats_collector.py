@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from ..domain.event_types import OTHER
 from ..streams import stats
 from ..streams.connection import Client
+from ..streams.durability import Waiter
 from ..streams.keys import Keys
 from ..streams.memory import MemoryWatch
 
@@ -40,8 +41,10 @@ class StreamStats(Collector):
         maxlen: int,
         *,
         memory: MemoryWatch | None = None,
+        durability: Waiter | None = None,
     ) -> None:
         self._memory = memory
+        self._durability = durability
         self._redis = redis
         self._keys = keys
         self._timeout = timeout
@@ -114,6 +117,35 @@ class StreamStats(Collector):
         yield from (length, pending, lag, cap)
         if self._memory is not None:
             yield from _memory_metrics(self._memory)
+        if self._durability is not None:
+            yield from _durability_metrics(self._durability)
+
+
+def _durability_metrics(waiter: Waiter) -> Iterator[Metric]:
+    """What a 2xx survives now, and the replicas it waits for (sampled once a second)."""
+    survives = GaugeMetricFamily(
+        "fanout_durability_survives",
+        "1 when a 2xx sent now survives the fault (failover: to a replica; redis_kill: a "
+        "kill -9 of Redis restarted on its files; host_crash: of the Redis host), else 0.",
+        labels=["fault"],
+    )
+    for fault, kept in waiter.survival().faults().items():
+        survives.add_metric([fault], int(kept))
+    online = GaugeMetricFamily(
+        "fanout_redis_replicas_online",
+        "Replicas of the Redis primary online (INFO replication), per primary.",
+        labels=["primary"],
+    )
+    waited = GaugeMetricFamily(
+        "fanout_durability_replicas",
+        "Replicas a 2xx waits for, per primary (0: none); more than online: deliveries to "
+        "that primary get 503.",
+        labels=["primary"],
+    )
+    for name, (count, needed) in waiter.waited_for().items():
+        online.add_metric([name], count)
+        waited.add_metric([name], needed)
+    yield from (survives, online, waited)
 
 
 def _memory_metrics(memory: MemoryWatch) -> Iterator[Metric]:

@@ -3,7 +3,9 @@
 Every delivery still runs its own script, atomically, and gets its own reply;
 only the network trip is shared: one pipeline write, one read of all replies,
 and, when a durability mode is set, one WAITAOF or WAIT for the whole batch on
-the connection that wrote it.
+the connection that wrote it (WAIT and WAITAOF count that connection's writes
+only). A ``GroupCommit`` is one *lane*: the calls of one primary. A single server
+or Sentinel's master has one lane; a cluster has one per primary (``routing.py``).
 """
 
 from __future__ import annotations
@@ -11,15 +13,22 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 
 from .. import metrics
 from ..errors import FanoutError
@@ -45,13 +54,77 @@ def pack(command: tuple[bytes | str | int, ...]) -> bytes:
     return packed
 
 
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """What is sent after a batch on its connection, and what its replies must confirm:
+    ``WAITAOF 1 0`` (the primary's append-only file) when ``local``, then ``WAIT N`` when
+    ``replicas``.
+
+    Not ``WAITAOF 1 N``: that counts replicas that fsynced their own append-only
+    file, so it never confirms a replica with AOF off and waits up to a second for
+    one at ``appendfsync everysec`` (measured, Valkey 9: 0.95-1.0 s a batch, 1.56 s
+    = the whole timeout with AOF off; ``WAITAOF 1 0`` + ``WAIT 1`` 1-10 ms). A
+    failover promotes what the replica holds in memory, which ``WAIT`` confirms.
+    """
+
+    local: bool
+    replicas: int
+    timeout_ms: int
+    command: bytes = b""
+    #: Replies the command gets: one per WAITAOF / WAIT sent.
+    replies: int = 0
+
+    @classmethod
+    def of(cls, local: bool, replicas: int, timeout_ms: int) -> Wait:
+        command = pack(("WAITAOF", 1, 0, timeout_ms)) if local else b""
+        if replicas:
+            command += pack(("WAIT", replicas, timeout_ms))
+        return cls(local, replicas, timeout_ms, command, int(local) + (replicas > 0))
+
+    def __str__(self) -> str:
+        parts = (["WAITAOF 1 0"] if self.local else []) + (
+            [f"WAIT {self.replicas}"] if self.replicas else []
+        )
+        return " + ".join(parts)
+
+    def check(self, replies: list[Any], refused: Callable[[Exception], bool] | None) -> None:
+        """``NotConfirmed`` unless ``replies`` confirm every copy asked for. An error
+        reply is raised, unless ``refused`` takes it (True: go on without that copy)."""
+        local, replicas = False, 0
+        for reply in replies:
+            if isinstance(reply, Exception):
+                if refused is None or not refused(reply):
+                    raise reply
+                local = True  # accepted without the disk from now on (durability auto)
+            elif isinstance(reply, list):
+                local = int(reply[0]) >= 1
+            else:
+                replicas = int(reply)
+        if local < self.local or replicas < self.replicas:
+            raise NotConfirmed(
+                f"{self}: the primary's file {'confirmed' if local else 'NOT confirmed'}, "
+                f"{replicas} of {self.replicas} replica(s) in time"
+            )
+
+
+class Connections(Protocol):
+    """Where a lane takes its connections: redis-py's pool, or a cluster node's."""
+
+    async def get_connection(self) -> AbstractConnection: ...
+
+    async def release(self, connection: AbstractConnection) -> None: ...
+
+
 @dataclass(slots=True)
 class _Call:
     script: AsyncScript
     command: bytes
     future: asyncio.Future[list[Any]]
     deadline: float  # event-loop time by which the caller must have an answer
+    keys: tuple[str, ...] = ()
     reloaded: bool = False
+    #: Sent after ASKING (a slot being migrated: the node of an ASK redirect).
+    asking: bool = False
 
     def settle(self, reply: Any) -> None:
         if self.future.done():
@@ -62,9 +135,14 @@ class _Call:
             self.future.set_result(reply)
 
 
+#: ``ASKING`` in RESP: sent before a call redirected by ASK.
+_ASKING = pack(("ASKING",))
+
+
 @dataclass(slots=True)
 class GroupCommit:
-    """Queues script calls and flushes them as pipelines at the end of the loop turn.
+    """One lane: queues script calls and flushes them as pipelines at the end of the loop
+    turn, each followed by its durability wait on the same connection.
 
     The hot path drives redis-py's pooled connection directly: commands are
     packed once into one buffer, written once, and the replies read back in
@@ -81,19 +159,29 @@ class GroupCommit:
     ``TimeoutError`` without being sent.
     """
 
-    redis: Redis
+    #: A single server's client (its pool is used), or a cluster node's connections.
+    source: Redis | Connections
     timeout: float
-    #: ``("WAITAOF", 1, 0, ms)`` or ``("WAIT", n, ms)`` appended to every batch, or None.
-    wait: tuple[Any, ...] | None = None
-    #: Copies ``wait`` must confirm: 1 local fsync for WAITAOF, n replicas for WAIT.
-    required: int = 0
+    #: The wait after each batch for this lane's primary (None: none), asked per batch;
+    #: raising fails the batch unsent (a primary without its replicas: a 503 at once).
+    wait: Callable[[str], Wait | None] | None = None
     #: Called when the server answers ``wait`` with an error; True makes the batch
     #: succeed without it (``durability auto`` on a server that cannot wait).
     on_wait_refused: Callable[[Exception], bool] | None = None
+    #: The lane's primary, as ``wait`` knows it: ``""`` for a single server.
+    name: str = ""
+    #: Cluster only: calls answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN (nothing
+    #: written), with their error, handed back to be sent again where they belong.
+    redirect: Callable[[list[tuple[_Call, ResponseError]]], Awaitable[None]] | None = None
     _queue: list[_Call] = field(default_factory=list)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
     _scheduled: bool = False
+
+    @property
+    def connections(self) -> Connections:
+        source = self.source
+        return source.connection_pool if isinstance(source, Redis) else source
 
     def call(
         self, script: AsyncScript, keys: tuple[str, ...], args: tuple[Any, ...]
@@ -102,9 +190,14 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         command = pack(("EVALSHA", script.sha, len(keys), *keys, *args))
-        self._queue.append(_Call(script, command, future, loop.time() + self.timeout))
+        self._queue.append(_Call(script, command, future, loop.time() + self.timeout, keys))
         self._schedule(loop)
         return future
+
+    def put(self, call: _Call) -> None:
+        """Queue a call made elsewhere (one redirected here from another lane)."""
+        self._queue.append(call)
+        self._schedule(asyncio.get_running_loop())
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._scheduled:
@@ -124,6 +217,12 @@ class GroupCommit:
         if self._queue:
             self._schedule(asyncio.get_running_loop())
 
+    def fail_all(self, error: BaseException) -> None:
+        """Answer every queued call with ``error`` (the lane's primary left)."""
+        queued, self._queue = self._queue, []
+        for call in queued:
+            call.settle(error)
+
     async def _flush(self, batch: list[_Call]) -> None:
         now = asyncio.get_running_loop().time()
         for call in batch:
@@ -142,21 +241,26 @@ class GroupCommit:
             for call in batch:
                 call.settle(exc)
             return
-        retry = []
+        retry, moved = [], []
         for call, reply in zip(batch, replies, strict=True):
             if isinstance(reply, NoScriptError) and not call.reloaded:
                 retry.append(call)  # the script cache was flushed: load and go again
+            elif self.redirect is not None and _redirected(reply):
+                moved.append((call, reply))
             else:
                 call.settle(reply)
         if retry:
             await self._reload(retry)
+        if moved:
+            await self.redirect(moved)  # type: ignore[misc]
 
     async def _round_trip(self, batch: list[_Call]) -> list[Any]:
-        wait = self.wait  # as it is now: another batch may switch it off meanwhile
-        payload = b"".join(call.command for call in batch)
+        wait = self.wait(self.name) if self.wait is not None else None
+        payload = b"".join(_ASKING + c.command if c.asking else c.command for c in batch)
+        count = len(batch) + sum(call.asking for call in batch)
         if wait is not None:
-            payload += pack(wait)
-        count = len(batch) + (wait is not None)
+            payload += wait.command
+            count += wait.replies
         try:
             replies = await self._exchange(payload, count)
         except ConnectionError:
@@ -164,19 +268,16 @@ class GroupCommit:
             # first use; the scripts are idempotent, so one more try is safe.
             replies = await self._exchange(payload, count)
         if wait is not None:
-            confirmed = replies.pop()
-            if isinstance(confirmed, Exception):
-                if self.on_wait_refused is not None and self.on_wait_refused(confirmed):
-                    return replies  # the caller accepts writes without the wait from now on
-                raise confirmed
-            copies = confirmed[0] if isinstance(confirmed, list) else confirmed
-            if int(copies) < self.required:
-                raise NotConfirmed(f"{wait[0]} confirmed {copies} of {self.required}")
-        return replies
+            confirmations = replies[len(replies) - wait.replies :]
+            del replies[len(replies) - wait.replies :]
+            wait.check(confirmations, self.on_wait_refused)
+        return _without_asking(batch, replies)
 
     async def _exchange(self, payload: bytes, count: int) -> list[Any]:
-        pool = self.redis.connection_pool
-        connection: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        """Write ``payload`` on one pooled connection and read ``count`` replies back
+        (error replies as exceptions in the list); the connection is dropped on failure."""
+        pool = self.connections
+        connection: AbstractConnection = await pool.get_connection()
         try:
             await connection.send_packed_command(payload, check_health=False)
             replies: list[Any] = []
@@ -205,12 +306,17 @@ class GroupCommit:
         try:
             await connection.disconnect()
         finally:
-            await self.redis.connection_pool.release(connection)
+            await self.connections.release(connection)
 
     async def _reload(self, calls: list[_Call]) -> None:
+        """Load the scripts of ``calls`` on this lane's server and queue them again."""
         try:
             for source in {call.script.script for call in calls}:
-                await self.redis.script_load(source)
+                text = source if isinstance(source, bytes | str) else bytes(source)
+                async with asyncio.timeout(self.timeout):
+                    [loaded] = await self._exchange(pack(("SCRIPT", "LOAD", text)), 1)
+                if isinstance(loaded, Exception):
+                    raise loaded
         except Exception as exc:
             for call in calls:
                 call.settle(exc)
@@ -219,3 +325,24 @@ class GroupCommit:
             call.reloaded = True
             self._queue.append(call)
         self._schedule(asyncio.get_running_loop())
+
+
+#: Cluster refusals that mean the script did not run here: send it again (MOVED, ASK
+#: elsewhere; TRYAGAIN, CLUSTERDOWN and MASTERDOWN a moment later).
+_REDIRECTS = (AskError, TryAgainError, ClusterDownError)
+
+
+def _redirected(reply: Any) -> bool:
+    return isinstance(reply, _REDIRECTS)
+
+
+def _without_asking(batch: list[_Call], replies: list[Any]) -> list[Any]:
+    """The calls' own replies: each ASKING's ``OK`` (or error) taken out."""
+    if not any(call.asking for call in batch):
+        return replies
+    out, position = [], 0
+    for call in batch:
+        position += call.asking
+        out.append(replies[position])
+        position += 1
+    return out

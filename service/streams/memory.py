@@ -22,6 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from .connection import Client
+from .replication import Replication
 
 logger = logging.getLogger("service.memory")
 
@@ -32,10 +33,29 @@ EVERY = 1.0
 class MemoryWatch:
     """The last sample of the server's memory, and whether deliveries must wait."""
 
-    __slots__ = ("_redis", "_stopped", "_timeout", "evicted", "full", "limit", "maxmemory", "used")
+    __slots__ = (
+        "_redis",
+        "_stopped",
+        "_timeout",
+        "evicted",
+        "full",
+        "limit",
+        "maxmemory",
+        "replication",
+        "used",
+    )
 
-    def __init__(self, redis: Client, *, limit: int, timeout: float) -> None:
+    def __init__(
+        self,
+        redis: Client,
+        *,
+        limit: int,
+        timeout: float,
+        replication: Replication | None = None,
+    ) -> None:
         self._redis = redis
+        #: Fed with each primary's INFO replication from the same sample, when given.
+        self.replication = replication
         self._timeout = timeout
         #: FANOUT_MEMORY_LIMIT: percent of maxmemory.
         self.limit = limit
@@ -55,25 +75,29 @@ class MemoryWatch:
         )
 
     async def sample(self) -> None:
-        """Read INFO memory and stats once; on failure keep the last values."""
+        """Read INFO memory and stats (and replication) once; on failure keep the last
+        values."""
+        sections = ("memory", "stats", "replication") if self.replication else ("memory", "stats")
         try:
             async with asyncio.timeout(self._timeout):
                 if isinstance(self._redis, RedisCluster):
-                    reply = await self._redis.info(
-                        "memory", "stats", target_nodes=RedisCluster.PRIMARIES
-                    )
+                    reply = await self._redis.info(*sections, target_nodes=RedisCluster.PRIMARIES)
                 else:
-                    reply = await self._redis.info("memory", "stats")
+                    reply = await self._redis.info(*sections)
         except (RedisError, OSError, TimeoutError) as exc:
             logger.debug("memory not sampled: %s", exc)
             return
-        nodes: list[dict[str, Any]] = (
-            [reply]
+        named: dict[str, dict[str, Any]] = (
+            {"": reply}
             if "used_memory" in reply
-            else [v for v in reply.values() if isinstance(v, dict)]
+            else {k: v for k, v in reply.items() if isinstance(v, dict)}
         )
-        if not nodes:
+        if not named:
             return
+        if self.replication is not None:
+            for name, info in named.items():
+                self.replication.observe(name, info)
+        nodes = list(named.values())
         # On a cluster the fullest primary decides: its slots are the ones that fail first.
         fullest = max(nodes, key=_ratio)
         self.used = int(fullest.get("used_memory", 0))

@@ -28,12 +28,14 @@ from ..domain.outbound import Publication
 from . import cloud_events, connection, dead_letters, replies, server
 from .connection import Client
 from .dead_letters import DeadLetter, Filed
-from .durability import Promise, Waiter
+from .durability import ReplicasMissing, Waiter
 from .errors import MemoryFull, RedisUnavailable, StreamFull
 from .group_commit import GroupCommit
 from .keys import Keys
 from .memory import MemoryWatch
+from .promise import Promise
 from .records import Records, field
+from .replication import Replication
 from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, PROGRESS_LUA, WRITABLE_LUA, Reply
 
 logger = logging.getLogger("service.publish")
@@ -139,15 +141,24 @@ class Publisher:
         self._keys = keys
         self._records = Records(keys, dedup_ttl)
         self._retention = _Retention(dedup_ttl if retention is None else retention)
+        batched = isinstance(redis, Redis)
+        #: Replicas per primary, sampled with the memory (where a 2xx can wait for them).
+        self.replication = Replication()
         #: Sampled by ``memory.run()`` in the background (the app starts it).
-        self.memory = MemoryWatch(redis, limit=memory_limit, timeout=timeout)
+        self.memory = MemoryWatch(
+            redis,
+            limit=memory_limit,
+            timeout=timeout,
+            replication=self.replication if batched else None,
+        )
         self._maxlen = stream_maxlen
         self._timeout = timeout
-        self._waiter = Waiter(
+        self.waiter = Waiter(
             durability,
             timeout=timeout,
             cluster=isinstance(redis, RedisCluster),
             sentinel=connection.is_sentinel(redis),
+            replication=self.replication,
         )
         self._cloudevents_source = cloud_events.source(keys.prefix) if cloudevents else None
         self._health = _Health()
@@ -156,15 +167,11 @@ class Publisher:
         self._event = redis.register_script(EVENT_LUA)
         self._dead = redis.register_script(DEAD_LETTER_LUA)
         self._writable = redis.register_script(WRITABLE_LUA)
-        # A single server gets group commit; a cluster client routes each call
-        # to its slot's node itself (and has no durability wait, see durability.py).
+        # A single server gets group commit, one lane with its durability wait; a
+        # cluster client routes each call to its slot's node itself (no wait yet).
         self._batch = (
             GroupCommit(
-                redis,
-                timeout,
-                self._waiter.command,
-                required=self._waiter.required,
-                on_wait_refused=self._wait_refused,
+                redis, timeout, wait=self.waiter.wait_for, on_wait_refused=self.waiter.refused
             )
             if isinstance(redis, Redis)
             else None
@@ -208,16 +215,7 @@ class Publisher:
     async def check_durability(self) -> Promise:
         """What a 2xx means with this server: one line for start-up. ``DurabilityRefused``
         when an explicit FANOUT_DURABILITY is one the server cannot give."""
-        promise = await self._waiter.check(self._redis)
-        if self._batch is not None:
-            self._batch.wait = self._waiter.command
-        return promise
-
-    def _wait_refused(self, error: Exception) -> bool:
-        accepted = self._waiter.refused(error)
-        if accepted and self._batch is not None:
-            self._batch.wait = self._waiter.command
-        return accepted
+        return await self.waiter.check(self._redis)
 
     def entry_pairs(self, publication: Publication) -> list[str | bytes]:
         """An event entry's field/value pairs: the publication's, and ``data`` with
@@ -364,11 +362,16 @@ class Publisher:
             return False
 
     async def writable(self) -> str | None:
-        """None when the server takes writes now; else why not (a replica's READONLY,
-        NOREPLICAS, MISCONF, OOM, memory at FANOUT_MEMORY_LIMIT, or no answer in time)."""
+        """None when the server takes writes now and a 2xx can be given; else why not (a
+        replica's READONLY, NOREPLICAS, MISCONF, OOM, memory at FANOUT_MEMORY_LIMIT, a
+        primary without the replicas a 2xx waits for, or no answer in time)."""
         await self.memory.sample()  # a probe's pace, not a delivery's: read it now
         if self.memory.full:
             return self.memory.describe()
+        try:
+            self.waiter.wait_for("")
+        except ReplicasMissing as exc:
+            return str(exc)
         try:
             async with asyncio.timeout(self._timeout):
                 await self._writable(keys=[self._keys.dead_letters()], args=[])

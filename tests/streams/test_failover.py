@@ -19,8 +19,8 @@ from service.consumer import Consumer
 from service.domain import samples
 from service.domain.completion import CompletionEvent
 from service.streams import connection
-from service.streams.durability import Promise
 from service.streams.keys import Keys
+from service.streams.promise import Promise
 from service.streams.publisher import Publisher
 from tests.support.feed import append, running, until
 from tests.support.http import post, serving
@@ -137,18 +137,17 @@ async def test_a_sentinel_failover_is_followed_without_a_restart(
     acknowledged = {id_ for id_, status in answers.items() if status in (200, 202)}
     assert set(answers.values()) <= {200, 202, 503}
     assert len(acknowledged) > 10
-    if durability.mode == "replicas":
-        assert not promise.at_risk
-        # WAIT 1: no 2xx before the replica had it; a demoted master has no replica to
-        # confirm, so nothing it takes during the switch is acknowledged.
-        assert acknowledged <= stored
-    else:
-        # Without a replica to wait for, writes the old master took after the replica
-        # was promoted (until it is told to follow) are thrown away by its resync:
-        # README, "Sentinel". Start-up says so; report how many this run.
-        assert promise.at_risk
-        assert binary == "redis" or "FANOUT_DURABILITY=replicas:1" in promise.line
-        print(f"\nauto over Sentinel: {len(acknowledged - stored)} of {len(acknowledged)} lost")
+    # WAIT: no 2xx before the replica had it; a demoted master has no replica to
+    # confirm, so nothing it takes during the switch is acknowledged. With auto (issue
+    # 28) as with replicas:1: before, auto waited for the master's disk only and lost
+    # 4-5 of ~200 here (43-48 of ~300 on Redis 7.0).
+    assert acknowledged <= stored
+    if durability.mode == "auto":
+        waits = "WAITAOF 1 0 + WAIT 1" if binary == "valkey" else "WAIT 1"
+        assert promise.line.startswith(f"durability auto -> every replica, {waits}: ")
+        # Redis 7.0 (no WAITAOF) at appendfsync everysec: a kill -9 without a failover
+        # is still at risk, and said.
+        assert promise.at_risk == (binary == "redis")
 
 
 @pytest.mark.slow
