@@ -30,10 +30,10 @@ from ..domain.custom import CustomBody
 from ..domain.inbound import Inbound, Unpublishable, check_age, check_project, decode
 from ..domain.webhooks import WebhookDelivery
 from ..streams.errors import RedisUnavailable, StreamFull
-from ..streams.publisher import Accepted, Conflict, Outcome, Publisher
+from ..streams.publisher import Accepted, Conflict, Duplicate, Publisher, Stale
 from ..streams.refusals import DETAIL_CHARS, Refusal, Refusals
 from . import intake
-from .errors import BackPressure, Problem, Unavailable, render
+from .errors import BackPressure, BodyTooLarge, Problem, Unavailable, render
 from .signature import Verifier
 
 logger = logging.getLogger("service")
@@ -53,7 +53,15 @@ DEAD_LETTERED = "dead_lettered"
 
 
 class Receiver:
-    """``POST /webhooks/voucherify``, with the state it needs, built once per app."""
+    """``POST /webhooks/voucherify``, with the state it needs, built once per app.
+
+    One flat coroutine per delivery (``__call__``): the intake checks, the body, the
+    signature, the decode, the publication and the answer, with no request object,
+    no nested coroutine of its own and one ``send`` pair for the answer (the front
+    door writes it to the socket at once). Its steps are called through attributes
+    (``self.verifier.verify``, ``self.decode``, ``self.publisher.publish`` and
+    ``.dead_letter``) so a wrapper (tracing) can replace them on its instance.
+    """
 
     def __init__(
         self, settings: Settings, publisher: Publisher, refusals: Refusals | None = None
@@ -63,8 +71,11 @@ class Receiver:
         #: Per-minute refusal counts for the dashboard (flushed to Redis by the app).
         self.refusals = refusals
         self.verifier = Verifier(webhook_secrets(settings))
+        self.decode = decode
         #: Older deliveries are held as ``stale`` (``inbound.check_age``).
         self.max_age = settings.age_limit()
+        self._allow_ips = settings.allow_ips
+        self._max_body = settings.max_body_bytes
 
     def reload_secrets(self) -> bool:
         """Read ``FANOUT_SECRETS_FILE`` again (on SIGHUP) and verify with what it holds
@@ -82,91 +93,108 @@ class Receiver:
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        try:
-            status, body = await self.handle(scope, receive)
-            headers = [_JSON]
-        except Problem as problem:
-            status, headers, body = render(problem)
-        except intake.ClientGone:
-            return
-        finally:
-            metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*headers, (b"content-length", b"%d" % len(body))],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        """The answer's status and JSON body; a ``Problem`` for every refusal.
-
-        Every answer is logged once at info level (a 503 at warning): status,
-        outcome, type, id and duration; never the body or the signature.
-        """
+        """Answer one delivery. Every answer is logged once at info level (a 503 at
+        warning): status, outcome, type, id and duration; never the body or the
+        signature."""
         started = time.perf_counter()
         inbound: Inbound | None = None
         try:
-            head = intake.Head.of(scope)
-            intake.check_client(scope, self.settings.allow_ips)
-            intake.check_declared_length(head, self.settings.max_body_bytes)
-            intake.check_media_type(head)
-            body = await intake.read_body(receive, self.settings.max_body_bytes)
-            project = self.verifier.verify(body, head.signatures)
+            content_type, declared, signatures = intake.head_of(scope)
+            if self._allow_ips is not None:
+                intake.check_client(scope, self._allow_ips)
+            intake.check_declared_length(declared, self._max_body)
+            intake.check_media_type(content_type)
+            message = await receive()
+            if message["type"] != "http.request":
+                raise intake.ClientGone()
+            body: bytes = message.get("body", b"")
+            if message.get("more_body", False):
+                body = await intake.read_rest(receive, body, self._max_body)
+            elif len(body) > self._max_body:
+                raise BodyTooLarge()
+            project = self.verifier.verify(body, signatures)
             # Authentic from here on: stored (published or dead-lettered) and answered 2xx,
             # or 503 when Redis cannot take it; never refused.
             received_at = datetime.now(UTC)
             try:
-                inbound = decode(body)
+                inbound = self.decode(body)
                 check_project(inbound, project)
                 check_age(inbound, received_at, self.max_age)
             except Unpublishable as unpublishable:
-                return await self._dead_letter(scope, body, received_at, unpublishable, started)
-            outcome = await self.publisher.publish(outbound.publication(inbound, received_at))
-            if isinstance(outcome, Conflict):
-                await self.publisher.dead_letter(
-                    "conflict",
-                    f"same id and request_id as entry {outcome.entry_id}, different content",
-                    body,
-                    received_at,
+                status, answer = await self._dead_letter(
+                    scope, body, received_at, unpublishable, started
                 )
-        except RedisUnavailable as exc:
+            else:
+                outcome = await self.publisher.publish(outbound.publication(inbound, received_at))
+                if type(outcome) is Accepted:
+                    status = 202
+                    answer = _encoder.encode(
+                        {
+                            "status": "accepted",
+                            "id": inbound.id,
+                            "stream": outcome.stream,
+                            "entry_id": outcome.entry_id,
+                        }
+                    )
+                    _count_accepted(inbound)
+                else:
+                    if type(outcome) is Conflict:
+                        await self.publisher.dead_letter(
+                            "conflict",
+                            f"same id and request_id as entry {outcome.entry_id},"
+                            " different content",
+                            body,
+                            received_at,
+                        )
+                    # Duplicates, conflicts and stale progress all mean: already have it.
+                    status = 200
+                    answer = _encoder.encode(
+                        {"status": "duplicate", "id": inbound.id, "entry_id": outcome.entry_id}
+                    )
+                label = _LABELS[type(outcome)]
+                metrics.delivery(inbound.type, label)
+                if delivery_log.enabled():  # the fields cost 1 us to gather
+                    delivery_log.info(
+                        "webhook accepted" if status == 202 else "webhook duplicate",
+                        _access(scope, status, label, inbound, started),
+                    )
+            headers = [_JSON, (b"content-length", b"%d" % len(answer))]
+        except intake.ClientGone:
+            metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+            return
+        except Exception as exc:
+            problem = self._refusal(exc, scope, inbound, started)
+            if problem is None:
+                metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+                raise
+            status, headers, answer = render(problem)
+            headers.append((b"content-length", b"%d" % len(answer)))
+        metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    def _refusal(
+        self, exc: Exception, scope: Scope, inbound: Inbound | None, started: float
+    ) -> Problem | None:
+        """The answer to a delivery that failed with ``exc``, counted and logged; None
+        for an error that is not a refusal (a bug: uvicorn answers 500)."""
+        if isinstance(exc, RedisUnavailable):
             unavailable = Unavailable()
             cause = exc.__cause__ or exc
             self._count(
                 _refused(scope, unavailable, inbound, cause, started), scope, unavailable, cause
             )
-            raise unavailable from exc
-        except StreamFull as exc:
+            return unavailable
+        if isinstance(exc, StreamFull):
             # Nothing was trimmed to make room: the sender retries once consumers catch up.
             full = BackPressure(str(exc))
             label = _refused(scope, full, inbound, exc, started, outcome=exc.outcome)
             self._count(label, scope, full, exc)
-            raise full from exc
-        except Problem as problem:
-            self._count(
-                _refused(scope, problem, inbound, problem.__cause__, started), scope, problem, None
-            )
-            raise
-        if isinstance(outcome, Accepted):
-            if isinstance(inbound, WebhookDelivery):
-                if not inbound.schema_valid:
-                    metrics.schema_drift(inbound.type)
-            elif not isinstance(inbound, CustomBody) and inbound.completed:
-                failed_count = getattr(inbound.result, "failed_count", None)
-                metrics.completion(inbound.type, inbound.status, failed_count)
-        label = type(outcome).__name__.lower()
-        metrics.delivery(inbound.type, label)
-        status, answer = _answer(inbound.id, outcome)
-        if delivery_log.enabled():  # the fields cost 1 us to gather
-            delivery_log.info(
-                "webhook accepted" if status == 202 else "webhook duplicate",
-                _access(scope, status, label, inbound, started),
-            )
-        return status, answer
+            return full
+        if isinstance(exc, Problem):
+            self._count(_refused(scope, exc, inbound, exc.__cause__, started), scope, exc, None)
+            return exc
+        return None
 
     def _count(
         self, outcome: str, scope: Scope, problem: Problem, cause: BaseException | None
@@ -272,15 +300,15 @@ def _refused(
     return outcome
 
 
-def _answer(id_: str, outcome: Outcome) -> tuple[int, bytes]:
-    if isinstance(outcome, Accepted):
-        return 202, _encoder.encode(
-            {
-                "status": "accepted",
-                "id": id_,
-                "stream": outcome.stream,
-                "entry_id": outcome.entry_id,
-            }
-        )
-    # Duplicates, conflicts and stale progress all mean: already have it.
-    return 200, _encoder.encode({"status": "duplicate", "id": id_, "entry_id": outcome.entry_id})
+#: The metrics label of each outcome.
+_LABELS = {Accepted: "accepted", Duplicate: "duplicate", Conflict: "conflict", Stale: "stale"}
+
+
+def _count_accepted(inbound: Inbound) -> None:
+    """The counters of a newly published event beside its delivery's."""
+    if isinstance(inbound, WebhookDelivery):
+        if not inbound.schema_valid:
+            metrics.schema_drift(inbound.type)
+    elif not isinstance(inbound, CustomBody) and inbound.completed:
+        failed_count = getattr(inbound.result, "failed_count", None)
+        metrics.completion(inbound.type, inbound.status, failed_count)
