@@ -284,6 +284,7 @@ def _serve(
         uvicorn_config = front_door.FrontDoorConfig(
             create_app(settings, background=task.background(args.poll, settings)),
             limits=limits,
+            one_write=WEBHOOK_PATH,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
@@ -328,6 +329,7 @@ def _serve_workers(
     uvicorn_config = front_door.FrontDoorConfig(
         FACTORY,
         limits=limits,
+        one_write=WEBHOOK_PATH,
         factory=True,
         workers=args.workers,
         host=settings.host,

@@ -148,7 +148,9 @@ class Door:
 class FrontDoorConfig(uvicorn.Config):
     """uvicorn's ``Config`` with the front door's limits; the protocol is ours."""
 
-    def __init__(self, app: Any, *, limits: Limits, **options: Any) -> None:
+    def __init__(
+        self, app: Any, *, limits: Limits, one_write: str | None = None, **options: Any
+    ) -> None:
         super().__init__(
             app,
             http=FrontDoorProtocol,
@@ -157,6 +159,8 @@ class FrontDoorConfig(uvicorn.Config):
             **options,
         )
         self.limits = limits
+        #: The path whose answers go out in one write (``OneWrite``): the webhook's.
+        self.one_write = one_write
         #: Made in the serving process at its first connection; never pickled.
         self.door: Door | None = None
 
@@ -187,6 +191,40 @@ async def _head_too_large(scope: Any, receive: Any, send: Any) -> None:
 _Base = HttpToolsProtocol
 
 
+class OneWrite:
+    """A connection's transport as one response cycle sees it: the first write (uvicorn
+    writes the status line and headers on their own) is held and goes out with the
+    next (the body), so an answer is one system call and one TCP segment, not two.
+
+    For answers sent whole (start, then the one body message), as the webhook
+    receiver's are; anything else the cycle asks of the transport writes the held
+    head out first. Measured (issue 29, a CPython prototype of the webhook on this
+    stack): 1.09-1.12x the deliveries per second.
+    """
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None  # None: nothing written yet; b"": written out
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is None:
+            self._head = data
+            return
+        if head:
+            self._head = b""
+            data = head + data
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        if self._head:
+            self._transport.write(self._head)
+            self._head = b""
+        return getattr(self._transport, name)
+
+
 class FrontDoorProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a head size limit, head and body timeouts and
     a connection cap that sheds waiting connections first (see the module)."""
@@ -212,6 +250,7 @@ class FrontDoorProtocol(HttpToolsProtocol):
         #: The one of the door's dicts this connection waits in, if any.
         self._where: OrderedDict[FrontDoorProtocol, float] | None = None
         self._admitted = door.admit()
+        self._one_write = config.one_write
 
     # Connection events
 
@@ -285,6 +324,12 @@ class FrontDoorProtocol(HttpToolsProtocol):
                 self.app = app
             return
         _Base.on_headers_complete(self)
+        if (
+            self.scope["path"] == self._one_write
+            and self.cycle is not None
+            and not self.expect_100_continue  # "100 Continue" is a write of its own
+        ):
+            self.cycle.transport = OneWrite(self.transport)  # type: ignore[assignment]
 
     def on_response_complete(self) -> None:
         _Base.on_response_complete(self)
