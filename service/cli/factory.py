@@ -14,7 +14,7 @@ from starlette.types import ASGIApp
 from .. import logs
 from ..config import Settings
 from ..http.app import BackgroundTask, create_app
-from ..http.proxies import TrustedProxies
+from ..http.proxies import behind_proxies
 from ..reconciler import task
 
 
@@ -25,7 +25,7 @@ def build(settings: Settings, background: Sequence[BackgroundTask] = ()) -> ASGI
     is one of ``settings.trusted_proxies`` (uvicorn's own proxy-header
     handling is turned off by ``fanout serve``, so this is the only place).
     """
-    return TrustedProxies(create_app(settings, background=background), settings.trusted_proxies)
+    return behind_proxies(create_app(settings, background=background), settings.trusted_proxies)
 
 
 def app() -> ASGIApp:

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp
 from .. import config, logs, metrics
 from ..config import ConfigError, PollSettings, Secret, Settings, webhook_secrets
 from ..http.app import WEBHOOK_PATH, create_app
-from ..http.proxies import TrustedProxies
+from ..http.proxies import behind_proxies
 from ..reconciler import task
 from ..streams import connection, local
 from ..streams.embedded import EmbeddedError, EmbeddedValkey
@@ -293,7 +293,7 @@ def _serve(
         # The sender's address comes from X-Forwarded-For only via a trusted proxy
         # (as factory.build does for the workers).
         app = cast("ASGIApp", uvicorn_config.app)  # the app object given just above
-        uvicorn_config.app = TrustedProxies(app, settings.trusted_proxies)
+        uvicorn_config.app = behind_proxies(app, settings.trusted_proxies)
         server = uvicorn.Server(uvicorn_config)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal
         # again for the handler that was there before; make that one a no-op so

@@ -56,6 +56,12 @@ def forwarded_client(
     return hops[0] if hops else peer
 
 
+def behind_proxies(app: ASGIApp, trusted: Sequence[IPNetwork]) -> ASGIApp:
+    """``app`` as served: behind ``TrustedProxies`` when there are trusted proxies, else
+    itself (no layer per request that would only pass it on)."""
+    return TrustedProxies(app, trusted) if trusted else app
+
+
 class TrustedProxies:
     """ASGI middleware: the request's client becomes ``forwarded_client(...)``.
 
