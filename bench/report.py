@@ -19,6 +19,10 @@ GOALS = {
 }
 
 
+#: Targets of ``bench.run`` other than the service versions (``--base``) compared with it.
+KNOWN = {"service", "ceiling", "node", "alternative", "service-w2"}
+
+
 def line(result: Any) -> str:
     """One run of one target."""
     return (
@@ -83,8 +87,8 @@ def summary(
             ("service", "node"),
             ("service", "ceiling"),
             ("node", "ceiling"),
-            ("service", "base"),
             ("service", "alternative"),
+            *(("service", name) for name in results if name not in KNOWN),
         )
         if results.get(a) and results.get(b)
     ]

@@ -19,7 +19,8 @@ machine drift cancels in the per-round ratios):
 - service: ``fanout serve`` as users run it: one worker, its defaults (durability
   ``auto``, log level info: one line per delivery, its stderr drained through a pipe
   as a log collector would);
-- base: the same, from another checkout (``--base DIR``): an A/B of two versions;
+- base: the same, from another checkout (``--base DIR``, or ``--base NAME=DIR`` for
+  a target named NAME, repeated for more): an A/B of versions in the same rounds;
 - alternative (FastAPI + pydantic + SET NX then XADD), service-w2 (``--workers 2``).
 
 Each measurement is wrk, closed loop, ``-t1 -c32``: req/s, p50, p99, the CPU time
@@ -71,7 +72,7 @@ UVICORN = [
     "127.0.0.1",
 ]
 #: Targets that deduplicate: a replayed body would flatter them.
-DEDUPLICATING = {"node", "service", "base", "alternative", "service-w2"}
+NOT_DEDUPLICATING = {"ceiling"}
 
 
 @dataclass
@@ -246,7 +247,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
     raise TimeoutError(url)
 
 
-def commands(service_log_level: str | None, base: Path | None) -> dict[str, list[str]]:
+def commands(service_log_level: str | None, bases: dict[str, Path]) -> dict[str, list[str]]:
     fanout = [sys.executable, "-m", "service.cli", "serve"]
     if service_log_level:
         fanout += ["--log-level", service_log_level]
@@ -256,9 +257,8 @@ def commands(service_log_level: str | None, base: Path | None) -> dict[str, list
         "node": [node, str(HERE / "node" / "server.mjs")],
         "alternative": [*UVICORN, "bench.alternative:app"],
         "service": fanout,
-        "base": fanout if base is not None else [],
         "service-w2": [*fanout, "--workers", "2"],
-    }
+    } | dict.fromkeys(bases, fanout)
 
 
 def start_targets(
@@ -266,7 +266,7 @@ def start_targets(
     secret: str,
     names: list[str],
     service_log_level: str | None = None,
-    base: Path | None = None,
+    bases: dict[str, Path] | None = None,
     env_extra: dict[str, str] | None = None,
 ) -> dict[str, tuple[str, subprocess.Popen[bytes]]]:
     # The service's own defaults: only where Redis is and the secret are given.
@@ -275,16 +275,17 @@ def start_targets(
         "FANOUT_SECRETS": secret,
         **(env_extra or {}),
     }
-    commands_ = commands(service_log_level, base)
+    bases = bases or {}
+    commands_ = commands(service_log_level, bases)
     targets: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
     for name in names:
         port = free_port()
-        where = base if name == "base" and base is not None else HERE.parent
+        where = bases.get(name, HERE.parent)
         process = subprocess.Popen(
             [*commands_[name], "--port", str(port)],
             env=env
             | {"FANOUT_PORT": str(port), "FANOUT_DATA_DIR": tempfile.mkdtemp()}
-            | ({"PYTHONPATH": str(where)} if name == "base" else {}),
+            | ({"PYTHONPATH": str(where)} if name in bases else {}),
             cwd=where,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -326,7 +327,12 @@ def has_wrk() -> bool:
 def main() -> int:
     options = parser(__doc__)
     options.add_argument("--targets", default="ceiling,node,service")
-    options.add_argument("--base", type=Path, help="checkout whose service is the 'base' target")
+    options.add_argument(
+        "--base",
+        action="append",
+        default=[],
+        help="[NAME=]DIR: the service of that checkout as target NAME (default 'base')",
+    )
     options.add_argument("--kind", choices=["mixed", "actions"], default="mixed")
     options.add_argument("--threads", type=int, default=1, help="wrk's threads")
     options.add_argument("--appendfsync", default="always", help="of the Valkey started here")
@@ -335,8 +341,12 @@ def main() -> int:
     options.add_argument("--service-log-level", help="of the service (default: its own, info)")
     args = options.parse_args()
     names = args.targets.split(",")
-    if "base" in names and args.base is None:
-        options.error("the base target needs --base DIR")
+    bases = {
+        (entry.split("=", 1)[0] if "=" in entry else "base"): Path(entry.split("=", 1)[-1])
+        for entry in args.base
+    }
+    if unknown := [n for n in names if n not in commands(None, bases)]:
+        options.error(f"unknown targets {unknown} (a base target needs --base NAME=DIR)")
     if not has_wrk():
         return 1
     if "node" in names and not (HERE / "node" / "node_modules").is_dir():
@@ -364,9 +374,7 @@ def main() -> int:
         flush=True,
     )
     corpus_path = corpus.write(workdir / "corpus.txt", args.bodies, kind=args.kind)
-    targets = start_targets(
-        redis_url, corpus.SECRET.decode(), names, args.service_log_level, args.base
-    )
+    targets = start_targets(redis_url, corpus.SECRET.decode(), names, args.service_log_level, bases)
     valkey_pid = server.process.pid if server is not None and server.process else None
     results: dict[str, list[Result]] = {name: [] for name in names}
     fixed: dict[str, list[float]] = {}
@@ -387,7 +395,7 @@ def main() -> int:
                     client,
                     args.threads,
                 )
-                result.wrapped = name in DEDUPLICATING and result.requests > args.bodies
+                result.wrapped = name not in NOT_DEDUPLICATING and result.requests > args.bodies
                 results[name].append(result)
                 print(f"run {run + 1} {name:<12} {report.line(result)}", flush=True)
         if args.paced:
