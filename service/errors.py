@@ -19,7 +19,7 @@ Where each one is defined, and what a user sees::
     ├── streams.embedded.EmbeddedError   (RuntimeError) the embedded Valkey did not start
     ├── domain.inbound.Unpublishable     an authentic body that cannot be published:
     │                                    dead-lettered (its reason and detail), answered 200
-    ├── domain.webhooks.MalformedEnvelope  (msgspec.ValidationError) becomes Unpublishable
+    ├── domain.envelope.MalformedEnvelope  (msgspec.ValidationError) becomes Unpublishable
     ├── http.errors.Problem              a request refused; status and ``error`` per class
     │   ├── InvalidSignature             401 invalid_signature
     │   ├── Unauthorized                 401 unauthorized: no valid admin token (dashboard)

@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from .webhooks import RESERVED_TYPE, content_digest
+from .envelope import RESERVED_TYPE
+from .webhooks import content_digest
 
 #: The type of every custom body: its stream's, its event's, ``Consumer(types=...)``'s.
 CUSTOM_TYPE = RESERVED_TYPE
