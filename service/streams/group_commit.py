@@ -32,6 +32,7 @@ from redis.exceptions import (
 
 from .. import metrics
 from ..errors import FanoutError
+from .follow import Fenced, Follower
 
 #: Calls in one pipeline at most; more wait for the next one.
 MAX_BATCH = 256
@@ -173,6 +174,10 @@ class GroupCommit:
     #: Cluster only: calls answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN (nothing
     #: written), with their error, handed back to be sent again where they belong.
     redirect: Callable[[list[tuple[_Call, ResponseError]]], Awaitable[None]] | None = None
+    #: Under Sentinel, the primary's follower: a batch answered after a failover of
+    #: its primary began is not acknowledged (``Fenced``; the one retry goes to the
+    #: new primary).
+    guard: Follower | None = None
     _queue: list[_Call] = field(default_factory=list)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
@@ -278,6 +283,8 @@ class GroupCommit:
         (error replies as exceptions in the list); the connection is dropped on failure."""
         pool = self.connections
         connection: AbstractConnection = await pool.get_connection()
+        guard = self.guard
+        epoch = guard.epoch if guard is not None else 0
         try:
             await connection.send_packed_command(payload, check_health=False)
             replies: list[Any] = []
@@ -291,6 +298,8 @@ class GroupCommit:
                     replies.append(await connection.read_response(timeout=math.inf))
                 except ResponseError as exc:
                     replies.append(exc)
+            if guard is not None and guard.epoch != epoch:
+                raise Fenced("the primary began failing over before the batch was confirmed")
         except BaseException:
             # Replies may still be on the wire: this connection cannot be reused.
             # Closing it can itself wait on a stalled server, so it happens

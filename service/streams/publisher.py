@@ -171,7 +171,11 @@ class Publisher:
         # cluster client routes each call to its slot's node itself (no wait yet).
         self._batch = (
             GroupCommit(
-                redis, timeout, wait=self.waiter.wait_for, on_wait_refused=self.waiter.refused
+                redis,
+                timeout,
+                wait=self.waiter.wait_for,
+                on_wait_refused=self.waiter.refused,
+                guard=connection.guard(redis),
             )
             if isinstance(redis, Redis)
             else None

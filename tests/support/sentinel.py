@@ -1,15 +1,18 @@
-"""Redis Sentinel for the tests: one master, one replica, one Sentinel, and a failover.
+"""Redis Sentinel for the tests: one master, one or two replicas, one Sentinel, and a failover.
 
-``ReplicatedSet`` starts the three (Valkey by default, ``binary="redis"`` for the
-machine's Redis) in their own directories; ``sentinel.failover()`` promotes the
+``ReplicatedSet`` starts them (Valkey by default, ``binary="redis"`` for the
+machine's Redis) in their own directories; ``sentinel.failover()`` promotes a
 replica and returns once it is the master, ``sentinel.url`` is the
-``redis+sentinel://`` URL the service and consumers are given.
+``redis+sentinel://`` URL the service and consumers are given. ``link`` puts a
+TCP proxy between the master and each replica (``link(port)`` returns the port
+the replica connects to instead): a lagging link, for a host crash.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from redis import Redis
@@ -124,31 +127,64 @@ class Sentinel(ServerProcess):
 
 
 class ReplicatedSet:
-    """One master, one replica, one Sentinel, each in its own directory under ``root``."""
+    """One master, ``replicas`` replicas, one Sentinel, each in its own directory under
+    ``root`` (AOF on, ``appendfsync`` as given: ``always`` is the embedded server's)."""
 
-    def __init__(self, root: Path, *, binary: str = "valkey", name: str = "fanout") -> None:
-        self.master = ValkeyProcess(root / "a", binary=binary, appendonly=True)
-        self.replica = ValkeyProcess(
-            root / "b", binary=binary, appendonly=True, replicaof=self.master
+    def __init__(
+        self,
+        root: Path,
+        *,
+        binary: str = "valkey",
+        name: str = "fanout",
+        replicas: int = 1,
+        appendfsync: str = "everysec",
+        link: Callable[[int], int] | None = None,
+    ) -> None:
+        self.master = ValkeyProcess(
+            root / "a", binary=binary, appendonly=True, appendfsync=appendfsync
         )
+        self.replicas = [
+            ValkeyProcess(
+                root / f"r{n}",
+                binary=binary,
+                appendonly=True,
+                appendfsync=appendfsync,
+                replicaof=None if link else self.master,
+            )
+            for n in range(replicas)
+        ]
+        self.link = link
         self.sentinel = Sentinel(root / "sentinel", self.master, name=name)
 
     @property
-    def servers(self) -> tuple[ValkeyProcess, ValkeyProcess]:
-        return self.master, self.replica
+    def replica(self) -> ValkeyProcess:
+        return self.replicas[0]
+
+    @property
+    def servers(self) -> tuple[ValkeyProcess, ...]:
+        return self.master, *self.replicas
 
     def by_address(self, address: tuple[str, int]) -> ValkeyProcess:
         return next(server for server in self.servers if server.address == address)
 
     def start(self) -> None:
         self.master.start()
-        self.replica.start()
-        self.replica.wait_synced()
+        for replica in self.replicas:
+            if self.link is not None:
+                replica.extra = (
+                    *replica.extra,
+                    "--replicaof",
+                    HOST,
+                    str(self.link(self.master.port)),
+                )
+            replica.start()
+        for replica in self.replicas:
+            replica.wait_synced()
         self.sentinel.start()
-        self.sentinel.wait_replicas(1)
+        self.sentinel.wait_replicas(len(self.replicas))
 
     def stop(self) -> None:
-        for process in (self.sentinel, self.replica, self.master):
+        for process in (self.sentinel, *self.replicas, self.master):
             process.stop()
 
     def __enter__(self) -> ReplicatedSet:

@@ -1,0 +1,346 @@
+"""Under Sentinel, follow the primary: nothing goes to a server Sentinel no longer names.
+
+A ``Follower`` belongs to the connection pool of a ``redis+sentinel://`` client
+(``connection.connect``). It listens to every Sentinel's events on a connection of
+its own and, as a fallback while a subscription is down or missed something, asks
+``SENTINEL GET-MASTER-ADDR-BY-NAME`` and ``SENTINEL MASTER`` every second (every
+0.1 s while a failover is under way).
+
+It *fences* the primary as soon as a failover of it starts (``+try-failover``, or
+any later step of that failover: ``+selected-slave``, ``+promoted-slave``...) and
+lifts the fence when Sentinel names a primary again: the promoted replica
+(``+promoted-slave``, from which on ``GET-MASTER-ADDR-BY-NAME`` names it, or
+``+switch-master``), or the same one when the failover was aborted. While fenced no
+connection is handed out; each change raises ``epoch``, so a batch that was sent
+before and answered after it is not acknowledged (``group_commit``).
+
+Why the start of the failover and not ``+switch-master``: measured on Valkey 9 with
+two replicas and a planned ``SENTINEL FAILOVER`` (tests/support/sentinel.py), the
+replica became a master 0.24 s after ``+try-failover``, ``+promoted-slave`` came
+0.58 s after that, the other replica was told to follow it 0.05 s later and
+``+switch-master`` 1.0 s later still. Until that reconfiguration the old primary
+keeps its other replica, so a ``WAIT 1`` on it is confirmed for writes the new
+primary never gets; and the old primary itself takes writes until Sentinel demotes
+it, about 10 s later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("service.redis")
+
+Address = tuple[str, int]
+
+#: Steps of a failover of a master: each names the master it fails over.
+_STARTS = (
+    "+try-failover",
+    "+elected-leader",
+    "+failover-state-select-slave",
+    "+selected-slave",
+    "+failover-state-send-slaveof-noone",
+    "+failover-state-wait-promotion",
+    "+promoted-slave",
+    "+failover-state-reconf-slaves",
+)
+_ABORTED = "-failover-abort-"
+_CHANNELS = (
+    *_STARTS,
+    "+switch-master",
+    "-failover-abort-not-elected",
+    "-failover-abort-no-good-slave",
+    "-failover-abort-slave-timeout",
+)
+#: Seconds between two questions to a Sentinel, and while a failover is under way.
+POLL = 1.0
+POLL_FENCED = 0.1
+
+
+class Fenced(RedisConnectionError):
+    """The primary a batch went to began failing over before the batch was answered:
+    its answer proves nothing (a passing error: the sender gets 503, or a retry
+    on the new primary)."""
+
+
+def _address(host: bytes | str, port: bytes | str | int) -> Address:
+    return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
+
+
+def parse_event(channel: str, data: str) -> tuple[str, Address | None, Address | None]:
+    """``(name, the master it is about, the new address it names)`` of one Sentinel event.
+
+    ``master <name> <ip> <port>`` or ``slave <ip>:<port> <ip> <port> @ <name> <mip> <mport>``;
+    ``+switch-master`` is ``<name> <oldip> <oldport> <newip> <newport>``. The name is ""
+    for a message of another shape."""
+    words = data.split()
+    if channel == "+switch-master" and len(words) == 5:
+        return words[0], _address(words[1], words[2]), _address(words[3], words[4])
+    if len(words) >= 4 and words[0] == "master":
+        return words[1], _address(words[2], words[3]), None
+    if len(words) >= 8 and words[4] == "@":
+        named = _address(words[2], words[3])
+        return words[5], _address(words[6], words[7]), named
+    return "", None, None
+
+
+class Follower:
+    """Where the primary of ``name`` is, as Sentinel says, and whether it is failing over."""
+
+    def __init__(
+        self,
+        sentinels: Sequence[Redis],
+        name: str,
+        *,
+        timeout: float,
+        on_change: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._sentinels = list(sentinels)
+        self.name = name
+        self._timeout = timeout
+        self._on_change = on_change
+        #: The primary Sentinel names; None until it was asked.
+        self.address: Address | None = None
+        #: Raised on every fence and every new primary.
+        self.epoch = 0
+        self._failing_over: set[int] = set()  # Sentinels reporting a failover of `address`
+        self._listening: set[int] = set()
+        self._changed: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        # A Sentinel's answer asked before the last change is stale; a Sentinel that
+        # has not yet learned a failover names the old primary with an older epoch.
+        self._changed_at = 0.0
+        self._config_epoch = -1
+        self.switched_at: float | None = None  # monotonic time of the last new primary
+
+    @property
+    def fenced(self) -> bool:
+        return bool(self._failing_over)
+
+    # --- what the pool asks ---------------------------------------------------
+
+    def start(self) -> None:
+        """Follow from now on, in the running loop (idempotent)."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._changed = asyncio.Event()
+            self._task = loop.create_task(self._run(), name=f"sentinel-follow-{self.name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def primary(self, within: float | None = None) -> Address:
+        """The primary to write to, waiting (up to ``within`` seconds) while it is fenced.
+
+        ``Fenced`` when no primary is named in time."""
+        self.start()
+        deadline = time.monotonic() + (self._timeout if within is None else within)
+        while True:
+            if self.address is None:
+                await self._ask()
+            if self.address is not None and not self.fenced:
+                return self.address
+            assert self._changed is not None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if self.address is None:
+                    raise Fenced(f"no Sentinel named the primary of {self.name!r} in time")
+                raise Fenced(f"no primary of {self.name!r}: a failover of it is under way")
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(left, POLL_FENCED))
+
+    # --- what changes it ------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed_at = time.monotonic()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def _fence(self, sentinel: int, why: str) -> None:
+        if sentinel in self._failing_over:
+            return
+        first = not self._failing_over
+        self._failing_over.add(sentinel)
+        if first:
+            self.epoch += 1
+            logger.warning(
+                "redis primary fenced: a failover of it started",
+                extra={"fields": {"primary": _text(self.address), "event": why}},
+            )
+            await self._on_change()
+            self._notify()
+
+    def _unfence(self, sentinel: int) -> None:
+        if sentinel in self._failing_over:
+            self._failing_over.discard(sentinel)
+            if not self._failing_over:
+                logger.warning(
+                    "redis primary kept: the failover was abandoned",
+                    extra={"fields": {"primary": _text(self.address)}},
+                )
+                self._notify()
+
+    async def _switch(self, address: Address, why: str, config_epoch: int | None = None) -> None:
+        if address == self.address:
+            return
+        # Named by an event: newer than any epoch seen so far; by a question: its own.
+        self._config_epoch = self._config_epoch + 1 if config_epoch is None else config_epoch
+        old, self.address = self.address, address
+        self._failing_over.clear()
+        self.epoch += 1
+        if old is not None:
+            self.switched_at = time.monotonic()
+            logger.warning(
+                "redis primary switched",
+                extra={"fields": {"old": _text(old), "new": _text(address), "event": why}},
+            )
+        await self._on_change()
+        self._notify()
+
+    async def handle(self, sentinel: int, channel: str, data: str) -> None:
+        """One event from Sentinel number ``sentinel``."""
+        name, master, named = parse_event(channel, data)
+        if name != self.name or master is None:
+            return
+        if channel == "+switch-master" and named is not None:
+            await self._switch(named, channel)
+        elif master != self.address:
+            return  # about a primary we no longer write to
+        elif channel == "+promoted-slave" and named is not None:
+            # From this step on Sentinel names the promoted replica, and the
+            # failover is past the point where it could be abandoned.
+            await self._switch(named, channel)
+        elif channel in _STARTS:
+            await self._fence(sentinel, channel)
+        elif channel.startswith(_ABORTED):
+            self._unfence(sentinel)
+
+    # --- the loops -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        listeners = [
+            asyncio.create_task(self._listen(n, sentinel))
+            for n, sentinel in enumerate(self._sentinels)
+        ]
+        try:
+            while True:
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    await self._ask()
+                if self.fenced:
+                    await asyncio.sleep(POLL_FENCED)
+                elif len(self._listening) < len(self._sentinels):
+                    await asyncio.sleep(POLL / 4)  # the fallback while a subscription is down
+                else:
+                    await asyncio.sleep(POLL)
+        finally:
+            for listener in listeners:
+                listener.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+
+    async def _ask(self) -> None:
+        """Ask the Sentinels in turn until one answers: the primary it names and whether
+        a failover of ours is under way there."""
+        for n, sentinel in enumerate(self._sentinels):
+            asked = time.monotonic()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    async with sentinel.pipeline(transaction=False) as pipe:
+                        pipe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+                        pipe.execute_command("SENTINEL", "MASTER", self.name)
+                        named, state = await pipe.execute()
+            except (RedisError, OSError, TimeoutError):
+                continue
+            if not named:
+                continue
+            address = _address(*named)
+            flags, failing, epoch = _state(state)
+            if asked < self._changed_at:
+                return  # an event changed things meanwhile: ask again next time
+            if address != self.address:
+                if epoch < self._config_epoch:
+                    continue  # this Sentinel has not heard of the failover yet
+                await self._switch(address, "SENTINEL GET-MASTER-ADDR-BY-NAME", epoch)
+            elif "failover_in_progress" in flags and failing == self.address:
+                await self._fence(n, "SENTINEL MASTER: failover_in_progress")
+            else:
+                self._unfence(n)
+            return
+
+    async def _listen(self, n: int, sentinel: Redis) -> None:
+        """Sentinel ``n``'s events, on a connection of their own, until cancelled."""
+        backoff = 0.1
+        while True:
+            pubsub = sentinel.pubsub()
+            try:
+                await pubsub.subscribe(*_CHANNELS)
+                self._listening.add(n)
+                backoff = 0.1
+                quiet_since = time.monotonic()
+                pinged = False
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    now = time.monotonic()
+                    if message is None:
+                        if now - quiet_since > 3 * POLL:
+                            if pinged:
+                                raise TimeoutError("the Sentinel answers no PING")
+                            await pubsub.ping()
+                            pinged = True
+                        continue
+                    quiet_since, pinged = now, False
+                    if message["type"] == "message":
+                        await self.handle(n, _text(message["channel"]), _text(message["data"]))
+            except (RedisError, OSError, TimeoutError) as exc:
+                logger.debug("sentinel subscription lost: %r", exc)
+            finally:
+                self._listening.discard(n)
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, POLL)
+
+
+def _state(reply: Any) -> tuple[set[str], Address | None, int]:
+    """``SENTINEL MASTER``'s flags, address (the old one during a failover) and
+    configuration epoch."""
+    if isinstance(reply, dict):
+        fields = {_text(k): v for k, v in reply.items()}
+    elif isinstance(reply, list):
+        fields = {_text(k): v for k, v in zip(reply[::2], reply[1::2], strict=False)}
+    else:
+        return set(), None, -1
+    flags = fields.get("flags", "")
+    if isinstance(flags, (list, tuple, set)):
+        names = {_text(flag) for flag in flags}
+    else:
+        names = set(_text(flags).split(","))
+    try:
+        epoch = int(fields.get("config-epoch", -1))
+    except ValueError:
+        epoch = -1
+    try:
+        return names, _address(fields["ip"], fields["port"]), epoch
+    except (KeyError, ValueError):
+        return names, None, epoch
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, tuple):
+        return f"{value[0]}:{value[1]}"
+    return str(value)

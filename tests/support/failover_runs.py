@@ -1,0 +1,331 @@
+"""A fault under retrying load on a replicated Redis: what was acknowledged, lost, doubled.
+
+`fanout serve` (default durability unless told) writes through Sentinel to a
+master with one or two replicas (Valkey 9, AOF on, ``appendfsync always``);
+senders post unique completions at a steady rate over keep-alive connections and
+retry every non-2xx after 50 ms until it is acknowledged; the fault comes
+``before`` seconds into the load; the load goes on until every delivery was
+acknowledged (or ``settle`` seconds passed). Then every completed stream is read
+on the primary Sentinel names: an acknowledged id missing is *lost*, an id in
+its stream twice is *doubled*.
+
+Faults: ``kill`` (SIGKILL of the master), ``planned`` (``SENTINEL FAILOVER``, the
+old master left for Sentinel to demote), ``lag`` (each replica behind a TCP proxy
+that delays the replication stream by 50 ms; master and proxy killed together: a
+host crash), ``blackhole`` (5 s in which nothing passes between the receiver and
+Valkey, connections left open).
+
+    python -m tests.support.failover_runs --topology sentinel --replicas 2 --fault planned --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+
+from service.domain import actions
+from service.http.app import WEBHOOK_PATH
+from service.streams.keys import Keys
+from tests.support.http import SECRET, signed
+from tests.support.load import Connection, Delivery, make_deliveries
+from tests.support.sentinel import ReplicatedSet
+from tests.support.servers import FanoutProcess
+
+FAULTS = ("kill", "planned", "lag", "blackhole")
+PREFIX = "fo"
+
+
+@dataclass
+class Attempt:
+    started: float
+    ended: float
+    status: int  # 0: no answer (the connection failed)
+
+
+@dataclass
+class FaultReport:
+    fault: str
+    replicas: int
+    durability: str
+    offered: int
+    acknowledged: int
+    lost: int
+    doubled: int
+    answers: dict[int, int]
+    first_2xx_after: float | None  # seconds from the fault (end of a black hole) to 2xx again
+    old_primary_calls: int | None  # script calls the old primary ran after its replacement
+    pause: float  # the longest time after the fault with no 2xx at all
+    seconds: float
+    lost_ids: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        first = "-" if self.first_2xx_after is None else f"{self.first_2xx_after:.2f}s"
+        old = self.old_primary_calls
+        old_text = "" if old is None else f", old primary ran {old} script calls after"
+        refused = sum(n for status, n in self.answers.items() if not 200 <= status < 300)
+        return (
+            f"sentinel replicas={self.replicas} fault={self.fault} durability={self.durability}: "
+            f"acknowledged {self.acknowledged}/{self.offered}, lost {self.lost}, doubled "
+            f"{self.doubled}, 503s {self.answers.get(503, 0)} (non-2xx {refused}), first 2xx "
+            f"after the fault {first}, longest pause {self.pause:.2f}s{old_text}; answers "
+            f"{dict(sorted(self.answers.items()))}, {self.seconds:.1f}s"
+        )
+
+
+class Senders:
+    """``concurrency`` keep-alive connections delivering at ``rate``/s, each retried after
+    50 ms until a 2xx; every attempt is kept with its times."""
+
+    def __init__(self, base_url: str, deliveries: list[Delivery], rate: float, concurrency: int):
+        url = httpx.URL(base_url)
+        assert url.port is not None
+        self.host, self.port = url.host, url.port
+        self.deliveries = deliveries
+        self.rate = rate
+        self.concurrency = concurrency
+        self.attempts: list[Attempt] = []
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def run(self, until: float) -> None:
+        """Until every delivery is acknowledged or ``until`` (monotonic)."""
+        pacer = asyncio.create_task(self._pace())
+        try:
+            await asyncio.gather(*(self._worker(until) for _ in range(self.concurrency)))
+        finally:
+            pacer.cancel()
+
+    async def _pace(self) -> None:
+        started = time.monotonic()
+        for n, delivery in enumerate(self.deliveries):
+            delay = started + n / self.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._queue.put_nowait(delivery)
+
+    def _done(self) -> bool:
+        return all(d.acked_at is not None for d in self.deliveries)
+
+    async def _worker(self, until: float) -> None:
+        connection = Connection(self.host, self.port)
+        try:
+            while time.monotonic() < until and not self._done():
+                try:
+                    delivery = await asyncio.wait_for(self._queue.get(), 0.2)
+                except TimeoutError:
+                    continue
+                await self._deliver(connection, delivery, until)
+        finally:
+            await connection.close()
+
+    async def _deliver(self, connection: Connection, delivery: Delivery, until: float) -> None:
+        headers = signed(delivery.body)
+        while time.monotonic() < until:
+            delivery.attempts += 1
+            started = time.monotonic()
+            try:
+                answer = await connection.post(WEBHOOK_PATH, delivery.body, headers)
+            except httpx.TransportError:
+                self.attempts.append(Attempt(started, time.monotonic(), 0))
+                await asyncio.sleep(0.05)
+                continue
+            ended = time.monotonic()
+            self.attempts.append(Attempt(started, ended, answer.status_code))
+            delivery.status = answer.status_code
+            if 200 <= answer.status_code < 300:
+                delivery.entry_id = answer.json()["entry_id"]
+                delivery.acked_at = ended
+                return
+            await asyncio.sleep(0.05)
+
+
+def first_2xx_after(attempts: Sequence[Attempt], fault: float) -> float | None:
+    """Seconds from ``fault`` to the first 2xx of an attempt made after the first refusal
+    that followed it; 0.0 when nothing was refused after it, None when no 2xx came."""
+    refused = [a.ended for a in attempts if a.ended >= fault and not 200 <= a.status < 300]
+    if not refused:
+        return 0.0
+    since = min(refused)
+    later = [a.ended for a in attempts if a.started >= since and 200 <= a.status < 300]
+    return min(later) - fault if later else None
+
+
+async def count_ids(url: tuple[str, int], keys: Keys) -> collections.Counter[str]:
+    client = Redis(host=url[0], port=url[1], socket_timeout=10)
+    try:
+        seen: collections.Counter[str] = collections.Counter()
+        for type_ in actions.TYPES:
+            for _, fields in await client.xrange(keys.completed(type_)):
+                seen[fields[b"id"].decode()] += 1
+        return seen
+    finally:
+        await client.aclose()
+
+
+async def script_calls(address: tuple[str, int]) -> int | None:
+    """EVALSHA calls the server at ``address`` ran so far, None when it does not answer."""
+    client = Redis(host=address[0], port=address[1], socket_timeout=2)
+    try:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    except (OSError, Exception):
+        return None
+    finally:
+        await client.aclose()
+
+
+async def run_fault(
+    group: ReplicatedSet,
+    receiver: str,
+    fault: str,
+    *,
+    durability: str = "default",
+    rate: float = 150.0,
+    concurrency: int = 24,
+    offered_seconds: float = 4.0,
+    before: float = 1.5,
+    settle: float = 40.0,
+    blackhole: object | None = None,
+    link_proxies: Sequence[object] = (),
+) -> FaultReport:
+    """The fault ``before`` seconds into the load at ``receiver``; the set must run."""
+    assert fault in FAULTS, fault
+    deliveries = make_deliveries(int(rate * offered_seconds), actions.TYPES)
+    senders = Senders(receiver, deliveries, rate, concurrency)
+    started = time.monotonic()
+    load = asyncio.create_task(senders.run(started + before + settle))
+    await asyncio.sleep(before)
+    old = group.master.address
+    old_calls: int | None = None
+    at = time.monotonic()
+    restart: asyncio.Task[None] | None = None
+    if fault in ("kill", "lag"):
+        for proxy in link_proxies:  # the host's network goes with it: what it holds is lost
+            proxy.kill()  # type: ignore[attr-defined]
+        await asyncio.to_thread(group.master.kill)
+        # As a supervisor would, once Sentinel named another: it rejoins as a replica.
+        restart = asyncio.create_task(asyncio.to_thread(_restart_after_failover, group, old))
+    elif fault == "planned":
+        new = await asyncio.to_thread(group.sentinel.failover, demote=False)
+        old_calls = await script_calls(old)  # from the promotion on
+        del new
+    elif fault == "blackhole":
+        assert blackhole is not None
+        blackhole.hold()  # type: ignore[attr-defined]
+        await asyncio.sleep(5.0)
+        blackhole.release()  # type: ignore[attr-defined]
+        at = time.monotonic()
+    await load
+    seconds = time.monotonic() - started
+    if restart is not None:
+        await restart
+    new_master = await asyncio.to_thread(group.sentinel.master_address)
+    if fault == "planned" and old_calls is not None:
+        later = await script_calls(old)
+        old_calls = None if later is None else later - old_calls
+    seen = await count_ids(new_master, Keys(PREFIX))
+    acked = [d for d in deliveries if d.acked_at is not None]
+    lost = [d.id for d in acked if seen[d.id] == 0]
+    answers = collections.Counter(a.status for a in senders.attempts)
+    return FaultReport(
+        fault=fault,
+        replicas=len(group.replicas),
+        durability=durability,
+        offered=len(deliveries),
+        acknowledged=len(acked),
+        lost=len(lost),
+        doubled=sum(1 for n in seen.values() if n > 1),
+        answers=dict(answers),
+        first_2xx_after=first_2xx_after(senders.attempts, at),
+        old_primary_calls=old_calls if fault == "planned" else None,
+        pause=longest_pause(senders.attempts, at),
+        seconds=seconds,
+        lost_ids=lost,
+    )
+
+
+def _restart_after_failover(group: ReplicatedSet, old: tuple[str, int]) -> None:
+    group.sentinel.wait_master(not_at=old, timeout=30)
+    group.master.start()
+
+
+def longest_pause(attempts: Sequence[Attempt], fault: float) -> float:
+    """The longest time after ``fault`` in which no 2xx came (to the last 2xx)."""
+    times = sorted(a.ended for a in attempts if 200 <= a.status < 300 and a.ended >= fault)
+    gaps = [b - a for a, b in zip([fault, *times], times, strict=False)]
+    return max(gaps, default=0.0)
+
+
+def receiver_env(group: ReplicatedSet, durability: str = "default") -> dict[str, str]:
+    env = {
+        "FANOUT_SECRETS": SECRET,
+        "FANOUT_REDIS_URL": group.sentinel.url,
+        "FANOUT_STREAM_PREFIX": PREFIX,
+        "FANOUT_REDIS_TIMEOUT": "2",
+    }
+    if durability != "default":
+        env["FANOUT_DURABILITY"] = durability
+    return env
+
+
+async def measure(
+    root: Path, fault: str, replicas: int, durability: str = "default", **load: float
+) -> FaultReport:
+    """One run with its own servers under ``root``; ``load``: ``run_fault``'s figures."""
+    from tests.support.proxies import DelayProxy
+
+    proxies: list[DelayProxy] = []
+
+    def link(port: int) -> int:
+        proxy = DelayProxy(port, delay=0.05)
+        proxies.append(proxy)
+        return proxy.start()
+
+    group = ReplicatedSet(
+        root,
+        replicas=replicas,
+        appendfsync="always",
+        link=link if fault == "lag" else None,
+    )
+    with group:
+        receiver = FanoutProcess(root / "fanout.log", env=receiver_env(group, durability))
+        receiver.start()
+        try:
+            return await run_fault(
+                group,
+                receiver.base_url,
+                fault,
+                durability=durability,
+                link_proxies=proxies,
+                **load,  # type: ignore[arg-type]
+            )
+        finally:
+            receiver.stop()
+            for proxy in proxies:
+                proxy.kill()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--topology", default="sentinel", choices=["sentinel"])
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--fault", choices=FAULTS, default="planned")
+    parser.add_argument("--durability", default="default", help="FANOUT_DURABILITY, or default")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="fanout-failover-") as root:
+            report = asyncio.run(measure(Path(root), args.fault, args.replicas, args.durability))
+        print(f"[{run + 1}] {report.line()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
