@@ -120,6 +120,7 @@ class Follower:
         self._changed_at = 0.0
         self._config_epoch = -1
         self.switched_at: float | None = None  # monotonic time of the last new primary
+        self._on_switch: list[Callable[[], None]] = []
 
     @property
     def fenced(self) -> bool:
@@ -161,6 +162,10 @@ class Follower:
             changed = self._changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(left, POLL_FENCED))
+
+    def on_switch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (in the loop, not awaited) whenever a new primary is named."""
+        self._on_switch.append(callback)
 
     # --- what changes it ------------------------------------------------------
 
@@ -210,6 +215,9 @@ class Follower:
             )
         await self._on_change()
         self._notify()
+        if old is not None:
+            for callback in self._on_switch:
+                callback()
 
     async def handle(self, sentinel: int, channel: str, data: str) -> None:
         """One event from Sentinel number ``sentinel``."""

@@ -21,7 +21,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from .connection import Client
+from .connection import Client, guard
 from .replication import Replication
 
 logger = logging.getLogger("service.memory")
@@ -35,6 +35,7 @@ class MemoryWatch:
 
     __slots__ = (
         "_redis",
+        "_resampling",
         "_stopped",
         "_timeout",
         "evicted",
@@ -65,6 +66,9 @@ class MemoryWatch:
         #: True from a sample at or above the limit until one below it.
         self.full = False
         self._stopped = False
+        self._resampling: set[asyncio.Task[None]] = set()
+        if (follower := guard(redis)) is not None:
+            follower.on_switch(self.primary_switched)
 
     def describe(self) -> str:
         percent = 100 * self.used / self.maxmemory if self.maxmemory else 0.0
@@ -109,6 +113,15 @@ class MemoryWatch:
                 self.describe() if full else "redis memory below FANOUT_MEMORY_LIMIT again"
             )
         self.full = full
+
+    def primary_switched(self) -> None:
+        """Sentinel named a new primary: the replicas counted were the old one's (and a
+        count kept while one left would hold the new one to it); count its own now."""
+        if self.replication is not None:
+            self.replication.forget("")
+        task = asyncio.get_running_loop().create_task(self.sample())
+        self._resampling.add(task)
+        task.add_done_callback(self._resampling.discard)
 
     async def run(self) -> None:
         """Sample every ``EVERY`` seconds until cancelled or ``stop()``.
