@@ -4,32 +4,25 @@ Without ``FANOUT_SECRETS`` a webhook secret, and without ``FANOUT_ADMIN_TOKEN``
 an admin token, is generated once and kept in the data directory (mode 600);
 the dashboard URL is printed with that token. ``--workers N`` runs N uvicorn
 processes sharing the port; each builds its app from the environment through
-``FACTORY``.
+``FACTORY`` (``workers.py`` runs uvicorn, in this process or as those workers).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import errno
 import os
 import secrets
-import signal
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
-from starlette.types import ASGIApp
-
-from .. import config, logs, metrics
+from .. import logs
 from ..config import ConfigError, PollSettings, Secret, Settings, webhook_secrets
-from ..http.app import WEBHOOK_PATH, create_app
-from ..http.proxies import behind_proxies
-from ..reconciler import task
+from ..http.app import WEBHOOK_PATH
 from ..streams import connection, local
 from ..streams.embedded import EmbeddedError, EmbeddedValkey
 from ..streams.errors import DurabilityRefused
@@ -39,25 +32,8 @@ from ..streams.server import ServerRefused
 from . import flags, usage
 from .errors import CommandError
 
-if TYPE_CHECKING:
-    from ..http import front_door
-
 SECRET_FILE = "webhook-secret"
 ADMIN_TOKEN_FILE = "admin-token"
-#: The app of one worker process, for uvicorn's ``factory=True``.
-FACTORY = "service.cli.factory:app"
-#: How uvicorn runs, with one worker or several.
-UVICORN: dict[str, Any] = {
-    "loop": "uvloop",
-    # http: httptools, with the front door's limits (front_door.FrontDoorConfig).
-    "lifespan": "on",
-    "log_config": None,  # keep the structured logging of cmd_serve (and factory.app)
-    "server_header": False,
-    # Client addresses are the peer's: X-Forwarded-For is not trusted by default.
-    "proxy_headers": False,
-    "access_log": False,
-    "timeout_graceful_shutdown": 10,
-}
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -202,9 +178,9 @@ def _listen(host: str, port: int) -> socket.socket:
 def _serve(
     args: argparse.Namespace, settings: Settings, listener: socket.socket, *, recorded: bool
 ) -> int:
-    import uvicorn
-
+    # Loaded only to serve: uvicorn and the front door are not needed by other commands.
     from ..http import front_door
+    from . import workers
 
     if not settings.secrets and settings.secrets_file is None:
         value, created = _local_secret(settings.data_dir, SECRET_FILE, "FANOUT_SECRETS")
@@ -280,68 +256,11 @@ def _serve(
             )
         sys.stdout.flush()
         if args.workers > 1:
-            return _serve_workers(settings, args, listener, limits)
-        uvicorn_config = front_door.FrontDoorConfig(
-            create_app(settings, background=task.background(args.poll, settings)),
-            limits=limits,
-            one_write=WEBHOOK_PATH,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            **UVICORN,
-        )
-        # The sender's address comes from X-Forwarded-For only via a trusted proxy
-        # (as factory.build does for the workers).
-        app = cast("ASGIApp", uvicorn_config.app)  # the app object given just above
-        uvicorn_config.app = behind_proxies(app, settings.trusted_proxies)
-        server = uvicorn.Server(uvicorn_config)
-        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal
-        # again for the handler that was there before; make that one a no-op so
-        # a requested shutdown exits 0 after the embedded server is stopped.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: None)
-        server.run(sockets=[listener])
-        return 0 if server.started else 1
+            return workers.serve_workers(settings, args.workers, args.poll, listener, limits)
+        return workers.serve_here(settings, args.poll, listener, limits)
     finally:
         if embedded is not None:
             embedded.stop()
-
-
-def _serve_workers(
-    settings: Settings,
-    args: argparse.Namespace,
-    listener: socket.socket,
-    limits: front_door.Limits,
-) -> int:
-    """Run ``args.workers`` processes sharing one listening socket.
-
-    Each worker builds its app from the environment (``service.cli.factory``), so
-    the settings resolved here (flags, the local secret, the embedded server's
-    URL, the durability decided) are exported whole first (``config.export``).
-    On SIGTERM the parent stops every worker gracefully and exits 0.
-    """
-    from ..http import front_door
-
-    poll = PollSettings.from_env()
-    enabled = poll.enabled if args.poll is None else args.poll  # --poll/--no-poll win
-    config.export(settings, dataclasses.replace(poll, enabled=enabled))
-    # The limits travel to each worker inside the (pickled) config; each keeps its own cap.
-    uvicorn_config = front_door.FrontDoorConfig(
-        FACTORY,
-        limits=limits,
-        one_write=WEBHOOK_PATH,
-        factory=True,
-        workers=args.workers,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        **UVICORN,
-    )
-    # Counters of every worker go to files, so any worker's /metrics is the sum.
-    with metrics.shared_by_processes():
-        # What uvicorn.run does with workers, on the socket bound at start.
-        _workers_class()(uvicorn_config, sockets=[listener]).run()
-    return 0
 
 
 def _reconciler_line(requested: bool | None) -> str:
@@ -357,29 +276,6 @@ def _reconciler_line(requested: bool | None) -> str:
         "reconciler: off: FANOUT_VOUCHERIFY_APP_ID and FANOUT_VOUCHERIFY_APP_TOKEN are not "
         "set; async actions come by no webhook, only from the API"
     )
-
-
-def _workers_class() -> type[Any]:
-    from uvicorn.supervisors import Multiprocess
-
-    class Workers(Multiprocess):
-        """uvicorn's supervisor, but SIGHUP is handed to each worker, which reads its
-        secrets file again (``http.app``), instead of restarting every worker."""
-
-        def handle_hup(self) -> None:
-            for process in self.processes:
-                # A worker still starting has no SIGHUP handler yet, and the signal's
-                # default action would end it (seen in a full CI run: one of two workers
-                # gone after the rotation). Once it serves, its handler is in place, and
-                # the reload still reads a file changed while it started.
-                ready = process.wait_until_ready(
-                    self.config.timeout_worker_healthcheck, self.should_exit
-                )
-                if ready and process.pid is not None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(process.pid, signal.SIGHUP)
-
-    return Workers
 
 
 def _url_host(host: str) -> str:
