@@ -37,7 +37,10 @@ def test_send_samples_of_webhook_event_types(
     base, folder, _ = served
     url = f"{base}/webhooks/voucherify"
     streams = {}
-    for type_ in ("voucher.published", "customer.order.paid", "bus_val_rule.created"):
+    # documented (either spelling), schema-less, a Workflows type the vendor gives no
+    # example of, and a custom body: the samples service.testing shares
+    types = ("voucher.published", "customer.order.paid", "bus_val_rule.created")
+    for type_ in (*types, "campaign.vouchers.added", "vl.program.created", "custom"):
         sent = subprocess.run(
             [FANOUT, "send", "--sample", type_, "--count", "2", "--url", url],
             cwd=folder,
@@ -54,6 +57,9 @@ def test_send_samples_of_webhook_event_types(
         "voucher.published": "voucherify:{voucher.published}:events",
         "customer.order.paid": "voucherify:{customer.order.paid}:events",
         "bus_val_rule.created": "voucherify:{business_validation_rule.created}:events",
+        "campaign.vouchers.added": "voucherify:{campaign.vouchers.added}:events",
+        "vl.program.created": "voucherify:{vl.program.created}:events",
+        "custom": "voucherify:{custom}:events",
     }
     client = redis.Redis.from_url(embedded_url(folder / ".fanout"))
     try:
