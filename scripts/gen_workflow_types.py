@@ -36,8 +36,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# The sibling generator, found through sys.path.
+# The sibling generator and the schema conversion both share, found through sys.path.
 import gen_webhook_types as base
+import schema_types
 
 ROOT = base.ROOT
 OUTPUT = ROOT / "service" / "domain" / "workflow_data.py"
@@ -134,7 +135,7 @@ QUIRKS: dict[tuple[str, str], tuple[str, str]] = {
 def activity_families(spec: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """``(activity schema, its activity types)`` for each schema with a ``vl.`` type enum and
     a ``data``, in the document's order."""
-    gen = base.Generator(spec, QUIRKS)
+    gen = schema_types.Generator(spec, QUIRKS)
     found = []
     for name, schema in gen.schemas.items():
         properties = schema.get("properties", {})
@@ -155,10 +156,10 @@ def transaction_types(spec: dict[str, Any]) -> list[str]:
 def data_struct_name(family: str) -> str:
     """``MemberActivity`` -> ``MemberActivityData``; ``EarningRuleActivityResponse`` ->
     ``EarningRuleActivityData``."""
-    return base.camel(family.removesuffix("Response")) + "Data"
+    return schema_types.camel(family.removesuffix("Response")) + "Data"
 
 
-def data_schema(gen: base.Generator, family: str, struct: str) -> dict[str, Any]:
+def data_schema(gen: schema_types.Generator, family: str, struct: str) -> dict[str, Any]:
     """The activity's ``data`` schema, with the objects ``SNAPSHOTS`` names as properties."""
     schema = dict(gen.resolve(gen.schemas[family]["properties"]["data"]))
     properties = dict(schema.get("properties", {}))
@@ -217,7 +218,7 @@ TRANSACTION_DATA = "CardTransactionData"
 
 
 def render(spec: dict[str, Any]) -> str:
-    gen = base.Generator(spec, QUIRKS)
+    gen = schema_types.Generator(spec, QUIRKS)
     by_type: dict[str, str] = {}
     data_names = [TRANSACTION_DATA]
     gen.build_struct(
@@ -235,7 +236,7 @@ def render(spec: dict[str, Any]) -> str:
         struct = data_struct_name(family)
         data = gen.schemas[family]["properties"]["data"]
         if "$ref" in data:  # the vendor's own schema: generated under its name
-            gen.named[data["$ref"].rsplit("/", 1)[1]] = base.Ref(struct)
+            gen.named[data["$ref"].rsplit("/", 1)[1]] = schema_types.Ref(struct)
         gen.build_struct(struct, data_schema(gen, family, struct), base="WorkflowData")
         prefix = types[0].rsplit(".", 1)[0]
         gen.structs[struct].doc = f"Data of the {prefix}.* activities ({family})."
@@ -250,7 +251,7 @@ def render(spec: dict[str, Any]) -> str:
         raise SystemExit(f"QUIRKS entries match no generated field: {sorted(unused)}")
 
     out = [HEADER]
-    same = base.identical(gen.structs)
+    same = schema_types.identical(gen.structs)
     order = data_names + sorted(n for n in gen.structs if n not in data_names and n not in same)
     for name in order:
         out.append(render_struct(gen.structs[name], same))
@@ -260,14 +261,14 @@ def render(spec: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def mark_snapshots(gen: base.Generator) -> None:
+def mark_snapshots(gen: schema_types.Generator) -> None:
     for owner, prop in SNAPSHOTS:
         struct = gen.structs.get(owner)
         if struct is None or prop not in struct.fields:
             raise SystemExit(f"SNAPSHOTS entry {(owner, prop)} matches no generated field")
 
 
-def render_struct(struct: base.StructDef, same: dict[str, str]) -> str:
+def render_struct(struct: schema_types.StructDef, same: dict[str, str]) -> str:
     """As the webhook generator renders it, with each snapshot field's evidence above it."""
     text = base.render_struct(struct, same)
     for (owner, prop), (_, evidence) in SNAPSHOTS.items():
