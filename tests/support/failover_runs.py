@@ -193,7 +193,6 @@ async def run_fault(
     offered_seconds: float = 4.0,
     before: float = 1.5,
     settle: float = 40.0,
-    blackhole: object | None = None,
     link_proxies: Sequence[object] = (),
 ) -> FaultReport:
     """The fault ``before`` seconds into the load at ``receiver``; the set must run."""
@@ -218,10 +217,11 @@ async def run_fault(
         old_calls = await script_calls(old)  # from the promotion on
         del new
     elif fault == "blackhole":
-        assert blackhole is not None
-        blackhole.hold()  # type: ignore[attr-defined]
+        for proxy in group.fronts:
+            proxy.hold()
         await asyncio.sleep(5.0)
-        blackhole.release()  # type: ignore[attr-defined]
+        for proxy in group.fronts:
+            proxy.release()
         at = time.monotonic()
     await load
     seconds = time.monotonic() - started
@@ -244,7 +244,14 @@ async def run_fault(
         lost=len(lost),
         doubled=sum(1 for n in seen.values() if n > 1),
         answers=dict(answers),
-        first_2xx_after=first_2xx_after(senders.attempts, at),
+        first_2xx_after=(
+            min(
+                (a.ended - at for a in senders.attempts if a.ended >= at and a.status // 100 == 2),
+                default=None,
+            )
+            if fault == "blackhole"  # from the end of the black hole
+            else first_2xx_after(senders.attempts, at)
+        ),
         old_primary_calls=old_calls if fault == "planned" else None,
         pause=longest_pause(senders.attempts, at),
         seconds=seconds,
@@ -294,10 +301,12 @@ async def measure(
         replicas=replicas,
         appendfsync="always",
         link=link if fault == "lag" else None,
+        fronted=fault == "blackhole",
     )
-    with group:
+    await asyncio.to_thread(group.start)  # each step in a thread: runs may go side by side
+    try:
         receiver = FanoutProcess(root / "fanout.log", env=receiver_env(group, durability))
-        receiver.start()
+        await asyncio.to_thread(receiver.start)
         try:
             return await run_fault(
                 group,
@@ -308,9 +317,11 @@ async def measure(
                 **load,  # type: ignore[arg-type]
             )
         finally:
-            receiver.stop()
-            for proxy in proxies:
-                proxy.kill()
+            await asyncio.to_thread(receiver.stop)
+    finally:
+        await asyncio.to_thread(group.stop)
+        for proxy in proxies:
+            proxy.kill()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

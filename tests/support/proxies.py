@@ -8,9 +8,11 @@ what it still holds: with the master killed at the same moment, what the replica
 had not received is gone, as in a crash of the master's host (a kill -9 of a process
 alone leaves its socket buffers to be delivered).
 
-``delay=0`` and ``hold()`` / ``release()``: a black hole for a while; nothing passes
-(nothing is refused or closed either, as when a network drops packets), then what
-was held flows on.
+``hold()`` / ``release()``: a black hole for a while; nothing passes (nothing is
+refused or closed either, as when a network drops packets), then what was held flows
+on. With ``hole_from`` only the connections from that address fall into it: the
+receiver's (127.0.0.1), while Sentinel and the replicas, given another source
+address (``bind-source-addr 127.0.0.2``), still reach the server.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from tests.support.servers import HOST
 
 
 class DelayProxy:
-    def __init__(self, target_port: int, *, delay: float = 0.0) -> None:
+    def __init__(
+        self, target_port: int, *, delay: float = 0.0, hole_from: str | None = None
+    ) -> None:
         self.target_port = target_port
         self.delay = delay
+        self.hole_from = hole_from
         self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing: asyncio.Event | None = None
@@ -38,6 +43,8 @@ class DelayProxy:
 
     def start(self) -> int:
         """Listen on a free port (returned) and forward to ``target_port``."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
         return self.port
@@ -50,16 +57,16 @@ class DelayProxy:
 
     def hold(self) -> None:
         """Nothing passes from now on, in either direction, until ``release()``."""
-        assert self._flowing is not None
+        assert self._flowing is not None and self._loop is not None
         self._loop.call_soon_threadsafe(self._flowing.clear)
 
     def release(self) -> None:
-        assert self._flowing is not None
+        assert self._flowing is not None and self._loop is not None
         self._loop.call_soon_threadsafe(self._flowing.set)
 
     def kill(self) -> None:
         """Close every socket now, dropping what is held; no new connection is accepted."""
-        if self.killed or not self._thread.is_alive():
+        if self.killed or self._loop is None or self._thread is None:
             return
         self.killed = True
 
@@ -76,6 +83,7 @@ class DelayProxy:
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         if self.killed:
@@ -87,9 +95,11 @@ class DelayProxy:
             client_w.transport.abort()
             return
         self._writers |= {client_w, server_w}
+        peer = client_w.get_extra_info("peername")[0]
+        held = self.hole_from is None or peer == self.hole_from
         pipes = [
-            asyncio.create_task(self._pipe(client_r, server_w)),
-            asyncio.create_task(self._pipe(server_r, client_w)),
+            asyncio.create_task(self._pipe(client_r, server_w, held)),
+            asyncio.create_task(self._pipe(server_r, client_w, held)),
         ]
         await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
         for task in pipes:
@@ -98,8 +108,11 @@ class DelayProxy:
             writer.transport.abort()
             self._writers.discard(writer)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Forward each chunk ``delay`` seconds after it arrived, in order."""
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, held_back: bool
+    ) -> None:
+        """Forward each chunk ``delay`` seconds after it arrived, in order (not while held,
+        if ``held_back``)."""
         held: collections.deque[tuple[float, bytes]] = collections.deque()
         arrived = asyncio.Event()
         done = False
@@ -127,7 +140,8 @@ class DelayProxy:
                 wait = due - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                await self._flowing.wait()
+                if held_back:
+                    await self._flowing.wait()
                 held.popleft()
                 writer.write(chunk)
                 with contextlib.suppress(OSError):

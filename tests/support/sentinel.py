@@ -18,6 +18,7 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import RedisError
 
+from tests.support.proxies import DelayProxy
 from tests.support.servers import HOST, ServerProcess, ValkeyProcess, binary_path, parse_info
 
 
@@ -38,6 +39,8 @@ class Sentinel(ServerProcess):
         port: int | None = None,
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 5000,
+        monitor_port: int | None = None,
+        extra: str = "",
     ) -> None:
         super().__init__(data_dir, port, binary or master.binary)
         self.master = master
@@ -45,6 +48,8 @@ class Sentinel(ServerProcess):
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.config = data_dir / "sentinel.conf"
+        self.monitor_port = monitor_port or master.port  # a proxy's, to watch through it
+        self.extra = extra  # more lines of sentinel.conf
 
     @property
     def url(self) -> str:
@@ -57,10 +62,10 @@ class Sentinel(ServerProcess):
                 f"port {self.port}\n"
                 f"bind {HOST}\n"
                 f"dir {self.data_dir}\n"
-                f"sentinel monitor {self.name} {HOST} {self.master.port} 1\n"
+                f"sentinel monitor {self.name} {HOST} {self.monitor_port} 1\n"
                 f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.name} {self.failover_timeout_ms}\n"
-                f"sentinel parallel-syncs {self.name} 1\n"
+                f"sentinel parallel-syncs {self.name} 1\n{self.extra}"
             )
         return [binary_path(self.binary), str(self.config), "--sentinel"]
 
@@ -139,6 +144,7 @@ class ReplicatedSet:
         replicas: int = 1,
         appendfsync: str = "everysec",
         link: Callable[[int], int] | None = None,
+        fronted: bool = False,
     ) -> None:
         self.master = ValkeyProcess(
             root / "a", binary=binary, appendonly=True, appendfsync=appendfsync
@@ -149,12 +155,18 @@ class ReplicatedSet:
                 binary=binary,
                 appendonly=True,
                 appendfsync=appendfsync,
-                replicaof=None if link else self.master,
+                replicaof=None if link or fronted else self.master,
             )
             for n in range(replicas)
         ]
         self.link = link
         self.sentinel = Sentinel(root / "sentinel", self.master, name=name)
+        #: With ``fronted``, a proxy before each server, named by Sentinel in its place,
+        #: whose black hole (``hold()``) takes only the connections from 127.0.0.1: the
+        #: servers and Sentinel connect from 127.0.0.2 (``bind-source-addr``).
+        self.fronts: list[DelayProxy] = (
+            [DelayProxy(server.port, hole_from=HOST) for server in self.servers] if fronted else []
+        )
 
     @property
     def replica(self) -> ValkeyProcess:
@@ -168,6 +180,8 @@ class ReplicatedSet:
         return next(server for server in self.servers if server.address == address)
 
     def start(self) -> None:
+        if self.fronts:
+            self._front()
         self.master.start()
         for replica in self.replicas:
             if self.link is not None:
@@ -183,9 +197,23 @@ class ReplicatedSet:
         self.sentinel.start()
         self.sentinel.wait_replicas(len(self.replicas))
 
+    def _front(self) -> None:
+        ports = [proxy.start() for proxy in self.fronts]
+        for server, port in zip(self.servers, ports, strict=True):
+            server.extra = (
+                *server.extra,
+                *("--bind-source-addr", "127.0.0.2", "--replica-announce-port", str(port)),
+            )
+        for replica in self.replicas:
+            replica.extra = (*replica.extra, "--replicaof", HOST, str(ports[0]))
+        self.sentinel.monitor_port = ports[0]
+        self.sentinel.extra = "bind-source-addr 127.0.0.2\n"
+
     def stop(self) -> None:
         for process in (self.sentinel, *self.replicas, self.master):
             process.stop()
+        for proxy in self.fronts:
+            proxy.kill()
 
     def __enter__(self) -> ReplicatedSet:
         try:
