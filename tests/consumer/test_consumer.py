@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,11 +20,9 @@ from service.config import Settings
 from service.consumer import Consumer
 from service.domain import actions, completion, outbound, samples
 from service.domain.completion import CompletionEvent
-from service.streams import connection
 from service.streams.keys import Keys
 from service.streams.publisher import Accepted, Publisher
-from tests.support.feed import LocalCluster, append, event_json, running, until
-from tests.support.servers import ValkeyProcess
+from tests.support.feed import append, running, until
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"handler_timeout": 0.3, "min_idle": 0.5, "claim_interval": 0.1, "block": 0.1}
@@ -330,93 +325,6 @@ async def test_ten_thousand_events_through_four_consumers_exactly_once(
         assert await pending(redis, keys.completed(type_), "bulk") == 0
 
 
-async def test_a_consumer_killed_mid_handler_loses_nothing(
-    redis: Redis, keys: Keys, redis_url: str
-) -> None:
-    type_ = "VOUCHERS.IMPORT"
-    stream = keys.completed(type_)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "tests" / "support" / "stuck_consumer.py"),
-        redis_url,
-        keys.prefix,
-        "g",
-        "doomed",
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        [id_] = await append(redis, keys, type_, 1)
-        line = await asyncio.wait_for(process.stdout.readline(), 20)
-        assert line.decode().strip() == f"handling {id_}"
-    finally:
-        process.kill()  # SIGKILL: no chance to ack or to clean up
-        await process.wait()
-    killed_at = time.monotonic()
-    [row] = await redis.xpending_range(stream, "g", min="-", max="+", count=10)
-    assert row["consumer"] == b"doomed"
-
-    handled: list[tuple[str, float]] = []
-
-    async def handle(event: CompletionEvent) -> None:
-        handled.append((event.id, time.monotonic()))
-
-    async with running(consumer(redis, keys, "g", name="survivor", types=[type_]), handle):
-        await until(lambda: handled, within=10)
-    [(got, at)] = handled
-    print(f"killed consumer's entry handled by another {at - killed_at:.2f}s after the kill")
-    assert got == id_
-    assert at - killed_at < 5
-    assert await pending(redis, stream, "g") == 0
-
-
-async def test_flushall_under_a_running_consumer_recovers(tmp_path: Path) -> None:
-    server = ValkeyProcess(tmp_path / "own")
-    server.start()
-    client = Redis.from_url(server.url)
-    keys = Keys("flush")
-    try:
-        seen: list[str] = []
-
-        async def handle(event: CompletionEvent) -> None:
-            seen.append(event.id)
-
-        async with running(consumer(client, keys, "g", types=["ORDERS.IMPORT"]), handle):
-            [first] = await append(client, keys, "ORDERS.IMPORT", 1)
-            await until(lambda: seen == [first])
-            await client.flushall()
-            await asyncio.sleep(0.3)  # the consumer meets NOGROUP and creates the group again
-            [second] = await append(client, keys, "ORDERS.IMPORT", 1)
-            await until(lambda: seen == [first, second], within=10)
-        assert await pending(client, keys.completed("ORDERS.IMPORT"), "g") == 0
-    finally:
-        await client.aclose()
-        server.stop()
-
-
-async def test_redis_restart_under_a_running_consumer_recovers(tmp_path: Path) -> None:
-    server = ValkeyProcess(tmp_path / "own")
-    server.start()
-    client = Redis.from_url(server.url)
-    keys = Keys("restart")
-    try:
-        seen: list[str] = []
-
-        async def handle(event: CompletionEvent) -> None:
-            seen.append(event.id)
-
-        async with running(consumer(client, keys, "g", types=["ORDERS.IMPORT"]), handle):
-            server.stop()
-            await asyncio.sleep(0.3)
-            server.start()  # no persistence: streams and group are gone
-            [after] = await append(client, keys, "ORDERS.IMPORT", 1)
-            await until(lambda: seen == [after], within=10)
-    finally:
-        await client.aclose()
-        server.stop()
-
-
 async def test_the_example_consumes_until_its_count(
     redis: Redis, keys: Keys, redis_url: str
 ) -> None:
@@ -463,79 +371,4 @@ async def test_block_must_be_shorter_than_the_socket_timeout(redis_url: str) -> 
             Consumer(client, "g", block=5)
         Consumer(client, "g", block=1)
     finally:
-        await client.aclose()
-
-
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """FANOUT_TEST_CLUSTER_URL (a node of a Redis Cluster), else a local three-node cluster."""
-    url = os.environ.get("FANOUT_TEST_CLUSTER_URL")
-    if url:
-        yield url
-        return
-    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start()
-        yield cluster.url
-    finally:
-        cluster.stop()
-
-
-async def test_on_a_cluster_each_type_is_read_in_its_own_slot(cluster_url: str) -> None:
-    client = connection.connect(cluster_url, cluster=True, timeout=2)
-    keys = Keys(f"t{uuid.uuid4().hex[:12]}")
-    types = ["VOUCHERS.IMPORT", "ORDERS.IMPORT", "SKUS.IMPORT_CSV"]
-    counts: collections.Counter[str] = collections.Counter()
-    ids: list[str] = []
-
-    async def handle(event: CompletionEvent) -> None:
-        counts[event.id] += 1
-        if event.id == ids[0]:
-            raise RuntimeError("poison on a cluster")
-
-    try:
-        for type_ in types:  # a pipeline would cross slots: one append per entry
-            for _ in range(20):
-                id_, data = event_json(type_)
-                fields = {"type": type_, "status": "DONE", "id": id_, "event": data}
-                await client.xadd(keys.completed(type_), fields)  # type: ignore[arg-type]
-                ids.append(id_)
-        member = consumer(client, keys, "g", types=types, progress=True, max_deliveries=1)
-        async with running(member, handle):
-            await until(lambda: len(counts) == len(ids))
-            async with asyncio.timeout(5):
-                while not await client.xlen(keys.dead_letters()):  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
-        assert set(counts) == set(ids) and set(counts.values()) == {1}
-        for type_ in types:
-            assert (await client.xpending(keys.completed(type_), "g"))["pending"] == 0
-
-        # The operator commands work with the cluster client too.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
-        env |= {
-            "FANOUT_REDIS_URL": cluster_url,
-            "FANOUT_REDIS_CLUSTER": "1",
-            "FANOUT_STREAM_PREFIX": keys.prefix,
-        }
-        fanout = str(Path(sys.executable).parent / "fanout")
-        stats = await asyncio.to_thread(
-            subprocess.run, [fanout, "stats", "--json"], env=env, capture_output=True, text=True
-        )
-        assert stats.returncode == 0, stats.stderr
-        data = json.loads(stats.stdout)
-        assert data["dead_letters"] == 1
-        assert sum(s["length"] for s in data["streams"] if s["kind"] == "completed") == 60
-        tail = await asyncio.to_thread(
-            subprocess.run,
-            [fanout, "tail", "--json", "-n", "100"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert sorted(json.loads(line)["id"] for line in tail.stdout.splitlines()) == sorted(ids)
-    finally:
-        for type_ in types:
-            await client.delete(keys.completed(type_), keys.progress(type_))
-        async for key in client.scan_iter(match=keys.dead_pattern()):
-            await client.delete(key)
         await client.aclose()
