@@ -48,7 +48,10 @@ def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_example_test_file_passes_as_a_users_project_runs_it(tmp_path: Path) -> None:
-    # Its fanout fixture comes from the entry point alone, on an embedded Valkey.
+    # In a pytest of its own rather than in testpaths: under the suite's pyproject
+    # (asyncio_mode auto) and beside tests/conftest.py's fixtures, a missing entry point
+    # or asyncio marker would go unseen. Here its fanout fixture comes from the entry
+    # point alone, on an embedded Valkey the plugin starts.
     result = run_pytest(tmp_path, str(ROOT / "examples" / "test_handler.py"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 passed" in result.stdout
