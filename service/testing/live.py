@@ -120,8 +120,11 @@ class Fanout:
                 if (name.decode() if isinstance(name, bytes) else name) != consumer.group:
                     continue
                 pending, lag = int(group["pending"]), group.get("lag")
-                # lag is None when the server cannot tell (entries deleted); count unread then
-                unread = int(lag) if lag is not None else int(await self.redis.xlen(stream))
+                if lag is not None:
+                    unread = int(lag)
+                else:  # Redis < 7, or entries deleted: has it read up to the last entry?
+                    last = (await self.redis.xinfo_stream(stream))["last-generated-id"]
+                    unread = int(replies.text(group["last-delivered-id"]) != replies.text(last))
                 if pending or unread:
                     left[stream] = {"pending": pending, "unread": unread}
         return left
