@@ -53,6 +53,8 @@ async def run(url):
     bodies = corpus.mixed(count)
     lines = [(_scope(b, signature.sign(b, corpus.SECRET).encode()), b) for b in bodies]
     app = Receiver(settings, Publisher.from_settings(client, settings))
+    if hasattr(getattr(app.publisher, "legacy", None), "watch"):
+        await app.publisher.legacy.watch()  # as the app does at start: no older keys here
     warm = corpus.mixed(3)[0]
     await _deliver(app, _scope(warm, signature.sign(warm, corpus.SECRET).encode()), warm)
     await client.flushall()

@@ -179,6 +179,8 @@ def create_app(
         tasks = [asyncio.create_task(run(publisher)) for run in background]
         tasks.append(asyncio.create_task(connection.follow_master(client)))
         tasks.append(asyncio.create_task(refusal_counts.run()))
+        # An older version's dedup keys are read until none is left (streams/legacy.py).
+        tasks.append(asyncio.create_task(publisher.legacy.watch()))
         reloads = settings.secrets_file is not None and _on_sighup(receiver.reload_secrets)
         # Apart from the others: shutdown never waits more than a second on it.
         sampler = asyncio.create_task(publisher.memory.run())

@@ -23,6 +23,9 @@ from ..domain.custom import CUSTOM_TYPE
 
 # Completions and progress of async actions; events of webhook event types.
 STREAM_KINDS = ("completed", "progress", "events")
+#: The kinds of the dedup keys an older version kept, one per record, with a TTL
+#: (``seen``, ``done``, ``pseen``, ``eseen``, ``cseen``): read while any is left.
+LEGACY_KINDS = frozenset(("seen", "done", "pseen", "eseen", "cseen"))
 
 
 def part(value: str) -> str:
@@ -103,6 +106,14 @@ class Keys:
             return None
         type_, _, kind = key[len(head) :].partition("}:")
         return (type_, kind) if kind in STREAM_KINDS and type_ != "dead" else None
+
+    def is_legacy(self, key: str) -> bool:
+        """Whether ``key`` is a dedup key of an older version (``LEGACY_KINDS``)."""
+        head = f"{self.prefix}:{{"
+        if not key.startswith(head) or "}:" not in key:
+            return False
+        kind = key[len(head) :].partition("}:")[2].partition(":")[0]
+        return kind in LEGACY_KINDS
 
     def stream_pattern(self) -> str:
         """Matches every stream of this prefix, for SCAN."""

@@ -100,9 +100,12 @@ end
 # Every answer from an existing key rewrites it unchanged (SET ... KEEPTTL): that
 # write follows the first one in the replication stream and the AOF, so the
 # WAIT/WAITAOF of a durability mode covers a duplicate answer too. ``recall``
-# is that read, for the keys an older version kept (with a TTL).
+# is that read, for the keys an older version kept (with a TTL). A legacy key
+# named as the stream itself (KEYS[1]) means no upgrade window is open (the
+# publisher found no such key left): nothing is read.
 RECALL_PRELUDE = """
 local function recall(key)
+  if key == KEYS[1] then return false end
   local value = redis.call('GET', key)
   if value then redis.call('SET', key, value, 'KEEPTTL') end
   return value
@@ -183,7 +186,7 @@ seen = seen or recall(KEYS[2])
 if seen then return seen_answer(seen, ARGV[1]) end
 local entry = append(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]), unpack(ARGV, 6))
 if not entry then return {4, ''} end
-if done or redis.call('EXISTS', KEYS[3]) == 1 then
+if done or (KEYS[3] ~= KEYS[1] and redis.call('EXISTS', KEYS[3]) == 1) then
   remember(4, ARGV[4], entry .. ' ' .. ARGV[1])
 else
   remember(4, ARGV[4], entry .. ' ' .. ARGV[1], ARGV[5], entry)

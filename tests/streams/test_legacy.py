@@ -1,0 +1,61 @@
+"""The upgrade window: an older version's dedup keys are read while any is left, then not."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import msgspec
+from redis.asyncio import Redis
+
+from service.config import Settings
+from service.domain import outbound, samples
+from service.domain.actions import decode
+from service.streams.keys import Keys
+from service.streams.publisher import Accepted, Duplicate, Publisher
+
+_BODIES: dict[str, bytes] = {}
+
+
+def _publication(id_: str) -> outbound.Publication:
+    """The same delivery each time for one id (a sample's times and request id vary)."""
+    if id_ not in _BODIES:
+        _BODIES[id_] = msgspec.json.encode(samples.sample("ORDERS.IMPORT", id_=id_))
+    return outbound.publication(decode(_BODIES[id_]), datetime.now(UTC))
+
+
+async def _older_version_record(redis: Redis, keys: Keys, id_: str) -> str:
+    """What a version before the bucket records kept for a published completion."""
+    publication = _publication(id_)
+    entry_id = "1-1"
+    seen = keys.seen(publication.type, publication.id, publication.request_id)
+    await redis.set(seen, f"{entry_id} {publication.digest}", ex=3600)
+    return entry_id
+
+
+async def test_a_completion_an_older_version_kept_is_a_duplicate_while_its_key_is_left(
+    redis: Redis, keys: Keys, settings: Settings
+) -> None:
+    entry_id = await _older_version_record(redis, keys, "aa_legacy_1")
+    publisher = Publisher.from_settings(redis, settings)
+    watching = asyncio.create_task(publisher.legacy.watch(every=0.01))
+    await asyncio.sleep(0.1)  # several looks: a key is left each time
+    assert publisher.legacy.open and not watching.done()
+    watching.cancel()
+    outcome = await publisher.publish(_publication("aa_legacy_1"))
+    assert outcome == Duplicate(entry_id)
+
+
+async def test_with_no_older_key_left_the_window_closes_and_none_is_read(
+    redis: Redis, keys: Keys, settings: Settings
+) -> None:
+    publisher = Publisher.from_settings(redis, settings)
+    first = await publisher.publish(_publication("aa_new_1"))
+    assert isinstance(first, Accepted)
+    await publisher.legacy.watch(every=0.01)  # returns: nothing of an older version left
+    assert not publisher.legacy.open
+    # A key of the older layout appearing now (no older version writes any more) is not read;
+    # the records of this version still are.
+    await _older_version_record(redis, keys, "aa_new_2")
+    assert isinstance(await publisher.publish(_publication("aa_new_2")), Accepted)
+    assert await publisher.publish(_publication("aa_new_1")) == Duplicate(first.entry_id)
