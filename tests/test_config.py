@@ -198,6 +198,7 @@ NON_DEFAULT: dict[str, object] = {
     "admin_token": Secret("an-admin-token-of-some-length"),
     "allowed_hosts": ("fanout.example.com", "[::1]:9000", "*"),
     "cloudevents": True,
+    "tracing": True,
     "log_level": "debug",
     "log_format": "json",
     "max_head_bytes": 65_536,
@@ -244,6 +245,7 @@ def test_the_environment_is_read_in_config_only() -> None:
     exceptions = {
         "metrics.py": "PROMETHEUS_MULTIPROC_DIR",  # prometheus_client's own variable
         "cli/render.py": "COLUMNS",  # the terminal's width
+        "tracing/sdk.py": "OTEL_TRACES_EXPORTER",  # OpenTelemetry's own variables
     }
     package = Path(__file__).parent.parent / "service"
     readers = {}

@@ -25,11 +25,14 @@ import redis
 
 from service.domain import actions, samples, webhook_samples
 from service.http import asyncapi, signature
-from tests.support.cli import ROOT, LocalServe, run
+from tests.support.cli import ROOT, LocalServe, clean_env, run
 
 EXAMPLE = ROOT / "examples" / "typescript"
 DECLARATIONS = EXAMPLE / "src" / "fanout.d.ts"
 NODE, NPM = shutil.which("node"), shutil.which("npm")
+#: The sender's trace context, sent with every delivery.
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 if NODE is None and os.environ.get("FANOUT_REQUIRE_NODE") == "1":
     raise RuntimeError("FANOUT_REQUIRE_NODE=1 but no node on PATH")
@@ -72,7 +75,9 @@ def test_the_declarations_are_current(node_modules: Path) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe]:
-    server = LocalServe(tmp_path_factory.mktemp("ts")).start()
+    # Traced: every entry has its traceparent field (spans exported nowhere).
+    env = clean_env(OTEL_TRACES_EXPORTER="none")
+    server = LocalServe(tmp_path_factory.mktemp("ts"), "--tracing", "1", env=env).start()
     try:
         yield server
     finally:
@@ -87,7 +92,7 @@ def _deliver(server: LocalServe) -> None:
     bodies += [msgspec.json.encode(webhook_samples.envelope(t)) for t in webhook_samples.TYPES]
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
         for body in bodies:
-            headers = {"content-type": "application/json"}
+            headers = {"content-type": "application/json", "traceparent": TRACEPARENT}
             headers[signature.HEADER] = signature.sign(signature.compact(body) or body, secret)
             answer = client.post("/webhooks/voucherify", content=body, headers=headers)
             assert answer.status_code == 202, answer.text
@@ -155,7 +160,16 @@ def test_the_typescript_consumer_reads_what_the_embedded_server_holds(
     types = ",".join((*actions.TYPES, *webhook_samples.TYPES))
     assert NODE is not None
     consumed = subprocess.run(
-        [NODE, "dist/consume.js", "--types", types, "--count", str(len(entries)), "--json"],
+        [
+            NODE,
+            "dist/consume.js",
+            "--types",
+            types,
+            "--count",
+            str(len(entries)),
+            "--json",
+            "--trace",
+        ],
         cwd=build,
         env={"PATH": os.environ["PATH"], "REDIS_URL": url},
         capture_output=True,
@@ -172,5 +186,11 @@ def test_the_typescript_consumer_reads_what_the_embedded_server_holds(
         fields = entries[line["stream"], line["entry_id"]]
         assert json.loads(fields["event"]) == line["event"]
         assert {k: v for k, v in fields.items() if k != "event"} == line["fields"]
+        # The handling's span continues the trace: the child of the span that published it.
+        _, trace_id, publish_span, _ = fields["traceparent"].split("-")
+        assert trace_id == TRACE_ID
+        assert line["trace"]["trace_id"] == TRACE_ID
+        assert line["trace"]["parent_span_id"] == publish_span
+        assert line["trace"]["span_id"] not in (publish_span, "0" * 16)
     failed = next(p for p in printed if p["fields"].get("status") == "FAILED")
     assert failed["reasons"] and failed["event"]["type"] == "ORDERS.IMPORT"

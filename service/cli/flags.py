@@ -78,6 +78,11 @@ FLAGS: dict[str, Flag] = {
         ),
         Flag("--cloudevents", "1 to add a CloudEvents 1.0 `data` field to every event entry"),
         Flag(
+            "--tracing",
+            "1 for OpenTelemetry spans of each delivery, exported as the OTEL_* variables say, "
+            "and a `traceparent` field in every entry (needs the [otel] extra)",
+        ),
+        Flag(
             "--log-level",
             "info: one line per delivery and per refusal (default)",
             choices=LOG_LEVELS,
@@ -139,6 +144,7 @@ SERVE = (
     "--admin-token",
     "--allowed-hosts",
     "--cloudevents",
+    "--tracing",
     "--log-level",
     "--log-format",
     "--max-head-bytes",

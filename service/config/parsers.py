@@ -13,6 +13,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -83,6 +84,20 @@ def flag(name: str, value: str) -> bool:
 
 def render_flag(value: bool) -> str:
     return "1" if value else "0"
+
+
+def tracing(name: str, value: str) -> bool:
+    """A flag whose 1 needs the ``[otel]`` extra installed (looked up in the package
+    metadata: nothing of OpenTelemetry is imported here)."""
+    on = flag(name, value)
+    if on:
+        try:
+            metadata.version("opentelemetry-sdk")
+        except metadata.PackageNotFoundError:
+            raise ConfigError(
+                name, "1 needs OpenTelemetry: pip install 'voucherify-fanout[otel]'"
+            ) from None
+    return on
 
 
 def prefix(name: str, value: str) -> str:

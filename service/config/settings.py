@@ -22,6 +22,10 @@ What still reads the environment elsewhere, and why:
   from ``os.environ`` itself, so it must be there, not in a settings object.
 - ``COLUMNS`` (``cli/render.py``): the terminal's width, the shell's convention
   that rich follows, not a setting of the service.
+- ``OTEL_*`` (``tracing/sdk.py`` reads OTEL_TRACES_EXPORTER, OTEL_SDK_DISABLED and the
+  OTLP protocol; the OpenTelemetry SDK reads the rest itself, from ``os.environ``): the
+  standard variables of OpenTelemetry, configuring FANOUT_TRACING's exporter. A worker
+  of ``fanout serve --workers N`` inherits them with the rest of the environment.
 """
 
 from __future__ import annotations
@@ -166,6 +170,9 @@ class Settings:
     cloudevents: bool = setting(
         "FANOUT_CLOUDEVENTS", parsers.flag, False, render=parsers.render_flag
     )
+    #: Spans of every delivery, exported as the ``OTEL_*`` variables say, and the
+    #: ``traceparent`` entry field (``service.tracing``; the ``[otel]`` extra).
+    tracing: bool = setting("FANOUT_TRACING", parsers.tracing, False, render=parsers.render_flag)
     #: The log of ``fanout serve`` and of each of its workers (``--log-level``, ``--log-format``).
     log_level: LogLevel = setting("FANOUT_LOG_LEVEL", parsers.log_level, "info")
     log_format: LogFormat = setting("FANOUT_LOG_FORMAT", parsers.log_format, "auto")
@@ -233,12 +240,15 @@ class Discovery:
     host: str | None = None
     port: int | None = None
     secrets: tuple[Secret, ...] = ()
+    #: FANOUT_TRACING: a ``Consumer`` given no ``tracing`` argument traces when it is 1.
+    tracing: bool = False
 
 
 def discovery(environ: Mapping[str, str] | None = None) -> Discovery:
     """``FANOUT_REDIS_URL``, ``FANOUT_REDIS_CLUSTER``, ``FANOUT_STREAM_PREFIX``,
-    ``FANOUT_DATA_DIR``, ``FANOUT_HOST``, ``FANOUT_PORT`` and ``FANOUT_SECRETS`` of
-    ``environ`` (default: this process's), parsed as ``Settings`` parses them."""
+    ``FANOUT_DATA_DIR``, ``FANOUT_HOST``, ``FANOUT_PORT``, ``FANOUT_SECRETS`` and
+    ``FANOUT_TRACING`` of ``environ`` (default: this process's), parsed as ``Settings``
+    parses them."""
     wanted = {f.name for f in dataclasses.fields(Discovery)}
     return Discovery(**_read(Settings, environ, wanted))
 

@@ -26,7 +26,8 @@ it to an async handler:
 * Redis going away, a failover (READONLY, UNBLOCKED, LOADING, MASTERDOWN) and
   the like are waited out with back-off on fresh connections, never fatal;
 * at most ``concurrency`` handlers run at once; reads block (BLOCK) while the
-  streams are idle; ``stop()`` finishes the handlers in flight and returns.
+  streams are idle; ``stop()`` finishes the handlers in flight and returns;
+* with tracing on, each handling is a span, the child of the entry's ``traceparent``.
 
 Reads never cross a hash slot: on one server a single XREADGROUP covers every
 stream, with ``RedisCluster`` there is one per type (the streams of a type
@@ -42,21 +43,28 @@ import socket
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from ..config import discovery
 from ..domain import actions, webhooks
 from ..domain.custom import CUSTOM_TYPE
 from ..domain.event_types import is_known
 from ..streams import replies
 from ..streams.connection import Client, passing
 from ..streams.keys import Keys
+from ..tracing import INSTALL
 from .claims import Running
 from .groups import Groups
 from .handling import CONNECTION_ERRORS, ConsumerStats, Delivery, Handler, Handlers
 from .poison import PoisonLetters
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from .tracing import HandlerSpans
 
 logger = logging.getLogger("service.consumer")
 
@@ -75,6 +83,11 @@ class Consumer:
     first entry still in the streams (``"beginning"``) or with entries added
     from now on (``"now"``). A group lost on the server is recreated from the
     beginning of what the streams then hold, so nothing is skipped.
+
+    ``tracing`` (default: FANOUT_TRACING, or on when a ``tracer_provider`` is given)
+    puts each entry's handling in an OpenTelemetry span continuing the trace of the
+    delivery (``tracing.py``), made by ``tracer_provider``, else by the application's
+    global one; it needs the ``[otel]`` extra.
     """
 
     def __init__(
@@ -95,6 +108,8 @@ class Consumer:
         block: float = 1.0,
         dead_letter_ttl: int = 604_800,
         dead_letter_maxlen: int = 1_000_000,
+        tracing: bool | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         # Webhook event types in the vendor's other spelling read the canonical stream.
         types = tuple(dict.fromkeys(webhooks.canonical_type(t) for t in types))
@@ -157,6 +172,7 @@ class Consumer:
             concurrency=concurrency,
             handler_timeout=handler_timeout,
             max_deliveries=max_deliveries,
+            spans=_spans(tracing, tracer_provider, group, self.name),
         )
         self._stopping = asyncio.Event()
         self._groups = Groups(redis, group, self.name, self.streams, self._stopping)
@@ -344,3 +360,20 @@ def _socket_timeout(redis: Client) -> float | None:
     )
     value = kwargs.get("socket_timeout")
     return None if value is None else float(value)
+
+
+def _spans(
+    tracing: bool | None, provider: TracerProvider | None, group: str, name: str
+) -> HandlerSpans | None:
+    """The spans of the handler calls, when the consumer traces: ``tracing``, else
+    whether a provider was given, else FANOUT_TRACING. OpenTelemetry is imported only
+    then (the ``[otel]`` extra)."""
+    if tracing is None:
+        tracing = provider is not None or discovery().tracing
+    if not tracing:
+        return None
+    try:
+        from .tracing import HandlerSpans
+    except ImportError as exc:
+        raise ImportError(f"tracing needs OpenTelemetry: {INSTALL}") from exc
+    return HandlerSpans(group, name, provider)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -25,6 +25,9 @@ from ..streams.connection import Client
 from ..streams.errors import StreamFull
 from .claims import Running
 from .poison import Poison, PoisonLetters
+
+if TYPE_CHECKING:
+    from .tracing import HandlerSpans
 
 logger = logging.getLogger("service.consumer")
 
@@ -60,6 +63,10 @@ class ConsumerStats:
 #: What becomes of one delivered entry: acknowledged, left pending (to be delivered
 #: again), or dead-lettered as ``poison`` (and then acknowledged).
 Verdict: TypeAlias = Literal["ack", "retry", "poison"]
+
+#: What became of a delivered entry, as its span says (``tracing.py``): acknowledged after
+#: its handler returned, left pending (``failed``), dead-lettered as poison or as trimmed.
+Settled: TypeAlias = Literal["acked", "failed", "poison", "trimmed"]
 
 #: Why an entry delivered more often than ``max_deliveries`` is poison without a run.
 STOPPED_BEFORE_IT_ENDED = "the consumer handling the last delivery stopped before it ended"
@@ -139,12 +146,15 @@ class Handlers:
         concurrency: int,
         handler_timeout: float,
         max_deliveries: int,
+        spans: HandlerSpans | None = None,
     ) -> None:
         self.redis = redis
         self.group = group
         self.name = name
         self.handler_timeout = handler_timeout
         self.max_deliveries = max_deliveries
+        #: A span around each entry's handling, when the consumer traces.
+        self.spans = spans
         self._running = running
         self._poison = poison
         self._stats = stats
@@ -182,20 +192,31 @@ class Handlers:
             logger.error("handling failed unexpectedly", exc_info=task.exception())
 
     async def _handle(self, delivery: Delivery, handler: Handler) -> None:
+        if self.spans is None:
+            await self._settle(delivery, handler)
+            return
+        stream, entry_id = delivery.stream, delivery.entry_id
+        with self.spans.handling(stream, entry_id, delivery.fields, delivery.deliveries) as span:
+            span.done(*await self._settle(delivery, handler))
+
+    async def _settle(self, delivery: Delivery, handler: Handler) -> tuple[Settled, str]:
+        """Handle one entry and acknowledge it when that is its fate; what became of it
+        and why (the handler's error, or why it is poison)."""
         try:
-            done = await self._run_handler(delivery, handler)
+            settled, error = await self._run_handler(delivery, handler)
         finally:
             # From here on it is not running: no more keep-alive, a later claim may run it.
             self._running.discard(delivery.stream, delivery.entry_id)
-        if done:
+        if settled != "failed":
             await self._ack(delivery)
+        return settled, error
 
-    async def _run_handler(self, delivery: Delivery, handler: Handler) -> bool:
-        """Decode and handle one entry; True when it is to be acknowledged now."""
+    async def _run_handler(self, delivery: Delivery, handler: Handler) -> tuple[Settled, str]:
+        """Decode and handle one entry; ``failed`` when it is left pending."""
         fields = delivery.fields
         if fields is None:  # deleted from the stream while pending (Redis < 7 reports so)
             await self.trimmed(delivery.stream, delivery.entry_id)
-            return True
+            return "trimmed", "deleted from the stream before it was acknowledged"
         outcome = await attempt(
             fields,
             delivery.deliveries,
@@ -217,11 +238,12 @@ class Handlers:
             )
         match outcome.verdict:
             case "ack":
-                return True
+                return "acked", ""
             case "retry":
-                return False
+                return "failed", outcome.error
             case "poison":
-                return await self._dead(delivery, outcome.body, outcome.error)
+                filed = await self._dead(delivery, outcome.body, outcome.error)
+                return ("poison" if filed else "failed"), outcome.error
 
     async def _ack(self, delivery: Delivery) -> None:
         try:

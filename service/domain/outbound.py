@@ -30,6 +30,10 @@ OutboundEvent: TypeAlias = CompletionEvent | WebhookEvent | CustomEvent
 
 _msgpack = msgspec.msgpack.Encoder()
 
+#: The entry field that holds the W3C trace context (``00-<trace>-<span>-<flags>``) of the
+#: delivery's span in the receiver, added by the publisher when FANOUT_TRACING=1 (after ``fields``).
+TRACEPARENT = "traceparent"
+
 
 class Publication(msgspec.Struct, frozen=True):
     """One event ready to publish.

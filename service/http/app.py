@@ -11,7 +11,7 @@ import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -33,6 +33,9 @@ from .dashboard import Dashboard
 from .errors import EXCEPTION_HANDLERS, Unavailable, json_response
 from .receiver import Receiver
 from .stats_collector import StreamStats
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 logger = logging.getLogger("service")
 
@@ -138,24 +141,53 @@ async def _stop(tasks: Sequence[asyncio.Task[Any]], grace: float) -> None:
 BackgroundTask: TypeAlias = Callable[[Publisher], Coroutine[Any, Any, None]]
 
 
+def _receiver(
+    settings: Settings,
+    publisher: Publisher,
+    refusals: Refusals,
+    provider: TracerProvider | None,
+) -> tuple[Receiver, TracerProvider | None]:
+    """The webhook's receiver, and the tracer provider the app made and must shut down.
+
+    With FANOUT_TRACING off this is the plain ``Receiver`` and nothing of OpenTelemetry
+    is imported; on, the receiver in a span per delivery (``tracing.py``), its spans
+    going to ``provider``, else to one made from the OTEL_* variables for this process
+    (none with OTEL_SDK_DISABLED=true: then the plain receiver)."""
+    if not settings.tracing:
+        return Receiver(settings, publisher, refusals), None
+    from ..tracing import sdk
+    from .tracing import TracedReceiver
+
+    owned = sdk.provider_from_env() if provider is None else None
+    if provider is None and owned is None:
+        logger.info("tracing is off: OTEL_SDK_DISABLED=true")
+        return Receiver(settings, publisher, refusals), None
+    used = provider or owned
+    assert used is not None
+    return TracedReceiver(settings, publisher, refusals, provider=used), owned
+
+
 def create_app(
     settings: Settings,
     redis: Client | None = None,
     *,
     background: Sequence[BackgroundTask] = (),
+    tracer_provider: TracerProvider | None = None,
 ) -> Starlette:
     """The ASGI app. Without ``redis`` a client is made from ``settings`` and closed on exit.
 
     Each of ``background`` is started with the app's publisher once the app is up
     and cancelled when it shuts down. Everything under ``/dashboard`` needs
-    ``settings.admin_token``; without one it is refused (401), never open.
+    ``settings.admin_token``; without one it is refused (401), never open. With
+    FANOUT_TRACING=1 the spans go to ``tracer_provider``, else to a provider made
+    from the OTEL_* variables, flushed and shut down with the app.
     """
     if not settings.secrets and settings.secrets_file is None:
         raise ValueError("FANOUT_SECRETS: at least one webhook secret is required")
     client = redis if redis is not None else connection.from_settings(settings)
     publisher = Publisher.from_settings(client, settings)
     refusal_counts = Refusals(client, publisher.keys, settings.redis_timeout)
-    receiver = Receiver(settings, publisher, refusal_counts)
+    receiver, owned_provider = _receiver(settings, publisher, refusal_counts, tracer_provider)
     stream_stats = StreamStats(
         client,
         publisher.keys,
@@ -199,6 +231,8 @@ def create_app(
             await _stop([*tasks, sampler], settings.redis_timeout)
             if redis is None:
                 await client.aclose()
+            if owned_provider is not None:  # exports what its batches still hold
+                await asyncio.to_thread(owned_provider.shutdown)
 
     dashboard = Dashboard(settings, publisher)
     return App(

@@ -34,6 +34,11 @@ CLOUDEVENT = string(
     "is the event JSON.",
     contentMediaType="application/cloudevents+json",
 )
+TRACEPARENT = string(
+    "Only with FANOUT_TRACING=1: the W3C trace context (00-<trace id>-<span id>-<flags>) "
+    "of the delivery's span in the receiver; a consumer's span continues the trace from it.",
+    pattern="^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+)
 
 
 def completion(type_: str, statuses: tuple[str, ...]) -> dict[str, Any]:
@@ -46,6 +51,7 @@ def completion(type_: str, statuses: tuple[str, ...]) -> dict[str, Any]:
             "id": string("The async action id (aa_...)."),
             "request_id": string("The request id (v-..., w-...); empty string when absent."),
             "data": CLOUDEVENT,
+            "traceparent": TRACEPARENT,
         },
         "required": ["type", "status", "id", "request_id"],
     }
@@ -65,6 +71,7 @@ def webhook(type_schema: dict[str, Any]) -> dict[str, Any]:
                 "before this field existed lack it)."
             ),
             "data": CLOUDEVENT,
+            "traceparent": TRACEPARENT,
         },
         "required": ["type", "id", "request_id", "sendout_id"],
     }
@@ -104,6 +111,7 @@ def custom() -> dict[str, Any]:
             "id": string("The digest of the body's JSON values (hex)."),
             "request_id": string("Always the empty string.", const=""),
             "data": CLOUDEVENT,
+            "traceparent": TRACEPARENT,
         },
         "required": ["type", "id", "request_id"],
     }

@@ -18,6 +18,9 @@ The attributes:
   webhook event's ``created_at``), else when it was received.
 - ``datacontenttype``: ``application/json``; ``data``: the entry's event JSON,
   embedded as is (not encoded a second time).
+- ``traceparent``: with FANOUT_TRACING=1, the W3C trace context of the delivery's
+  span (the entry's ``traceparent`` field), as the distributed tracing
+  extension names it; Dapr continues the trace from it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ class _Attributes(msgspec.Struct, kw_only=True):
     datacontenttype: str = "application/json"
 
 
+class _TracedAttributes(_Attributes, kw_only=True):
+    """The attributes with the distributed tracing extension's ``traceparent``."""
+
+    traceparent: str
+
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -76,22 +85,38 @@ def event_id(*identity: str | int | None) -> str:
 
 
 def structured(
-    *, id: str, source: str, type: str, subject: str, time: datetime, data: bytes
+    *,
+    id: str,
+    source: str,
+    type: str,
+    subject: str,
+    time: datetime,
+    data: bytes,
+    traceparent: str | None = None,
 ) -> bytes:
     """A structured-mode CloudEvent; ``data`` must be JSON text and is embedded unchanged."""
     moment = time if time.tzinfo else time.replace(tzinfo=UTC)  # naive: taken as UTC
+    at = clock.iso(moment)
     head = _encoder.encode(
-        _Attributes(id=id, source=source, type=type, subject=subject, time=clock.iso(moment))
+        _Attributes(id=id, source=source, type=type, subject=subject, time=at)
+        if traceparent is None
+        else _TracedAttributes(
+            id=id, source=source, type=type, subject=subject, time=at, traceparent=traceparent
+        )
     )
     return b"".join((head[:-1], b',"data":', data, b"}"))
 
 
 def for_event(
-    source: str, event: CompletionEvent | WebhookEvent | CustomEvent, data: bytes
+    source: str,
+    event: CompletionEvent | WebhookEvent | CustomEvent,
+    data: bytes,
+    traceparent: str | None = None,
 ) -> bytes:
-    """The CloudEvent of one event entry; ``data`` is the entry's event JSON."""
+    """The CloudEvent of one event entry; ``data`` is the entry's event JSON; with a
+    ``traceparent``, the distributed tracing extension's attribute."""
     if isinstance(event, WebhookEvent):
-        return _for_webhook(source, event, data)
+        return _for_webhook(source, event, data, traceparent)
     if isinstance(event, CustomEvent):  # identified by its content; no time of its own
         return structured(
             id=event_id("custom", event.id),
@@ -100,6 +125,7 @@ def for_event(
             subject=event.id,
             time=event.received_at,
             data=data,
+            traceparent=traceparent,
         )
     request_id = event.request_id or ""
     if event.status in COMPLETED_STATUSES:
@@ -115,10 +141,11 @@ def for_event(
         subject=event.id,
         time=event.updated_at or event.created_at or event.received_at,
         data=data,
+        traceparent=traceparent,
     )
 
 
-def _for_webhook(source: str, event: WebhookEvent, data: bytes) -> bytes:
+def _for_webhook(source: str, event: WebhookEvent, data: bytes, traceparent: str | None) -> bytes:
     # The identity of the dedup key: (event type, event id, request id).
     received = event.received_at
     return structured(
@@ -128,4 +155,5 @@ def _for_webhook(source: str, event: WebhookEvent, data: bytes) -> bytes:
         subject=event.id,
         time=clock.parse(event.created_at, received) if event.created_at else received,
         data=data,
+        traceparent=traceparent,
     )

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from .. import metrics
 from ..config import Durability, Settings
 from ..domain.custom import CUSTOM_TYPE
-from ..domain.outbound import Publication
+from ..domain.outbound import TRACEPARENT, Publication
 from . import cloud_events, connection, dead_letters, replies, server
 from .connection import Client
 from .dead_letters import DeadLetter, Filed
@@ -197,16 +197,22 @@ class Publisher:
         when an explicit FANOUT_DURABILITY is one the server cannot give."""
         return await self.waiter.check(self._redis)
 
-    def entry_pairs(self, publication: Publication) -> list[str | bytes]:
-        """An event entry's field/value pairs: the publication's, and ``data`` with
-        FANOUT_CLOUDEVENTS."""
+    def entry_pairs(
+        self, publication: Publication, traceparent: str | None = None
+    ) -> list[str | bytes]:
+        """An event entry's field/value pairs: the publication's, ``traceparent`` when
+        given (FANOUT_TRACING), and ``data`` with FANOUT_CLOUDEVENTS."""
+        pairs = publication.fields
+        if traceparent is not None:
+            pairs = [*pairs, TRACEPARENT, traceparent]
         if self._cloudevents_source is None:
-            return publication.fields
-        data = cloud_events.for_event(self._cloudevents_source, publication.event, publication.json)
-        return [*publication.fields, "data", data]
+            return pairs
+        source, event, json = self._cloudevents_source, publication.event, publication.json
+        return [*pairs, "data", cloud_events.for_event(source, event, json, traceparent)]
 
-    async def publish(self, publication: Publication) -> Outcome:
-        """Append an event to its stream once per its dedup identity; ``StreamFull`` when
+    async def publish(self, publication: Publication, traceparent: str | None = None) -> Outcome:
+        """Append an event to its stream once per its dedup identity (with the W3C
+        ``traceparent`` of its delivery's span as a field, when given); ``StreamFull`` when
         consumers are a cap behind, ``MemoryFull`` when the server's memory is at the limit.
 
         Its dedup records go into the bucket hashes of ``records.py`` (no key TTL); the
@@ -252,7 +258,7 @@ class Publisher:
                 seen = keys.custom_seen(publication.digest) if legacy else stream
                 names = (stream, seen, *self._records.buckets(CUSTOM_TYPE))
                 records = (field("cseen", publication.digest),)
-        pairs = self.entry_pairs(publication)
+        pairs = self.entry_pairs(publication, traceparent)
         cutoff = self._retention.cutoff(stream)
         args = (publication.digest[:RECORD_DIGEST], self._maxlen, cutoff, *records, *pairs)
         code, entry = await self._run(script, names, args)

@@ -4,13 +4,23 @@
 //
 //   REDIS_URL="$(../../.venv/bin/fanout url --password)" node dist/consume.js
 //   node dist/consume.js --types VOUCHERS.IMPORT,voucher.published --group crm --json
+//   node dist/consume.js --json --trace     # each line also has its span's and parent's ids
 //
 // Everything it relies on is in the AsyncAPI document (GET /asyncapi.json): the
 // server (`servers.redis`), the stream keys (`x-redis-key`), the entry fields
 // (`headers`) and the event JSON (`payload`), whose types are in fanout.d.ts,
 // generated from that document. An entry is acknowledged once printed.
+//
+// Tracing (--trace): with FANOUT_TRACING=1 the service writes each entry with a
+// `traceparent` field, the W3C trace context of its delivery's span; each
+// entry's handling here is a span continuing that trace (see startSpan below).
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
+import {
+  propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace,
+} from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { BasicTracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { Redis } from "ioredis";
 import type {
   AsyncActionType,
@@ -37,6 +47,7 @@ const { values: args } = parseArgs({
     prefix: { type: "string", default: process.env.FANOUT_STREAM_PREFIX || "voucherify" },
     count: { type: "string" },
     json: { type: "boolean", default: false },
+    trace: { type: "boolean", default: false },
   },
 });
 const url = process.env.REDIS_URL;
@@ -54,25 +65,66 @@ const consumer = `${hostname()}-${process.pid}`;
 
 class BadEntry extends Error {}
 
+// Your application's OpenTelemetry set-up goes here: a provider with your exporter (OTLP to
+// a collector, say) and the W3C propagator. This one records spans and exports none.
+if (args.trace) {
+  trace.setGlobalTracerProvider(new BasicTracerProvider());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+}
+const tracer = trace.getTracer("voucherify-fanout-typescript-example");
+
+// The span of one entry's handling: a child of its delivery's span, named and
+// attributed as OpenTelemetry's messaging conventions say for a consumer. An entry
+// without the field (tracing off in the service) starts a new trace.
+function startSpan(stream: string, entryId: string, fields: Record<string, string>): Span {
+  const parent = propagation.extract(ROOT_CONTEXT, { traceparent: fields.traceparent ?? "" });
+  return tracer.startSpan(`process ${stream}`, {
+    kind: SpanKind.CONSUMER,
+    attributes: {
+      "messaging.system": "redis",
+      "messaging.operation.type": "process",
+      "messaging.destination.name": stream,
+      "messaging.consumer.group.name": args.group,
+      "messaging.message.id": entryId,
+      "fanout.type": fields.type ?? "",
+      "fanout.id": fields.id ?? "",
+    },
+  }, parent);
+}
+
+// The ids of a span and of its parent, printed with --json --trace.
+function spanIds(span: Span): { trace_id: string; span_id: string; parent_span_id: string | null } {
+  const { traceId, spanId } = span.spanContext();
+  const parent = (span as unknown as ReadableSpan).parentSpanContext;
+  return { trace_id: traceId, span_id: spanId, parent_span_id: parent?.spanId ?? null };
+}
+
 // Entry fields are plain strings; check the ones the declarations promise.
 function completionFields(fields: Record<string, string>): CompletionEntryFields {
-  const { type, status, id, request_id } = fields;
+  const { type, status, id, request_id, traceparent } = fields;
   if (type === undefined || !isAsyncAction(type)) throw new BadEntry(`type ${type}`);
   if (status !== "DONE" && status !== "FAILED") throw new BadEntry(`status ${status}`);
   if (id === undefined || request_id === undefined) throw new BadEntry("no id or request_id");
-  return { type, status, id, request_id };
+  return { type, status, id, request_id, ...(traceparent === undefined ? {} : { traceparent }) };
 }
 
 function webhookFields(fields: Record<string, string>): WebhookEventEntryFields {
-  const { type, id, request_id, sendout_id, project_id } = fields;
+  const { type, id, request_id, sendout_id, project_id, traceparent } = fields;
   if (!type || id === undefined || request_id === undefined || sendout_id === undefined) {
     throw new BadEntry("a webhook event entry needs type, id, request_id and sendout_id");
   }
-  return { type, id, request_id, sendout_id, ...(project_id === undefined ? {} : { project_id }) };
+  return {
+    type, id, request_id, sendout_id,
+    ...(project_id === undefined ? {} : { project_id }),
+    ...(traceparent === undefined ? {} : { traceparent }),
+  };
 }
 
 // One entry: its fields checked, its event typed, one line out.
-function describe(stream: string, entryId: string, fields: Record<string, string>): string {
+function describe(
+  stream: string, entryId: string, fields: Record<string, string>, span: Span,
+): string {
+  const traced = args.trace ? { trace: spanIds(span) } : {};
   const json = fields.event;
   if (json === undefined) throw new BadEntry("no event field");
   if (stream.endsWith(":completed")) {
@@ -90,7 +142,7 @@ function describe(stream: string, entryId: string, fields: Record<string, string
     }
     const reasons = [...new Set(failures)].sort();
     if (args.json) {
-      return JSON.stringify({ stream, entry_id: entryId, fields: entry, event, reasons });
+      return JSON.stringify({ stream, entry_id: entryId, fields: entry, event, reasons, ...traced });
     }
     const counts = event.failed_count != null
       ? `${event.failed_count} failed${reasons.length ? ` (${reasons.join(", ")})` : ""}`
@@ -102,7 +154,9 @@ function describe(stream: string, entryId: string, fields: Record<string, string
   if (event.type !== entry.type || event.id !== entry.id) {
     throw new BadEntry("the event JSON does not match the entry's fields");
   }
-  if (args.json) return JSON.stringify({ stream, entry_id: entryId, fields: entry, event });
+  if (args.json) {
+    return JSON.stringify({ stream, entry_id: entryId, fields: entry, event, ...traced });
+  }
   return `${event.type} ${event.id}${event.schema_valid ? "" : ` (drift: ${event.schema_error})`}`;
 }
 
@@ -162,13 +216,17 @@ async function main(): Promise<void> {
       for (const [entryId, flat] of entries) {
         const fields: Record<string, string> = {};
         for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+        const span = startSpan(stream, entryId, fields);
         try {
-          console.log(describe(stream, entryId, fields));
+          console.log(describe(stream, entryId, fields, span));
         } catch (error) {
           if (!(error instanceof BadEntry || error instanceof SyntaxError)) throw error;
           console.error(`consume: ${stream} ${entryId} is not as documented: ${error.message}`);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
         }
         await redis.xack(stream, args.group, entryId);
+        span.setAttribute("fanout.outcome", "acked");
+        span.end();
         seen += 1;
       }
     }

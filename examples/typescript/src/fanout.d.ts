@@ -7508,6 +7508,10 @@ export interface CompletionEntryFields {
    * Only with FANOUT_CLOUDEVENTS=1: a CloudEvents 1.0 structured JSON event whose data is the event JSON.
    */
   data?: string;
+  /**
+   * Only with FANOUT_TRACING=1: the W3C trace context (00-<trace id>-<span id>-<flags>) of the delivery's span in the receiver; a consumer's span continues the trace from it.
+   */
+  traceparent?: string;
 }
 /**
  * The fields of an entry of a `<prefix>:{<TYPE>}:progress` stream (all strings).
@@ -7530,6 +7534,10 @@ export interface ProgressEntryFields {
    * Only with FANOUT_CLOUDEVENTS=1: a CloudEvents 1.0 structured JSON event whose data is the event JSON.
    */
   data?: string;
+  /**
+   * Only with FANOUT_TRACING=1: the W3C trace context (00-<trace id>-<span id>-<flags>) of the delivery's span in the receiver; a consumer's span continues the trace from it.
+   */
+  traceparent?: string;
 }
 /**
  * The fields of an entry of a `<prefix>:{<event type>}:events` stream (all strings).
@@ -7559,6 +7567,10 @@ export interface WebhookEventEntryFields {
    * Only with FANOUT_CLOUDEVENTS=1: a CloudEvents 1.0 structured JSON event whose data is the event JSON.
    */
   data?: string;
+  /**
+   * Only with FANOUT_TRACING=1: the W3C trace context (00-<trace id>-<span id>-<flags>) of the delivery's span in the receiver; a consumer's span continues the trace from it.
+   */
+  traceparent?: string;
 }
 /**
  * The fields of an entry of `<prefix>:{custom}:events`, custom bodies (all strings).
@@ -7580,6 +7592,10 @@ export interface CustomEntryFields {
    * Only with FANOUT_CLOUDEVENTS=1: a CloudEvents 1.0 structured JSON event whose data is the event JSON.
    */
   data?: string;
+  /**
+   * Only with FANOUT_TRACING=1: the W3C trace context (00-<trace id>-<span id>-<flags>) of the delivery's span in the receiver; a consumer's span continues the trace from it.
+   */
+  traceparent?: string;
 }
 /**
  * The fields of an entry of `<prefix>:{dead}:letters` (all strings; `body` as received).
