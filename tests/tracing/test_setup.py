@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -153,13 +154,9 @@ async def test_otel_sdk_disabled_is_tracing_off(
 ) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     app = create_app(dataclasses.replace(settings, tracing=True))
-    receiver = next(m.kwargs["receiver"] for m in app.user_middleware if "receiver" in m.kwargs)
-    assert type(receiver) is Receiver
-    async with running_uvicorn(app) as base_url:
-        import httpx
-
-        async with httpx.AsyncClient(base_url=base_url) as http:
-            assert (await post(http, samples.sample("VOUCHERS.IMPORT"))).status_code == 202
+    assert type(app.receiver) is Receiver
+    async with running_uvicorn(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        assert (await post(http, samples.sample("VOUCHERS.IMPORT"))).status_code == 202
     [(_, fields)] = await redis.xrange(keys.completed("VOUCHERS.IMPORT"))
     assert b"traceparent" not in fields
 
