@@ -81,8 +81,10 @@ def provider_from_env() -> TracerProvider | None:
     named = env.get("OTEL_SERVICE_NAME", "").strip() or "service.name=" in env.get(
         "OTEL_RESOURCE_ATTRIBUTES", ""
     )
-    # Attributes given here win over the variables': the default only where none is set.
-    resource = Resource.create({} if named else {"service.name": SERVICE_NAME})
+    # Attributes given here win over the variables': the default name only where none
+    # is set. process.pid tells the workers of `fanout serve --workers N` apart.
+    ours: dict[str, str | int] = {"process.pid": os.getpid()}
+    resource = Resource.create(ours if named else {**ours, "service.name": SERVICE_NAME})
     provider = TracerProvider(resource=resource)
     for exporter in exporters():
         provider.add_span_processor(BatchSpanProcessor(exporter))
