@@ -197,23 +197,18 @@ class Publisher:
         when an explicit FANOUT_DURABILITY is one the server cannot give."""
         return await self.waiter.check(self._redis)
 
-    def entry_pairs(
-        self, publication: Publication, traceparent: str | None = None
-    ) -> list[str | bytes]:
-        """An event entry's field/value pairs: the publication's, ``traceparent`` when
-        given (FANOUT_TRACING), and ``data`` with FANOUT_CLOUDEVENTS."""
-        pairs = publication.fields
-        if traceparent is not None:
-            pairs = [*pairs, TRACEPARENT, traceparent]
+    def entry_pairs(self, publication: Publication, tp: str | None = None) -> list[str | bytes]:
+        """An entry's field/value pairs, with ``traceparent`` and FANOUT_CLOUDEVENTS' ``data``."""
+        pairs = publication.fields if tp is None else [*publication.fields, TRACEPARENT, tp]
         if self._cloudevents_source is None:
             return pairs
         source, event, json = self._cloudevents_source, publication.event, publication.json
-        return [*pairs, "data", cloud_events.for_event(source, event, json, traceparent)]
+        return [*pairs, "data", cloud_events.for_event(source, event, json, tp)]
 
     async def publish(self, publication: Publication, traceparent: str | None = None) -> Outcome:
-        """Append an event to its stream once per its dedup identity (with the W3C
-        ``traceparent`` of its delivery's span as a field, when given); ``StreamFull`` when
-        consumers are a cap behind, ``MemoryFull`` when the server's memory is at the limit.
+        """Append an event to its stream once per its dedup identity, with a W3C
+        ``traceparent`` field when given (FANOUT_TRACING); ``StreamFull`` when consumers
+        are a cap behind, ``MemoryFull`` when the server's memory is at the limit.
 
         Its dedup records go into the bucket hashes of ``records.py`` (no key TTL); the
         keys an older version kept are still read."""
