@@ -41,8 +41,9 @@ FLAGS: dict[str, Flag] = {
     for flag in (
         Flag(
             "--redis-url",
-            "redis://, rediss:// or unix:// URL (default: serve starts an embedded Valkey; "
-            "the other commands use the running serve's)",
+            "redis://, rediss://, unix:// or redis+sentinel://host:port[,host:port]/master "
+            "URL (default: serve starts an embedded Valkey; the other commands use the "
+            "running serve's)",
         ),
         Flag("--redis-cluster", "1 to use the cluster client"),
         Flag("--redis-timeout", "seconds any Redis call may take"),

@@ -1,7 +1,7 @@
 """The Redis client, configured so that no call can hang a request.
 
-``FANOUT_REDIS_URL`` is a ``redis://``, ``rediss://`` or ``unix://`` URL, or names
-Redis Sentinels and the master they watch::
+``FANOUT_REDIS_URL`` is a ``redis://``, ``rediss://`` or ``unix://`` URL, or a
+``redis+sentinel://`` one naming Redis Sentinels and the master they watch::
 
     redis+sentinel://[[user]:password@]host:port[,host:port...]/master_name[/db]
 

@@ -48,6 +48,8 @@ def test_help_has_examples_and_exit_codes_for_every_command(tmp_path: Path) -> N
     assert "--status {ENQUEUED,IN_PROGRESS,DONE,FAILED}\n                        only async" in tail
     send = run("send", "--help", cwd=tmp_path, env=clean_env(COLUMNS="100")).stdout
     assert "--list-samples" in send and "status of the sample" in send
+    serve = " ".join(run("serve", "--help", cwd=tmp_path).stdout.split())
+    assert "redis://, rediss://, unix:// or redis+sentinel://host:port[,host:port]/master" in serve
 
 
 def test_list_samples(tmp_path: Path) -> None:
