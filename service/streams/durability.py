@@ -111,6 +111,15 @@ class Waiter:
             return self._wait(self.local, self.replication.required(name))
         return self._wait(True, 0) if self.local else None
 
+    def missing(self) -> str | None:
+        """Why some primary cannot give a 2xx now (for ``/readyz``), or None."""
+        for name in self.replication.snapshot() or {"": (0, 0)}:
+            try:
+                self.wait_for(name)
+            except ReplicasMissing as exc:
+                return str(exc)
+        return None
+
     def _wait(self, local: bool, replicas: int) -> Wait:
         key = (local, replicas)
         wait = self._waits.get(key)
@@ -204,14 +213,6 @@ class Waiter:
         await self._read_server(redis)
         if configured.mode == "none":
             return self.promise()
-        if self._cluster:
-            if configured.mode != "auto":
-                raise DurabilityRefused(
-                    f"FANOUT_DURABILITY={configured}: only 'auto' and 'none' work with "
-                    "FANOUT_REDIS_CLUSTER=1"
-                )
-            self.local, self.replication.expected = False, False
-            return self._line(Durability("none"), promise.CLUSTER, True)
         probe = ("WAIT", 0, 1) if configured.mode == "replicas" else ("WAITAOF", 1, 0, 1)
         try:
             async with asyncio.timeout(self._timeout):

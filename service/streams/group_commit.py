@@ -126,6 +126,8 @@ class _Call:
     reloaded: bool = False
     #: Sent after ASKING (a slot being migrated: the node of an ASK redirect).
     asking: bool = False
+    #: Redirects followed so far (cluster).
+    hops: int = 0
 
     def settle(self, reply: Any) -> None:
         if self.future.done():
@@ -178,6 +180,8 @@ class GroupCommit:
     #: its primary began is not acknowledged (``Fenced``; the one retry goes to the
     #: new primary).
     guard: Follower | None = None
+    #: Cluster only: told when a round trip failed (the node may have left).
+    on_failure: Callable[[BaseException], None] | None = None
     _queue: list[_Call] = field(default_factory=list)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
@@ -222,11 +226,10 @@ class GroupCommit:
         if self._queue:
             self._schedule(asyncio.get_running_loop())
 
-    def fail_all(self, error: BaseException) -> None:
-        """Answer every queued call with ``error`` (the lane's primary left)."""
+    def take_queue(self) -> list[_Call]:
+        """The calls queued and not sent yet, taken out (the lane's primary left)."""
         queued, self._queue = self._queue, []
-        for call in queued:
-            call.settle(error)
+        return queued
 
     async def _flush(self, batch: list[_Call]) -> None:
         now = asyncio.get_running_loop().time()
@@ -240,18 +243,22 @@ class GroupCommit:
         started = time.perf_counter()
         try:
             async with asyncio.timeout_at(min(call.deadline for call in batch)):
-                replies = await self._round_trip(batch)
+                replies, unconfirmed = await self._round_trip(batch)
             metrics.REDIS_SECONDS.observe(time.perf_counter() - started)
         except Exception as exc:  # the round trip failed: every call fails with it
             for call in batch:
                 call.settle(exc)
+            if self.on_failure is not None:
+                self.on_failure(exc)
             return
         retry, moved = [], []
         for call, reply in zip(batch, replies, strict=True):
             if isinstance(reply, NoScriptError) and not call.reloaded:
                 retry.append(call)  # the script cache was flushed: load and go again
             elif self.redirect is not None and _redirected(reply):
-                moved.append((call, reply))
+                moved.append((call, reply))  # not run here: send it where it belongs
+            elif unconfirmed is not None and not isinstance(reply, Exception):
+                call.settle(unconfirmed)  # written, but not as durably as a 2xx needs
             else:
                 call.settle(reply)
         if retry:
@@ -259,7 +266,8 @@ class GroupCommit:
         if moved:
             await self.redirect(moved)  # type: ignore[misc]
 
-    async def _round_trip(self, batch: list[_Call]) -> list[Any]:
+    async def _round_trip(self, batch: list[_Call]) -> tuple[list[Any], Exception | None]:
+        """Each call's reply, and why the wait did not confirm the batch (None: it did)."""
         wait = self.wait(self.name) if self.wait is not None else None
         payload = b"".join(_ASKING + c.command if c.asking else c.command for c in batch)
         count = len(batch) + sum(call.asking for call in batch)
@@ -272,11 +280,15 @@ class GroupCommit:
             # A pooled connection that died with a restarted server fails on
             # first use; the scripts are idempotent, so one more try is safe.
             replies = await self._exchange(payload, count)
+        unconfirmed = None
         if wait is not None:
             confirmations = replies[len(replies) - wait.replies :]
             del replies[len(replies) - wait.replies :]
-            wait.check(confirmations, self.on_wait_refused)
-        return _without_asking(batch, replies)
+            try:
+                wait.check(confirmations, self.on_wait_refused)
+            except (ResponseError, NotConfirmed) as exc:
+                unconfirmed = exc
+        return _without_asking(batch, replies), unconfirmed
 
     async def _exchange(self, payload: bytes, count: int) -> list[Any]:
         """Write ``payload`` on one pooled connection and read ``count`` replies back

@@ -36,11 +36,6 @@ AT_RISK = {
     "noperm": "the Redis user may not run WAITAOF, so a 2xx cannot wait for the disk and a "
     f"kill -9 of Redis can lose acknowledged deliveries; grant it +waitaof {_FIX}",
 }
-CLUSTER = (
-    "FANOUT_REDIS_CLUSTER=1 waits for no disk, so a kill -9 of a node can lose "
-    "acknowledged deliveries unless the nodes run with appendonly yes and appendfsync "
-    "always (which writes and fsyncs before each reply)"
-)
 #: Why the primary's own disk is not waited for, said inside a longer line.
 _NO_LOCAL = {
     "no_waitaof": "this Redis has no WAITAOF (Redis < 7.2)",

@@ -27,7 +27,7 @@ from ..domain.outbound import TRACEPARENT, Publication
 from . import cloud_events, connection, dead_letters, replies, server
 from .connection import Client
 from .dead_letters import DeadLetter, Filed
-from .durability import ReplicasMissing, Waiter
+from .durability import Waiter
 from .errors import MemoryFull, RedisUnavailable
 from .group_commit import GroupCommit
 from .keys import Keys
@@ -42,6 +42,7 @@ from .outcomes import of_reply
 from .promise import Promise
 from .records import Records, field
 from .replication import Replication
+from .routing import ClusterLanes
 from .scripts import COMPLETE_LUA, DEAD_LETTER_LUA, EVENT_LUA, PROGRESS_LUA, WRITABLE_LUA
 
 logger = logging.getLogger("service.publish")
@@ -115,7 +116,6 @@ class Publisher:
         self._keys = keys
         self._records = Records(keys, dedup_ttl)
         self._retention = _Retention(dedup_ttl if retention is None else retention)
-        batched = isinstance(redis, Redis)
         #: Replicas per primary, sampled with the memory (where a 2xx can wait for them).
         self.replication = Replication()
         #: Sampled by ``memory.run()`` in the background (the app starts it).
@@ -123,7 +123,7 @@ class Publisher:
             redis,
             limit=memory_limit,
             timeout=timeout,
-            replication=self.replication if batched else None,
+            replication=self.replication,
         )
         self._maxlen = stream_maxlen
         self._timeout = timeout
@@ -143,9 +143,9 @@ class Publisher:
         self._event = redis.register_script(EVENT_LUA)
         self._dead = redis.register_script(DEAD_LETTER_LUA)
         self._writable = redis.register_script(WRITABLE_LUA)
-        # A single server gets group commit, one lane with its durability wait; a
-        # cluster client routes each call to its slot's node itself (no wait yet).
-        self._batch = (
+        # Group commit: one lane for a single server, one per primary on a cluster,
+        # each batch followed by its durability wait on the same connection.
+        self._batch: GroupCommit | ClusterLanes = (
             GroupCommit(
                 redis,
                 timeout,
@@ -154,7 +154,13 @@ class Publisher:
                 guard=connection.guard(redis),
             )
             if isinstance(redis, Redis)
-            else None
+            else ClusterLanes(
+                redis,
+                timeout,
+                wait=self.waiter.wait_for,
+                on_wait_refused=self.waiter.refused,
+                on_retired=self.replication.forget,
+            )
         )
 
     @classmethod
@@ -337,10 +343,9 @@ class Publisher:
         await self.memory.sample()  # a probe's pace, not a delivery's: read it now
         if self.memory.full:
             return self.memory.describe()
-        try:
-            self.waiter.wait_for("")
-        except ReplicasMissing as exc:
-            return str(exc)
+        missing = self.waiter.missing()
+        if missing is not None:
+            return missing
         try:
             async with asyncio.timeout(self._timeout):
                 await self._writable(keys=[self._keys.dead_letters()], args=[])
@@ -352,11 +357,7 @@ class Publisher:
         self, script: AsyncScript, keys: tuple[str, ...], args: tuple[Any, ...]
     ) -> list[Any]:
         try:
-            if self._batch is not None:
-                reply = await self._batch.call(script, keys, args)  # bounded by the batcher
-            else:
-                async with asyncio.timeout(self._timeout):
-                    reply = await script(keys=keys, args=args)
+            reply = await self._batch.call(script, keys, args)  # bounded by the lane
         except (RedisError, OSError, TimeoutError) as exc:
             self._health.failed(exc)
             raise RedisUnavailable(str(exc) or type(exc).__name__) from exc

@@ -121,7 +121,9 @@ class Refusals:
                         pipe.hincrby(self._keys.refusals(minute), reason, n)
                     swept = oldest - 24 * 60 if self._swept is None else self._swept
                     for minute in range(max(swept, oldest - 24 * 60), oldest):
-                        pipe.unlink(self._keys.refusals(minute))
+                        # Not pipe.unlink: on a cluster pipeline that is a coroutine (a
+                        # multi-key command split by slot), never queued nor awaited.
+                        pipe.execute_command("UNLINK", self._keys.refusals(minute))
                     for refusal in latest:
                         pipe.xadd(
                             self._keys.refusals_latest(),
