@@ -170,16 +170,24 @@ class Waiter:
     def promise(self) -> Promise:
         """The one statement of what a 2xx survives now."""
         configured, survival = self.configured, self.survival()
+        unreplicated = (
+            "; NOT a failover to a replica: nothing waits for the replicas this primary has "
+            "(FANOUT_DURABILITY=auto waits for every one)"
+            if self.replication.expected
+            else ""
+        )
         if configured.mode == "none":
-            return self._line(Durability("none"), promise.unconfirmed(self._appendfsync), False)
+            text = promise.unconfirmed(self._appendfsync) + unreplicated
+            return self._line(Durability("none"), text, False)
         if configured.mode == "replicas":
             return self._line(configured, promise.replicas_kept(configured.replicas), False)
         if configured.mode == "aof":
-            return self._line(configured, promise.aof_kept(self._appendfsync), False)
+            text = promise.aof_kept(self._appendfsync) + unreplicated
+            return self._line(configured, text, False)
         if survival.replicas:
             now = self.replication.required("")
             if self._cluster:
-                now = min((n for n, _ in self.replication.snapshot().values()), default=1)
+                now = min((n for _, n in self.replication.snapshot().values()), default=1)
             wait = self._wait(self.local, now)
             text = promise.every_replica(survival, str(wait), now, self.why_not_local)
             at_risk = not (survival.local or survival.fsyncs_first)

@@ -81,7 +81,11 @@ class MemoryWatch:
     async def sample(self) -> None:
         """Read INFO memory and stats (and replication) once; on failure keep the last
         values."""
-        sections = ("memory", "stats", "replication") if self.replication else ("memory", "stats")
+        sections = (
+            ("memory", "stats", "replication")
+            if self.replication is not None
+            else ("memory", "stats")
+        )
         try:
             async with asyncio.timeout(self._timeout):
                 if isinstance(self._redis, RedisCluster):

@@ -97,8 +97,8 @@ class ValkeyCluster:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the nodes and form the cluster; on failure call ``stop()`` (``with`` does)."""
-        for node in self.nodes:
-            self._start(node)
+        for index in range(len(self.nodes)):
+            self._start_fresh(index)
         clients = [Redis(host="127.0.0.1", port=node.port) for node in self.nodes]
         try:
             share = SLOTS // self.masters
@@ -215,6 +215,25 @@ class ValkeyCluster:
         if node.proxy is not None:
             node.proxy.kill()
         node.kill()
+
+    def _start_fresh(self, index: int, tries: int = 5) -> None:
+        """Start a new node; a port taken meanwhile (ports are chosen before the
+        servers bind them, and other processes open sockets too) is chosen again."""
+        node = self.nodes[index]
+        for _ in range(tries - 1):
+            try:
+                self._start(node)
+                return
+            except RuntimeError as exc:
+                if "Address already in use" not in str(exc):
+                    raise
+            node.port, self.bus_ports[index] = free_port(), free_port()
+            own = list(node.extra[: self._own_extra])
+            own[5] = str(self.bus_ports[index])  # --cluster-port
+            node.extra = tuple(own)
+            if node.proxy is not None:
+                node.proxy.kill()
+        self._start(node)
 
     def _start(self, node: ClusterNode) -> None:
         """Start ``node``, behind a new lagging proxy when the cluster lags."""

@@ -9,9 +9,9 @@ primary of one stream's slot ``before`` seconds into the load:
 
 - ``kill``: SIGKILL of that primary; restarted (on its files) once its replica was
   promoted, as a supervisor would: it rejoins as the new primary's replica;
-- ``failover``: ``CLUSTER FAILOVER FORCE`` on its replica (a planned failover
+- ``planned``: ``CLUSTER FAILOVER FORCE`` on its replica (a planned failover
   without the old primary's agreement);
-- ``crash``: the primary and its proxy killed together (a host crash: what the
+- ``lag``: the primary and its proxy killed together (a host crash: what the
   replica had not received yet is gone), then restarted as for ``kill``;
 - ``blackhole``: 5 s in which nothing passes between the receiver and that node
   (connections left open), the cluster itself unharmed.
@@ -21,7 +21,7 @@ in its stream twice *doubled*. "first 2xx" is the time from the fault (the end o
 a black hole) to the first 2xx of a delivery to that primary's streams that had
 been refused.
 
-    python -m tests.support.cluster_faults --fault kill --runs 3
+    python -m tests.support.failover_runs --topology cluster --fault kill --runs 3
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ from tests.support.load import Delivery, make_deliveries
 from tests.support.proxies import DelayProxy
 from tests.support.servers import running_uvicorn
 
-FAULTS = ("kill", "failover", "crash", "blackhole")
+#: As for Sentinel (``failover_runs.FAULTS``): planned = CLUSTER FAILOVER FORCE, lag = host crash.
+FAULTS = ("kill", "planned", "lag", "blackhole")
 PREFIX = "cf"
 #: The stream whose primary the fault hits.
 VICTIM_TYPE = "ORDERS.IMPORT"
@@ -215,13 +216,13 @@ async def run_fault(
             await asyncio.sleep(before)
             at = time.monotonic()
             restart = None
-            if fault in ("kill", "crash"):
-                down = cluster.crash if fault == "crash" else cluster.kill
+            if fault in ("kill", "lag"):
+                down = cluster.crash if fault == "lag" else cluster.kill
                 await asyncio.to_thread(down, primary)
                 restart = asyncio.create_task(
                     asyncio.to_thread(_restart_once_promoted, cluster, primary, replica)
                 )
-            elif fault == "failover":
+            elif fault == "planned":
                 with replica.client() as admin:
                     await asyncio.to_thread(admin.execute_command, "CLUSTER", "FAILOVER", "FORCE")
             else:

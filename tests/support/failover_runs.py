@@ -326,12 +326,18 @@ async def measure(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--topology", default="sentinel", choices=["sentinel"])
+    parser.add_argument("--topology", default="sentinel", choices=["sentinel", "cluster"])
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--fault", choices=FAULTS, default="planned")
     parser.add_argument("--durability", default="default", help="FANOUT_DURABILITY, or default")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.topology == "cluster":  # three primaries, a replica each (it imports this module)
+        from tests.support import cluster_faults
+
+        options = ["--fault", args.fault, "--durability", args.durability]
+        cluster_faults.main([*options, "--runs", str(args.runs)])
+        return
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="fanout-failover-") as root:
             report = asyncio.run(measure(Path(root), args.fault, args.replicas, args.durability))
