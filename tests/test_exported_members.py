@@ -87,7 +87,7 @@ def test_service_testing_lists_its_public_names() -> None:
 def test_service_faststream_lists_its_public_names() -> None:
     from service import faststream
 
-    assert faststream.__all__ == ["decoder", "stream"]
+    assert faststream.__all__ == ["DeadLetters", "decoder", "stream"]
     assert set(faststream.__all__) == {
         name
         for name in _public(faststream)

@@ -20,9 +20,9 @@ from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
 
 from service import CompletionEvent, StreamEvent
-from service.faststream import decoder, stream
+from service.faststream import DeadLetters, decoder, stream
 from service.results import VoucherImportResult
-from service.testing import Fanout, sample
+from service.testing import Fanout, entry_fields, sample
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,6 +137,75 @@ async def test_a_raise_leaves_the_entry_pending_and_only_a_claiming_subscriber_d
     assert await fanout.dead_letters() == []
     [left] = await pending(fanout, key, "billing")
     assert left["entry"] == (await fanout.redis.xrange(key))[1][0].decode()
+
+
+async def test_dead_letters_gives_faststream_the_consumers_limit_on_deliveries(
+    fanout: Fanout,
+) -> None:
+    key = stream("ORDERS.IMPORT", prefix=fanout.prefix)
+    limit = DeadLetters(max_deliveries=3, prefix=fanout.prefix)
+    calls: list[tuple[str, str, int]] = []
+
+    async def handle(event: StreamEvent, message: RedisStreamMessage, who: str) -> None:
+        calls.append((event.id, who, await message.get_delivery_count()))
+        raise ValueError("always fails")
+
+    reader, claims = (
+        RedisBroker(fanout.url, middlewares=[limit]),
+        RedisBroker(fanout.url, middlewares=[limit]),
+    )
+    sub = StreamSub(key, group="billing", consumer="reader")
+    reader.subscriber(stream=sub, decoder=decoder)(_named(handle, "reader"))
+    sub = StreamSub(key, group="billing", consumer="claimer", min_idle_time=200)
+    claims.subscriber(stream=sub, decoder=decoder)(_named(handle, "claimer"))
+    event = sample("ORDERS.IMPORT", id="aa_bad")
+    async with running(reader), running(claims):
+        [entry_id] = await fanout.publish(event)
+        await until(fanout.dead_letters, "the dead letter")
+
+        async def acknowledged() -> bool:
+            return await pending(fanout, key, "billing") == []
+
+        await until(acknowledged, "the ack")
+    # The reader runs it once, the claimer twice; the reader's own count may read 2
+    # already (nothing keeps its claim while it runs, so the claimer may take it then).
+    assert sorted(c[1] for c in calls) == ["claimer", "claimer", "reader"]
+    assert {c[0] for c in calls} == {"aa_bad"}
+    assert [c[2] for c in calls if c[1] == "claimer"] == [2, 3]
+    [letter] = await fanout.dead_letters()
+    assert {k: letter[k] for k in ("reason", "group", "consumer", "stream", "entry_id")} == {
+        "reason": "poison",
+        "group": "billing",
+        "consumer": "claimer",
+        "stream": key,
+        "entry_id": entry_id,
+    }
+    assert (letter["deliveries"], letter["error"]) == ("3", "ValueError: always fails")
+    assert letter["body"] == entry_fields(event)[b"event"].decode()  # as Consumer files it
+
+
+async def test_an_event_that_does_not_decode_is_dead_lettered_at_the_limit(
+    fanout: Fanout,
+) -> None:
+    # FastStream decodes inside the middlewares' handler scope: a decoder's failure counts
+    # as the handler's (Consumer dead-letters such an entry at its first delivery).
+    key = stream("ORDERS.IMPORT", prefix=fanout.prefix)
+    claims = RedisBroker(fanout.url, middlewares=[DeadLetters(3, prefix=fanout.prefix)])
+    sub = StreamSub(key, group="billing", consumer="claimer", min_idle_time=20)
+
+    @claims.subscriber(stream=sub, decoder=decoder)
+    async def handle(event: StreamEvent) -> None:
+        raise AssertionError("never called")
+
+    await fanout.redis.xgroup_create(key, "billing", id="0", mkstream=True)
+    await fanout.redis.xadd(key, {"type": "ORDERS.IMPORT", "event": "{not json"})
+    await fanout.redis.xreadgroup("billing", "reader", {key: ">"})  # delivery 1, not handled
+    async with running(claims):
+        await until(fanout.dead_letters, "the dead letter")
+    [letter] = await fanout.dead_letters()
+    assert (letter["deliveries"], letter["body"]) == ("3", "{not json")
+    assert letter["error"].startswith("DecodeError: JSON is malformed")
+    assert await pending(fanout, key, "billing") == []
 
 
 async def test_ack_first_acknowledges_before_the_handler_so_a_raise_loses_the_entry(
