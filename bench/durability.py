@@ -33,7 +33,8 @@ from pathlib import Path
 import redis
 
 from bench import corpus
-from bench.run import HERE, Result, has_wrk, measure, parser, wait_ready, wrk
+from bench.run import Result, has_wrk, measure, parser, wrk
+from bench.targets import HERE, wait_ready
 from service.streams import local
 from tests.support.servers import ValkeyProcess, free_port
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import redis
 
 from bench import corpus
-from bench.run import wait_ready, wrk
+from bench.run import wrk
+from bench.targets import wait_ready
 from service.streams.keys import Keys
 from tests.support.servers import ValkeyProcess, free_port
 

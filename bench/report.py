@@ -20,7 +20,7 @@ GOALS = {
 
 
 #: Targets of ``bench.run`` other than the service versions (``--base``) compared with it.
-KNOWN = {"service", "ceiling", "node", "alternative", "service-w2"}
+KNOWN = {"service", "ceiling", "node", "alternative", "service-w2", "replicated"}
 
 
 def line(result: Any) -> str:
@@ -88,6 +88,7 @@ def summary(
             ("service", "ceiling"),
             ("node", "ceiling"),
             ("service", "alternative"),
+            ("replicated", "service"),
             *(("service", name) for name in results if name not in KNOWN),
         )
         if results.get(a) and results.get(b)

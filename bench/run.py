@@ -21,7 +21,10 @@ machine drift cancels in the per-round ratios):
   as a log collector would);
 - base: the same, from another checkout (``--base DIR``, or ``--base NAME=DIR`` for
   a target named NAME, repeated for more): an A/B of versions in the same rounds;
-- alternative (FastAPI + pydantic + SET NX then XADD), service-w2 (``--workers 2``).
+- alternative (FastAPI + pydantic + SET NX then XADD), service-w2 (``--workers 2``);
+- replicated (with ``--replica``): the service against a second Valkey, configured the
+  same, with a replica of its own attached on this machine, so ``FANOUT_DURABILITY``
+  auto also waits for the replica after each batch (the hot-path cost of that wait).
 
 Each measurement is wrk, closed loop, ``-t1 -c32``: req/s, p50, p99, the CPU time
 of the target's processes per request, and the server time Valkey spent per script
@@ -33,44 +36,24 @@ Prints each run, then medians with their spread, then the ratios.
 from __future__ import annotations
 
 import argparse
-import collections
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import redis
 
 from bench import corpus, report
 from bench.answers import BadAnswers, check_statuses
-from tests.support.servers import ValkeyProcess, free_port
+from bench.targets import HERE, commands, start_targets
+from bench.usage import _children_seconds, _idle_seconds, cpu_seconds, script_time, tree
+from tests.support.servers import ValkeyProcess
 
-HERE = Path(__file__).parent
-UVICORN = [
-    sys.executable,
-    "-m",
-    "uvicorn",
-    "--loop",
-    "uvloop",
-    "--http",
-    "httptools",
-    "--workers",
-    "1",
-    "--no-access-log",
-    "--log-level",
-    "warning",
-    "--host",
-    "127.0.0.1",
-]
 #: Targets that deduplicate: a replayed body would flatter them.
 NOT_DEDUPLICATING = {"ceiling"}
 
@@ -138,61 +121,6 @@ def wrk(
     )
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (uvicorn's workers under ``--workers N``)."""
-    parents: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(_stat(int(entry.name))[1])].append(int(entry.name))
-            except (OSError, IndexError):
-                continue
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(parents.get(current, ()))
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of processes so far."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = _stat(pid)
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _idle_seconds() -> float:
-    """Idle and I/O-wait time of all the machine's cores so far (``/proc/stat``)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def script_time(client: redis.Redis) -> tuple[int, int]:
-    """Script calls and their server time (µs) since the last ``CONFIG RESETSTAT``."""
-    stats = client.info("commandstats")
-    calls = usec = 0
-    for name in ("cmdstat_evalsha", "cmdstat_eval"):
-        if name in stats:
-            calls += int(stats[name]["calls"])
-            usec += int(stats[name]["usec"])
-    return calls, usec
-
-
 def measure(
     url: str,
     pid: int,
@@ -223,86 +151,6 @@ def measure(
         result.script_us = usec / calls if calls else 0.0
     check_statuses(url, result.statuses, result.socket_errors)
     return result
-
-
-def _drain(stream: IO[bytes], tail: bytearray) -> None:
-    """Read a server's log output as a collector would, keeping only its last 4 KiB."""
-    while chunk := stream.read(1 << 16):
-        tail += chunk
-        del tail[: -(1 << 12)]
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
-
-
-def commands(service_log_level: str | None, bases: dict[str, Path]) -> dict[str, list[str]]:
-    fanout = [sys.executable, "-m", "service.cli", "serve"]
-    if service_log_level:
-        fanout += ["--log-level", service_log_level]
-    node = shutil.which("node") or "node"
-    return {
-        "ceiling": [*UVICORN, "bench.ceiling:app"],
-        "node": [node, str(HERE / "node" / "server.mjs")],
-        "alternative": [*UVICORN, "bench.alternative:app"],
-        "service": fanout,
-        "service-w2": [*fanout, "--workers", "2"],
-    } | dict.fromkeys(bases, fanout)
-
-
-def start_targets(
-    redis_url: str,
-    secret: str,
-    names: list[str],
-    service_log_level: str | None = None,
-    bases: dict[str, Path] | None = None,
-    env_extra: dict[str, str] | None = None,
-) -> dict[str, tuple[str, subprocess.Popen[bytes]]]:
-    # The service's own defaults: only where Redis is and the secret are given.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "PROMETHEUS_"))} | {
-        "FANOUT_REDIS_URL": redis_url,
-        "FANOUT_SECRETS": secret,
-        **(env_extra or {}),
-    }
-    bases = bases or {}
-    commands_ = commands(service_log_level, bases)
-    targets: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
-    for name in names:
-        port = free_port()
-        where = bases.get(name, HERE.parent)
-        process = subprocess.Popen(
-            [*commands_[name], "--port", str(port)],
-            env=env
-            | {"FANOUT_PORT": str(port), "FANOUT_DATA_DIR": tempfile.mkdtemp()}
-            | ({"PYTHONPATH": str(where)} if name in bases else {}),
-            cwd=where,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert process.stderr is not None
-        tail = bytearray()
-        drain = threading.Thread(target=_drain, args=(process.stderr, tail), daemon=True)
-        drain.start()
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(f"{url}/webhooks/voucherify", process)
-        except (RuntimeError, TimeoutError) as exc:
-            drain.join(1)
-            output = tail.decode(errors="replace")
-            raise RuntimeError(f"{name}: {exc}; its last output:\n{output}") from None
-        targets[name] = (url, process)
-    return targets
 
 
 def parser(description: str | None) -> argparse.ArgumentParser:
@@ -337,6 +185,9 @@ def main() -> int:
     options.add_argument("--threads", type=int, default=1, help="wrk's threads")
     options.add_argument("--appendfsync", default="always", help="of the Valkey started here")
     options.add_argument("--paced", action="store_true", help="add the fixed-rate runs")
+    options.add_argument(
+        "--replica", action="store_true", help="add the target 'replicated' (a replica attached)"
+    )
     options.add_argument("--redis-url", help="use this Redis (FLUSHALLed between runs!)")
     options.add_argument("--service-log-level", help="of the service (default: its own, info)")
     args = options.parse_args()
@@ -362,6 +213,26 @@ def main() -> int:
         server.start()
         redis_url = server.url
     client = redis.Redis.from_url(redis_url)
+    clients = dict.fromkeys(names, client)
+    valkey_pids = dict.fromkeys(
+        names, server.process.pid if server is not None and server.process else None
+    )
+    replicated: list[ValkeyProcess] = []
+    if args.replica:
+        primary = ValkeyProcess(workdir / "primary", appendonly=True, appendfsync=args.appendfsync)
+        primary.start()
+        replica = ValkeyProcess(
+            workdir / "replica",
+            appendonly=True,
+            appendfsync=args.appendfsync,
+            replicaof=primary,
+        )
+        replica.start()
+        replica.wait_synced()
+        replicated = [replica, primary]
+        names.append("replicated")
+        clients["replicated"] = redis.Redis.from_url(primary.url)
+        valkey_pids["replicated"] = primary.process.pid if primary.process else None
     found = client.info("server")
     print(
         f"corpus: {args.bodies} signed {args.kind} bodies; Redis {redis_url}"
@@ -374,8 +245,14 @@ def main() -> int:
         flush=True,
     )
     corpus_path = corpus.write(workdir / "corpus.txt", args.bodies, kind=args.kind)
-    targets = start_targets(redis_url, corpus.SECRET.decode(), names, args.service_log_level, bases)
-    valkey_pid = server.process.pid if server is not None and server.process else None
+    targets = start_targets(
+        redis_url,
+        corpus.SECRET.decode(),
+        names,
+        args.service_log_level,
+        bases,
+        urls={"replicated": replicated[1].url} if replicated else None,
+    )
     results: dict[str, list[Result]] = {name: [] for name in names}
     fixed: dict[str, list[float]] = {}
     try:
@@ -383,7 +260,7 @@ def main() -> int:
             wrk(url, corpus_path, 2, args.connections, threads=args.threads)
         for run in range(args.runs):
             for name in names[run % len(names) :] + names[: run % len(names)]:
-                client.flushall()
+                clients[name].flushall()
                 url, process = targets[name]
                 result = measure(
                     url,
@@ -391,15 +268,15 @@ def main() -> int:
                     corpus_path,
                     args.duration,
                     args.connections,
-                    valkey_pid,
-                    client,
+                    valkey_pids[name],
+                    clients[name],
                     args.threads,
                 )
                 result.wrapped = name not in NOT_DEDUPLICATING and result.requests > args.bodies
                 results[name].append(result)
                 print(f"run {run + 1} {name:<12} {report.line(result)}", flush=True)
         if args.paced:
-            fixed = paced_runs(args, targets, results, client, corpus_path)
+            fixed = paced_runs(args, targets, results, clients, corpus_path)
     except BadAnswers as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -407,9 +284,12 @@ def main() -> int:
         for _, process in targets.values():
             process.terminate()
             process.wait(10)
-        client.close()
+        for each in {id(c): c for c in clients.values()}.values():
+            each.close()
         if server is not None:
             server.stop()
+        for each_server in replicated:
+            each_server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     report.summary(args, results, fixed)
@@ -420,7 +300,7 @@ def paced_runs(
     args: argparse.Namespace,
     targets: dict[str, tuple[str, subprocess.Popen[bytes]]],
     results: dict[str, list[Result]],
-    client: redis.Redis,
+    clients: dict[str, redis.Redis],
     corpus_path: Path,
 ) -> dict[str, list[float]]:
     """p99 at a fixed rate: half the slowest target's saturated throughput, for all."""
@@ -432,7 +312,7 @@ def paced_runs(
     names = list(targets)
     for run in range(args.runs):
         for name in names[run % len(names) :] + names[: run % len(names)]:
-            client.flushall()
+            clients[name].flushall()
             outcome = paced.run(targets[name][0], pairs, rate, args.duration)
             fixed.setdefault(name, []).append(outcome.p99_ms)
             print(f"fixed {run + 1} {name:<12} {outcome.summary()}", flush=True)
