@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from .connection import Client
 from .keys import Keys
 
-logger = logging.getLogger("service.publish")
+logger = logging.getLogger("service.legacy")
 
 #: Seconds between two looks for the dedup keys of an older version.
 LEGACY_SCAN_EVERY = 60.0
