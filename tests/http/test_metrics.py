@@ -201,3 +201,28 @@ async def test_every_delivery_is_one_log_line_without_body_or_signature(
         assert isinstance(line["ms"], float)
     text = json.dumps(parsed)
     assert signature.sign(body, SECRET.encode()) not in text and '"failed"' not in text
+
+
+def test_request_durations_land_in_the_buckets_observe_would_put_them_in() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from service import metrics
+
+    def samples(histogram: Histogram) -> dict[str, float]:
+        [family] = histogram.collect()
+        return {f"{s.name}{s.labels}": s.value for s in family.samples if "_created" not in s.name}
+
+    reference = Histogram(
+        "reference_seconds",
+        "",
+        buckets=metrics.REQUEST_SECONDS._upper_bounds[:-1],
+        registry=CollectorRegistry(),
+    )
+    before = samples(metrics.REQUEST_SECONDS)
+    for seconds in (0.0, 0.0004, 0.0005, 0.00051, 0.0249, 0.025, 1.0, 4.9, 5.0, 7.5, 600.0):
+        metrics.request_seconds(seconds)
+        reference.observe(seconds)
+    after = samples(metrics.REQUEST_SECONDS)
+    grown = {k.replace("fanout_request_duration", "x"): after[k] - before[k] for k in after}
+    expected = {k.replace("reference", "x"): v for k, v in samples(reference).items()}
+    assert grown == pytest.approx(expected)
