@@ -101,7 +101,10 @@ class DelayProxy:
             asyncio.create_task(self._pipe(client_r, server_w, held)),
             asyncio.create_task(self._pipe(server_r, client_w, held)),
         ]
-        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        # Cancelled by kill(): end quietly (asyncio's stream callback logs a handler
+        # that ends cancelled as an error).
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
         for task in pipes:
             task.cancel()
         for writer in (client_w, server_w):
