@@ -246,6 +246,7 @@ def test_the_environment_is_read_in_config_only() -> None:
         "metrics.py": "PROMETHEUS_MULTIPROC_DIR",  # prometheus_client's own variable
         "cli/render.py": "COLUMNS",  # the terminal's width
         "tracing/sdk.py": "OTEL_TRACES_EXPORTER",  # OpenTelemetry's own variables
+        "testing/plugin.py": "FANOUT_TEST_REDIS_URL",  # a test run's, for the pytest plugin
     }
     package = Path(__file__).parent.parent / "service"
     readers = {}

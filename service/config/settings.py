@@ -26,6 +26,9 @@ What still reads the environment elsewhere, and why:
   OTLP protocol; the OpenTelemetry SDK reads the rest itself, from ``os.environ``): the
   standard variables of OpenTelemetry, configuring FANOUT_TRACING's exporter. A worker
   of ``fanout serve --workers N`` inherits them with the rest of the environment.
+- ``FANOUT_TEST_REDIS_URL`` (``testing/plugin.py``): the server the pytest plugin's
+  fixtures use instead of starting an embedded Valkey; a variable of a test run, read
+  once per test session, never by the service.
 """
 
 from __future__ import annotations
