@@ -35,6 +35,8 @@ Where each one is defined, and what a user sees::
     │   └── NotFound                     404 for one action: skipped
     ├── reconciler.lease.LeaseLost       the poll lease expired under a pass
     ├── reconciler.poller.LeaseBusy      another poller kept the lease
+    ├── testing.samples.SampleRefused    (ValueError) a sample the service would dead-letter:
+    │                                    raised in the test that made it
     └── cli.errors.CommandError          an operator command failed: one line, exit status 1
 
 Not ours, and how they end: ``redis.exceptions.RedisError`` (a safety net:

@@ -22,6 +22,7 @@ from ..domain.custom import CustomEvent
 from ..domain.entries import StreamEvent, decode_event
 from ..domain.outbound import Publication
 from ..domain.webhooks import WebhookEvent
+from ..errors import FanoutError
 
 #: The 22 async action types, for type checkers (``sample`` of one is a ``CompletionEvent``).
 ActionType: TypeAlias = Literal[
@@ -54,7 +55,7 @@ ActionType: TypeAlias = Literal[
 SAMPLE_TYPES: tuple[str, ...] = sample_bodies.TYPES
 
 
-class SampleRefused(ValueError):
+class SampleRefused(FanoutError, ValueError):
     """The sample, as overridden, is a body the service would dead-letter, not publish;
     the message is the dead letter's reason and detail (msgspec's, with its path)."""
 
