@@ -31,6 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -111,7 +112,10 @@ class Follower:
         self.address: Address | None = None
         #: Raised on every fence and every new primary.
         self.epoch = 0
-        self._failing_over: set[int] = set()  # Sentinels reporting a failover of `address`
+        # Sentinels reporting a failover of `address`, each until when it may last at
+        # most (Sentinel's failover-timeout: one that died mid-way fences no longer).
+        self._failing_over: dict[int, float] = {}
+        self._failover_timeout = 180.0  # Sentinel's default, until it says its own
         self._listening: set[int] = set()
         self._changed: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -124,6 +128,11 @@ class Follower:
 
     @property
     def fenced(self) -> bool:
+        if self._failing_over:
+            now = time.monotonic()
+            for sentinel, until in list(self._failing_over.items()):
+                if until <= now:
+                    del self._failing_over[sentinel]  # its failover timed out
         return bool(self._failing_over)
 
     # --- what the pool asks ---------------------------------------------------
@@ -176,10 +185,8 @@ class Follower:
             self._changed = asyncio.Event()
 
     async def _fence(self, sentinel: int, why: str) -> None:
-        if sentinel in self._failing_over:
-            return
-        first = not self._failing_over
-        self._failing_over.add(sentinel)
+        first = not self.fenced
+        self._failing_over[sentinel] = time.monotonic() + self._failover_timeout
         if first:
             self.epoch += 1
             logger.warning(
@@ -191,8 +198,8 @@ class Follower:
 
     def _unfence(self, sentinel: int) -> None:
         if sentinel in self._failing_over:
-            self._failing_over.discard(sentinel)
-            if not self._failing_over:
+            del self._failing_over[sentinel]
+            if not self.fenced:
                 logger.warning(
                     "redis primary kept: the failover was abandoned",
                     extra={"fields": {"primary": _text(self.address)}},
@@ -260,33 +267,45 @@ class Follower:
             await asyncio.gather(*listeners, return_exceptions=True)
 
     async def _ask(self) -> None:
-        """Ask the Sentinels in turn until one answers: the primary it names and whether
-        a failover of ours is under way there."""
-        for n, sentinel in enumerate(self._sentinels):
-            asked = time.monotonic()
-            try:
-                async with asyncio.timeout(self._timeout):
-                    async with sentinel.pipeline(transaction=False) as pipe:
-                        pipe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
-                        pipe.execute_command("SENTINEL", "MASTER", self.name)
-                        named, state = await pipe.execute()
-            except (RedisError, OSError, TimeoutError):
-                continue
-            if not named:
-                continue
-            address = _address(*named)
-            flags, failing, epoch = _state(state)
-            if asked < self._changed_at:
-                return  # an event changed things meanwhile: ask again next time
-            if address != self.address:
-                if epoch < self._config_epoch:
-                    continue  # this Sentinel has not heard of the failover yet
-                await self._switch(address, "SENTINEL GET-MASTER-ADDR-BY-NAME", epoch)
-            elif "failover_in_progress" in flags and failing == self.address:
-                await self._fence(n, "SENTINEL MASTER: failover_in_progress")
-            else:
-                self._unfence(n)
+        """Ask the Sentinels what primary they name and whether a failover of ours is
+        under way there: in turn until one answers, or all of them while fenced (only
+        the Sentinel that leads a failover reports it; one that did not hear of it yet
+        names the old primary with an older configuration epoch)."""
+        if not self.fenced:
+            for n in range(len(self._sentinels)):
+                if await self._ask_one(n):
+                    return
             return
+        await asyncio.gather(*(self._ask_one(n) for n in range(len(self._sentinels))))
+
+    async def _ask_one(self, n: int) -> bool:
+        """Sentinel ``n``'s answer applied; False when it gave none."""
+        asked = time.monotonic()
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._sentinels[n].pipeline(transaction=False) as pipe:
+                    pipe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+                    pipe.execute_command("SENTINEL", "MASTER", self.name)
+                    named, state = await pipe.execute()
+        except (RedisError, OSError, TimeoutError):
+            return False
+        if not named:
+            return False
+        address = _address(*named)
+        master = _state(state)
+        if master.failover_timeout is not None:
+            self._failover_timeout = master.failover_timeout
+        if asked < self._changed_at:
+            return True  # an event changed things meanwhile: ask again next time
+        if address != self.address:
+            if master.epoch < self._config_epoch:
+                return False  # this Sentinel has not heard of the failover yet
+            await self._switch(address, "SENTINEL GET-MASTER-ADDR-BY-NAME", master.epoch)
+        elif "failover_in_progress" in master.flags and master.address == self.address:
+            await self._fence(n, "SENTINEL MASTER: failover_in_progress")
+        else:
+            self._unfence(n)
+        return True
 
     async def _listen(self, n: int, sentinel: Redis) -> None:
         """Sentinel ``n``'s events, on a connection of their own, until cancelled."""
@@ -322,28 +341,42 @@ class Follower:
             backoff = min(backoff * 2, POLL)
 
 
-def _state(reply: Any) -> tuple[set[str], Address | None, int]:
-    """``SENTINEL MASTER``'s flags, address (the old one during a failover) and
-    configuration epoch."""
+@dataclass(frozen=True, slots=True)
+class _Master:
+    """What ``SENTINEL MASTER`` says: flags, the address it watches (the old one during a
+    failover), configuration epoch, failover-timeout (seconds)."""
+
+    flags: frozenset[str] = frozenset()
+    address: Address | None = None
+    epoch: int = -1
+    failover_timeout: float | None = None
+
+
+def _state(reply: Any) -> _Master:
     if isinstance(reply, dict):
         fields = {_text(k): v for k, v in reply.items()}
     elif isinstance(reply, list):
         fields = {_text(k): v for k, v in zip(reply[::2], reply[1::2], strict=False)}
     else:
-        return set(), None, -1
+        return _Master()
     flags = fields.get("flags", "")
     if isinstance(flags, (list, tuple, set)):
-        names = {_text(flag) for flag in flags}
+        names = frozenset(_text(flag) for flag in flags)
     else:
-        names = set(_text(flags).split(","))
+        names = frozenset(_text(flags).split(","))
     try:
         epoch = int(fields.get("config-epoch", -1))
     except ValueError:
         epoch = -1
     try:
-        return names, _address(fields["ip"], fields["port"]), epoch
+        failover_timeout: float | None = int(fields["failover-timeout"]) / 1000
     except (KeyError, ValueError):
-        return names, None, epoch
+        failover_timeout = None
+    try:
+        address: Address | None = _address(fields["ip"], fields["port"])
+    except (KeyError, ValueError):
+        address = None
+    return _Master(names, address, epoch, failover_timeout)
 
 
 def _text(value: Any) -> str:

@@ -27,6 +27,7 @@ from service.streams import connection
 from service.streams.keys import Keys
 from tests.support import failover_runs
 from tests.support.feed import append, running, until
+from tests.support.redis_servers import HOST, free_port
 from tests.support.sentinel import ReplicatedSet
 
 pytestmark = pytest.mark.slow
@@ -89,3 +90,24 @@ async def test_a_consumer_follows_a_planned_failover_before_the_old_primary_is_d
         finally:
             await client.aclose()
             await writer.aclose()
+
+
+async def test_a_client_follows_through_the_sentinels_that_answer(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """Three Sentinels (quorum 2) and a dead one listed first in the URL: writes go to
+    the new primary once Sentinel names it, while the old one still calls itself master."""
+    with ReplicatedSet(tmp_path, replicas=2, sentinels=3) as group:
+        dead = free_port()
+        url = group.url.replace("://", f"://{HOST}:{dead},", 1)
+        client = connection.connect(url, cluster=False, timeout=2.0)
+        try:
+            await append(client, keys, "ORDERS.IMPORT", 1)
+            host, port = await asyncio.to_thread(group.sentinel.failover, demote=False)
+            written = await append(client, keys, "ORDERS.IMPORT", 3)
+            async with Redis(host=host, port=port) as new:
+                stream = await new.xrange(keys.completed("ORDERS.IMPORT"))
+            assert set(written) <= {fields[b"id"].decode() for _, fields in stream}
+            assert group.master.role() == "master", "written before the old one was demoted"
+        finally:
+            await client.aclose()

@@ -274,7 +274,7 @@ def longest_pause(attempts: Sequence[Attempt], fault: float) -> float:
 def receiver_env(group: ReplicatedSet, durability: str = "default") -> dict[str, str]:
     env = {
         "FANOUT_SECRETS": SECRET,
-        "FANOUT_REDIS_URL": group.sentinel.url,
+        "FANOUT_REDIS_URL": group.url,
         "FANOUT_STREAM_PREFIX": PREFIX,
         "FANOUT_REDIS_TIMEOUT": "2",
     }
@@ -284,7 +284,13 @@ def receiver_env(group: ReplicatedSet, durability: str = "default") -> dict[str,
 
 
 async def measure(
-    root: Path, fault: str, replicas: int, durability: str = "default", **load: float
+    root: Path,
+    fault: str,
+    replicas: int,
+    durability: str = "default",
+    *,
+    sentinels: int = 1,
+    **load: float,
 ) -> FaultReport:
     """One run with its own servers under ``root``; ``load``: ``run_fault``'s figures."""
     from tests.support.proxies import DelayProxy
@@ -302,6 +308,7 @@ async def measure(
         appendfsync="always",
         link=link if fault == "lag" else None,
         fronted=fault == "blackhole",
+        sentinels=sentinels,
     )
     await asyncio.to_thread(group.start)  # each step in a thread: runs may go side by side
     try:
@@ -331,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fault", choices=FAULTS, default="planned")
     parser.add_argument("--durability", default="default", help="FANOUT_DURABILITY, or default")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sentinels", type=int, default=1, help="Sentinels (quorum a majority)")
     args = parser.parse_args(argv)
     if args.topology == "cluster":  # three primaries, a replica each (it imports this module)
         from tests.support import cluster_faults
@@ -340,8 +348,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="fanout-failover-") as root:
-            report = asyncio.run(measure(Path(root), args.fault, args.replicas, args.durability))
-        print(f"[{run + 1}] {report.line()}", flush=True)
+            report = asyncio.run(
+                measure(
+                    Path(root),
+                    args.fault,
+                    args.replicas,
+                    args.durability,
+                    sentinels=args.sentinels,
+                )
+            )
+        print(f"[{run + 1}] sentinels={args.sentinels} {report.line()}", flush=True)
 
 
 if __name__ == "__main__":

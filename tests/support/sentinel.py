@@ -23,7 +23,7 @@ from tests.support.servers import HOST, ServerProcess, ValkeyProcess, binary_pat
 
 
 class Sentinel(ServerProcess):
-    """A Sentinel watching ``master`` under ``name``, quorum 1 (one sentinel decides).
+    """A Sentinel watching ``master`` under ``name``, quorum 1 unless told (one decides).
 
     ``down_after_ms`` is how long the master must not answer before a failover;
     ``failover()`` forces one at once (SENTINEL FAILOVER, no vote needed).
@@ -41,6 +41,7 @@ class Sentinel(ServerProcess):
         failover_timeout_ms: int = 5000,
         monitor_port: int | None = None,
         extra: str = "",
+        quorum: int = 1,
     ) -> None:
         super().__init__(data_dir, port, binary or master.binary)
         self.master = master
@@ -50,6 +51,7 @@ class Sentinel(ServerProcess):
         self.config = data_dir / "sentinel.conf"
         self.monitor_port = monitor_port or master.port  # a proxy's, to watch through it
         self.extra = extra  # more lines of sentinel.conf
+        self.quorum = quorum
 
     @property
     def url(self) -> str:
@@ -62,7 +64,7 @@ class Sentinel(ServerProcess):
                 f"port {self.port}\n"
                 f"bind {HOST}\n"
                 f"dir {self.data_dir}\n"
-                f"sentinel monitor {self.name} {HOST} {self.monitor_port} 1\n"
+                f"sentinel monitor {self.name} {HOST} {self.monitor_port} {self.quorum}\n"
                 f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.name} {self.failover_timeout_ms}\n"
                 f"sentinel parallel-syncs {self.name} 1\n{self.extra}"
@@ -86,6 +88,17 @@ class Sentinel(ServerProcess):
                 return
             time.sleep(0.1)
         raise TimeoutError(f"sentinel knows no {count} replica(s):\n{self.log[-2000:]}")
+
+    def wait_others(self, count: int, timeout: float = 15.0) -> None:
+        """Until this Sentinel has heard of ``count`` other Sentinels (through the master)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.client() as client:
+                state = client.execute_command("SENTINEL", "MASTER", self.name)
+            if int(state.get(b"num-other-sentinels", 0)) >= count:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"sentinel knows no {count} other sentinel(s):\n{self.log[-2000:]}")
 
     def wait_master(self, not_at: tuple[str, int], timeout: float = 20.0) -> tuple[str, int]:
         """Until Sentinel names a master other than ``not_at`` and that one is a master."""
@@ -145,6 +158,7 @@ class ReplicatedSet:
         appendfsync: str = "everysec",
         link: Callable[[int], int] | None = None,
         fronted: bool = False,
+        sentinels: int = 1,
     ) -> None:
         self.master = ValkeyProcess(
             root / "a", binary=binary, appendonly=True, appendfsync=appendfsync
@@ -160,13 +174,29 @@ class ReplicatedSet:
             for n in range(replicas)
         ]
         self.link = link
-        self.sentinel = Sentinel(root / "sentinel", self.master, name=name)
+        #: One Sentinel (quorum 1), or ``sentinels`` of them (quorum: a majority).
+        self.sentinels = [
+            Sentinel(
+                root / ("sentinel" if n == 0 else f"sentinel{n}"),
+                self.master,
+                name=name,
+                quorum=sentinels // 2 + 1,
+            )
+            for n in range(sentinels)
+        ]
+        self.sentinel = self.sentinels[0]
         #: With ``fronted``, a proxy before each server, named by Sentinel in its place,
         #: whose black hole (``hold()``) takes only the connections from 127.0.0.1: the
         #: servers and Sentinel connect from 127.0.0.2 (``bind-source-addr``).
         self.fronts: list[DelayProxy] = (
             [DelayProxy(server.port, hole_from=HOST) for server in self.servers] if fronted else []
         )
+
+    @property
+    def url(self) -> str:
+        """The ``redis+sentinel://`` URL naming every Sentinel of the set."""
+        hosts = ",".join(f"{HOST}:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.sentinel.name}"
 
     @property
     def replica(self) -> ValkeyProcess:
@@ -194,8 +224,11 @@ class ReplicatedSet:
             replica.start()
         for replica in self.replicas:
             replica.wait_synced()
-        self.sentinel.start()
-        self.sentinel.wait_replicas(len(self.replicas))
+        for sentinel in self.sentinels:
+            sentinel.start()
+        for sentinel in self.sentinels:
+            sentinel.wait_replicas(len(self.replicas))
+            sentinel.wait_others(len(self.sentinels) - 1)
 
     def _front(self) -> None:
         ports = [proxy.start() for proxy in self.fronts]
@@ -206,11 +239,12 @@ class ReplicatedSet:
             )
         for replica in self.replicas:
             replica.extra = (*replica.extra, "--replicaof", HOST, str(ports[0]))
-        self.sentinel.monitor_port = ports[0]
-        self.sentinel.extra = "bind-source-addr 127.0.0.2\n"
+        for sentinel in self.sentinels:
+            sentinel.monitor_port = ports[0]
+            sentinel.extra = "bind-source-addr 127.0.0.2\n"
 
     def stop(self) -> None:
-        for process in (self.sentinel, *self.replicas, self.master):
+        for process in (*self.sentinels, *self.replicas, self.master):
             process.stop()
         for proxy in self.fronts:
             proxy.kill()
