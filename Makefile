@@ -96,6 +96,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.front_door
+	$(BIN)/python -m bench.tracing  # FANOUT_TRACING on against off, receiver and consumer
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
