@@ -23,7 +23,8 @@ field, and acknowledges them; the process's CPU time per entry, the spans export
 as for ``on``.
 
 It prints each round and the median ratios to base (to off without ``--base``).
-Rounds alternate so the machine's load falls on every variant alike.
+Rounds alternate, and the order of the variants rotates each round, so the machine's
+load falls on every variant alike.
 """
 
 from __future__ import annotations
@@ -221,9 +222,10 @@ def main() -> None:
         try:
             rounds = []
             for n in range(args.rounds):
-                figures = {
-                    v: _run(v, args.base if "base" in v else ROOT, args, url) for v in variants
-                }
+                # The order rotates each round: no variant always runs first.
+                order = variants[n % len(variants) :] + variants[: n % len(variants)]
+                ran = {v: _run(v, args.base if "base" in v else ROOT, args, url) for v in order}
+                figures = {v: ran[v] for v in variants}
                 rounds.append(figures)
                 print(
                     f"round {n + 1}: us of CPU per delivery or entry: "
