@@ -5,7 +5,8 @@ mounts the plain ``Receiver`` and none of this runs. ``TracedReceiver`` is that
 receiver with its steps wrapped, nothing patched into the plain one.
 
 One span per delivery, ``POST /webhooks/voucherify`` (kind SERVER), the child of the
-sender's W3C ``traceparent`` header where it sends a valid one, else a new trace. Its
+sender's W3C ``traceparent`` header where it sends a valid one (its ``tracestate``
+kept with it), else a new trace. Its
 steps are events inside it (their times), in order: ``verified`` (absent when the
 signature did not match), ``decoded`` or ``unpublishable``, ``published`` and
 ``dead_lettered``. What they found is in the span's attributes:
@@ -162,7 +163,7 @@ class TracedReceiver(Receiver):
         return reloaded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        parent = sdk.context(_header(scope, b"traceparent"))
+        parent = sdk.context(*_trace_headers(scope))
         client = scope.get("client")
         attributes = {
             "http.request.method": "POST",
@@ -175,11 +176,15 @@ class TracedReceiver(Receiver):
             await super().__call__(scope, receive, _answered(span, send))
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def _trace_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
+    """The request's W3C ``traceparent`` and ``tracestate`` headers, None where absent."""
+    parent = state = None
     for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
+        if key == b"traceparent":
+            parent = bytes(value)
+        elif key == b"tracestate":
+            state = bytes(value)
+    return parent, state
 
 
 def _answered(span: Span, send: Send) -> Callable[[Message], Any]:

@@ -98,11 +98,15 @@ def traceparent(span: Span) -> str | None:
     return carrier.get("traceparent")
 
 
-def context(value: str | bytes | None) -> Context | None:
-    """The trace context a ``traceparent`` header or entry field names; None when
-    absent or not a valid W3C traceparent (then a span starts a new trace)."""
+def context(value: str | bytes | None, state: bytes | None = None) -> Context | None:
+    """The trace context a ``traceparent`` header or entry field names, with the
+    vendors' ``tracestate`` where the sender sent one; None when absent or not a valid
+    W3C traceparent (then a span starts a new trace)."""
     if not value:
         return None
     text = value.decode("latin-1") if isinstance(value, bytes) else value
-    found = propagator.extract({"traceparent": text})
+    carrier = {"traceparent": text}
+    if state:
+        carrier["tracestate"] = state.decode("latin-1")
+    found = propagator.extract(carrier)
     return found or None

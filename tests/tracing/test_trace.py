@@ -162,7 +162,7 @@ async def test_each_answer_is_its_outcome_and_no_header_starts_a_trace(
     action = samples.sample("ORDERS.IMPORT")
     async with traced(settings, provider) as http:
         first = await post(http, action)  # no traceparent
-        again = await post(http, action, traceparent=TRACEPARENT)
+        again = await post(http, action, traceparent=TRACEPARENT, tracestate="vendor=abc")
         forged = await post(http, action, secret="not-the-secret", traceparent="00-zz-1-01")
         letter = await post(http, b'{"type": "ORDERS.IMPORT", "id": ')
     assert [r.status_code for r in (first, again, forged, letter)] == [202, 200, 401, 200]
@@ -174,6 +174,7 @@ async def test_each_answer_is_its_outcome_and_no_header_starts_a_trace(
     # Without a (valid) header, a new trace; with one, the sender's.
     assert first_span.parent is None and forged_span.parent is None
     assert hex_ids(again_span)[0] == TRACE_ID
+    assert again_span.context and again_span.context.trace_state.get("vendor") == "abc"
     assert len({hex_ids(s)[0] for s in deliveries}) == 4
 
     def steps(span: ReadableSpan) -> list[str]:
