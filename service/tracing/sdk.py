@@ -12,6 +12,7 @@ entry points the exporter packages register (``opentelemetry_traces_exporter``).
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib.metadata import entry_points
 
@@ -29,6 +30,8 @@ from . import SERVICE_NAME
 #: default protocol is http/protobuf, the one the ``[otel]`` extra installs.
 _OTLP = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
 _ENTRY_POINTS = "opentelemetry_traces_exporter"
+
+logger = logging.getLogger("service")
 
 #: W3C trace context: the ``traceparent`` (and ``tracestate``) header and entry field.
 propagator = TraceContextTextMapPropagator()
@@ -86,8 +89,14 @@ def provider_from_env() -> TracerProvider | None:
     ours: dict[str, str | int] = {"process.pid": os.getpid()}
     resource = Resource.create(ours if named else {**ours, "service.name": SERVICE_NAME})
     provider = TracerProvider(resource=resource)
-    for exporter in exporters():
+    made = exporters()
+    for exporter in made:
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    logger.info(
+        "tracing on: a span per delivery, service.name %s, exported by %s",
+        resource.attributes.get("service.name"),
+        ", ".join(type(e).__name__ for e in made) or "nothing (OTEL_TRACES_EXPORTER=none)",
+    )
     return provider
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -26,7 +27,7 @@ from service.http.app import create_app
 from service.streams.keys import Keys
 from tests.support.feed import running, until
 from tests.support.http import post
-from tests.support.servers import running_uvicorn
+from tests.support.servers import ValkeyProcess, running_uvicorn
 
 # The sender's trace: W3C's own example ids.
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -250,3 +251,23 @@ async def test_cloudevents_carry_the_traceparent_attribute(
     # The distributed tracing extension: the same context as the entry's field.
     assert event.get_extension("traceparent") == fields[b"traceparent"].decode()
     assert msgspec.json.decode(fields[b"data"])["traceparent"].startswith(f"00-{TRACE_ID}-")
+
+
+async def test_redis_gone_is_a_503_in_error_on_the_span(
+    settings: Settings, provider: TracerProvider, exporter: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    server = ValkeyProcess(tmp_path / "valkey")
+    server.start()
+    own = dataclasses.replace(settings, redis_url=server.url, redis_timeout=0.5)
+    try:
+        async with traced(own, provider) as http:
+            server.stop()
+            answer = await post(http, samples.sample("ORDERS.IMPORT"), traceparent=TRACEPARENT)
+    finally:
+        server.stop()
+    assert answer.status_code == 503
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["fanout.outcome"] == "unavailable"
+    assert (span.attributes or {})["http.response.status_code"] == 503
+    assert [e.name for e in span.events] == ["verified", "decoded"]  # never published
