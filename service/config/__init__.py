@@ -39,6 +39,7 @@ from .settings import (
     export,
     setting,
     to_env,
+    tracing_enabled,
     variables,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "render_secret",
     "setting",
     "to_env",
+    "tracing_enabled",
     "variables",
     "webhook_secrets",
 ]

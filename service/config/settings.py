@@ -243,17 +243,20 @@ class Discovery:
     host: str | None = None
     port: int | None = None
     secrets: tuple[Secret, ...] = ()
-    #: FANOUT_TRACING: a ``Consumer`` given no ``tracing`` argument traces when it is 1.
-    tracing: bool = False
 
 
 def discovery(environ: Mapping[str, str] | None = None) -> Discovery:
     """``FANOUT_REDIS_URL``, ``FANOUT_REDIS_CLUSTER``, ``FANOUT_STREAM_PREFIX``,
-    ``FANOUT_DATA_DIR``, ``FANOUT_HOST``, ``FANOUT_PORT``, ``FANOUT_SECRETS`` and
-    ``FANOUT_TRACING`` of ``environ`` (default: this process's), parsed as ``Settings``
-    parses them."""
+    ``FANOUT_DATA_DIR``, ``FANOUT_HOST``, ``FANOUT_PORT`` and ``FANOUT_SECRETS`` of
+    ``environ`` (default: this process's), parsed as ``Settings`` parses them."""
     wanted = {f.name for f in dataclasses.fields(Discovery)}
     return Discovery(**_read(Settings, environ, wanted))
+
+
+def tracing_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """``FANOUT_TRACING`` of ``environ`` (default: this process's), as ``Settings``
+    reads it, and nothing else: what a ``Consumer`` given no ``tracing`` argument does."""
+    return bool(_read(Settings, environ, ["tracing"]).get("tracing", False))
 
 
 # --- the reconciler (``fanout poll``) ----------------------------------------

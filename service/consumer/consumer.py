@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from ..config import discovery
+from ..config import tracing_enabled
 from ..domain import actions, webhooks
 from ..domain.custom import CUSTOM_TYPE
 from ..domain.event_types import is_known
@@ -369,7 +369,7 @@ def _spans(
     whether a provider was given, else FANOUT_TRACING. OpenTelemetry is imported only
     then (the ``[otel]`` extra)."""
     if tracing is None:
-        tracing = provider is not None or discovery().tracing
+        tracing = provider is not None or tracing_enabled()
     if not tracing:
         return None
     try:

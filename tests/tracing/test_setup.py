@@ -16,7 +16,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from redis.asyncio import Redis
 
-from service.config import ConfigError, Settings
+from service.config import ConfigError, Settings, tracing_enabled
 from service.domain import samples
 from service.http.app import create_app
 from service.http.receiver import Receiver
@@ -161,9 +161,11 @@ async def test_otel_sdk_disabled_is_tracing_off(
     assert b"traceparent" not in fields
 
 
-def test_fanout_tracing_is_a_setting_that_round_trips() -> None:
-    settings = Settings.from_env({"FANOUT_TRACING": "1"})
-    assert settings.tracing is True
+def test_fanout_tracing_is_a_setting_that_a_consumer_reads_alone() -> None:
+    assert Settings.from_env({"FANOUT_TRACING": "1"}).tracing is True
     assert Settings.from_env({}).tracing is False
     with pytest.raises(ConfigError, match="FANOUT_TRACING"):
         Settings.from_env({"FANOUT_TRACING": "on"})
+    # A Consumer reads FANOUT_TRACING and nothing else: another bad variable is not its own.
+    assert tracing_enabled({"FANOUT_TRACING": "1", "FANOUT_PORT": "not a port"}) is True
+    assert tracing_enabled({}) is False
