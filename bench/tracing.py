@@ -207,11 +207,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--deliveries", type=int, default=3000, help="and consumed entries")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--only", help="comma-separated variants (default: all)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         return _child(args)
     variants = VARIANTS if args.base else tuple(v for v in VARIANTS if "base" not in v)
+    if args.only:
+        variants = tuple(v for v in variants if v in args.only.split(","))
     with tempfile.TemporaryDirectory() as folder:
         url, server = args.redis, None
         if url is None:
