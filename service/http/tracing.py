@@ -26,7 +26,7 @@ process (a loop of 10,000, the SDK's BatchSpanProcessor and OTLP protobuf encodi
 loaded 2-core machine): one span with attributes 78-81 us, plus 7-8 us per bare
 event, plus 7-11 us more when each event carries its attributes; a first version
 with four spans a delivery cost 4.1x the receiver's own CPU (bench/tracing.py, one
-round), this one 3.1x (median of 7; docs/operations.md, "Tracing").
+round), this one 2.9x (median of 9; docs/operations.md, "Tracing").
 
 The entry's ``traceparent`` field is this span's context: a consumer's span is its
 child.
