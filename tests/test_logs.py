@@ -157,6 +157,9 @@ def test_a_delivery_line_goes_through_logging_where_other_handlers_listen(
 
 
 @hypothesis.given(hypothesis.strategies.floats(min_value=0, max_value=4e9))
+@hypothesis.example(1_796_651_900.9999995)  # rounds up into the next second
+@hypothesis.example(1_796_651_900.0009996)  # rounds up into the next millisecond
+@hypothesis.example(1_796_651_900.0010004)
 def test_log_times_are_written_as_datetime_writes_them(moment: float) -> None:
     expected = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
     assert logs.iso_utc(moment) == expected
