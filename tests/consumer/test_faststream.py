@@ -97,6 +97,26 @@ async def test_a_subscriber_gets_the_typed_event_and_a_return_acknowledges(
     assert await pending(fanout, key, "billing") == []  # a return: XACK, as under Consumer
 
 
+async def test_a_batch_subscriber_gets_a_list_of_typed_events(fanout: Fanout) -> None:
+    key = stream("voucher.published", prefix=fanout.prefix)
+    events = [sample("voucher.published", id=f"evt_{n}") for n in range(3)]
+    await fanout.redis.xgroup_create(key, "crm", id="0", mkstream=True)
+    await fanout.publish(*events)  # before the subscriber starts: one read takes all three
+    broker = RedisBroker(fanout.url)
+    got: list[list[StreamEvent]] = []
+
+    @broker.subscriber(
+        stream=StreamSub(key, group="crm", consumer="c1", batch=True), decoder=decoder
+    )
+    async def handle(batch: list[StreamEvent]) -> None:
+        got.append(batch)
+
+    async with running(broker):
+        await until(lambda: sum(map(len, got)) == 3, "the batch")
+    assert [event for batch in got for event in batch] == events
+    assert await pending(fanout, key, "crm") == []
+
+
 async def test_a_raise_leaves_the_entry_pending_and_only_a_claiming_subscriber_delivers_it_again(
     fanout: Fanout,
 ) -> None:
