@@ -16,13 +16,18 @@ primary's host lost the last acknowledged writes its replica had not received
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Iterator
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from service.config import Durability, Secret, Settings
-from service.domain import actions, samples
+from service.domain import actions, samples, webhook_samples
 from service.streams import connection
+from service.streams.keys import Keys
 from service.streams.publisher import Publisher
 from tests.support import cluster_faults
 from tests.support.cluster import ValkeyCluster
@@ -98,3 +103,46 @@ def _calls(cluster: ValkeyCluster, command: str) -> dict[int, int]:
                 stats = client.info("commandstats")
             out[node.port] = int(stats.get(command, {}).get("calls", 0))
     return out
+
+
+async def test_a_slot_being_migrated_is_a_503_then_moved_is_followed(
+    cluster: ValkeyCluster, settings: Settings, keys: Keys
+) -> None:
+    # A fresh event type: its slot holds no key of ours. While the slot migrates, the
+    # source answers ASK (the keys are not there) and the target, after ASKING,
+    # TRYAGAIN (a script's keys are not all there yet): the cluster takes no
+    # multi-key write into a slot mid-migration, so the delivery is a 503 with
+    # Retry-After and nothing is written. Once the slot moved, the receiver's old
+    # map meets MOVED and follows it.
+    type_ = f"zz.ask.{uuid.uuid4().hex[:8]}"
+    slot = key_slot(keys.events(type_).encode())
+    source = cluster.primary_of(slot)
+    target = next(
+        node
+        for node in cluster.nodes
+        if node.process is not None and node.role() == "master" and node is not source
+    )
+    own = dataclasses.replace(settings, redis_url=cluster.url, redis_cluster=True)
+    envelope = webhook_samples.envelope("redemption.succeeded") | {"type": type_}
+    with target.client() as admin:
+        admin.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id())
+    with source.client() as admin:
+        admin.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id())
+    async with serving(own) as http:
+        migrating = await post(http, envelope)
+        assert migrating.status_code == 503
+        assert migrating.headers["retry-after"]
+        for node in cluster.nodes:
+            if node.process is not None and node.role() == "master":
+                with node.client() as admin:
+                    admin.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id())
+        moved = await post(http, envelope)  # the receiver's map still names the source
+        again = await post(http, envelope)
+    assert (moved.status_code, again.status_code) == (202, 200), moved.text
+    assert again.json()["entry_id"] == moved.json()["entry_id"]
+    reader = RedisCluster.from_url(cluster.url)
+    try:
+        entries = await reader.xrange(keys.events(type_))
+    finally:
+        await reader.aclose()
+    assert [e[0].decode() for e in entries] == [moved.json()["entry_id"]]
