@@ -82,6 +82,11 @@ def main() -> int:
                     f"non-2xx {result.bad_status}",
                     flush=True,
                 )
+        for setup in setups:  # that the waits were made: WAIT calls on each primary
+            assert setup.server is not None
+            with setup.server.client() as client:
+                stats = client.info("commandstats")
+            print(f"  {setup.name}: WAIT {stats.get('cmdstat_wait', {}).get('calls', 0)} calls")
     finally:
         for setup in setups:
             setup.stop()
