@@ -19,6 +19,21 @@ from tests.support.http import SECRET, serving
 from tests.support.servers import ValkeyProcess, running_uvicorn
 
 
+
+@pytest.fixture(scope="session", autouse=True)
+def no_terminal_width() -> Iterator[None]:
+    """No COLUMNS or LINES for the commands tests run (their tables are as when piped).
+
+    pytest-xdist's workers get COLUMNS=80 and LINES=24, the controller's terminal; the
+    CLI's tables read COLUMNS, so a `fanout tail` run by a test was cut to 80 columns in a
+    worker and not in a serial run. A test that wants a width gives it to its command
+    (``clean_env(COLUMNS="80")``).
+    """
+    saved = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES") if name in os.environ}
+    yield
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("FANOUT_TEST_REDIS_URL")
