@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import resource
 import statistics
@@ -19,54 +18,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from service.cli.factory import build
-from service.config import ConfigError, Secret, Settings
 from service.domain import samples
-from service.http import front_door
-from service.http.app import WEBHOOK_PATH
 from service.streams.keys import Keys
-from tests.support.browser import requires_chromium
 from tests.support.http import SECRET, signed
-from tests.support.servers import FanoutProcess, peak_rss, running_uvicorn
+from tests.support.servers import FanoutProcess, peak_rss
+from tests.support.wire import exchange, front_door_counts, webhook
 
 ROOT = Path(__file__).parents[2]
-
-
-def webhook(body: bytes, headers: dict[str, str], *, close: bool = True) -> bytes:
-    lines = [
-        f"POST {WEBHOOK_PATH} HTTP/1.1",
-        "host: 127.0.0.1",
-        f"content-length: {len(body)}",
-        *(f"{name}: {value}" for name, value in headers.items()),
-        *(["connection: close"] if close else []),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def status_of(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
-
-
-async def exchange(port: int, request: bytes) -> tuple[int, float, bytes]:
-    """Send ``request`` on a new connection, read until the server closes it."""
-    started = time.monotonic()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answer = b""
-    try:
-        writer.write(request)
-        with contextlib.suppress(ConnectionError):
-            while chunk := await reader.read(65536):
-                answer += chunk
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    return status_of(answer), time.monotonic() - started, answer
 
 
 async def deliver(port: int) -> tuple[int, float]:
@@ -90,16 +52,6 @@ def fanout_serve(
         *flags,
         files=files,
     )
-
-
-def front_door_counts(base_url: str) -> dict[str, float]:
-    text = httpx.get(f"{base_url}/metrics").text
-    counts = {}
-    for line in text.splitlines():
-        if line.startswith("fanout_front_door_total{"):
-            reason = line.split('reason="', 1)[1].split('"', 1)[0]
-            counts[reason] = float(line.rsplit(" ", 1)[1])
-    return counts
 
 
 def p99(values: list[float]) -> float:
@@ -134,7 +86,7 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
             await asyncio.sleep(0.02)
         results = await asyncio.gather(*senders)
         out, _ = await attack.communicate()
-        counts = front_door_counts(fanout.base_url)
+        counts = await front_door_counts(fanout.base_url)
         rss = peak_rss(fanout.process.pid)
     finally:
         if attack.returncode is None:
@@ -224,7 +176,7 @@ async def test_a_32_mb_header_is_431_within_2_s_and_delays_no_one(
             fanout.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + many + b"\r\n"
         )
         after = peak_rss(fanout.process.pid)
-        counts = front_door_counts(fanout.base_url)
+        counts = await front_door_counts(fanout.base_url)
     finally:
         done.set()
         await asyncio.gather(*probing, return_exceptions=True)
@@ -252,7 +204,7 @@ async def test_a_body_that_never_comes_is_408_after_the_body_timeout(
         body = msgspec.json.encode(samples.sample("VOUCHERS.IMPORT"))
         head = webhook(b"", signed(body)).replace(b"content-length: 0", b"content-length: 1000")
         status, seconds, answer = await exchange(fanout.port, head + b'{"id":')
-        counts = front_door_counts(fanout.base_url)
+        counts = await front_door_counts(fanout.base_url)
     finally:
         await asyncio.to_thread(fanout.stop)
     print(f"\nbody that never comes (2 workers, --body-timeout=2): {status} after {seconds:.2f} s")
@@ -260,133 +212,3 @@ async def test_a_body_that_never_comes_is_408_after_the_body_timeout(
     assert msgspec.json.decode(answer.partition(b"\r\n\r\n")[2]) == {"error": "request_timeout"}
     assert 1.9 < seconds < 4
     assert counts["body_timeout"] == 1
-
-
-def short(settings: Settings, **limits: float) -> Settings:
-    return dataclasses.replace(settings, **limits)  # type: ignore[arg-type]
-
-
-async def test_a_head_that_stops_halfway_is_408_and_a_silent_connection_is_closed(
-    settings: Settings,
-) -> None:
-    own = short(settings, head_timeout=0.5)
-    async with running_uvicorn(build(own), own) as base_url:
-        port = int(base_url.rsplit(":", 1)[1])
-        half = await exchange(port, b"POST /webhooks/voucherify HTTP/1.1\r\nhost: x\r\ncont")
-        silent = await exchange(port, b"")
-        whole = await exchange(
-            port, b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-        )
-    assert half[0] == 408 and 0.4 < half[1] < 2
-    assert silent[0] == 0 and silent[2] == b"" and 0.4 < silent[1] < 2
-    assert whole[0] == 200 and whole[1] < 0.4
-
-
-async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(
-    settings: Settings,
-) -> None:
-    own = short(settings, keep_alive_timeout=1, head_timeout=5)
-    async with running_uvicorn(build(own), own) as base_url:
-        port = int(base_url.rsplit(":", 1)[1])
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        request = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
-        try:
-            for _ in range(2):  # kept alive between the two
-                writer.write(request)
-                assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
-            writer.write(request * 2)  # pipelined: both answered, in order
-            for _ in range(2):
-                assert (await reader.readuntil(b'{"status":"ok"}')).startswith(b"HTTP/1.1 200")
-            started = time.monotonic()
-            assert await reader.read(100) == b""  # closed by the server
-            idle = time.monotonic() - started
-        finally:
-            writer.close()
-    assert 0.9 < idle < 2.5
-
-
-async def test_at_the_cap_the_idle_connection_goes_and_beyond_busy_ones_503(
-    settings: Settings,
-) -> None:
-    token = "t" * 32
-    own = dataclasses.replace(settings, max_connections=2, admin_token=Secret(token))
-    stream = (
-        b"GET /dashboard/events HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-        b"authorization: Bearer " + token.encode() + b"\r\n\r\n"
-    )
-    async with running_uvicorn(build(own), own) as base_url:
-        port = int(base_url.rsplit(":", 1)[1])
-        host = {"host": f"127.0.0.1:{port}"}
-        stream = stream.replace(b"host: 127.0.0.1", b"host: " + host["host"].encode())
-        # One busy connection (an event stream: a request in the app) and one idle.
-        busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
-        busy_w.write(stream)
-        assert (await busy_r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
-        idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.sleep(0.1)
-        # A third: the idle one is closed for it, and it is served.
-        health = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-        status, _, _ = await exchange(port, health)
-        assert status == 200
-        assert await asyncio.wait_for(idle_r.read(100), 2) == b""
-        idle_w.close()
-        # Two busy: nothing to shed, so a third is answered 503 and closed.
-        other_r, other_w = await asyncio.open_connection("127.0.0.1", port)
-        other_w.write(stream)
-        assert (await other_r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
-        status, _, answer = await exchange(port, health)
-        for writer in (busy_w, other_w):
-            writer.close()
-    assert status == 503
-    assert b"retry-after: 1" in answer
-    assert msgspec.json.decode(answer.partition(b"\r\n\r\n")[2])["error"] == "unavailable"
-
-
-def test_the_defaults_fit_voucherify_and_the_file_limit() -> None:
-    defaults = Settings()
-    # Voucherify sends a few KB of headers and waits 10 s for the answer.
-    assert defaults.max_head_bytes == 32_768
-    assert defaults.head_timeout == 10
-    assert defaults.body_timeout == 20
-    assert defaults.keep_alive_timeout == 5
-    assert defaults.max_connections is None
-    limits, warning = front_door.limits_for(defaults, 1024)
-    assert warning is None
-    # The cap, one backlog accepted in a burst and the worker's own files fit 1,024.
-    assert limits.max_connections + limits.backlog + front_door.OWN_FILES <= 1024
-    assert limits.max_connections >= 256
-    assert front_door.limits_for(defaults, 1 << 20)[0].max_connections == 2048
-    asked = dataclasses.replace(defaults, max_connections=5000)
-    limits, warning = front_door.limits_for(asked, 4096)
-    assert limits.max_connections < 4096 and warning and "FANOUT_MAX_CONNECTIONS 5000" in warning
-    # A head limit under 1 KiB is a unit mistake: refused at start-up, naming the variable.
-    with pytest.raises(ConfigError, match=r"^FANOUT_MAX_HEAD_BYTES: .*at least 1024"):
-        Settings.from_env({"FANOUT_MAX_HEAD_BYTES": "32"})
-
-
-@requires_chromium
-async def test_the_dashboard_shows_what_the_front_door_cut_off(
-    settings: Settings, browser: object
-) -> None:
-    token = "front-door-token-0123456789"
-    own = dataclasses.replace(settings, admin_token=Secret(token))
-    async with running_uvicorn(build(own), own) as base_url:
-        port = int(base_url.rsplit(":", 1)[1])
-        page = await browser.new_page()  # type: ignore[attr-defined]
-        await page.goto(f"{base_url}/dashboard?token={token}")
-        await page.wait_for_selector("body[data-ready='1']", timeout=5000)
-        row = "#front-door tr[data-reason='head_too_large']"
-        assert await page.inner_text(f"{row} td:last-child") == "0"
-        big = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 40_000 + b"\r\n\r\n"
-        status, _, _ = await exchange(port, big)
-        assert status == 431
-        # The next stats event (every 2 s) carries it: since start 1, and in the last minute.
-        await page.wait_for_function(
-            f"document.querySelector(\"{row} td:last-child\").textContent === '1'",
-            timeout=5000,
-        )
-        cells = await page.eval_on_selector_all(f"{row} td", "tds => tds.map(t => t.textContent)")
-        limits = await page.inner_text("#front-door-limits")
-        await page.close()
-    assert cells == ["head too large", "431", "1", "1"]
-    assert "heads up to 32768 bytes within 10 s" in limits
