@@ -19,7 +19,6 @@ from tests.support.http import SECRET, serving
 from tests.support.servers import ValkeyProcess, running_uvicorn
 
 
-
 @pytest.fixture(scope="session", autouse=True)
 def no_terminal_width() -> Iterator[None]:
     """No COLUMNS or LINES for the commands tests run (their tables are as when piped).

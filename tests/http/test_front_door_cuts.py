@@ -59,10 +59,9 @@ async def test_a_head_over_the_limit_in_a_single_read_is_431_not_the_app(
         port = int(base_url.rsplit(":", 1)[1])
         before = await front_door_counts(base_url)
         padding = b"a" * (settings.max_head_bytes + 8000)
-        big = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: " + padding + b"\r\n\r\n"
-        status, _, answer = await cut_off(port, big, within=5)
-        under = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: "
-        fits, _, _ = await exchange(port, under + b"a" * 30_000 + b"\r\n\r\n")
+        start = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: "
+        status, _, answer = await cut_off(port, start + padding + b"\r\n\r\n", within=5)
+        fits, _, _ = await exchange(port, start + b"a" * 30_000 + b"\r\n\r\n")
         counted = await front_door_counts(base_url)
     assert status == 431, answer[:200]
     head, _, body = answer.partition(b"\r\n\r\n")
