@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test lint lint-imports format typecheck check deploy-check asyncapi \
+.PHONY: install serve test test-fast lint lint-imports format typecheck check deploy-check asyncapi \
         asyncapi-check typescript lock bench clean
 
 $(STAMP): pyproject.toml
@@ -21,8 +21,17 @@ ARGS ?=
 serve: $(STAMP)
 	$(BIN)/fanout serve $(ARGS)
 
+# The suite spread over processes by pytest-xdist (docs/development.md: how the count and the
+# distribution were measured). TEST_WORKERS=1 runs it in this one process; ARGS go to pytest.
+TEST_WORKERS ?= 4
+TEST_ARGS := $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(TEST_ARGS) $(ARGS)
+
+# The inner loop: the tests that start no process of their own (no `spawns` mark) and are
+# not `slow`; on the suite's Redis, in one process.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not spawns and not slow" $(ARGS)
 
 lint: lint-imports
 	$(BIN)/ruff check service tests bench examples scripts

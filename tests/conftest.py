@@ -12,11 +12,54 @@ from redis.asyncio import Redis
 
 from service.config import Secret, Settings
 from service.streams.keys import Keys
+from tests.support import spawns
 from tests.support.browser import chromium
 from tests.support.cluster import ValkeyCluster
 from tests.support.fake_voucherify import FakeVoucherify
 from tests.support.http import SECRET, serving
 from tests.support.servers import ValkeyProcess, running_uvicorn
+
+_SPAWNED_BEFORE = pytest.StashKey[int]()
+#: Fixtures that started a process when set up (a test using one needs the mark too).
+_SPAWNING: set[str] = set()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    spawns.install()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    item.stash[_SPAWNED_BEFORE] = len(spawns.started)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object]) -> Iterator[object]:
+    before = len(spawns.started)
+    try:
+        return (yield)
+    finally:
+        if any(spawns.started[before:]):
+            _SPAWNING.add(fixturedef.argname)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test that started a process, or uses a fixture that did (a module's server, the
+    session's cluster), must be marked ``spawns``."""
+    result = yield
+    if item.get_closest_marker("spawns") is None:
+        own = [command for command in spawns.started[item.stash[_SPAWNED_BEFORE] :] if command]
+        shared = sorted(_SPAWNING.intersection(getattr(item, "fixturenames", ())))
+        if own or shared:
+            what = f"({own[0][:120]})" if own else f"(through its fixture {shared[0]!r})"
+            pytest.fail(
+                f"started a process {what} without @pytest.mark.spawns: mark the test (or "
+                "its module: pytestmark = pytest.mark.spawns); `make test-fast` leaves it out",
+                pytrace=False,
+            )
+    return result
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,7 +83,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
         return
     server = ValkeyProcess(tmp_path_factory.mktemp("valkey"))
-    server.start()
+    with spawns.allowed():  # the suite's shared server, not a test's own
+        server.start()
     try:
         yield server.url
     finally:

@@ -299,6 +299,7 @@ def test_compose_builds_one_image_and_needs_no_secret_to_be_read() -> None:
     assert set(compose["volumes"]) == {"redis-data"}, "monitoring volumes only with the profile"
 
 
+@pytest.mark.spawns
 def test_serve_with_a_redis_url_and_no_secret_refuses_to_start(tmp_path: Path) -> None:
     # What the compose file no longer insists on, the service does: one line, exit 2.
     result = run(

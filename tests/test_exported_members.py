@@ -8,6 +8,7 @@ import sys
 from types import ModuleType
 
 import msgspec
+import pytest
 
 import service
 from service import results, testing, webhook_data, workflow_data
@@ -140,6 +141,7 @@ def test_every_workflow_data_struct_is_in_service_workflow_data() -> None:
     assert workflow_data.workflow_data_type("POINTS_EARNED") is workflow_data.CardTransactionData
 
 
+@pytest.mark.spawns
 def test_importing_the_consumer_api_loads_no_server_framework() -> None:
     code = (
         "import sys\n"

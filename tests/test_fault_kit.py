@@ -12,6 +12,8 @@ from tests.support.sentinel import ReplicatedSet
 from tests.support.servers import ValkeyProcess, has_binary
 from tests.support.slowdisk import SlowDisk, requires_strace
 
+pytestmark = pytest.mark.spawns
+
 BINARIES = [
     pytest.param(name, marks=pytest.mark.skipif(not has_binary(name), reason=f"no {name}"))
     for name in ("valkey", "redis")

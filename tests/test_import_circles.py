@@ -54,6 +54,7 @@ def circle(imports: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_package_imports_in_a_circle(package: str) -> None:
     imports = package_imports(package)

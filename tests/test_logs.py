@@ -87,6 +87,7 @@ def test_any_other_record_writes_out_pending_lines_first(
     assert arrived(read_end) == ["webhook accepted", "webhook duplicate", "redis unavailable"]
 
 
+@pytest.mark.spawns
 def test_pending_lines_are_written_when_the_process_exits() -> None:
     code = (
         "import logging; from service import logs; logs.setup('info', json=True)\n"

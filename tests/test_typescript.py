@@ -36,9 +36,12 @@ TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 if NODE is None and os.environ.get("FANOUT_REQUIRE_NODE") == "1":
     raise RuntimeError("FANOUT_REQUIRE_NODE=1 but no node on PATH")
-pytestmark = pytest.mark.skipif(
-    NODE is None or NPM is None, reason="needs Node.js 20+ and npm (CI has them)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        NODE is None or NPM is None, reason="needs Node.js 20+ and npm (CI has them)"
+    ),
+    pytest.mark.spawns,
+]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ from tests.support.browser import requires_chromium
 from tests.support.http import signed
 from tests.support.servers import free_port
 
+pytestmark = pytest.mark.spawns
+
 FANOUT = str(Path(sys.executable).parent / "fanout")
 PRINTED_URL = re.compile(r"^dashboard: (\S+)$", re.MULTILINE)
 

@@ -21,6 +21,8 @@ from service.consumer import Consumer, NoRedis
 from tests.support.cli import EXAMPLE, ROOT, LocalServe, clean_env, run
 from tests.support.servers import answers_ping
 
+pytestmark = pytest.mark.spawns
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe]:

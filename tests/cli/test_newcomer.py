@@ -15,6 +15,8 @@ import pytest
 from tests.support.cli import EXAMPLE, ROOT, clean_env, run
 from tests.support.servers import ValkeyProcess, free_port
 
+pytestmark = pytest.mark.spawns
+
 MAKE_VENV = ROOT / ".venv" / "bin" / "fanout"
 
 

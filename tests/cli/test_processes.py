@@ -21,6 +21,8 @@ from tests.support.http import SECRET, signed
 from tests.support.load import Connection, Tally, make_deliveries, run_load, until
 from tests.support.servers import FanoutProcess, ValkeyProcess
 
+pytestmark = pytest.mark.spawns
+
 
 @pytest.mark.slow
 async def test_duplicate_storm_over_two_workers_gives_one_entry(

@@ -15,6 +15,8 @@ from service.http.app import WEBHOOK_PATH
 from tests.support.http import signed
 from tests.support.servers import FanoutProcess
 
+pytestmark = pytest.mark.spawns
+
 
 def deliver(client: httpx.Client, secret: str) -> int:
     body = msgspec.json.encode(samples.sample("VOUCHERS.IMPORT"))  # a new action each time

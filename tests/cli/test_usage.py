@@ -14,6 +14,8 @@ import pytest
 from service.domain import actions, webhook_samples
 from tests.support.cli import FANOUT, LocalServe, clean_env, run
 
+pytestmark = pytest.mark.spawns
+
 COMMANDS = (
     ["serve"],
     ["send"],

@@ -118,6 +118,7 @@ async def test_pending_entries_deleted_from_the_stream_are_dead_lettered_as_trim
     assert (await redis.xpending(stream, "g"))["pending"] == 0
 
 
+@pytest.mark.spawns
 async def test_the_consumer_survives_its_server_turning_replica_and_back(
     keys: Keys, tmp_path: Path
 ) -> None:

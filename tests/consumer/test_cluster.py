@@ -21,6 +21,8 @@ from service.streams.keys import Keys
 from tests.consumer.test_consumer import consumer
 from tests.support.feed import LocalCluster, event_json, running, until
 
+pytestmark = pytest.mark.spawns
+
 
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -325,6 +325,7 @@ async def test_ten_thousand_events_through_four_consumers_exactly_once(
         assert await pending(redis, keys.completed(type_), "bulk") == 0
 
 
+@pytest.mark.spawns
 async def test_the_example_consumes_until_its_count(
     redis: Redis, keys: Keys, redis_url: str
 ) -> None:

@@ -262,6 +262,7 @@ def _named(handler: Callable[..., Any], name: str) -> Callable[..., Any]:
     return named
 
 
+@pytest.mark.spawns
 async def test_the_example_app_prints_each_typed_event(fanout: Fanout) -> None:
     env = {
         **os.environ,

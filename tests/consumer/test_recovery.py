@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from service.domain.completion import CompletionEvent
@@ -16,6 +17,8 @@ from service.streams.keys import Keys
 from tests.consumer.test_consumer import consumer, pending
 from tests.support.feed import append, running, until
 from tests.support.servers import ValkeyProcess
+
+pytestmark = pytest.mark.spawns
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,6 +15,8 @@ import pytest
 
 from tests.support.cli import EXAMPLE
 
+pytestmark = pytest.mark.spawns
+
 MYPY = str(Path(sys.executable).parent / "mypy")
 
 CONSUMER = """\

@@ -29,6 +29,7 @@ NOT_VALID = {
 # --- the generated module -------------------------------------------------------
 
 
+@pytest.mark.spawns
 def test_generated_files_are_up_to_date() -> None:
     generator = load_script("gen_webhook_types")
     fresh = generator.generate(generator.SPEC)

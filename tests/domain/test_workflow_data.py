@@ -28,6 +28,7 @@ EXAMPLES: dict[str, dict[str, Any]] = json.loads(
 )
 
 
+@pytest.mark.spawns
 def test_generated_file_is_up_to_date() -> None:
     generator = load_script("gen_workflow_types")
     for name, content in generator.generate(generator.SPEC).items():

@@ -32,6 +32,7 @@ def guarded(settings: Settings) -> Settings:
     return dataclasses.replace(settings, admin_token=Secret(TOKEN))
 
 
+@pytest.mark.spawns
 async def test_refused_without_the_token_and_loaded_with_it(
     guarded: Settings, browser: object
 ) -> None:
@@ -56,6 +57,7 @@ async def test_refused_without_the_token_and_loaded_with_it(
         await page.close()
 
 
+@pytest.mark.spawns
 async def test_live_view_changes_within_two_seconds(
     guarded: Settings, browser: object, redis: Redis, keys: Keys
 ) -> None:
@@ -103,6 +105,7 @@ async def test_live_view_changes_within_two_seconds(
         await page.close()
 
 
+@pytest.mark.spawns
 async def test_webhook_events_show_with_drift_standing_out(
     guarded: Settings, browser: object
 ) -> None:
@@ -127,6 +130,7 @@ async def test_webhook_events_show_with_drift_standing_out(
         await page.close()
 
 
+@pytest.mark.spawns
 async def test_replaying_a_dead_letter_from_the_page_removes_it(
     guarded: Settings, browser: object, redis: Redis, keys: Keys
 ) -> None:
@@ -152,6 +156,7 @@ async def test_replaying_a_dead_letter_from_the_page_removes_it(
     assert [fields[b"reason"] for _, fields in letters] == [b"malformed_json"]
 
 
+@pytest.mark.spawns
 async def test_a_form_on_another_local_port_cannot_replay_even_with_the_cookie(
     guarded: Settings, browser: object, redis: Redis, keys: Keys
 ) -> None:

@@ -50,6 +50,7 @@ async def _refuse(http: httpx.AsyncClient) -> None:
     assert (await post(http, b"{not json")).json()["status"] == "dead_lettered"
 
 
+@pytest.mark.spawns
 @requires_chromium
 async def test_the_page_opens_with_history_refusals_status_and_letters(
     own_redis: str, browser: object
@@ -172,6 +173,7 @@ async def test_refusals_of_two_workers_add_up_in_redis(
     assert seen["status"]["invalid_signature"] == 401
 
 
+@pytest.mark.spawns
 async def test_refusals_counted_while_redis_is_down_arrive_when_it_is_back(
     tmp_path: Path,
 ) -> None:

@@ -28,6 +28,8 @@ from tests.support.http import SECRET, signed
 from tests.support.servers import FanoutProcess, peak_rss
 from tests.support.wire import exchange, front_door_counts, webhook
 
+pytestmark = pytest.mark.spawns
+
 ROOT = Path(__file__).parents[2]
 
 

@@ -153,6 +153,7 @@ def test_the_defaults_fit_voucherify_and_the_file_limit() -> None:
         Settings.from_env({"FANOUT_MAX_HEAD_BYTES": "32"})
 
 
+@pytest.mark.spawns
 @requires_chromium
 async def test_the_dashboard_shows_what_the_front_door_cut_off(
     settings: Settings, browser: object

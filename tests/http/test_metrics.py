@@ -88,6 +88,7 @@ async def test_stream_lengths_group_lag_and_pending(
     assert value(cached, "fanout_stream_length", stream=stream) == 3
 
 
+@pytest.mark.spawns
 async def test_too_large_and_unavailable_outcomes(settings: Settings, tmp_path: Path) -> None:
     server = ValkeyProcess(tmp_path / "valkey")
     server.start()
@@ -145,6 +146,7 @@ async def test_refusals_and_dead_letters_are_logged_without_secrets(
     assert '"result"' not in text and "SUMMER-" not in text
 
 
+@pytest.mark.spawns
 async def test_redis_outage_and_recovery_are_logged_once_each(
     settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

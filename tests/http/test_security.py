@@ -143,6 +143,7 @@ async def test_declared_length_over_the_limit_is_413_before_any_body(settings: S
     assert msgspec.json.decode(body) == {"error": "body_too_large"}
 
 
+@pytest.mark.spawns
 @pytest.mark.slow
 async def test_chunked_body_over_the_limit_is_413_with_flat_memory(
     redis_url: str, prefix: str, tmp_path: Path
@@ -193,6 +194,7 @@ async def test_chunked_body_over_the_limit_is_413_with_flat_memory(
     assert after - before < 8 * 2**20
 
 
+@pytest.mark.spawns
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_a_thousand_slow_senders_do_not_stop_real_deliveries(
@@ -321,6 +323,7 @@ async def test_forwarded_for_is_believed_from_a_trusted_proxy(
     assert response.status_code == status
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(
     ("trusted", "status"), [(None, 403), ("127.0.0.1/32", 202)], ids=["direct", "via proxy"]
 )

@@ -131,6 +131,7 @@ async def test_schemaless_types_have_their_stream_and_gauge_unknown_ones_one_buc
     assert "sent.by.test.button" not in types and "another.new.type" not in types
 
 
+@pytest.mark.spawns
 @requires_chromium
 async def test_the_dashboard_shows_workflow_and_schemaless_events(
     settings: Settings, browser: object
@@ -192,6 +193,7 @@ async def test_a_consumer_group_reads_workflow_and_schemaless_events_typed(
         Consumer(redis, "loyalty", types=["vl.member.renamed"], prefix=keys.prefix)
 
 
+@pytest.mark.spawns
 async def test_fanout_send_posts_the_vendors_workflows_examples(
     settings: Settings, redis: Redis, keys: Keys, tmp_path: Path
 ) -> None:

@@ -20,6 +20,8 @@ from tests.support.acl import service_acl
 from tests.support.http import post, serving
 from tests.support.servers import ValkeyProcess
 
+pytestmark = pytest.mark.spawns
+
 
 @pytest.mark.parametrize("durability", [Durability("none"), Durability("aof")], ids=str)
 async def test_service_works_under_its_acl_user_and_can_do_nothing_else(

@@ -31,6 +31,8 @@ from tests.support.http import post, serving
 from tests.support.load import make_deliveries, run_load
 from tests.support.servers import running_uvicorn
 
+pytestmark = pytest.mark.spawns
+
 
 @pytest.fixture
 def cluster_settings(settings: Settings, redis_cluster_url: str) -> Settings:

@@ -33,7 +33,7 @@ from tests.support import cluster_faults
 from tests.support.cluster import ValkeyCluster
 from tests.support.http import SECRET, post, serving
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.spawns]
 
 SHORT = {"offered_seconds": 3.0, "before": 1.0, "settle": 40.0}
 

@@ -45,6 +45,7 @@ async def test_publisher_files_a_letter_that_reads_back(
     assert list(fields) == [b"reason", b"detail", b"body", b"sha256", b"received_at"]
 
 
+@pytest.mark.spawns
 async def test_a_consumer_groups_letter_takes_the_same_path_bounded_in_time(
     tmp_path: Path,
 ) -> None:

@@ -22,6 +22,8 @@ from tests.support.loss import LossReport, measure
 from tests.support.servers import FanoutProcess, ValkeyProcess, free_port, has_binary
 from tests.support.slowdisk import requires_strace
 
+pytestmark = pytest.mark.spawns
+
 needs_redis = pytest.mark.skipif(not has_binary("redis"), reason="no redis-server on PATH")
 FANOUT = str(Path(sys.executable).parent / "fanout")
 

@@ -99,6 +99,7 @@ def body(n: int) -> dict[str, object]:
     return samples.sample(TYPE, id_=f"aa_{n:08d}", request_id=f"v-{n:08d}")
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("binary", BINARIES)
 async def test_full_server_refuses_then_keeps_every_acknowledged_delivery_once(
@@ -148,6 +149,7 @@ async def test_full_server_refuses_then_keeps_every_acknowledged_delivery_once(
     assert (lost, twice) == (0, 0)
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("binary", BINARIES)
 async def test_an_evicting_policy_is_refused_at_start_up_in_one_line(
     settings: Settings, tmp_path: Path, binary: str
@@ -187,6 +189,7 @@ def serve_exits(tmp_path: Path, url: str, **env: str) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.spawns
 def test_fanout_serve_on_an_evicting_policy_exits_2_with_one_line(tmp_path: Path) -> None:
     with ValkeyProcess(tmp_path / "v", extra=["--maxmemory-policy", "allkeys-lfu"]) as server:
         result = serve_exits(tmp_path, server.url)
@@ -197,6 +200,7 @@ def test_fanout_serve_on_an_evicting_policy_exits_2_with_one_line(tmp_path: Path
     )
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(
     ("case", "says"),
     [
@@ -224,6 +228,7 @@ def test_fanout_serve_names_an_access_fault_and_exits_2(
     assert says in line
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(not has_binary("redis"), reason="no redis-server on PATH")
 async def test_protected_mode_is_named_as_what_it_is(tmp_path: Path) -> None:
     # Redis 7.0 in protected mode answers DENIED to a client from any address but
@@ -288,6 +293,7 @@ async def test_the_reconciler_lease_keeps_its_expiry_in_its_value(redis: Redis, 
     assert not await redis.exists(keys.poll_lease())
 
 
+@pytest.mark.spawns
 async def test_retention_trims_by_age_only_what_every_group_acknowledged(
     settings: Settings, tmp_path: Path
 ) -> None:

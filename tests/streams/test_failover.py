@@ -27,6 +27,8 @@ from tests.support.http import post, serving
 from tests.support.sentinel import ReplicatedSet
 from tests.support.servers import ValkeyProcess, has_binary
 
+pytestmark = pytest.mark.spawns
+
 BINARIES = [
     "valkey",
     pytest.param("redis", marks=pytest.mark.skipif(not has_binary("redis"), reason="no redis")),

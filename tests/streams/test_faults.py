@@ -26,6 +26,8 @@ from tests.support.load import Delivery, Tally, make_deliveries, run_load, until
 from tests.support.loss import ids_in_streams
 from tests.support.servers import CuttingProxy, ValkeyProcess, running_uvicorn
 
+pytestmark = pytest.mark.spawns
+
 
 def check_exactly_once(deliveries: list[Delivery], seen: collections.Counter[str]) -> None:
     acked = [d for d in deliveries if d.status is not None and 200 <= d.status < 300]

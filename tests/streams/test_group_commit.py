@@ -18,6 +18,8 @@ from service.streams.group_commit import pack
 from service.streams.publisher import Accepted, Duplicate, Publisher
 from tests.support.servers import ValkeyProcess
 
+pytestmark = pytest.mark.spawns
+
 
 @pytest.fixture
 async def own_server(tmp_path: Path) -> AsyncIterator[ValkeyProcess]:

@@ -14,12 +14,15 @@ import dataclasses
 from pathlib import Path
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from service.config import Settings
 from service.domain import samples
 from tests.support.http import SECRET, post, serving
 from tests.support.servers import FanoutProcess, ValkeyProcess
+
+pytestmark = pytest.mark.spawns
 
 #: Data written before the thresholds are set: about 4 MiB.
 PAD_KEYS, PAD_BYTES = 64, 65_536

@@ -7,6 +7,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from service.config import Durability, Settings
@@ -14,6 +15,8 @@ from service.domain import samples
 from service.streams.keys import Keys
 from tests.support.http import post, serving
 from tests.support.servers import ValkeyProcess
+
+pytestmark = pytest.mark.spawns
 
 
 async def test_server_stopped_then_started_again(settings: Settings, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from service.streams import refusals
@@ -38,6 +39,7 @@ async def test_the_stream_is_capped_and_has_no_ttl(redis: Redis, keys: Keys) -> 
     assert newest[0][1] == _refusal(refusals.LATEST + 24)
 
 
+@pytest.mark.spawns
 async def test_refusals_noted_while_redis_is_down_arrive_when_it_is_back(tmp_path: Path) -> None:
     server = ValkeyProcess(tmp_path / "valkey")
     server.start()

@@ -85,6 +85,7 @@ async def _until_status(http: httpx.AsyncClient, path: str, status: int) -> http
     raise AssertionError(f"{path} never answered {status}")
 
 
+@pytest.mark.spawns
 async def test_a_2xx_waits_for_the_replica_and_a_primary_without_it_answers_503(
     replicated: Pair, settings: Settings, keys: Keys
 ) -> None:
@@ -124,6 +125,7 @@ async def test_a_2xx_waits_for_the_replica_and_a_primary_without_it_answers_503(
         await admin.aclose()
 
 
+@pytest.mark.spawns
 async def test_explicit_aof_still_answers_without_replicas(
     replicated: Pair, settings: Settings
 ) -> None:
@@ -137,6 +139,7 @@ async def test_explicit_aof_still_answers_without_replicas(
         assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
 
 
+@pytest.mark.spawns
 @needs_redis
 def test_redis_7_0_with_appendfsync_always_says_one_thing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -162,6 +165,7 @@ def test_redis_7_0_with_appendfsync_always_says_one_thing(
     ]
 
 
+@pytest.mark.spawns
 @needs_redis
 async def test_the_worker_logs_the_line_start_up_printed(
     tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture

@@ -30,7 +30,7 @@ from tests.support.feed import append, running, until
 from tests.support.redis_servers import HOST, free_port
 from tests.support.sentinel import ReplicatedSet
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.spawns]
 
 #: The suite's load: lighter than the script's (150/s from 24 connections), so the eight
 #: runs can go side by side: about 30 s in all instead of about 90 one after another.

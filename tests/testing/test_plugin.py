@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from service import StreamEvent
@@ -47,6 +48,7 @@ def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.spawns
 def test_the_example_test_file_passes_as_a_users_project_runs_it(tmp_path: Path) -> None:
     # In a pytest of its own rather than in testpaths: under the suite's pyproject
     # (asyncio_mode auto) and beside tests/conftest.py's fixtures, a missing entry point
@@ -57,6 +59,7 @@ def test_the_example_test_file_passes_as_a_users_project_runs_it(tmp_path: Path)
     assert "4 passed" in result.stdout
 
 
+@pytest.mark.spawns
 def test_the_plugin_starts_and_loads_nothing_until_a_test_asks(tmp_path: Path) -> None:
     (tmp_path / "test_plain.py").write_text(
         "import os, sys\n"

@@ -78,6 +78,7 @@ _OFF = textwrap.dedent(
 )
 
 
+@pytest.mark.spawns
 def test_tracing_off_imports_no_opentelemetry(redis_url: str, prefix: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "OTEL_"))}
     ran = subprocess.run(
