@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,68 +13,18 @@ import pytest
 import redis
 
 from service.domain import samples
-from tests.support.cli import embedded_url
+from tests.support.cli import FANOUT, clean_env, embedded_url, run, send, serve
 from tests.support.http import SECRET, signed
 from tests.support.servers import answers_ping, free_port
 
-FANOUT = str(Path(sys.executable).parent / "fanout")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
-    return env | extra
-
-
-@contextlib.contextmanager
-def serve(folder: Path, *args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``fanout serve`` in ``folder`` until ready: its base URL and process."""
-    port = str(free_port())
-    process = subprocess.Popen(
-        [FANOUT, "serve", "--port", port, *args],
-        cwd=folder,
-        env=_env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(process.communicate()[0])
-    try:
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        process.communicate(timeout=15)
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
-    """``fanout serve`` with nothing configured, in an empty folder."""
-    with serve(tmp_path) as (base, process):
-        yield base, tmp_path, process
+pytestmark = pytest.mark.spawns
 
 
 def test_serve_embedded_then_send_a_sample(
     served: tuple[str, Path, subprocess.Popen[str]],
 ) -> None:
     base, folder, process = served
-    sent = subprocess.run(
-        [FANOUT, "send", "--sample", "VOUCHERS.IMPORT", "--url", f"{base}/webhooks/voucherify"],
-        cwd=folder,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    sent = send(base, folder, "--sample", "VOUCHERS.IMPORT")
     assert sent.returncode == 0, sent.stderr
     status, answer = sent.stdout.split(" ", 1)
     assert status == "202"
@@ -147,14 +92,7 @@ def test_send_a_file_twice_gives_accepted_then_duplicate(
     }
     path = folder / "action.json"
     path.write_text(json.dumps(action, indent=2))
-    sent = subprocess.run(
-        [FANOUT, "send", str(path), "--count", "2", "--url", f"{base}/webhooks/voucherify"],
-        cwd=folder,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    sent = send(base, folder, str(path), "--count", "2")
     assert sent.returncode == 0, sent.stderr
     lines = sent.stdout.splitlines()
     assert [line.split(" ", 1)[0] for line in lines] == ["202", "200"]
@@ -165,23 +103,7 @@ def test_send_reports_a_rejection_with_exit_status_1(
     served: tuple[str, Path, subprocess.Popen[str]],
 ) -> None:
     base, folder, _ = served
-    sent = subprocess.run(
-        [
-            FANOUT,
-            "send",
-            "--sample",
-            "SKUS.IMPORT_CSV",
-            "--secret",
-            "wrong",
-            "--url",
-            f"{base}/webhooks/voucherify",
-        ],
-        cwd=folder,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    sent = send(base, folder, "--sample", "SKUS.IMPORT_CSV", "--secret", "wrong")
     assert sent.returncode == 1
     assert sent.stdout.startswith("401 ")
 
@@ -195,14 +117,7 @@ def test_send_says_plainly_when_a_body_was_dead_lettered_and_exits_1(
     path.write_text(
         '{"id": "aa_cli_broken", "type": "ORDERS.IMPORT", "status": "DONE", "progress": "50%"}'
     )
-    sent = subprocess.run(
-        [FANOUT, "send", str(path), "--count", "2", "--url", f"{base}/webhooks/voucherify"],
-        cwd=folder,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    sent = send(base, folder, str(path), "--count", "2")
     assert sent.returncode == 1
     first, again = sent.stdout.splitlines()
     answer = json.loads(first.split(" ", 1)[1])
@@ -222,22 +137,15 @@ def test_send_says_plainly_when_a_body_was_dead_lettered_and_exits_1(
 
 
 def test_send_to_nothing_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    sent = subprocess.run(
-        [
-            FANOUT,
-            "send",
-            "--sample",
-            "SKUS.IMPORT_CSV",
-            "--secret",
-            "s",
-            "--url",
-            f"http://127.0.0.1:{free_port()}/webhooks/voucherify",
-        ],
+    sent = run(
+        "send",
+        "--sample",
+        "SKUS.IMPORT_CSV",
+        "--secret",
+        "s",
+        "--url",
+        f"http://127.0.0.1:{free_port()}/webhooks/voucherify",
         cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
     )
     assert sent.returncode == 1
     assert sent.stderr.splitlines()[-1].startswith("fanout: cannot reach")
@@ -245,14 +153,7 @@ def test_send_to_nothing_is_one_line_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_bad_configuration_is_one_line_naming_the_variable(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [FANOUT, "serve"],
-        cwd=tmp_path,
-        env=_env(FANOUT_DEDUP_TTL="soon"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run("serve", cwd=tmp_path, env=clean_env(FANOUT_DEDUP_TTL="soon"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "fanout: configuration error: FANOUT_DEDUP_TTL: expected a positive integer, got 'soon'"
@@ -260,14 +161,7 @@ def test_bad_configuration_is_one_line_naming_the_variable(tmp_path: Path) -> No
 
 
 def test_flag_wins_over_the_variable(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [FANOUT, "serve", "--dedup-ttl", "nope"],
-        cwd=tmp_path,
-        env=_env(FANOUT_DEDUP_TTL="60"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run("serve", "--dedup-ttl", "nope", cwd=tmp_path, env=clean_env(FANOUT_DEDUP_TTL="60"))
     assert result.returncode == 2
     # The value came from the flag, so the flag is named.
     assert result.stderr.splitlines() == [
@@ -276,14 +170,7 @@ def test_flag_wins_over_the_variable(tmp_path: Path) -> None:
 
 
 def test_usage_error_is_exit_2(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [FANOUT, "send", "--sample", "NOT.A_TYPE"],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run("send", "--sample", "NOT.A_TYPE", cwd=tmp_path)
     assert result.returncode == 2
 
 
@@ -313,7 +200,7 @@ def test_durability_aof_is_refused_on_a_server_without_waitaof(
             redis_url,
         ],
         cwd=tmp_path,
-        env=_env(),
+        env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

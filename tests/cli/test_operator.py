@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,26 +19,11 @@ from service.domain import actions, outbound, samples
 from service.domain.entries import StreamEvent
 from service.streams.keys import Keys
 from service.streams.publisher import Accepted, Publisher
+from tests.support.cli import FANOUT, clean_env, command, on_redis
 from tests.support.feed import append, append_webhook_events, running, until
 from tests.support.servers import free_port
 
-FANOUT = str(Path(sys.executable).parent / "fanout")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")} | extra
-
-
-async def fanout(redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the console script with Redis from the environment, as an operator would."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [FANOUT, *args],
-        env=_env(FANOUT_REDIS_URL=redis_url, FANOUT_STREAM_PREFIX=prefix),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+pytestmark = pytest.mark.spawns
 
 
 async def publish(settings: Settings, redis: Redis, type_: str, status: str = "DONE") -> str:
@@ -62,7 +45,7 @@ async def test_tail_json_prints_the_events_as_published(
     failed = await publish(settings, redis, "ORDERS.IMPORT", "FAILED")
     last = await publish(settings, redis, "SKUS.IMPORT_CSV")
 
-    result = await fanout(redis_url, keys.prefix, "tail", "--json")
+    result = await on_redis(redis_url, keys.prefix, "tail", "--json")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     stored = [
@@ -73,16 +56,16 @@ async def test_tail_json_prints_the_events_as_published(
     assert sorted(lines) == sorted(stored), "byte for byte what was published"
     assert [json.loads(line)["id"] for line in lines] == [first, failed, last], "oldest first"
 
-    only = await fanout(
+    only = await on_redis(
         redis_url, keys.prefix, "tail", "--json", "--type", "ORDERS.IMPORT", "--progress"
     )
     assert [json.loads(line)["status"] for line in only.stdout.splitlines()] == [
         "IN_PROGRESS",
         "FAILED",
     ]
-    done = await fanout(redis_url, keys.prefix, "tail", "--json", "--status", "DONE", "-n", "1")
+    done = await on_redis(redis_url, keys.prefix, "tail", "--json", "--status", "DONE", "-n", "1")
     assert [json.loads(line)["id"] for line in done.stdout.splitlines()] == [last]
-    none = await fanout(redis_url, keys.prefix, "tail", "--json", "-n", "0")
+    none = await on_redis(redis_url, keys.prefix, "tail", "--json", "-n", "0")
     assert none.returncode == 0 and none.stdout == ""
 
 
@@ -95,9 +78,9 @@ async def test_tail_count_is_the_newest_n_over_all_streams(
     for type_ in ("ORDERS.IMPORT", "SKUS.IMPORT_CSV", "ORDERS.IMPORT"):
         ids += await append(redis, keys, type_, 4)
         await asyncio.sleep(0.005)
-    fewer = await fanout(redis_url, keys.prefix, "tail", "--json", "-n", "20")
+    fewer = await on_redis(redis_url, keys.prefix, "tail", "--json", "-n", "20")
     assert [json.loads(line)["id"] for line in fewer.stdout.splitlines()] == ids
-    newest = await fanout(redis_url, keys.prefix, "tail", "--json", "-n", "6")
+    newest = await on_redis(redis_url, keys.prefix, "tail", "--json", "-n", "6")
     assert [json.loads(line)["id"] for line in newest.stdout.splitlines()] == ids[-6:]
 
 
@@ -108,7 +91,7 @@ async def test_tail_table_and_dead_letters(
     publisher = Publisher.from_settings(redis, settings)
     await publisher.dead_letter("malformed_json", "not JSON", b"{oops", datetime.now(UTC))
 
-    table = await fanout(redis_url, keys.prefix, "tail")
+    table = await on_redis(redis_url, keys.prefix, "tail")
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()
     assert header.split() == [
@@ -124,10 +107,10 @@ async def test_tail_table_and_dead_letters(
     assert row.split()[1:4] == ["CUSTOMERS.IMPORT_CSV", "DONE", id_]
     assert row.split()[-3:] == ["100", "40", "2"]
 
-    dead = await fanout(redis_url, keys.prefix, "tail", "--dead")
+    dead = await on_redis(redis_url, keys.prefix, "tail", "--dead")
     assert dead.returncode == 0
     assert "malformed_json" in dead.stdout and "not JSON" in dead.stdout
-    dead_json = await fanout(redis_url, keys.prefix, "tail", "--dead", "--json")
+    dead_json = await on_redis(redis_url, keys.prefix, "tail", "--dead", "--json")
     [letter] = [json.loads(line) for line in dead_json.stdout.splitlines()]
     assert letter["reason"] == "malformed_json" and letter["body"] == "{oops"
 
@@ -144,7 +127,7 @@ async def test_tail_follow_prints_new_entries_until_interrupted(
         redis_url,
         "--stream-prefix",
         keys.prefix,
-        env=_env(),
+        env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -175,7 +158,7 @@ async def test_stats_shows_streams_groups_pending_lag_and_dead_letters(
     empty = keys.completed("SKUS.IMPORT_CSV")
     await redis.xgroup_create(empty, "billing", id="0", mkstream=True)  # as a Consumer makes them
 
-    result = await fanout(redis_url, keys.prefix, "stats", "--json")
+    result = await on_redis(redis_url, keys.prefix, "stats", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     by_name = {s["stream"]: s for s in data["streams"]}
@@ -192,7 +175,7 @@ async def test_stats_shows_streams_groups_pending_lag_and_dead_letters(
     assert not any(data["dedup_keys"].values())  # no key with a TTL
 
     # The table: each group with its totals, then its streams that hold something.
-    table = await fanout(redis_url, keys.prefix, "stats")
+    table = await on_redis(redis_url, keys.prefix, "stats")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     at = next(n for n, line in enumerate(lines) if line.startswith("billing "))
@@ -200,7 +183,7 @@ async def test_stats_shows_streams_groups_pending_lag_and_dead_letters(
     assert lines[at + 1].split()[:3] == [stream, "3", "1"]
     assert empty not in table.stdout, "an empty stream is left out"
     assert "1 empty stream row not shown (--all shows them)" in lines
-    every = await fanout(redis_url, keys.prefix, "stats", "--all")
+    every = await on_redis(redis_url, keys.prefix, "stats", "--all")
     assert any(line.split()[:2] == [empty, "0"] for line in every.stdout.splitlines())
     assert any(
         line.startswith("(no group)") and keys.progress("ORDERS.IMPORT") in line for line in lines
@@ -218,21 +201,21 @@ async def test_dlq_list_and_show(
         "unknown_type", "Invalid value 'NEW.TYPE' - at `$.type`", body, datetime.now(UTC)
     )
 
-    listed = await fanout(redis_url, keys.prefix, "dlq", "list", "--json")
+    listed = await on_redis(redis_url, keys.prefix, "dlq", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     [item] = [json.loads(line) for line in listed.stdout.splitlines()]
     assert item["entry_id"] == letter.entry_id and item["reason"] == "unknown_type"
-    table = await fanout(redis_url, keys.prefix, "dlq", "list")
+    table = await on_redis(redis_url, keys.prefix, "dlq", "list")
     assert letter.entry_id in table.stdout and "1 dead letters in all" in table.stdout
 
-    shown = await fanout(redis_url, keys.prefix, "dlq", "show", letter.entry_id)
+    shown = await on_redis(redis_url, keys.prefix, "dlq", "show", letter.entry_id)
     assert shown.returncode == 0
     assert f"entry_id:     {letter.entry_id}" in shown.stdout
     assert '"type": "NEW.TYPE"' in shown.stdout, "the body, pretty-printed"
-    missing = await fanout(redis_url, keys.prefix, "dlq", "show", "1-0")
+    missing = await on_redis(redis_url, keys.prefix, "dlq", "show", "1-0")
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1] == "fanout: no dead letter with id 1-0"
-    bad = await fanout(redis_url, keys.prefix, "dlq", "show", "yesterday")
+    bad = await on_redis(redis_url, keys.prefix, "dlq", "show", "yesterday")
     assert bad.returncode == 2 and "not a stream entry id" in bad.stderr
 
 
@@ -254,7 +237,7 @@ async def test_dlq_replay_publishes_removes_or_keeps_with_the_new_reason(
     # Still broken, under another reason than the recorded one.
     broken = await publisher.dead_letter("conflict", "stale reason", b'{"id": 1', now)
 
-    result = await fanout(redis_url, keys.prefix, "dlq", "replay", "--all", "--json")
+    result = await on_redis(redis_url, keys.prefix, "dlq", "replay", "--all", "--json")
     assert result.returncode == 1, "one letter is still dead"
     outcomes = {o["letter"]: o for o in map(json.loads, result.stdout.splitlines())}
     assert outcomes[fixable.entry_id]["outcome"] == "accepted"
@@ -272,7 +255,7 @@ async def test_dlq_replay_publishes_removes_or_keeps_with_the_new_reason(
     again = await publisher.dead_letter("malformed_json", "x", b'{"id": 1', now)
     assert again.new is False and again.entry_id == kept_id.decode()
 
-    table = await fanout(redis_url, keys.prefix, "dlq", "replay", kept_id.decode())
+    table = await on_redis(redis_url, keys.prefix, "dlq", "replay", kept_id.decode())
     assert table.returncode == 1
     assert "replayed 0 of 1; 1 still dead or missing" in table.stdout
 
@@ -309,7 +292,7 @@ async def test_dlq_replay_of_a_poison_letter_delivers_it_again(
             while not await redis.xlen(keys.dead_letters()):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         fixed = True
-        result = await fanout(redis_url, keys.prefix, "dlq", "replay", "--all")
+        result = await on_redis(redis_url, keys.prefix, "dlq", "replay", "--all")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "requeued" in result.stdout
         await until(lambda: handled == [bad])
@@ -324,22 +307,15 @@ async def test_many_letters_replay_with_flag_url(
     for _ in range(30):
         body = msgspec.json.encode(samples.sample("SKUS.IMPORT_CSV"))
         await publisher.dead_letter("unknown_type", "older version", body, now)
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [
-            FANOUT,
-            "dlq",
-            "replay",
-            "--all",
-            "--redis-url",
-            redis_url,
-            "--stream-prefix",
-            keys.prefix,
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
+    result = await command(
+        clean_env(),
+        "dlq",
+        "replay",
+        "--all",
+        "--redis-url",
+        redis_url,
+        "--stream-prefix",
+        keys.prefix,
     )
     assert result.returncode == 0, result.stderr
     assert "replayed 30 of 30" in result.stdout
@@ -349,32 +325,25 @@ async def test_many_letters_replay_with_flag_url(
 
 async def test_unreachable_redis_is_one_line_and_exit_1(tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    for command in (["tail"], ["stats"], ["dlq", "list"]):
-        result = await fanout(url, "p", *command)
-        assert result.returncode == 1, command
+    for words in (["tail"], ["stats"], ["dlq", "list"]):
+        result = await on_redis(url, "p", *words)
+        assert result.returncode == 1, words
         assert result.stderr.startswith(f"fanout: cannot reach Redis at {url}")
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 async def test_the_password_of_an_unreachable_url_is_not_printed() -> None:
     url = f"redis://user:s3cret@127.0.0.1:{free_port()}/0"
-    result = await fanout(url, "p", "stats")
+    result = await on_redis(url, "p", "stats")
     assert result.returncode == 1
     assert "s3cret" not in result.stderr and "user:***@127.0.0.1" in result.stderr
 
 
 async def test_wrong_url_and_no_server_are_named(tmp_path: Path) -> None:
-    wrong = await fanout("http://localhost:6379", "p", "stats")
+    wrong = await on_redis("http://localhost:6379", "p", "stats")
     assert wrong.returncode == 2
     assert "FANOUT_REDIS_URL" in wrong.stderr and "Traceback" not in wrong.stderr
-    nothing = await asyncio.to_thread(
-        subprocess.run,
-        [FANOUT, "stats", "--data-dir", str(tmp_path)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    nothing = await command(clean_env(), "stats", "--data-dir", str(tmp_path))
     assert nothing.returncode == 1
     assert "no running `fanout serve` was found" in nothing.stderr
     assert str(tmp_path / "server.json") in nothing.stderr
@@ -432,7 +401,7 @@ async def test_nothing_printed_reaches_the_terminal_raw(
         ("stats",),
         ("stats", "--json"),
     ):
-        result = await fanout(redis_url, keys.prefix, *args)
+        result = await on_redis(redis_url, keys.prefix, *args)
         assert result.returncode == 0, (args, result.stderr)
         assert _unprintable(result.stdout) == [], args
         assert "\\x1b" in result.stdout or "\\u001b" in result.stdout, args
@@ -441,7 +410,7 @@ async def test_nothing_printed_reaches_the_terminal_raw(
                 json.loads(line)  # still JSON, same values
         elif args[:2] == ("dlq", "show"):  # no column to cut the value short
             assert "[bold red]x[/]" in result.stdout, "markup shown as text"
-    shown = json.loads((await fanout(redis_url, keys.prefix, "tail", "--json")).stdout)
+    shown = json.loads((await on_redis(redis_url, keys.prefix, "tail", "--json")).stdout)
     assert shown["id"] == HOSTILE, "the JSON value is unchanged, only escaped"
 
 

@@ -7,9 +7,7 @@ import asyncio
 import email.utils
 import os
 import signal
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import msgspec
@@ -24,59 +22,25 @@ from service.reconciler import task
 from service.reconciler.voucherify_api import retry_after
 from service.streams.keys import Keys
 from service.streams.publisher import Publisher
+from tests.support.cli import FANOUT, command
 from tests.support.fake_voucherify import (
-    APP_ID,
     APP_TOKEN,
     FakeVoucherify,
+    Reconciling,
     completed_ids,
     mixed,
+    poll_env,
     stream_ids,
 )
 from tests.support.http import post
 from tests.support.servers import running_uvicorn
 
-FANOUT = str(Path(sys.executable).parent / "fanout")
 
-
-def poll_env(redis_url: str, prefix: str, api_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
-    return (
-        env
-        | {
-            "FANOUT_REDIS_URL": redis_url,
-            "FANOUT_STREAM_PREFIX": prefix,
-            "FANOUT_VOUCHERIFY_API_URL": api_url,
-            "FANOUT_VOUCHERIFY_APP_ID": APP_ID,
-            "FANOUT_VOUCHERIFY_APP_TOKEN": APP_TOKEN,
-            "FANOUT_POLL_RATE": "1000",
-        }
-        | extra
-    )
-
-
-async def fanout(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """Run the console script without blocking the loop that serves the fake API."""
-    process = await asyncio.create_subprocess_exec(
-        FANOUT,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
+@pytest.mark.spawns
 async def test_poll_once_publishes_exactly_what_was_missing(
-    redis_url: str,
-    prefix: str,
-    redis: Redis,
-    keys: Keys,
-    settings: Settings,
-    fake: FakeVoucherify,
-    api_url: str,
+    reconciling: Reconciling, settings: Settings
 ) -> None:
+    redis, fake = reconciling.redis, reconciling.fake
     actions = fake.populate(120, status_of=mixed)
     done = completed_ids(actions)
     # 30 completions reached the webhook; the rest were lost.
@@ -86,64 +50,53 @@ async def test_poll_once_publishes_exactly_what_was_missing(
         action = action_types.decode(msgspec.json.encode(body))
         await publisher.publish(outbound.publication(action, datetime.now(UTC)))
 
-    env = poll_env(redis_url, prefix, api_url)
-    code, out, err = await fanout(env, "poll", "--once", "--page-size", "20")
-    assert code == 0, err
+    polled = await command(reconciling.env, "poll", "--once", "--page-size", "20")
+    assert polled.returncode == 0, polled.stderr
     missing = len(done) - 30
-    assert f"{missing} completions published" in out
+    assert f"{missing} completions published" in polled.stdout
     assert fake.calls["detail"] == missing
-    counts = await stream_ids(redis, keys)
+    counts = await reconciling.published()
     assert set(counts) == done and set(counts.values()) == {1}
     running = {a["id"] for a in actions} - done
-    assert set(await stream_ids(redis, keys, "progress")) == running
-    assert APP_TOKEN not in out + err
+    assert set(await reconciling.published("progress")) == running
+    assert APP_TOKEN not in polled.stdout + polled.stderr
 
     # Run again: nothing is missing any more, and nothing is fetched.
     fake.calls.clear()
-    code, out, err = await fanout(env, "poll", "--once", "--page-size", "20")
-    assert code == 0, err
-    assert "0 completions published" in out and fake.calls["detail"] == 0
-    assert APP_TOKEN not in out + err
+    again = await command(reconciling.env, "poll", "--once", "--page-size", "20")
+    assert again.returncode == 0, again.stderr
+    assert "0 completions published" in again.stdout and fake.calls["detail"] == 0
+    assert APP_TOKEN not in again.stdout + again.stderr
 
 
+@pytest.mark.spawns
 async def test_backfill_since_shows_progress_and_covers_only_the_range(
-    redis_url: str,
-    prefix: str,
-    redis: Redis,
-    keys: Keys,
-    fake: FakeVoucherify,
-    api_url: str,
+    reconciling: Reconciling,
 ) -> None:
-    actions = fake.populate(60, spacing=timedelta(hours=1))  # 1 h to 60 h ago
+    actions = reconciling.fake.populate(60, spacing=timedelta(hours=1))  # 1 h to 60 h ago
     since = datetime.now(UTC) - timedelta(hours=24, minutes=30)
-    env = poll_env(redis_url, prefix, api_url)
-    code, out, err = await fanout(
-        env, "poll", "--once", "--since", since.isoformat(), "--page-size", "10"
+    polled = await command(
+        reconciling.env, "poll", "--once", "--since", since.isoformat(), "--page-size", "10"
     )
-    assert code == 0, err
-    assert "backfill since" in err and "pages" in err
+    assert polled.returncode == 0, polled.stderr
+    assert "backfill since" in polled.stderr and "pages" in polled.stderr
     in_range = {a["id"] for a in actions if datetime.fromisoformat(a["created_at"]) >= since}
     assert len(in_range) == 24
-    assert set(await stream_ids(redis, keys)) == in_range
-    assert APP_TOKEN not in out + err
+    assert set(await reconciling.published()) == in_range
+    assert APP_TOKEN not in polled.stdout + polled.stderr
 
 
-async def test_poll_daemon_stops_cleanly_on_sigterm(
-    redis_url: str,
-    prefix: str,
-    redis: Redis,
-    keys: Keys,
-    fake: FakeVoucherify,
-    api_url: str,
-) -> None:
+@pytest.mark.spawns
+async def test_poll_daemon_stops_cleanly_on_sigterm(reconciling: Reconciling) -> None:
+    redis, keys, fake = reconciling.redis, reconciling.keys, reconciling.fake
     fake.populate(10)
-    env = poll_env(redis_url, prefix, api_url, FANOUT_POLL_INTERVAL="0.2")
+    env = reconciling.env | {"FANOUT_POLL_INTERVAL": "0.2"}
     process = await asyncio.create_subprocess_exec(
         FANOUT, "poll", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     try:
         for _ in range(100):
-            if len(await stream_ids(redis, keys)) == 10 and fake.calls["list"] >= 2:
+            if len(await reconciling.published()) == 10 and fake.calls["list"] >= 2:
                 break
             await asyncio.sleep(0.05)
         assert await redis.exists(keys.poll_lease()) == 1
@@ -156,25 +109,28 @@ async def test_poll_daemon_stops_cleanly_on_sigterm(
             output = (await process.communicate())[0].decode()
             pytest.fail(f"still running 10 s after SIGTERM:\n{output}")
     assert process.returncode == 0, output
-    assert len(await stream_ids(redis, keys)) == 10
+    assert len(await reconciling.published()) == 10
     assert await redis.exists(keys.poll_lease()) == 0, "the lease is released on SIGTERM"
     assert APP_TOKEN not in output
 
 
+@pytest.mark.spawns
 async def test_poll_with_bad_credentials_exits_with_a_clear_line(
-    redis_url: str, prefix: str, fake: FakeVoucherify, api_url: str
+    reconciling: Reconciling,
 ) -> None:
-    env = poll_env(redis_url, prefix, api_url, FANOUT_VOUCHERIFY_APP_TOKEN="nope-secret-123")
-    code, out, err = await fanout(env, "poll", "--once")
-    assert code == 1
-    assert "401" in err and "FANOUT_VOUCHERIFY_APP_TOKEN" in err
-    assert "nope-secret-123" not in out + err
+    env = reconciling.env | {"FANOUT_VOUCHERIFY_APP_TOKEN": "nope-secret-123"}
+    refused = await command(env, "poll", "--once")
+    assert refused.returncode == 1
+    assert "401" in refused.stderr and "FANOUT_VOUCHERIFY_APP_TOKEN" in refused.stderr
+    assert "nope-secret-123" not in refused.stdout + refused.stderr
 
     del env["FANOUT_VOUCHERIFY_APP_TOKEN"]
-    code, out, err = await fanout(env, "poll", "--once")
-    assert code == 2
-    assert err.startswith("fanout: configuration error: FANOUT_VOUCHERIFY_APP_TOKEN: not set")
-    assert fake.calls["list"] == 1
+    unset = await command(env, "poll", "--once")
+    assert unset.returncode == 2
+    assert unset.stderr.startswith(
+        "fanout: configuration error: FANOUT_VOUCHERIFY_APP_TOKEN: not set"
+    )
+    assert reconciling.fake.calls["list"] == 1
 
 
 async def test_serve_with_poll_runs_the_reconciler_in_the_background(

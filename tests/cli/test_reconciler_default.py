@@ -7,12 +7,12 @@ import signal
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
-from service.streams.keys import Keys
-from tests.cli.test_poll import FANOUT, poll_env
-from tests.support.fake_voucherify import FakeVoucherify, completed_ids, mixed, stream_ids
+from tests.support.cli import FANOUT
+from tests.support.fake_voucherify import Reconciling, completed_ids, mixed
 from tests.support.servers import free_port
+
+pytestmark = pytest.mark.spawns
 
 
 async def serve(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
@@ -52,27 +52,22 @@ async def stop(process: asyncio.subprocess.Process) -> str:
 
 @pytest.mark.slow
 async def test_serve_with_the_api_keys_reconciles_without_a_flag_and_no_poll_stops_it(
-    redis_url: str,
-    prefix: str,
-    redis: Redis,
-    keys: Keys,
-    fake: FakeVoucherify,
-    api_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    reconciling: Reconciling, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    fake, api_url = reconciling.fake, reconciling.api_url
     actions = fake.populate(12, status_of=mixed)
-    env = poll_env(redis_url, prefix, api_url)
+    env = dict(reconciling.env)
     env["FANOUT_DATA_DIR"] = str(tmp_path_factory.mktemp("serve"))
     process = await serve(env)
     try:
         for _ in range(300):
-            if set(await stream_ids(redis, keys)) == completed_ids(actions):
+            if set(await reconciling.published()) == completed_ids(actions):
                 break
             assert process.returncode is None
             await asyncio.sleep(0.05)
     finally:
         output = await stop(process)
-    assert set(await stream_ids(redis, keys)) == completed_ids(actions), output
+    assert set(await reconciling.published()) == completed_ids(actions), output
     assert f"reconciler: on, reading async actions from {api_url}" in output
 
     calls = fake.calls["list"]

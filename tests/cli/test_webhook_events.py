@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import pytest
 import redis
 from redis.asyncio import Redis
 
@@ -17,9 +18,9 @@ from service.domain import inbound, outbound, webhooks
 from service.domain.webhook_samples import envelope
 from service.streams.keys import Keys
 from service.streams.publisher import Accepted, Publisher
-from tests.cli.test_cli import FANOUT, _env, served  # noqa: F401 - served is a fixture
-from tests.cli.test_operator import fanout
-from tests.support.cli import embedded_url
+from tests.support.cli import embedded_url, on_redis, send
+
+pytestmark = pytest.mark.spawns
 
 
 async def publish(settings: Settings, redis: Redis, type_: str, **options: object) -> str:
@@ -32,23 +33,15 @@ async def publish(settings: Settings, redis: Redis, type_: str, **options: objec
 
 
 def test_send_samples_of_webhook_event_types(
-    served: tuple[str, Path, subprocess.Popen[str]],  # noqa: F811
+    served: tuple[str, Path, subprocess.Popen[str]],
 ) -> None:
     base, folder, _ = served
-    url = f"{base}/webhooks/voucherify"
     streams = {}
     # documented (either spelling), schema-less, a Workflows type the vendor gives no
     # example of, and a custom body: the samples service.testing shares
     types = ("voucher.published", "customer.order.paid", "bus_val_rule.created")
     for type_ in (*types, "campaign.vouchers.added", "vl.program.created", "custom"):
-        sent = subprocess.run(
-            [FANOUT, "send", "--sample", type_, "--count", "2", "--url", url],
-            cwd=folder,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        sent = send(base, folder, "--sample", type_, "--count", "2")
         assert sent.returncode == 0, sent.stderr
         answers = [line.split(" ", 1) for line in sent.stdout.splitlines()]
         assert [status for status, _ in answers] == ["202", "202"], "new ids each"
@@ -69,13 +62,7 @@ def test_send_samples_of_webhook_event_types(
         assert event["schema_valid"] is True
     finally:
         client.close()
-    unknown = subprocess.run(
-        [FANOUT, "send", "--sample", "voucher.teleported", "--url", url],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    unknown = send(base, folder, "--sample", "voucher.teleported")
     assert unknown.returncode == 2
     assert "invalid choice: 'voucher.teleported'" in unknown.stderr
 
@@ -87,29 +74,29 @@ async def test_tail_webhook_events(
     rule = await publish(settings, redis, "bus_val_rule.created")
     drift = await publish(settings, redis, "voucher.teleported", data={"x": 1})
 
-    everything = await fanout(redis_url, keys.prefix, "tail", "--json")
+    everything = await on_redis(redis_url, keys.prefix, "tail", "--json")
     assert everything.returncode == 0, everything.stderr
     assert [json.loads(line)["id"] for line in everything.stdout.splitlines()] == [
         published,
         rule,
     ], "by default the documented types"
 
-    one = await fanout(redis_url, keys.prefix, "tail", "--json", "--type", "voucher.published")
+    one = await on_redis(redis_url, keys.prefix, "tail", "--json", "--type", "voucher.published")
     [line] = one.stdout.splitlines()
     [(_, entry)] = await redis.xrange(keys.events("voucher.published"))
     assert line == entry[b"event"].decode(), "byte for byte what was published"
 
-    spelled = await fanout(
+    spelled = await on_redis(
         redis_url, keys.prefix, "tail", "--json", "--type", "bus_val_rule.created"
     )
     assert json.loads(spelled.stdout)["type"] == "business_validation_rule.created"
 
-    table = await fanout(redis_url, keys.prefix, "tail", "--type", "voucher.teleported")
+    table = await on_redis(redis_url, keys.prefix, "tail", "--type", "voucher.teleported")
     assert table.returncode == 0, table.stderr
     _, row = table.stdout.splitlines()
     assert row.split()[1:4] == ["voucher.teleported", "drift", drift]
 
-    bad = await fanout(redis_url, keys.prefix, "tail", "--type", "voucher published")
+    bad = await on_redis(redis_url, keys.prefix, "tail", "--type", "voucher published")
     assert bad.returncode == 2
     assert "neither an async action type nor an event type" in bad.stderr
 
@@ -119,14 +106,14 @@ async def test_stats_lists_webhook_event_streams(
 ) -> None:
     for _ in range(2):
         await publish(settings, redis, "campaign.updated")
-    result = await fanout(redis_url, keys.prefix, "stats", "--json")
+    result = await on_redis(redis_url, keys.prefix, "stats", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     [stream] = data["streams"]
     assert stream["stream"] == keys.events("campaign.updated")
     assert (stream["kind"], stream["type"], stream["length"]) == ("events", "campaign.updated", 2)
     assert data["dedup_records"] == {"campaign.updated": 2}
-    table = await fanout(redis_url, keys.prefix, "stats")
+    table = await on_redis(redis_url, keys.prefix, "stats")
     assert "dedup records held: 2 (campaign.updated 2)" in table.stdout
 
 
@@ -142,7 +129,7 @@ async def test_dlq_replay_of_an_envelope_an_older_version_refused(
         msgspec.json.encode(payload),
         datetime.now(UTC),
     )
-    result = await fanout(redis_url, keys.prefix, "dlq", "replay", letter.entry_id, "--json")
+    result = await on_redis(redis_url, keys.prefix, "dlq", "replay", letter.entry_id, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["outcome"] == "accepted"
     [(_, entry)] = await redis.xrange(keys.events("voucher.published"))
@@ -154,7 +141,7 @@ async def test_dlq_replay_of_an_envelope_an_older_version_refused(
     still = await publisher.dead_letter(
         "unknown_type", "older", msgspec.json.encode(broken), datetime.now(UTC)
     )
-    again = await fanout(redis_url, keys.prefix, "dlq", "replay", still.entry_id, "--json")
+    again = await on_redis(redis_url, keys.prefix, "dlq", "replay", still.entry_id, "--json")
     assert again.returncode == 1
     outcome = json.loads(again.stdout)
     assert outcome["outcome"] == "dead"
@@ -170,9 +157,9 @@ async def test_tail_shows_custom_bodies(
         await publisher.publish(outbound.publication(body, datetime.now(UTC))), Accepted
     )
 
-    everything = await fanout(redis_url, keys.prefix, "tail", "--json")
+    everything = await on_redis(redis_url, keys.prefix, "tail", "--json")
     [line] = everything.stdout.splitlines()
     assert json.loads(line)["body"] == {"customer": "Ada"}, "custom bodies are tailed by default"
-    table = await fanout(redis_url, keys.prefix, "tail", "--type", "custom")
+    table = await on_redis(redis_url, keys.prefix, "tail", "--type", "custom")
     assert table.returncode == 0, table.stderr
     assert "custom" in table.stdout and body.id[:12] in table.stdout

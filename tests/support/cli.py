@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,6 +40,69 @@ def run(
         text=True,
         timeout=timeout,
     )
+
+
+async def command(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``fanout *args`` with ``env``, to completion (30 s at most), without blocking the
+    event loop (a server or fake API the test runs in this process keeps answering)."""
+    process = await asyncio.create_subprocess_exec(
+        FANOUT, *args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(
+        [FANOUT, *args], process.returncode, out.decode(), err.decode()
+    )
+
+
+async def on_redis(redis_url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``fanout *args`` with Redis and the stream prefix from the environment, as an
+    operator runs ``tail``, ``stats`` or ``dlq``."""
+    return await command(clean_env(FANOUT_REDIS_URL=redis_url, FANOUT_STREAM_PREFIX=prefix), *args)
+
+
+@contextlib.contextmanager
+def serve(folder: Path, *args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``fanout serve`` in ``folder`` until ready, its output kept for the test: its base
+    URL and process (stopped with Ctrl-C at exit if the test has not)."""
+    port = str(free_port())
+    process = subprocess.Popen(
+        [FANOUT, "serve", "--port", port, *args],
+        cwd=folder,
+        env=clean_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise TimeoutError(process.communicate()[0])
+    try:
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        process.communicate(timeout=15)
+
+
+def send(base: str, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``fanout send *args`` from ``folder`` to the server at ``base``."""
+    return run("send", *args, "--url", f"{base}/webhooks/voucherify", cwd=folder)
 
 
 def embedded_url(data_dir: Path) -> str:

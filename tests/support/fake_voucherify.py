@@ -10,6 +10,7 @@ Both want the ``X-App-Id`` and ``X-App-Token`` headers. A test can queue faults
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -196,3 +197,35 @@ def mixed(n: int) -> str:
     if n % 25 == 7:
         return "ENQUEUED"
     return "FAILED" if n % 10 == 9 else "DONE"
+
+
+def poll_env(redis_url: str, prefix: str, api_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``fanout poll`` or ``serve`` reading the fake API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
+    return (
+        env
+        | {
+            "FANOUT_REDIS_URL": redis_url,
+            "FANOUT_STREAM_PREFIX": prefix,
+            "FANOUT_VOUCHERIFY_API_URL": api_url,
+            "FANOUT_VOUCHERIFY_APP_ID": APP_ID,
+            "FANOUT_VOUCHERIFY_APP_TOKEN": APP_TOKEN,
+            "FANOUT_POLL_RATE": "1000",
+        }
+        | extra
+    )
+
+
+@dataclass
+class Reconciling:
+    """The fake API serving at ``api_url``, a test's Redis and keys, and ``env``: what a
+    command reading that API is started with (``poll_env``)."""
+
+    env: dict[str, str]
+    redis: Redis
+    keys: Keys
+    fake: FakeVoucherify
+    api_url: str
+
+    async def published(self, kind: str = "completed") -> Counter[str]:
+        return await stream_ids(self.redis, self.keys, kind)
