@@ -14,6 +14,10 @@ Where each one is defined, and what a user sees::
     ├── streams.server.ServerRefused     an evicting maxmemory-policy, protected mode, auth,
     │                                    ACL: ``fanout serve`` exits 2, one line
     ├── streams.group_commit.NotConfirmed  (TimeoutError) WAIT/WAITAOF short: RedisUnavailable
+    │   └── durability.ReplicasMissing   the primary has fewer replicas online than a 2xx
+    │                                    waits for: 503 at once, nothing sent
+    ├── streams.follow.Fenced            (redis ConnectionError) the primary a batch went to
+    │                                    began failing over: its answer proves nothing, 503
     ├── streams.local.NoRedis            (LookupError) no URL and no running ``fanout serve``
     ├── streams.local.AlreadyServing     (RuntimeError) the data folder is another's
     ├── streams.embedded.EmbeddedError   (RuntimeError) the embedded Valkey did not start

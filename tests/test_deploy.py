@@ -319,7 +319,7 @@ def _normal(name: str) -> str:
 
 def test_deployment_files_set_only_variables_the_service_reads() -> None:
     # A typo such as FANOUT_REDIS_CLUSTR in a manifest would be silently ignored.
-    source = "\n".join(p.read_text() for p in (ROOT / "service").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (ROOT / "service").rglob("*.py"))
     files = [
         ROOT / "Dockerfile",
         ROOT / "docker-compose.yml",

@@ -38,6 +38,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from ..errors import FanoutError
+
 logger = logging.getLogger("service.redis")
 
 Address = tuple[str, int]
@@ -66,7 +68,7 @@ POLL = 1.0
 POLL_FENCED = 0.1
 
 
-class Fenced(RedisConnectionError):
+class Fenced(FanoutError, RedisConnectionError):
     """The primary a batch went to began failing over before the batch was answered:
     its answer proves nothing (a passing error: the sender gets 503, or a retry
     on the new primary)."""
