@@ -1,8 +1,11 @@
-"""The upgrade window: an older version's dedup keys are read while any is left, then not."""
+"""What each publish script reads and writes besides its record: an older version's dedup
+keys while any is left (the upgrade window), the sweep when a new bucket opens."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from datetime import UTC, datetime
 
 import msgspec
@@ -59,3 +62,24 @@ async def test_with_no_older_key_left_the_window_closes_and_none_is_read(
     await _older_version_record(redis, keys, "aa_new_2")
     assert isinstance(await publisher.publish(_publication("aa_new_2")), Accepted)
     assert await publisher.publish(_publication("aa_new_1")) == Duplicate(first.entry_id)
+
+
+async def test_the_first_write_into_a_new_bucket_deletes_the_buckets_out_of_the_window(
+    redis: Redis, keys: Keys, settings: Settings
+) -> None:
+    # Buckets of 1 s (a 4 s window).
+    publisher = Publisher.from_settings(redis, dataclasses.replace(settings, dedup_ttl=4))
+    records = publisher.records
+    await asyncio.sleep(1 - time.time() % 1 + 0.05)  # at the start of a bucket
+    number = int(time.time() // records.width)
+    assert isinstance(await publisher.publish(_publication("aa_sweep_1")), Accepted)
+    assert isinstance(await publisher.publish(_publication("aa_sweep_2")), Accepted)
+    # A bucket that falls out of the window when the next one opens.
+    stale = keys.dedup("ORDERS.IMPORT", number + 1 - records.count)
+    await redis.hset(stale, "x", "1")
+    await asyncio.sleep(max(0.0, (number + 1) * records.width - time.time() + 0.05))
+    assert isinstance(await publisher.publish(_publication("aa_sweep_4")), Accepted)
+    assert not await redis.exists(stale)
+    assert await publisher.publish(_publication("aa_sweep_1")) == Duplicate(
+        (await redis.xrange(keys.completed("ORDERS.IMPORT")))[0][0].decode()
+    )
