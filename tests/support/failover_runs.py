@@ -62,7 +62,7 @@ class FaultReport:
     doubled: int
     answers: dict[int, int]
     first_2xx_after: float | None  # seconds from the fault (end of a black hole) to 2xx again
-    old_primary_calls: int | None  # script calls the old primary ran after its replacement
+    old_primary_calls: int | None  # script calls the old primary ran after a replica's promotion
     pause: float  # the longest time after the fault with no 2xx at all
     seconds: float
     lost_ids: list[str] = field(default_factory=list)
@@ -70,7 +70,7 @@ class FaultReport:
     def line(self) -> str:
         first = "-" if self.first_2xx_after is None else f"{self.first_2xx_after:.2f}s"
         old = self.old_primary_calls
-        old_text = "" if old is None else f", old primary ran {old} script calls after"
+        old_text = "" if old is None else f", old primary ran {old} scripts after the promotion"
         refused = sum(n for status, n in self.answers.items() if not 200 <= status < 300)
         return (
             f"sentinel replicas={self.replicas} fault={self.fault} durability={self.durability}: "
@@ -213,9 +213,9 @@ async def run_fault(
         # As a supervisor would, once Sentinel named another: it rejoins as a replica.
         restart = asyncio.create_task(asyncio.to_thread(_restart_after_failover, group, old))
     elif fault == "planned":
-        new = await asyncio.to_thread(group.sentinel.failover, demote=False)
-        old_calls = await script_calls(old)  # from the promotion on
-        del new
+        promoted = asyncio.create_task(_calls_at_promotion(group, old))
+        await asyncio.to_thread(group.sentinel.failover, demote=False)
+        old_calls = await promoted
     elif fault == "blackhole":
         for proxy in group.fronts:
             proxy.hold()
@@ -257,6 +257,26 @@ async def run_fault(
         seconds=seconds,
         lost_ids=lost,
     )
+
+
+async def _calls_at_promotion(group: ReplicatedSet, old: tuple[str, int]) -> int | None:
+    """The old primary's script calls at the moment a replica turned master (polled every
+    5 ms): what it runs from then on is written where the new primary never sees it."""
+    clients = [Redis(host=host, port=port, socket_timeout=2) for host, port in _replicas(group)]
+    try:
+        for _ in range(4000):
+            for client in clients:
+                if (await client.info("replication")).get("role") == "master":
+                    return await script_calls(old)
+            await asyncio.sleep(0.005)
+        return None
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def _replicas(group: ReplicatedSet) -> list[tuple[str, int]]:
+    return [replica.address for replica in group.replicas]
 
 
 def _restart_after_failover(group: ReplicatedSet, old: tuple[str, int]) -> None:
