@@ -34,7 +34,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..config import SENTINEL_SCHEMES, SentinelTarget, Settings
-from .follow import Address, Fenced, Follower
+from .follow import Fenced, Follower
+from .sentinel_events import Address
 
 __all__ = ["Client", "Fenced", "connect", "guard", "passing"]
 

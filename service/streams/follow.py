@@ -31,18 +31,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from ..errors import FanoutError
+from .sentinel_events import Address, master_state, parse_event, text, to_address
 
 logger = logging.getLogger("service.redis")
 
-Address = tuple[str, int]
 
 #: Steps of a failover of a master: each names the master it fails over.
 _STARTS = (
@@ -72,27 +70,6 @@ class Fenced(FanoutError, RedisConnectionError):
     """The primary a batch went to began failing over before the batch was answered:
     its answer proves nothing (a passing error: the sender gets 503, or a retry
     on the new primary)."""
-
-
-def _address(host: bytes | str, port: bytes | str | int) -> Address:
-    return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
-
-
-def parse_event(channel: str, data: str) -> tuple[str, Address | None, Address | None]:
-    """``(name, the master it is about, the new address it names)`` of one Sentinel event.
-
-    ``master <name> <ip> <port>`` or ``slave <ip>:<port> <ip> <port> @ <name> <mip> <mport>``;
-    ``+switch-master`` is ``<name> <oldip> <oldport> <newip> <newport>``. The name is ""
-    for a message of another shape."""
-    words = data.split()
-    if channel == "+switch-master" and len(words) == 5:
-        return words[0], _address(words[1], words[2]), _address(words[3], words[4])
-    if len(words) >= 4 and words[0] == "master":
-        return words[1], _address(words[2], words[3]), None
-    if len(words) >= 8 and words[4] == "@":
-        named = _address(words[2], words[3])
-        return words[5], _address(words[6], words[7]), named
-    return "", None, None
 
 
 class Follower:
@@ -127,6 +104,7 @@ class Follower:
         self._config_epoch = -1
         self.switched_at: float | None = None  # monotonic time of the last new primary
         self._on_switch: list[Callable[[], None]] = []
+        self._stopping = False
 
     @property
     def fenced(self) -> bool:
@@ -144,14 +122,18 @@ class Follower:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._changed = asyncio.Event()
+            self._stopping = False
             self._task = loop.create_task(self._run(), name=f"sentinel-follow-{self.name}")
 
     async def stop(self) -> None:
+        """Stop following, within about a second whatever a Redis call in flight does.
+
+        A cancel that lands as a timeout inside a Redis call fires is absorbed (it
+        becomes a TimeoutError, which the loops take for a lost answer): the flag
+        ends each loop at its next turn, and the cancel is repeated meanwhile."""
+        self._stopping = True
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel(task)
 
     async def primary(self, within: float | None = None) -> Address:
         """The primary to write to, waiting (up to ``within`` seconds) while it is fenced.
@@ -193,7 +175,7 @@ class Follower:
             self.epoch += 1
             logger.warning(
                 "redis primary fenced: a failover of it started",
-                extra={"fields": {"primary": _text(self.address), "event": why}},
+                extra={"fields": {"primary": text(self.address), "event": why}},
             )
             await self._on_change()
             self._notify()
@@ -204,7 +186,7 @@ class Follower:
             if not self.fenced:
                 logger.warning(
                     "redis primary kept: the failover was abandoned",
-                    extra={"fields": {"primary": _text(self.address)}},
+                    extra={"fields": {"primary": text(self.address)}},
                 )
                 self._notify()
 
@@ -220,7 +202,7 @@ class Follower:
             self.switched_at = time.monotonic()
             logger.warning(
                 "redis primary switched",
-                extra={"fields": {"old": _text(old), "new": _text(address), "event": why}},
+                extra={"fields": {"old": text(old), "new": text(address), "event": why}},
             )
         await self._on_change()
         self._notify()
@@ -254,7 +236,7 @@ class Follower:
             for n, sentinel in enumerate(self._sentinels)
         ]
         try:
-            while True:
+            while not self._stopping:
                 with contextlib.suppress(RedisError, OSError, TimeoutError):
                     await self._ask()
                 if self.fenced:
@@ -265,8 +247,7 @@ class Follower:
                     await asyncio.sleep(POLL)
         finally:
             for listener in listeners:
-                listener.cancel()
-            await asyncio.gather(*listeners, return_exceptions=True)
+                await _cancel(listener)
 
     async def _ask(self) -> None:
         """Ask the Sentinels what primary they name and whether a failover of ours is
@@ -293,8 +274,8 @@ class Follower:
             return False
         if not named:
             return False
-        address = _address(*named)
-        master = _state(state)
+        address = to_address(*named)
+        master = master_state(state)
         if master.failover_timeout is not None:
             self._failover_timeout = master.failover_timeout
         if asked < self._changed_at:
@@ -312,7 +293,7 @@ class Follower:
     async def _listen(self, n: int, sentinel: Redis) -> None:
         """Sentinel ``n``'s events, on a connection of their own, until cancelled."""
         backoff = 0.1
-        while True:
+        while not self._stopping:
             pubsub = sentinel.pubsub()
             try:
                 await pubsub.subscribe(*_CHANNELS)
@@ -320,7 +301,7 @@ class Follower:
                 backoff = 0.1
                 quiet_since = time.monotonic()
                 pinged = False
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(timeout=1.0)
                     now = time.monotonic()
                     if message is None:
@@ -332,7 +313,7 @@ class Follower:
                         continue
                     quiet_since, pinged = now, False
                     if message["type"] == "message":
-                        await self.handle(n, _text(message["channel"]), _text(message["data"]))
+                        await self.handle(n, text(message["channel"]), text(message["data"]))
             except (RedisError, OSError, TimeoutError) as exc:
                 logger.debug("sentinel subscription lost: %r", exc)
             finally:
@@ -343,47 +324,11 @@ class Follower:
             backoff = min(backoff * 2, POLL)
 
 
-@dataclass(frozen=True, slots=True)
-class _Master:
-    """What ``SENTINEL MASTER`` says: flags, the address it watches (the old one during a
-    failover), configuration epoch, failover-timeout (seconds)."""
-
-    flags: frozenset[str] = frozenset()
-    address: Address | None = None
-    epoch: int = -1
-    failover_timeout: float | None = None
-
-
-def _state(reply: Any) -> _Master:
-    if isinstance(reply, dict):
-        fields = {_text(k): v for k, v in reply.items()}
-    elif isinstance(reply, list):
-        fields = {_text(k): v for k, v in zip(reply[::2], reply[1::2], strict=False)}
-    else:
-        return _Master()
-    flags = fields.get("flags", "")
-    if isinstance(flags, (list, tuple, set)):
-        names = frozenset(_text(flag) for flag in flags)
-    else:
-        names = frozenset(_text(flags).split(","))
-    try:
-        epoch = int(fields.get("config-epoch", -1))
-    except ValueError:
-        epoch = -1
-    try:
-        failover_timeout: float | None = int(fields["failover-timeout"]) / 1000
-    except (KeyError, ValueError):
-        failover_timeout = None
-    try:
-        address: Address | None = _address(fields["ip"], fields["port"])
-    except (KeyError, ValueError):
-        address = None
-    return _Master(names, address, epoch, failover_timeout)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, tuple):
-        return f"{value[0]}:{value[1]}"
-    return str(value)
+async def _cancel(task: asyncio.Task[None] | None, within: float = 3.0) -> None:
+    """Cancel ``task`` and wait for it, cancelling again every 0.1 s, at most ``within``."""
+    for _ in range(int(within / 0.1)):
+        if task is None or task.done():
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    logger.warning("a Sentinel follower task did not stop; left behind")
