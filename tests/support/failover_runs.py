@@ -333,7 +333,8 @@ async def measure(
     await asyncio.to_thread(group.start)  # each step in a thread: runs may go side by side
     try:
         receiver = FanoutProcess(root / "fanout.log", env=receiver_env(group, durability))
-        await asyncio.to_thread(receiver.start)
+        # Bounded generously: eight runs start side by side in the suite, on a shared machine.
+        await asyncio.to_thread(receiver.start, 90.0)
         try:
             return await run_fault(
                 group,
