@@ -106,6 +106,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.front_door
 	$(BIN)/python -m bench.tracing  # FANOUT_TRACING on against off, receiver and consumer
+	$(BIN)/python -m bench.tracing_http  # the same over HTTP: fanout serve under wrk
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
