@@ -105,6 +105,64 @@ def otel(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) -> None:
         monkeypatch.setenv(name, value)
 
 
+# A consumer application as documented: its own global provider, FANOUT_TRACING=1 in its
+# environment, a Consumer given no tracing argument (a fresh interpreter: the global
+# provider can be set once per process).
+_GLOBAL = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from redis.asyncio import Redis
+    from service.consumer import Consumer
+    from tests.support.feed import running, until
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+    async def main(url, prefix):
+        redis = Redis.from_url(url)
+        stream = f"{prefix}:{{VOUCHERS.IMPORT}}:completed"
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        await redis.xadd(stream, {"type": "VOUCHERS.IMPORT", "traceparent": parent, "event": b"{}"})
+        member = Consumer(redis, "g", types=["VOUCHERS.IMPORT"], prefix=prefix, block=0.1)
+        async with running(member, lambda event: asyncio.sleep(0)):
+            await until(lambda: member.stats.poisoned)  # "{}" is no event: poison
+        await redis.delete(stream, f"{prefix}:{{dead}}:letters")
+        await redis.aclose()
+        spans = [(s.name, f"{s.context.trace_id:032x}", dict(s.attributes))
+                 for s in exporter.get_finished_spans()]
+        print(json.dumps(spans))
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+@pytest.mark.spawns
+def test_a_consumer_traces_into_the_applications_provider_with_fanout_tracing(
+    redis_url: str, prefix: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "OTEL_"))}
+    ran = subprocess.run(
+        [sys.executable, "-c", _GLOBAL, redis_url, prefix],
+        cwd=ROOT,
+        env=env | {"FANOUT_TRACING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    [(name, trace_id, attributes)] = json.loads(ran.stdout.splitlines()[-1])
+    assert name == f"process {prefix}:{{VOUCHERS.IMPORT}}:completed"
+    assert trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert attributes["fanout.outcome"] == "poison"
+
+
 @pytest.mark.parametrize(
     ("environ", "made"),
     [

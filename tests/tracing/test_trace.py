@@ -253,6 +253,7 @@ async def test_cloudevents_carry_the_traceparent_attribute(
     assert msgspec.json.decode(fields[b"data"])["traceparent"].startswith(f"00-{TRACE_ID}-")
 
 
+@pytest.mark.spawns
 async def test_redis_gone_is_a_503_in_error_on_the_span(
     settings: Settings, provider: TracerProvider, exporter: InMemorySpanExporter, tmp_path: Path
 ) -> None:

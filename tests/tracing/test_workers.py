@@ -68,6 +68,7 @@ def _value(value: Any) -> Any:
 
 
 @pytest.mark.slow
+@pytest.mark.spawns
 async def test_each_worker_exports_its_own_spans(
     redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
