@@ -9,11 +9,13 @@ the URL ``fanout url --password`` prints, as docs/interop.md tells a Node.js use
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,23 +43,36 @@ pytestmark = [
         NODE is None or NPM is None, reason="needs Node.js 20+ and npm (CI has them)"
     ),
     pytest.mark.spawns,
+    # npm ci (up to its own 300 s) runs in the first test's setup, after any other
+    # worker's run of it: not the suite's 60 s per test.
+    pytest.mark.timeout(420),
 ]
 
 
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
-    """The example's packages, installed by ``npm ci`` unless already from this lockfile."""
+    """The example's packages, installed by ``npm ci`` unless already from this lockfile.
+
+    One ``npm ci`` at a time: each pytest-xdist worker that runs a test of this module
+    makes this fixture, and two ``npm ci`` in one folder at once break each other (each
+    deletes node_modules first); the second finds the first one's stamp."""
     lock = hashlib.sha256((EXAMPLE / "package-lock.json").read_bytes()).hexdigest()
     stamp = EXAMPLE / "node_modules" / ".installed-from-lock"
-    if not stamp.exists() or stamp.read_text() != lock:
-        assert NPM is not None
-        subprocess.run(
-            [NPM, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=EXAMPLE,
-            check=True,
-            timeout=300,
-        )
-        stamp.write_text(lock)
+    guard = (
+        Path(tempfile.gettempdir())
+        / f"fanout-npm-ci-{hashlib.sha256(bytes(EXAMPLE)).hexdigest()[:16]}"
+    )
+    with open(guard, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes
+        if not stamp.exists() or stamp.read_text() != lock:
+            assert NPM is not None
+            subprocess.run(
+                [NPM, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=EXAMPLE,
+                check=True,
+                timeout=300,
+            )
+            stamp.write_text(lock)
     return EXAMPLE / "node_modules"
 
 
