@@ -77,14 +77,19 @@ class ClusterFaultReport:
     pause: float
     seconds: float
     lost_ids: list[str] = field(default_factory=list)
+    #: ``planned``: scripts the old primary ran after its replica became the primary.
+    old_primary_calls: int | None = None
 
     def line(self) -> str:
         first = "-" if self.first_2xx_after is None else f"{self.first_2xx_after:.2f}s"
+        old = self.old_primary_calls
+        old_text = "" if old is None else f", old primary ran {old} script calls after"
         return (
             f"cluster fault={self.fault} durability={self.durability}: acknowledged "
             f"{self.acknowledged}/{self.offered}, lost {self.lost}, doubled {self.doubled}, "
             f"503s {self.answers.get(503, 0)} ({self.refused_there} on the faulted primary's "
-            f"streams), first 2xx after the fault {first}, longest pause {self.pause:.2f}s; "
+            f"streams), first 2xx after the fault {first}, longest pause {self.pause:.2f}s"
+            f"{old_text}; "
             f"answers {dict(sorted(self.answers.items()))}, {self.seconds:.1f}s"
         )
 
@@ -216,6 +221,7 @@ async def run_fault(
             await asyncio.sleep(before)
             at = time.monotonic()
             restart = None
+            old_calls: int | None = None
             if fault in ("kill", "lag"):
                 down = cluster.crash if fault == "lag" else cluster.kill
                 await asyncio.to_thread(down, primary)
@@ -225,6 +231,7 @@ async def run_fault(
             elif fault == "planned":
                 with replica.client() as admin:
                     await asyncio.to_thread(admin.execute_command, "CLUSTER", "FAILOVER", "FORCE")
+                old_calls = await asyncio.to_thread(_calls_once_promoted, primary, replica)
             else:
                 proxies[primary.port].hold()
                 await asyncio.sleep(BLACKHOLE_SECONDS)
@@ -257,7 +264,23 @@ async def run_fault(
         pause=longest_pause(senders.attempts, at),
         seconds=seconds,
         lost_ids=lost,
+        old_primary_calls=None if old_calls is None else _script_calls(primary) - old_calls,
     )
+
+
+def _script_calls(node: ClusterNode) -> int:
+    with node.client() as client:
+        stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def _calls_once_promoted(old: ClusterNode, replica: ClusterNode) -> int:
+    """The old primary's script calls at the moment its replica reports the primary role
+    (polled every 5 ms)."""
+    deadline = time.monotonic() + 10
+    while replica.role() != "master" and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return _script_calls(old)
 
 
 async def measure(
