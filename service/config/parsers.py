@@ -38,10 +38,12 @@ class Durability:
     """When a 2xx may be sent.
 
     ``auto`` (the default): as ``aof`` where the server can confirm it (WAITAOF:
-    Redis >= 7.2 or Valkey, with appendonly yes), else as ``none``, said in one
-    line at start-up. ``none``: once Redis applied the write. ``aof``: once it is
-    in the server's append-only file, refused at start-up by a server that
-    cannot tell. ``replicas``: once ``replicas`` replicas have it (WAIT).
+    Redis >= 7.2 or Valkey, with appendonly yes), else as ``none``; and where the
+    primary has replicas, also once every replica online has it (WAIT N), a 503
+    while it has none (``streams/durability.py``); said in one line at start-up.
+    ``none``: once Redis applied the write. ``aof``: once it is in the server's
+    append-only file, refused at start-up by a server that cannot tell; no
+    replica waited for. ``replicas``: once ``replicas`` replicas have it (WAIT).
     """
 
     mode: Literal["auto", "none", "aof", "replicas"] = "auto"
