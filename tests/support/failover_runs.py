@@ -310,6 +310,7 @@ async def measure(
     durability: str = "default",
     *,
     sentinels: int = 1,
+    binary: str = "valkey",
     **load: float,
 ) -> FaultReport:
     """One run with its own servers under ``root``; ``load``: ``run_fault``'s figures."""
@@ -329,6 +330,7 @@ async def measure(
         link=link if fault == "lag" else None,
         fronted=fault == "blackhole",
         sentinels=sentinels,
+        binary=binary,
     )
     await asyncio.to_thread(group.start)  # each step in a thread: runs may go side by side
     try:
@@ -360,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--durability", default="default", help="FANOUT_DURABILITY, or default")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sentinels", type=int, default=1, help="Sentinels (quorum a majority)")
+    parser.add_argument("--binary", default="valkey", help="valkey (9), redis (the machine's)")
     args = parser.parse_args(argv)
     if args.topology == "cluster":  # three primaries, a replica each (it imports this module)
         from tests.support import cluster_faults
@@ -376,9 +379,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                     args.replicas,
                     args.durability,
                     sentinels=args.sentinels,
+                    binary=args.binary,
                 )
             )
-        print(f"[{run + 1}] sentinels={args.sentinels} {report.line()}", flush=True)
+        print(f"[{run + 1}] {args.binary} sentinels={args.sentinels} {report.line()}", flush=True)
 
 
 if __name__ == "__main__":
