@@ -237,7 +237,8 @@ class Follower:
         ]
         try:
             while not self._stopping:
-                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                # ValueError, TypeError: an answer of an unexpected shape; ask again later.
+                with contextlib.suppress(RedisError, OSError, TimeoutError, ValueError, TypeError):
                     await self._ask()
                 if self.fenced:
                     await asyncio.sleep(POLL_FENCED)
@@ -272,10 +273,11 @@ class Follower:
                     named, state = await pipe.execute()
         except (RedisError, OSError, TimeoutError):
             return False
-        if not named:
+        try:
+            address = to_address(*named)
+            master = master_state(state)
+        except (TypeError, ValueError):  # no master of that name, or an answer of another shape
             return False
-        address = to_address(*named)
-        master = master_state(state)
         if master.failover_timeout is not None:
             self._failover_timeout = master.failover_timeout
         if asked < self._changed_at:
@@ -314,7 +316,7 @@ class Follower:
                     quiet_since, pinged = now, False
                     if message["type"] == "message":
                         await self.handle(n, text(message["channel"]), text(message["data"]))
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (RedisError, OSError, TimeoutError, ValueError, TypeError) as exc:
                 logger.debug("sentinel subscription lost: %r", exc)
             finally:
                 self._listening.discard(n)
