@@ -79,13 +79,15 @@ class ClusterFaultReport:
     lost_ids: list[str] = field(default_factory=list)
     #: ``planned``: scripts the old primary ran after its replica became the primary.
     old_primary_calls: int | None = None
+    replicas: int = 1
 
     def line(self) -> str:
         first = "-" if self.first_2xx_after is None else f"{self.first_2xx_after:.2f}s"
         old = self.old_primary_calls
         old_text = "" if old is None else f", old primary ran {old} script calls after"
         return (
-            f"cluster fault={self.fault} durability={self.durability}: acknowledged "
+            f"cluster fault={self.fault} replicas={self.replicas} durability={self.durability}: "
+            "acknowledged "
             f"{self.acknowledged}/{self.offered}, lost {self.lost}, doubled {self.doubled}, "
             f"503s {self.answers.get(503, 0)} ({self.refused_there} on the faulted primary's "
             f"streams), first 2xx after the fault {first}, longest pause {self.pause:.2f}s"
@@ -94,10 +96,10 @@ class ClusterFaultReport:
         )
 
 
-def fault_cluster(root: Path) -> ValkeyCluster:
-    """Three primaries, a replica each, AOF always, replication 50 ms behind."""
+def fault_cluster(root: Path, replicas: int = 1) -> ValkeyCluster:
+    """Three primaries, ``replicas`` replicas each, AOF always, replication 50 ms behind."""
     return ValkeyCluster(
-        root, masters=3, replicas=1, lag=0.05, appendonly=True, appendfsync="always"
+        root, masters=3, replicas=replicas, lag=0.05, appendonly=True, appendfsync="always"
     )
 
 
@@ -160,11 +162,12 @@ def victim(cluster: ValkeyCluster, keys: Keys) -> tuple[ClusterNode, ClusterNode
     return primary, cluster.replica_of(primary), there
 
 
-def _restart_once_promoted(cluster: ValkeyCluster, old: ClusterNode, replica: ClusterNode) -> None:
+def _restart_once_promoted(cluster: ValkeyCluster, old: ClusterNode, slot: int) -> None:
+    """Restart ``old`` once another node owns ``slot`` (any of its replicas promoted)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
-            if replica.role() == "master":
+            if cluster.primary_of(slot) is not old:
                 break
         time.sleep(0.05)
     cluster.restart(old)
@@ -211,6 +214,7 @@ async def run_fault(
     assert fault in FAULTS, fault
     keys = Keys(PREFIX)
     primary, replica, there = victim(cluster, keys)
+    slot = key_slot(keys.completed(VICTIM_TYPE).encode())
     deliveries = make_deliveries(int(rate * offered_seconds), actions.TYPES)
     with client_proxies(cluster) as proxies:
         client = receiver_client(cluster, proxies) if fault == "blackhole" else None
@@ -226,7 +230,7 @@ async def run_fault(
                 down = cluster.crash if fault == "lag" else cluster.kill
                 await asyncio.to_thread(down, primary)
                 restart = asyncio.create_task(
-                    asyncio.to_thread(_restart_once_promoted, cluster, primary, replica)
+                    asyncio.to_thread(_restart_once_promoted, cluster, primary, slot)
                 )
             elif fault == "planned":
                 with replica.client() as admin:
@@ -265,6 +269,7 @@ async def run_fault(
         seconds=seconds,
         lost_ids=lost,
         old_primary_calls=None if old_calls is None else _script_calls(primary) - old_calls,
+        replicas=len(cluster.nodes) // cluster.masters - 1,
     )
 
 
@@ -284,10 +289,10 @@ def _calls_once_promoted(old: ClusterNode, replica: ClusterNode) -> int:
 
 
 async def measure(
-    root: Path, fault: str, durability: Durability = DEFAULT, **load: float
+    root: Path, fault: str, durability: Durability = DEFAULT, replicas: int = 1, **load: float
 ) -> ClusterFaultReport:
     """One run with a cluster of its own under ``root``."""
-    with fault_cluster(root) as cluster:
+    with fault_cluster(root, replicas) as cluster:
         return await run_fault(cluster, fault, durability=durability, **load)  # type: ignore[arg-type]
 
 
@@ -299,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="of offered load")
     parser.add_argument("--before", type=float, default=6.0, help="seconds into the load")
     parser.add_argument("--rate", type=float, default=150.0)
+    parser.add_argument("--replicas", type=int, default=1, help="per primary")
     args = parser.parse_args(argv)
     durability = DEFAULT
     if args.durability != "default":
@@ -310,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     Path(root),
                     args.fault,
                     durability,
+                    args.replicas,
                     offered_seconds=args.seconds,
                     before=args.before,
                     rate=args.rate,

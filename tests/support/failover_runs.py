@@ -364,11 +364,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sentinels", type=int, default=1, help="Sentinels (quorum a majority)")
     parser.add_argument("--binary", default="valkey", help="valkey (9), redis (the machine's)")
     args = parser.parse_args(argv)
-    if args.topology == "cluster":  # three primaries, a replica each (it imports this module)
+    if args.topology == "cluster":  # three primaries, --replicas each (it imports this module)
         from tests.support import cluster_faults
 
         options = ["--fault", args.fault, "--durability", args.durability]
-        cluster_faults.main([*options, "--runs", str(args.runs)])
+        cluster_faults.main([*options, "--runs", str(args.runs), "--replicas", str(args.replicas)])
         return
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="fanout-failover-") as root:
