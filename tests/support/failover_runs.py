@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -93,7 +94,15 @@ class Senders:
         self.rate = rate
         self.concurrency = concurrency
         self.attempts: list[Attempt] = []
+        #: The deliveries offered so far: ``deliveries`` up to ``enough()``.
+        self.offered: list[Delivery] = []
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._stop_at = math.inf
+        self._paced = False
+
+    def enough(self, at: float) -> None:
+        """Offer no delivery after ``at`` (monotonic)."""
+        self._stop_at = at
 
     async def run(self, until: float) -> None:
         """Until every delivery is acknowledged or ``until`` (monotonic)."""
@@ -109,10 +118,14 @@ class Senders:
             delay = started + n / self.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if time.monotonic() >= self._stop_at:
+                break
+            self.offered.append(delivery)
             self._queue.put_nowait(delivery)
+        self._paced = True
 
     def _done(self) -> bool:
-        return all(d.acked_at is not None for d in self.deliveries)
+        return self._paced and all(d.acked_at is not None for d in self.offered)
 
     async def _worker(self, until: float) -> None:
         connection = Connection(self.host, self.port)
@@ -195,10 +208,14 @@ async def run_fault(
     settle: float = 40.0,
     link_proxies: Sequence[object] = (),
 ) -> FaultReport:
-    """The fault ``before`` seconds into the load at ``receiver``; the set must run."""
+    """The fault ``before`` seconds into the load at ``receiver``; the set must run.
+
+    Deliveries are offered for ``offered_seconds``, and at least 1 s after the fault
+    is in place (a planned failover returns once the replica is promoted; a black
+    hole once it ends), so the load always meets it."""
     assert fault in FAULTS, fault
-    deliveries = make_deliveries(int(rate * offered_seconds), actions.TYPES)
-    senders = Senders(receiver, deliveries, rate, concurrency)
+    most = int(rate * (before + offered_seconds + 10.0))
+    senders = Senders(receiver, make_deliveries(most, actions.TYPES), rate, concurrency)
     started = time.monotonic()
     load = asyncio.create_task(senders.run(started + before + settle))
     await asyncio.sleep(before)
@@ -223,6 +240,7 @@ async def run_fault(
         for proxy in group.fronts:
             proxy.release()
         at = time.monotonic()
+    senders.enough(max(started + offered_seconds, time.monotonic() + 1.0))
     await load
     seconds = time.monotonic() - started
     if restart is not None:
@@ -232,6 +250,7 @@ async def run_fault(
         later = await script_calls(old)
         old_calls = None if later is None else later - old_calls
     seen = await count_ids(new_master, Keys(PREFIX))
+    deliveries = senders.offered
     acked = [d for d in deliveries if d.acked_at is not None]
     lost = [d.id for d in acked if seen[d.id] == 0]
     answers = collections.Counter(a.status for a in senders.attempts)
