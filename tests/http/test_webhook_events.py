@@ -19,7 +19,7 @@ from service.domain import clock, samples, webhook_data
 from service.domain.webhook_samples import TYPES, envelope, example
 from service.streams.keys import Keys
 from tests.http.test_metrics import scrape, value
-from tests.support.http import dead_lettered, post
+from tests.support.http import dead_lettered, post, sent_twice
 
 
 def fields(entry: dict[bytes, bytes]) -> dict[str, str]:
@@ -98,16 +98,7 @@ async def test_entry_fields_and_event_json(
 async def test_retry_is_a_duplicate_with_the_first_entry_id(
     http: httpx.AsyncClient, redis: Redis, keys: Keys
 ) -> None:
-    body = msgspec.json.encode(envelope("voucher.published"))
-    first = await post(http, body)
-    again = await post(http, body)
-    assert first.status_code == 202
-    assert again.status_code == 200
-    assert again.json() == {
-        "status": "duplicate",
-        "id": first.json()["id"],
-        "entry_id": first.json()["entry_id"],
-    }
+    await sent_twice(http, msgspec.json.encode(envelope("voucher.published")))
     assert await redis.xlen(keys.events("voucher.published")) == 1
 
 
@@ -115,10 +106,7 @@ async def test_pretty_printed_resend_is_a_duplicate(
     http: httpx.AsyncClient, redis: Redis, keys: Keys
 ) -> None:
     payload = envelope("redemption.succeeded")
-    first = await post(http, payload)
-    again = await post(http, json.dumps(payload, indent=2).encode())
-    assert again.status_code == 200
-    assert again.json()["entry_id"] == first.json()["entry_id"]
+    await sent_twice(http, msgspec.json.encode(payload), json.dumps(payload, indent=2).encode())
     assert await dead_letters(redis, keys) == []
 
 

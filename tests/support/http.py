@@ -44,6 +44,24 @@ async def post(
     )
 
 
+async def sent_twice(
+    client: httpx.AsyncClient, body: bytes, again: bytes | None = None
+) -> httpx.Response:
+    """Post ``body``, then ``again`` (default: the same bytes), as a sender's retry: the
+    first is published (202), the second answered as its duplicate (200, the first's id
+    and entry id). The first answer."""
+    first = await post(client, body)
+    second = await post(client, body if again is None else again)
+    assert first.status_code == 202, first.text
+    assert second.status_code == 200, second.text
+    assert second.json() == {
+        "status": "duplicate",
+        "id": first.json()["id"],
+        "entry_id": first.json()["entry_id"],
+    }
+    return first
+
+
 async def dead_lettered(
     response: httpx.Response, redis: Any, keys: Any, body: bytes, reason: str
 ) -> dict[str, str]:
