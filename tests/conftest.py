@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -74,6 +75,24 @@ def no_terminal_width() -> Iterator[None]:
     saved = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES") if name in os.environ}
     yield
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interruptible_children() -> Iterator[None]:
+    """Children started by tests take Ctrl-C (SIGINT), as from a terminal.
+
+    A shell starts a background job (`make test &`, a CI step run that way) with SIGINT
+    ignored, and an ignored signal stays ignored across fork and exec: every `fanout
+    tail --follow` or `fanout serve` a test then stops with SIGINT ran on (seen: both
+    follow tests timed out in runs started in the background). A handled signal is
+    reset to the default in the child, so this process handles it again.
+    """
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="session")

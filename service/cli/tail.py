@@ -152,11 +152,6 @@ async def tail(args: argparse.Namespace, client: Client, config: Settings) -> in
                 )
             )
         except _CONNECTION_ERRORS as exc:
-            # Ctrl-C cancels this task; a cancel that lands inside the read can come out
-            # of redis-py as a connection error, the task still marked cancelling: stop.
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError from exc
             # A restarted server (or a network blip) is waited out: follow on from
             # the last entry seen once it answers again.
             if not lost:
