@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from service.domain import actions, samples
 from service.http.app import WEBHOOK_PATH
 from service.streams.keys import Keys
-from tests.support.http import SECRET, signed
+from tests.support.http import fanout_on, signed
 from tests.support.load import Connection, Tally, make_deliveries, run_load, until
 from tests.support.servers import FanoutProcess, ValkeyProcess
 
@@ -28,13 +28,7 @@ pytestmark = pytest.mark.spawns
 async def test_duplicate_storm_over_two_workers_gives_one_entry(
     redis_url: str, prefix: str, redis: Redis, keys: Keys, tmp_path: Path
 ) -> None:
-    fanout = FanoutProcess(
-        tmp_path / "fanout.log",
-        "--workers=2",
-        f"--redis-url={redis_url}",
-        f"--secrets={SECRET}",
-        f"--stream-prefix={prefix}",
-    )
+    fanout = fanout_on(tmp_path, redis_url, prefix, "--workers=2")
     fanout.start()
     try:
         assert len(fanout.workers()) == 2
@@ -64,13 +58,7 @@ async def test_sigterm_under_load_finishes_requests_in_flight_and_exits_0(
 ) -> None:
     server = ValkeyProcess(tmp_path / "valkey")
     server.start()
-    fanout = FanoutProcess(
-        tmp_path / "fanout.log",
-        f"--redis-url={server.url}",
-        f"--secrets={SECRET}",
-        f"--stream-prefix={prefix}",
-        "--redis-timeout=8",
-    )
+    fanout = fanout_on(tmp_path, server.url, prefix, "--redis-timeout=8")
     fanout.start()
     base_url = fanout.base_url
     keys = Keys(prefix)
@@ -179,13 +167,7 @@ async def test_metrics_of_two_workers_add_up(
 ) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    fanout = FanoutProcess(
-        tmp_path / "fanout.log",
-        "--workers=2",
-        f"--redis-url={redis_url}",
-        f"--secrets={SECRET}",
-        f"--stream-prefix={prefix}",
-    )
+    fanout = fanout_on(tmp_path, redis_url, prefix, "--workers=2")
     fanout.start()
     try:
         assert len(fanout.workers()) == 2
@@ -257,13 +239,12 @@ async def test_every_worker_gets_the_whole_settings_cloudevents_included(
     # Issue 22: the workers were started without FANOUT_CLOUDEVENTS (copied by hand).
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    fanout = FanoutProcess(
-        tmp_path / "fanout.log",
+    fanout = fanout_on(
+        tmp_path,
+        redis_url,
+        prefix,
         "--workers=2",
         "--cloudevents=1",
-        f"--redis-url={redis_url}",
-        f"--secrets={SECRET}",
-        f"--stream-prefix={prefix}",
         env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
     )
     fanout.start()

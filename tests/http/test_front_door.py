@@ -24,8 +24,8 @@ from redis.asyncio import Redis
 
 from service.domain import samples
 from service.streams.keys import Keys
-from tests.support.http import SECRET, signed
-from tests.support.servers import FanoutProcess, peak_rss
+from tests.support.http import fanout_on, signed
+from tests.support.servers import peak_rss
 from tests.support.wire import exchange, front_door_counts, webhook
 
 pytestmark = pytest.mark.spawns
@@ -43,19 +43,6 @@ async def deliver(port: int) -> tuple[int, float]:
     return status, seconds
 
 
-def fanout_serve(
-    tmp_path: Path, redis_url: str, prefix: str, *flags: str, files: int | None = None
-) -> FanoutProcess:
-    return FanoutProcess(
-        tmp_path / "fanout.log",
-        f"--redis-url={redis_url}",
-        f"--secrets={SECRET}",
-        f"--stream-prefix={prefix}",
-        *flags,
-        files=files,
-    )
-
-
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[max(0, int(len(ordered) * 0.99) - 1)]
@@ -70,7 +57,7 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
     # (raising its own soft limit), so neither the test's limit nor its loop matter.
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 2000:
         pytest.skip("the slowloris needs a hard file limit of 2,000 or more (ulimit -Hn)")
-    fanout = fanout_serve(tmp_path, redis_url, prefix, "--head-timeout=5", files=1024)
+    fanout = fanout_on(tmp_path, redis_url, prefix, "--head-timeout=5", files=1024)
     fanout.start()
     assert fanout.process is not None
     attack = await asyncio.create_subprocess_exec(
@@ -125,7 +112,7 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
 async def test_a_32_mb_header_is_431_within_2_s_and_delays_no_one(
     redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
-    fanout = fanout_serve(tmp_path, redis_url, prefix)
+    fanout = fanout_on(tmp_path, redis_url, prefix)
     fanout.start()
     assert fanout.process is not None
     done = asyncio.Event()
@@ -200,7 +187,7 @@ async def test_a_32_mb_header_is_431_within_2_s_and_delays_no_one(
 async def test_a_body_that_never_comes_is_408_after_the_body_timeout(
     redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
-    fanout = fanout_serve(tmp_path, redis_url, prefix, "--body-timeout=2", "--workers=2")
+    fanout = fanout_on(tmp_path, redis_url, prefix, "--body-timeout=2", "--workers=2")
     fanout.start()
     try:
         body = msgspec.json.encode(samples.sample("VOUCHERS.IMPORT"))

@@ -25,7 +25,7 @@ from redis.asyncio import Redis as AsyncRedis
 from service.domain import actions, samples, webhook_samples
 from service.http.app import WEBHOOK_PATH
 from service.streams.keys import Keys
-from tests.support.http import SECRET, dead_lettered, signed
+from tests.support.http import dead_lettered, fanout_on, signed
 from tests.support.servers import FanoutProcess
 from tests.support.strategies import json_value
 
@@ -63,12 +63,7 @@ class Receiver:
 def receiver(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
     """``fanout serve`` for the whole fuzz run; at its end, its log must hold no traceback
     (nothing was a 500), checked here so it holds whatever the order of the tests."""
-    fanout = FanoutProcess(
-        tmp_path_factory.mktemp("fuzz") / "fanout.log",
-        f"--redis-url={redis_url}",
-        f"--secrets={SECRET}",
-        f"--stream-prefix={PREFIX}",
-    )
+    fanout = fanout_on(tmp_path_factory.mktemp("fuzz"), redis_url, PREFIX)
     fanout.start()
     client = Redis.from_url(redis_url)
     try:

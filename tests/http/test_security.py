@@ -19,9 +19,9 @@ from service.domain import samples
 from service.http import signature
 from service.http.app import WEBHOOK_PATH
 from service.streams.keys import Keys
-from tests.support.http import SECRET, serving, signed
+from tests.support.http import SECRET, fanout_on, serving, signed
 from tests.support.load import Connection, make_deliveries, until
-from tests.support.servers import FanoutProcess, peak_rss, running_uvicorn
+from tests.support.servers import peak_rss, running_uvicorn
 
 
 @contextlib.asynccontextmanager
@@ -123,15 +123,6 @@ async def test_signature_with_surrounding_whitespace_is_accepted(
     assert status == 202
 
 
-def fanout_process(tmp_path: Path, redis_url: str, prefix: str) -> FanoutProcess:
-    return FanoutProcess(
-        tmp_path / "fanout.log",
-        f"--redis-url={redis_url}",
-        f"--secrets={SECRET}",
-        f"--stream-prefix={prefix}",
-    )
-
-
 async def test_declared_length_over_the_limit_is_413_before_any_body(settings: Settings) -> None:
     async with raw_server(settings) as port:
         head = webhook_request(b"", [NAME + b": " + GOOD]).replace(
@@ -148,7 +139,7 @@ async def test_declared_length_over_the_limit_is_413_before_any_body(settings: S
 async def test_chunked_body_over_the_limit_is_413_with_flat_memory(
     redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
-    fanout = fanout_process(tmp_path, redis_url, prefix)
+    fanout = fanout_on(tmp_path, redis_url, prefix)
     fanout.start()
     assert fanout.process is not None
     pid = fanout.process.pid
@@ -200,7 +191,7 @@ async def test_chunked_body_over_the_limit_is_413_with_flat_memory(
 async def test_a_thousand_slow_senders_do_not_stop_real_deliveries(
     redis_url: str, prefix: str, tmp_path: Path, redis: Redis, keys: Keys
 ) -> None:
-    fanout = fanout_process(tmp_path, redis_url, prefix)
+    fanout = fanout_on(tmp_path, redis_url, prefix)
     fanout.start()
     writers: list[asyncio.StreamWriter] = []
     stop = asyncio.Event()
@@ -334,14 +325,7 @@ async def test_a_direct_client_cannot_spoof_forwarded_for(
     # ignored (uvicorn alone would believe it from 127.0.0.1); with 127.0.0.1 as
     # the trusted proxy it is the sender's address.
     flags = [] if trusted is None else [f"--trusted-proxies={trusted}"]
-    fanout = FanoutProcess(
-        tmp_path / "fanout.log",
-        f"--redis-url={redis_url}",
-        f"--secrets={SECRET}",
-        f"--stream-prefix={prefix}",
-        f"--allow-ips={ALLOWED}",
-        *flags,
-    )
+    fanout = fanout_on(tmp_path, redis_url, prefix, f"--allow-ips={ALLOWED}", *flags)
     fanout.start()
     try:
         async with httpx.AsyncClient(base_url=fanout.base_url) as http:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import msgspec
 from service.config import Settings
 from service.http import signature
 from service.http.app import WEBHOOK_PATH, create_app
-from tests.support.servers import running_uvicorn
+from tests.support.servers import FanoutProcess, running_uvicorn
 
 SECRET = "test-secret-1"
 
@@ -25,6 +26,21 @@ async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         httpx.AsyncClient(base_url=base_url, timeout=10) as client,
     ):
         yield client
+
+
+def fanout_on(
+    folder: Path, redis_url: str, prefix: str, *flags: str, **options: Any
+) -> FanoutProcess:
+    """``fanout serve`` as a child (not started) on ``redis_url`` under ``prefix``, with
+    this module's secret and ``flags``; its log is ``folder / "fanout.log"``."""
+    return FanoutProcess(
+        folder / "fanout.log",
+        f"--redis-url={redis_url}",
+        f"--secrets={SECRET}",
+        f"--stream-prefix={prefix}",
+        *flags,
+        **options,
+    )
 
 
 def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
