@@ -43,6 +43,17 @@ async def deliver(port: int) -> tuple[int, float]:
     return status, seconds
 
 
+async def deliveries_every(port: int, period: float, seconds: float) -> list[tuple[int, float]]:
+    """A delivery every ``period`` seconds for ``seconds``, each on a new connection:
+    their statuses and latencies."""
+    senders = []
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        senders.append(asyncio.create_task(deliver(port)))
+        await asyncio.sleep(period)
+    return await asyncio.gather(*senders)
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[max(0, int(len(ordered) * 0.99) - 1)]
@@ -60,6 +71,11 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
     fanout = fanout_on(tmp_path, redis_url, prefix, "--head-timeout=5", files=1024)
     fanout.start()
     assert fanout.process is not None
+    # The same deliveries without the attack first: what this machine gives right now
+    # (the suite runs beside other tests; the fault this guards against, SYN
+    # retransmits once the listener is lost, costs a second and more).
+    before = await deliveries_every(fanout.port, 0.02, 2)
+    quiet = [seconds for _, seconds in before]
     attack = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "tests.support.slowloris", str(fanout.port), "1500", "8"],
         stdout=subprocess.PIPE,
@@ -68,12 +84,7 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
     results: list[tuple[int, float]] = []
     try:
         await asyncio.sleep(0.5)  # the 1,500 are on their way
-        senders = []
-        stop = time.monotonic() + 6
-        while time.monotonic() < stop:  # a delivery every 20 ms, each on a new connection
-            senders.append(asyncio.create_task(deliver(fanout.port)))
-            await asyncio.sleep(0.02)
-        results = await asyncio.gather(*senders)
+        results = await deliveries_every(fanout.port, 0.02, 6)
         out, _ = await attack.communicate()
         counts = await front_door_counts(fanout.base_url)
         rss = peak_rss(fanout.process.pid)
@@ -93,7 +104,8 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
         f"within 20 s (median {statistics.median(lifetimes):.2f} s, max {max(lifetimes):.2f} s), "
         f"{report['failed']} connects failed; {len(results)} deliveries every 20 ms: "
         f"{dict(statuses)}, p50 {statistics.median(latencies) * 1000:.0f} ms, "
-        f"p99 {p99(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
+        f"p99 {p99(latencies) * 1000:.0f} ms (without the attack {p99(quiet) * 1000:.0f} ms), "
+        f"max {max(latencies) * 1000:.0f} ms; "
         f"front door {counts}; server peak RSS {rss / 2**20:.0f} MiB"
     )
     # The cap was fitted to the server's own file limit, and said so at start-up.
@@ -101,11 +113,12 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
         "front door: at most 416 open connections (file limit 1024)" in fanout.log_path.read_text()
     )
     assert statuses == {202: len(results)}
-    assert p99(latencies) < 0.25
+    assert p99(latencies) < max(0.25, 3 * p99(quiet))
     assert held == 1500 and closed >= 0.95 * held
     assert counts["shed"] + counts["head_timeout"] >= 0.95 * held
     assert rss < 400 * 2**20
-    assert await redis.xlen(keys.completed("VOUCHERS.IMPORT")) == len(results)
+    assert {status for status, _ in before} == {202}
+    assert await redis.xlen(keys.completed("VOUCHERS.IMPORT")) == len(before) + len(results)
 
 
 @pytest.mark.slow
