@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import uvloop
 
-from bench.answers import check_statuses
+from bench.targets import check_statuses
 
 
 @dataclass

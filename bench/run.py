@@ -49,8 +49,7 @@ from pathlib import Path
 import redis
 
 from bench import corpus, report
-from bench.answers import BadAnswers, check_statuses
-from bench.targets import HERE, commands, start_targets
+from bench.targets import HERE, BadAnswers, check_statuses, commands, start_targets
 from bench.usage import _children_seconds, _idle_seconds, cpu_seconds, script_time, tree
 from tests.support.servers import ValkeyProcess
 

@@ -1,4 +1,5 @@
-"""The servers ``bench.run`` measures, started as users start them, each on its own port."""
+"""The servers ``bench.run`` measures, started as users start them, each on its own port,
+and what every answer of theirs must be (a 2xx: ``check_statuses``, for ``bench.paced`` too)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -116,3 +118,16 @@ def start_targets(
             raise RuntimeError(f"{name}: {exc}; its last output:\n{output}") from None
         targets[name] = (url, process)
     return targets
+
+
+class BadAnswers(RuntimeError):
+    """A target answered something other than 2xx."""
+
+
+def check_statuses(url: str, statuses: Mapping[int, int], socket_errors: int = 0) -> None:
+    bad = {status: n for status, n in statuses.items() if not 200 <= status < 300}
+    if bad or socket_errors:
+        raise BadAnswers(
+            f"{url}: non-2xx answers {bad or 'none'}, socket errors {socket_errors}"
+            f" (all answers: {dict(statuses)})"
+        )
