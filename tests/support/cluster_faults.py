@@ -4,7 +4,7 @@ The receiver (in process, the default durability unless told) writes to a cluste
 of three primaries, each with a replica (Valkey 9, AOF on, ``appendfsync always``),
 every replication link through a proxy 50 ms behind (``cluster.py``). Senders post
 unique completions of all 22 types at a steady rate and retry every non-2xx after
-50 ms until it is acknowledged (``failover_runs.Senders``). The fault hits the
+50 ms until it is acknowledged (``senders.Senders``). The fault hits the
 primary of one stream's slot ``before`` seconds into the load:
 
 - ``kill``: SIGKILL of that primary; restarted (on its files) once its replica was
@@ -47,10 +47,10 @@ from service.http.app import create_app
 from service.streams.connection import POOL_SIZE
 from service.streams.keys import Keys
 from tests.support.cluster import ClusterNode, ValkeyCluster
-from tests.support.failover_runs import Senders, longest_pause
 from tests.support.http import SECRET
 from tests.support.load import Delivery, make_deliveries
 from tests.support.proxies import DelayProxy
+from tests.support.senders import Senders, longest_pause
 from tests.support.servers import running_uvicorn
 
 #: As for Sentinel (``failover_runs.FAULTS``): planned = CLUSTER FAILOVER FORCE, lag = host crash.
