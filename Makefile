@@ -38,9 +38,11 @@ lint: lint-imports
 	$(BIN)/ruff format --check service tests bench examples scripts
 
 # The layers of service/ (pyproject [tool.importlinter]): domain <- streams <- {http,
-# consumer, reconciler} <- cli, and nothing imports the CLI.
+# consumer, reconciler} <- cli, and nothing imports the CLI; and no import circle anywhere
+# (service, bench, tests, scripts, examples: tests/test_import_circles.py, ~3 s, no server).
 lint-imports: $(STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_import_circles.py
 
 format: $(STAMP)
 	$(BIN)/ruff format service tests bench
