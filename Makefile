@@ -29,9 +29,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(TEST_ARGS) $(ARGS)
 
 # The inner loop: the tests that start no process of their own (no `spawns` mark) and are
-# not `slow`; on the suite's Redis, in one process.
+# not `slow`, on the suite's Redis, in the same workers.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not spawns and not slow" $(ARGS)
+	$(BIN)/python -m pytest -m "not spawns and not slow" $(TEST_ARGS) $(ARGS)
 
 lint: lint-imports
 	$(BIN)/ruff check service tests bench examples scripts
