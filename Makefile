@@ -23,7 +23,7 @@ serve: $(STAMP)
 
 # The suite spread over processes by pytest-xdist (docs/development.md: how the count and the
 # distribution were measured). TEST_WORKERS=1 runs it in this one process; ARGS go to pytest.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 TEST_ARGS := $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(TEST_ARGS) $(ARGS)
