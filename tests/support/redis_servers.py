@@ -27,6 +27,23 @@ def free_port() -> int:
         return port
 
 
+def listens(pid: int, port: int) -> bool:
+    """True when process ``pid`` holds the listening TCP socket of ``port`` (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in inodes:
+                    return True
+    return False
+
+
 def peak_rss(pid: int) -> int:
     """Peak resident memory of a process, in bytes (Linux VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -82,6 +99,9 @@ class ServerProcess:
     def __init__(self, data_dir: Path, port: int | None, binary: str) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        #: The port was chosen here, so a first start may choose another if it is taken.
+        self.own_port = port is None
+        self.started = False
         self.binary = binary
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -103,7 +123,29 @@ class ServerProcess:
         raise NotImplementedError
 
     def start(self, timeout: float = 15.0) -> None:
-        """Start (again: same port, same files); returns once it answers PING."""
+        """Start (again: same port, same files); returns once it answers PING.
+
+        A port is chosen before the server binds it, and the parallel suite starts many
+        servers: on a first start, a port another process took meanwhile is chosen again.
+        """
+        for _ in range(4):
+            try:
+                self._start(timeout)
+            except RuntimeError as exc:
+                if self.started or not self.own_port or "Address already in use" not in str(exc):
+                    raise
+                self.port = free_port()
+                self.port_changed()
+            else:
+                self.started = True
+                return
+        self._start(timeout)
+        self.started = True
+
+    def port_changed(self) -> None:
+        """Called when a first start moved to another port (a subclass forgets what named it)."""
+
+    def _start(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
@@ -113,7 +155,11 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.binary} server exited:\n{self.log[-4000:]}")
             # Not -LOADING (still reading its AOF back); -NOAUTH: up, a password is required.
-            if answers_ping(self.port).startswith((b"+PONG", b"-NOAUTH")):
+            # The answer must come from this process, not from another that holds the port
+            # (this one then exits with "Address already in use").
+            if answers_ping(self.port).startswith((b"+PONG", b"-NOAUTH")) and listens(
+                self.process.pid, self.port
+            ):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"{self.binary} server on {self.port} did not start")

@@ -58,6 +58,9 @@ class Sentinel(ServerProcess):
         """The service's and consumers' FANOUT_REDIS_URL for this master."""
         return f"redis+sentinel://{HOST}:{self.port}/{self.name}"
 
+    def port_changed(self) -> None:
+        self.config.unlink(missing_ok=True)  # it names the port
+
     def args(self) -> list[str]:
         if not self.config.exists():  # Sentinel rewrites it as it learns; kept on restart
             self.config.write_text(
