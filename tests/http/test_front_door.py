@@ -113,7 +113,11 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
         "front door: at most 416 open connections (file limit 1024)" in fanout.log_path.read_text()
     )
     assert statuses == {202: len(results)}
-    assert p99(latencies) < max(0.25, 3 * p99(quiet))
+    # A delivery whose SYN was dropped waits for its retransmit, 1 s and more: the fault
+    # shows as a p99 of a second or more. Below that, the attack's own CPU (1,500
+    # connects from a process beside the server on 2 cores, and the parallel suite)
+    # moves the p99: 706 ms once with 6 workers, every delivery a 202.
+    assert p99(latencies) < max(1.0, 3 * p99(quiet))
     assert held == 1500 and closed >= 0.95 * held
     assert counts["shed"] + counts["head_timeout"] >= 0.95 * held
     assert rss < 400 * 2**20
