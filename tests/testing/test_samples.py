@@ -3,6 +3,8 @@ samples of `fanout send`, with overrides; and the same event the real receiver p
 
 from __future__ import annotations
 
+from typing import get_args
+
 import msgspec
 import pytest
 from redis.asyncio import Redis
@@ -12,7 +14,7 @@ from service.cli import send
 from service.domain import actions, sample_bodies
 from service.domain.webhook_data import ALIASES, SCHEMALESS_TYPES
 from service.results import VoucherImportResult
-from service.testing import SAMPLE_TYPES, SampleRefused, entry_fields, from_body, sample
+from service.testing import SAMPLE_TYPES, ActionType, SampleRefused, entry_fields, from_body, sample
 from service.webhook_data import EventVoucherPublishedData
 from service.workflow_data import CardTransactionData, ProgramActivityData
 from tests.support.http import post
@@ -129,3 +131,8 @@ async def test_the_sample_is_the_entry_the_real_receiver_publishes(
         for j in (made_json, sent_json)
     )
     assert made_json.replace(made_time, b"") == sent_json.replace(sent_time, b"")
+
+
+def test_the_action_type_literal_names_every_async_action_type() -> None:
+    # ActionType is written out for type checkers; the one list is the AnyAction union.
+    assert sorted(get_args(ActionType)) == sorted(actions.TYPES)
