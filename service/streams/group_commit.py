@@ -1,7 +1,8 @@
-"""Group commit: script calls issued in the same event-loop turn share one round trip.
+"""Group commit: script calls issued in the same event-loop turn share round trips.
 
 Every delivery still runs its own script, atomically, and gets its own reply;
-only the network trip is shared: one pipeline write, one read of all replies,
+only the network trip is shared: one pipeline write, one read of all replies
+(a burst goes out ``EARLY_BATCH`` calls at a time, the rest at the turn's end),
 and, when a durability mode is set, one WAITAOF or WAIT for the whole batch on
 the connection that wrote it (WAIT and WAITAOF count that connection's writes
 only). A ``GroupCommit`` is one *lane*: the calls of one primary. A single server
@@ -11,14 +12,11 @@ or Sentinel's master has one lane; a cluster has one per primary (``routing.py``
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import hiredis
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
@@ -33,27 +31,21 @@ from redis.exceptions import (
 
 from .. import metrics
 from ..errors import FanoutError
-from .follow import Fenced, Follower
+from .follow import Follower
+from .lane_connections import LaneConnections
+from .wire import Connections, write_now
+from .wire import pack as pack  # re-exported: tests and bench pack commands with it
 
 #: Calls in one pipeline at most; more wait for the next one.
 MAX_BATCH = 256
 #: Pipelines in flight at once (each holds a pooled connection).
 MAX_IN_FLIGHT = 4
+#: Calls queued in one loop turn that go out at once, mid-turn, rather than at its end.
+EARLY_BATCH = 8
 
 
 class NotConfirmed(FanoutError, TimeoutError):
     """WAITAOF or WAIT returned before enough copies confirmed the batch."""
-
-
-def pack(command: tuple[bytes | str | int, ...]) -> bytes:
-    """One command in RESP, the wire format every Redis server reads.
-
-    hiredis's C packer (redis-py's own dependency here): 1.5 us for a completion's
-    EVALSHA against 4.1 us for the same bytes built in Python, once per delivery.
-    """
-    # hiredis's stub types the argument as a 1-tuple; any length is packed.
-    packed: bytes = hiredis.pack_command(command)  # type: ignore[arg-type]
-    return packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,50 +101,6 @@ class Wait:
             )
 
 
-class Connections(Protocol):
-    """Where a lane takes its connections: redis-py's pool, or a cluster node's."""
-
-    async def get_connection(self) -> AbstractConnection: ...
-
-    async def release(self, connection: AbstractConnection) -> None: ...
-
-
-async def read_replies(connection: AbstractConnection, count: int) -> list[Any]:
-    """The next ``count`` replies on ``connection``, error replies as exceptions in the list.
-
-    Straight from the connection's hiredis reader: every reply already in its buffer
-    is taken in one loop, and the socket is read (64 KiB at a time) only when the
-    reader runs dry, instead of two coroutine calls and their checks per reply
-    through redis-py's ``read_response``. Where the connection has no hiredis parser,
-    ``read_response`` it is. The whole read is bounded by the caller's timeout.
-    """
-    parser = connection._parser
-    reader = getattr(parser, "_reader", None)
-    stream = getattr(parser, "_stream", None)
-    replies: list[Any] = []
-    if not isinstance(parser, _AsyncHiredisParser) or reader is None or stream is None:
-        for _ in range(count):
-            try:
-                replies.append(await connection.read_response(timeout=math.inf))
-            except ResponseError as exc:
-                replies.append(exc)
-        return replies
-    gets = reader.gets
-    while True:
-        reply = gets()
-        while reply is not NOT_ENOUGH_DATA:
-            if isinstance(reply, ConnectionError):
-                raise reply
-            replies.append(reply)
-            if len(replies) == count:
-                return replies
-            reply = gets()
-        data = await stream.read(1 << 16)
-        if not data:
-            raise ConnectionError("Connection closed by server.")
-        reader.feed(data)
-
-
 @dataclass(slots=True)
 class _Call:
     script: AsyncScript
@@ -179,10 +127,32 @@ class _Call:
 _ASKING = pack(("ASKING",))
 
 
+def _payload(batch: list[_Call], wait: Wait | None) -> tuple[bytes, int]:
+    """A batch's bytes, its wait last, and how many replies they get."""
+    payload = b"".join(_ASKING + c.command if c.asking else c.command for c in batch)
+    count = len(batch) + sum(call.asking for call in batch)
+    if wait is not None:
+        payload += wait.command
+        count += wait.replies
+    return payload, count
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A batch written already (``GroupCommit._send_early``): what reading it needs."""
+
+    connection: AbstractConnection
+    payload: bytes
+    count: int
+    wait: Wait | None
+    epoch: int
+
+
 @dataclass(slots=True)
 class GroupCommit:
-    """One lane: queues script calls and flushes them as pipelines at the end of the loop
-    turn, each followed by its durability wait on the same connection.
+    """One lane: queues script calls and flushes them as pipelines, each followed by its
+    durability wait on the same connection: at the end of the loop turn, or at once when
+    ``EARLY_BATCH`` calls are queued and a kept connection is free (``_send_early``).
 
     The hot path drives redis-py's pooled connection directly: commands are
     packed once into one buffer, written once, and the replies read back in
@@ -221,8 +191,12 @@ class GroupCommit:
     on_failure: Callable[[BaseException], None] | None = None
     _queue: list[_Call] = field(default_factory=list)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
-    _closing: set[asyncio.Task[None]] = field(default_factory=set)
     _scheduled: bool = False
+    #: Its connections: the pool's, and those it keeps open between batches.
+    _lines: LaneConnections = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._lines = LaneConnections(self.connections, self.guard)
 
     @property
     def connections(self) -> Connections:
@@ -237,8 +211,45 @@ class GroupCommit:
         future: asyncio.Future[list[Any]] = loop.create_future()
         command = pack(("EVALSHA", script.sha, len(keys), *keys, *args))
         self._queue.append(_Call(script, command, future, loop.time() + self.timeout, keys))
-        self._schedule(loop)
+        if len(self._queue) >= EARLY_BATCH and len(self._in_flight) < MAX_IN_FLIGHT:
+            self._send_early()
+        if self._queue:
+            self._schedule(loop)
         return future
+
+    def _send_early(self) -> None:
+        """Write the queued calls at once, on a connection this lane holds open, and read
+        their replies in a task: the server works on them while this loop turn goes on.
+
+        A burst of deliveries (every connection answered together, each sending its
+        next request) is handled in one loop turn; flushed at its end, the batch held
+        the whole burst, the server's work began only after all of the receiver's,
+        and the loop then waited idle for it (1 ms of every 2.5-3 ms round trip, 32
+        connections). Sent in batches of ``EARLY_BATCH``, the server's work overlaps
+        the receiver's. Measured (``fanout serve``, wrk -c32, the mixed load, Valkey
+        with ``appendfsync always``, 4 interleaved rounds): 1.18-1.39x the deliveries
+        per second with batches of 8, against 0.9-1.3x with 12 or 16.
+        """
+        lines = self._lines
+        connection = lines.take_idle()
+        if connection is None:
+            return
+        batch, self._queue = self._queue, []
+        guard = self.guard
+        try:
+            wait = self.wait(self.name) if self.wait is not None else None
+        except Exception:  # the batch fails unsent: the usual path says why
+            sent = None
+        else:
+            payload, count = _payload(batch, wait)
+            epoch = guard.epoch if guard is not None else 0
+            sent = _Sent(connection, payload, count, wait, epoch)
+        if sent is None or not write_now(connection, sent.payload):
+            self._queue = batch
+            if not lines.keep(connection, guard.epoch if guard is not None else 0):
+                lines.let_go(connection)
+            return
+        self._launch(batch, sent)
 
     def put(self, call: _Call) -> None:
         """Queue a call made elsewhere (one redirected here from another lane)."""
@@ -254,9 +265,12 @@ class GroupCommit:
         self._scheduled = False
         while self._queue and len(self._in_flight) < MAX_IN_FLIGHT:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            task = asyncio.create_task(self._flush(batch))
-            self._in_flight.add(task)
-            task.add_done_callback(self._finished)
+            self._launch(batch, None)
+
+    def _launch(self, batch: list[_Call], sent: _Sent | None) -> None:
+        task = asyncio.create_task(self._flush(batch, sent))
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -264,23 +278,26 @@ class GroupCommit:
             self._schedule(asyncio.get_running_loop())
 
     def take_queue(self) -> list[_Call]:
-        """The calls queued and not sent yet, taken out (the lane's primary left)."""
+        """The calls queued and not sent yet, taken out (the lane's primary left); the
+        connections it kept open are closed."""
+        self._lines.drop_idle()
         queued, self._queue = self._queue, []
         return queued
 
-    async def _flush(self, batch: list[_Call]) -> None:
-        now = asyncio.get_running_loop().time()
-        for call in batch:
-            if call.deadline <= now:
-                call.settle(TimeoutError("no reply from Redis in time"))
-        batch = [call for call in batch if not call.future.done()]
-        if not batch:
-            return
+    async def _flush(self, batch: list[_Call], sent: _Sent | None = None) -> None:
+        if sent is None:  # (a batch written already was queued in this very turn)
+            now = asyncio.get_running_loop().time()
+            for call in batch:
+                if call.deadline <= now:
+                    call.settle(TimeoutError("no reply from Redis in time"))
+            batch = [call for call in batch if not call.future.done()]
+            if not batch:
+                return
         metrics.BATCH_SIZE.observe(len(batch))
         started = time.perf_counter()
         try:
             async with asyncio.timeout_at(min(call.deadline for call in batch)):
-                replies, unconfirmed = await self._round_trip(batch)
+                replies, unconfirmed = await self._round_trip(batch, sent)
             metrics.REDIS_SECONDS.observe(time.perf_counter() - started)
         except Exception as exc:  # the round trip failed: every call fails with it
             for call in batch:
@@ -303,19 +320,25 @@ class GroupCommit:
         if moved:
             await self.redirect(moved)  # type: ignore[misc]
 
-    async def _round_trip(self, batch: list[_Call]) -> tuple[list[Any], Exception | None]:
+    async def _round_trip(
+        self, batch: list[_Call], sent: _Sent | None
+    ) -> tuple[list[Any], Exception | None]:
         """Each call's reply, and why the wait did not confirm the batch (None: it did)."""
-        wait = self.wait(self.name) if self.wait is not None else None
-        payload = b"".join(_ASKING + c.command if c.asking else c.command for c in batch)
-        count = len(batch) + sum(call.asking for call in batch)
-        if wait is not None:
-            payload += wait.command
-            count += wait.replies
+        if sent is None:
+            wait = self.wait(self.name) if self.wait is not None else None
+            payload, count = _payload(batch, wait)
+        else:
+            wait, payload, count = sent.wait, sent.payload, sent.count
         try:
-            replies = await self._exchange(payload, count)
+            if sent is None:
+                replies = await self._exchange(payload, count)
+            else:
+                replies = await self._lines.read(sent.connection, count, sent.epoch)
         except ConnectionError:
-            # A pooled connection that died with a restarted server fails on
-            # first use; the scripts are idempotent, so one more try is safe.
+            # A connection that died with a restarted server fails on first use (and
+            # so would the others this lane holds); the scripts are idempotent, so
+            # one more try, on a connection the pool checks, is safe.
+            self._lines.drop_idle()
             replies = await self._exchange(payload, count)
         unconfirmed = None
         if wait is not None:
@@ -328,33 +351,8 @@ class GroupCommit:
         return _without_asking(batch, replies), unconfirmed
 
     async def _exchange(self, payload: bytes, count: int) -> list[Any]:
-        """Write ``payload`` on one pooled connection and read ``count`` replies back
-        (error replies as exceptions in the list); the connection is dropped on failure."""
-        pool = self.connections
-        connection: AbstractConnection = await pool.get_connection()
-        guard = self.guard
-        epoch = guard.epoch if guard is not None else 0
-        try:
-            await connection.send_packed_command(payload, check_health=False)
-            replies = await read_replies(connection, count)
-            if guard is not None and guard.epoch != epoch:
-                raise Fenced("the primary began failing over before the batch was confirmed")
-        except BaseException:
-            # Replies may still be on the wire: this connection cannot be reused.
-            # Closing it can itself wait on a stalled server, so it happens
-            # apart, and the callers get their answer (a 503) now.
-            cleanup = asyncio.get_running_loop().create_task(self._discard(connection))
-            self._closing.add(cleanup)
-            cleanup.add_done_callback(self._closing.discard)
-            raise
-        await pool.release(connection)
-        return replies
-
-    async def _discard(self, connection: AbstractConnection) -> None:
-        try:
-            await connection.disconnect()
-        finally:
-            await self.connections.release(connection)
+        """Write ``payload`` on one of the lane's connections; its ``count`` replies."""
+        return await self._lines.exchange(payload, count)
 
     async def _reload(self, calls: list[_Call]) -> None:
         """Load the scripts of ``calls`` on this lane's server and queue them again."""

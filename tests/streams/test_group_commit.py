@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from service.config import Durability, Settings
 from service.domain import actions, outbound, samples
 from service.streams import connection
-from service.streams.group_commit import pack
+from service.streams.group_commit import EARLY_BATCH, pack
 from service.streams.publisher import Accepted, Duplicate, Publisher
 from tests.support.servers import ValkeyProcess
 
@@ -118,6 +120,45 @@ async def test_flushed_script_cache_is_reloaded_without_errors(
         await probe.aclose()
     assert all(isinstance(o, Accepted) for o in again)
     assert all(isinstance(o, Duplicate) for o in repeat)
+
+
+async def test_a_burst_goes_out_before_its_loop_turn_ends(
+    own_server: ValkeyProcess, settings: Settings
+) -> None:
+    """Deliveries handled in one loop turn (a burst: every connection answered at once
+    sends its next request) go out ``EARLY_BATCH`` at a time while the turn goes on, on
+    the connection the lane kept open: the server runs the first scripts while the
+    receiver still works on the rest, instead of after the whole burst."""
+    own = dataclasses.replace(settings, redis_url=own_server.url)
+    client = connection.from_settings(own)
+    probe = redis.Redis.from_url(own_server.url)  # blocking: it asks within the turn
+    burst = some_actions(EARLY_BATCH * 3)
+    seen_in_turn: list[int] = []
+
+    async def ask_the_server() -> None:
+        # Runs in the same loop turn as the burst's tasks, after them: nothing else of
+        # this loop runs until it returns, so the server saw only what was written early.
+        for _ in range(100):
+            calls = int(probe.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+            if calls >= EARLY_BATCH:
+                break
+            time.sleep(0.01)  # noqa: ASYNC251 - holding the loop is the point
+        seen_in_turn.append(calls)
+
+    try:
+        publisher = Publisher.from_settings(client, own)
+        await publisher.publish(burst[0])  # connects and loads the scripts; the lane keeps it
+        probe.config_resetstat()
+        tasks = [asyncio.create_task(publisher.publish(a)) for a in burst[1:]]
+        asking = asyncio.create_task(ask_the_server())
+        outcomes = await asyncio.gather(*tasks)
+        await asking
+    finally:
+        await client.aclose()
+        probe.close()
+    assert all(isinstance(o, Accepted) for o in outcomes)
+    # One batch went out within the turn (the lane kept one connection); the rest at its end.
+    assert seen_in_turn == [EARLY_BATCH]
 
 
 def test_pack_writes_resp() -> None:
