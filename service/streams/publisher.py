@@ -262,7 +262,13 @@ class Publisher:
         pairs = self.entry_pairs(publication, traceparent)
         cutoff = self._retention.cutoff(stream)
         args = (publication.digest[:RECORD_DIGEST], self._maxlen, cutoff, *records, *pairs)
-        code, entry = await self._run(script, names, args)
+        # ``_run``, inline: one coroutine frame less on every delivery's way back.
+        try:
+            code, entry = await self._batch.call(script, names, args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._health.failed(exc)
+            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+        self._health.succeeded()
         outcome = of_reply(code, stream, replies.text(entry), self._maxlen)
         if publication.unknown_type and isinstance(outcome, Accepted):
             await self._note_other_type(type_)

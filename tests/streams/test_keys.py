@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from service.streams.keys import Keys, part
+from service.streams.records import field
 
 keys = Keys("p")
 text = st.text(max_size=12)
@@ -53,3 +56,18 @@ def test_parts_are_length_prefixed_in_bytes() -> None:
     assert part("") == "0."
     assert part("é") == "2.é"
     assert keys.seen("VOUCHERS.IMPORT", "aa_1", "v-1") == "p:{VOUCHERS.IMPORT}:seen:4.aa_1:3.v-1"
+
+
+@given(st.sampled_from(["seen", "done", "pseen", "eseen", "cseen", "dead"]), st.lists(text))
+def test_a_record_field_is_the_digest_of_its_length_prefixed_parts(
+    kind: str, identity: list[str]
+) -> None:
+    spelled = ":".join((kind, *(part(value) for value in identity)))
+    assert field(kind, *identity) == hashlib.blake2b(spelled.encode(), digest_size=12).digest()
+
+
+def test_record_fields_are_those_of_every_earlier_version() -> None:
+    # Records written before an upgrade are found after it only by the same field.
+    assert field("seen", "aa_1", "é").hex() == "e92352dabf064807a3246e66"
+    assert field("done", "aa_1").hex() == "6fc221ba197fcea25747a54d"
+    assert field("pseen", "aa_1", "", "IN_PROGRESS", "").hex() == "3c658c85f2eebc426f43ab97"
