@@ -33,23 +33,28 @@ pytestmark = pytest.mark.spawns
 ROOT = Path(__file__).parents[2]
 
 
-async def deliver(port: int) -> tuple[int, float]:
-    """One signed delivery on a new connection, as Voucherify sends it."""
+async def deliver(port: int, retransmits: list[int] | None = None) -> tuple[int, float]:
+    """One signed delivery on a new connection, as Voucherify sends it (with
+    ``retransmits``: the segments its connect sent again are appended there)."""
     body = msgspec.json.encode(samples.sample("VOUCHERS.IMPORT"))
     try:
-        status, seconds, _ = await exchange(port, webhook(body, signed(body)))
+        status, seconds, _ = await exchange(
+            port, webhook(body, signed(body)), retransmits=retransmits
+        )
     except OSError:
         return 0, 0.0
     return status, seconds
 
 
-async def deliveries_every(port: int, period: float, seconds: float) -> list[tuple[int, float]]:
+async def deliveries_every(
+    port: int, period: float, seconds: float, retransmits: list[int] | None = None
+) -> list[tuple[int, float]]:
     """A delivery every ``period`` seconds for ``seconds``, each on a new connection:
     their statuses and latencies."""
     senders = []
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
-        senders.append(asyncio.create_task(deliver(port)))
+        senders.append(asyncio.create_task(deliver(port, retransmits)))
         await asyncio.sleep(period)
     return await asyncio.gather(*senders)
 
@@ -82,9 +87,10 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
         cwd=ROOT,
     )
     results: list[tuple[int, float]] = []
+    retransmits: list[int] = []
     try:
         await asyncio.sleep(0.5)  # the 1,500 are on their way
-        results = await deliveries_every(fanout.port, 0.02, 6)
+        results = await deliveries_every(fanout.port, 0.02, 6, retransmits)
         out, _ = await attack.communicate()
         counts = await front_door_counts(fanout.base_url)
         rss = peak_rss(fanout.process.pid)
@@ -105,7 +111,8 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
         f"{report['failed']} connects failed; {len(results)} deliveries every 20 ms: "
         f"{dict(statuses)}, p50 {statistics.median(latencies) * 1000:.0f} ms, "
         f"p99 {p99(latencies) * 1000:.0f} ms (without the attack {p99(quiet) * 1000:.0f} ms), "
-        f"max {max(latencies) * 1000:.0f} ms; "
+        f"max {max(latencies) * 1000:.0f} ms, {sum(1 for n in retransmits if n)} connects "
+        f"sent again; "
         f"front door {counts}; server peak RSS {rss / 2**20:.0f} MiB"
     )
     # The cap was fitted to the server's own file limit, and said so at start-up.
@@ -113,11 +120,12 @@ async def test_1500_half_heads_under_a_1024_file_limit_do_not_stop_real_deliveri
         "front door: at most 416 open connections (file limit 1024)" in fanout.log_path.read_text()
     )
     assert statuses == {202: len(results)}
-    # A delivery whose SYN was dropped waits for its retransmit, 1 s and more: the fault
-    # shows as a p99 of a second or more. Below that, the attack's own CPU (1,500
-    # connects from a process beside the server on 2 cores, and the parallel suite)
-    # moves the p99: 706 ms once with 6 workers, every delivery a 202.
-    assert p99(latencies) < max(1.0, 3 * p99(quiet))
+    # The fault: the listener lost (or its queue full for good), so a delivery's SYN is
+    # dropped and sent again after a second, and again. Counted, not timed: a few
+    # connects in the attack's first burst can meet a full queue when the machine is
+    # starved (the parallel suite on 2 cores), a lost listener drops nearly all.
+    assert len(retransmits) == len(results)
+    assert sum(1 for n in retransmits if n) <= 0.05 * len(results), retransmits
     assert held == 1500 and closed >= 0.95 * held
     assert counts["shed"] + counts["head_timeout"] >= 0.95 * held
     assert rss < 400 * 2**20

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 import time
 
 import httpx
@@ -29,11 +31,26 @@ def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
 
 
-async def exchange(port: int, request: bytes) -> tuple[int, float, bytes]:
+def retransmitted(writer: asyncio.StreamWriter) -> int:
+    """Segments the kernel sent again on this connection so far (Linux ``TCP_INFO``
+    ``tcpi_total_retrans``), the SYN included: a SYN the server's host dropped (its
+    listen queue full, or no listener) shows here as 1 or more, whatever the timing."""
+    sock = writer.get_extra_info("socket")
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    total: int = struct.unpack_from("I", info, 100)[0]
+    return total
+
+
+async def exchange(
+    port: int, request: bytes, *, retransmits: list[int] | None = None
+) -> tuple[int, float, bytes]:
     """Send ``request`` on a new connection, read until the server closes it: the
-    status, the seconds it took, the raw answer."""
+    status, the seconds it took, the raw answer. With ``retransmits``, the segments
+    the connect sent again (``retransmitted``) are appended to it."""
     started = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if retransmits is not None:
+        retransmits.append(retransmitted(writer))
     answer = b""
     try:
         writer.write(request)
