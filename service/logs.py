@@ -194,6 +194,23 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self._pending = False
 
 
+class _DeliveryLine(msgspec.Struct):
+    """A delivery's JSON line, its keys in ``JsonFormatter.encoded``'s order."""
+
+    ts: str
+    level: str
+    logger: str
+    msg: str
+    method: str
+    path: str
+    status: int
+    outcome: str
+    type: str | None
+    id: str | None
+    request_id: str | None
+    ms: float
+
+
 class DeliveryLog:
     """The delivery line of the webhook route, at info on ``service.access``.
 
@@ -237,6 +254,63 @@ class DeliveryLog:
                 self.logger.makeRecord(
                     self.logger.name, logging.INFO, "", 0, msg, (), None, extra={"fields": fields}
                 )
+            )
+
+    def delivery(
+        self,
+        msg: str,
+        method: str,
+        path: str,
+        status: int,
+        outcome: str,
+        type_: str | None,
+        id_: str | None,
+        request_id: str | None,
+        ms: float,
+    ) -> None:
+        """A delivery's line at info (the caller checked ``enabled``): ``info`` with the
+        fields method, path, status, outcome, type, id, request_id and ms, in that order.
+
+        Where the line would be written as JSON straight to the handler, it is encoded
+        from a Struct of those fields, the same bytes as ``JsonFormatter.encoded`` makes
+        of them (``tests/test_logs.py``), without the two dicts: 2.5-2.8 against
+        3.9-5.6 us a line, its fields gathered (timeit, best of 5, two rounds); in
+        process, 0.972x the instructions per delivery (``bench.instructions``)."""
+        handler = self._direct()
+        if handler is None or type(handler.formatter) is not JsonFormatter or not handler.utf8:
+            fields = {
+                "method": method,
+                "path": path,
+                "status": status,
+                "outcome": outcome,
+                "type": type_,
+                "id": id_,
+                "request_id": request_id,
+                "ms": ms,
+            }
+            self.info(msg, fields)
+            return
+        line = _DeliveryLine(
+            iso_utc(time.time()),
+            "info",
+            self.logger.name,
+            msg,
+            method,
+            path,
+            status,
+            outcome,
+            type_,
+            id_,
+            request_id,
+            ms,
+        )
+        try:
+            handler.write_access(_encoder.encode(line) + b"\n")
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(
+                self.logger.makeRecord(self.logger.name, logging.INFO, "", 0, msg, (), None)
             )
 
     def _direct(self) -> BatchingHandler | None:

@@ -143,6 +143,39 @@ def test_a_delivery_line_without_a_record_is_the_line_a_record_makes(
         assert "redis unavailable" in third
 
 
+@pytest.mark.parametrize("formatter", [logs.JsonFormatter, logs.TextFormatter])
+@pytest.mark.parametrize("request_id", ["v-é\x1b\u2028", None])
+def test_a_delivery_line_from_its_fields_is_the_line_a_record_makes(
+    pipe: tuple[io.TextIOWrapper, int], formatter: type[logging.Formatter], request_id: str | None
+) -> None:
+    stream, read_end = pipe
+    handler, access = handler_on(stream)
+    handler.setFormatter(formatter())
+    fields = {
+        "method": "POST",
+        "path": "/webhooks/voucherify",
+        "status": 202,
+        "outcome": "accepted",
+        "type": "voucher.published",
+        "id": 'evt_"1\\',
+        "request_id": request_id,
+        "ms": 12.3,
+    }
+    logs.DeliveryLog(access).delivery("webhook accepted", *fields.values())
+    access.info("webhook accepted", extra={"fields": fields})
+    handler.flush()
+    data = b""
+    while select.select([read_end], [], [], 0)[0]:
+        data += os.read(read_end, 1 << 16)
+    made, recorded = data.decode().removesuffix("\n").split("\n")
+    if formatter is logs.JsonFormatter:
+        # The same bytes after the time: keys, order, escapes, null.
+        assert made.split(",", 1)[1] == recorded.split(",", 1)[1]
+        assert json.loads(made)["request_id"] == request_id
+    else:
+        assert made[8:] == recorded[8:]
+
+
 def test_a_delivery_line_goes_through_logging_where_other_handlers_listen(
     pipe: tuple[io.TextIOWrapper, int], caplog: pytest.LogCaptureFixture
 ) -> None:

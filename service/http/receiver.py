@@ -153,10 +153,17 @@ class Receiver:
                     )
                 label = _LABELS[type(outcome)]
                 metrics.delivery(inbound.type, label)
-                if delivery_log.enabled():  # the fields cost 1 us to gather
-                    delivery_log.info(
+                if delivery_log.enabled():
+                    delivery_log.delivery(
                         "webhook accepted" if status == 202 else "webhook duplicate",
-                        _access(scope, status, label, inbound, started),
+                        scope["method"],
+                        scope["path"],
+                        status,
+                        label,
+                        inbound.type,
+                        inbound.id,
+                        inbound.request_id,
+                        round((time.perf_counter() - started) * 1000, 1),
                     )
             headers = [_JSON, (b"content-length", b"%d" % len(answer))]
         except intake.ClientGone:
