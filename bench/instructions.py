@@ -5,7 +5,7 @@
 What ``bench.inprocess`` measures (the webhook route's ASGI app called in process,
 32 deliveries at once, against a real Valkey with AOF and ``appendfsync always``,
 durability ``auto``: verify, decode, event, script call, the wait, answer, metrics,
-the delivery line), counted in instructions by valgrind's callgrind rather than
+the delivery line at info), counted in instructions by valgrind's callgrind rather than
 timed. On this project's 2-core VM the CPU time of the same code moved by a third
 within minutes (``docs/performance.md``); the instruction count of the same run
 repeated within 0.2%, so changes of a few per cent can be told apart.
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from bench import corpus
 from bench.inprocess import _deliver, _scope
+from service import logs
 from service.config import Durability, Secret, Settings
 from service.http.receiver import Receiver
 from service.streams import connection
@@ -46,7 +47,9 @@ WAVE = 32
 
 
 async def deliver_all(url: str, path: Path, count: int) -> None:
-    """The child: ``WARM_UP + count`` deliveries of the file at ``path``, ``WAVE`` at once."""
+    """The child: ``WARM_UP + count`` deliveries of the file at ``path``, ``WAVE`` at once,
+    each with its delivery line at info, in JSON, to stderr (as ``fanout serve`` logs)."""
+    logs.setup("info", json=True)
     lines = corpus.read(path)[: WARM_UP + count]
     settings = Settings(
         redis_url=url,
