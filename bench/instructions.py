@@ -8,7 +8,10 @@ durability ``auto``: verify, decode, event, script call, the wait, answer, metri
 the delivery line at info), counted in instructions by valgrind's callgrind rather than
 timed. On this project's 2-core VM the CPU time of the same code moved by a third
 within minutes (``docs/performance.md``); the instruction count of the same run
-repeated within 0.2%, so changes of a few per cent can be told apart.
+repeated within 0.2%, so changes of a few per cent can be told apart. (Under
+valgrind the code runs some 50 times slower while Valkey does not: what is cached
+for a moment, the log line's timestamp text for its millisecond, is made again
+more often than at full speed, and batches form as they do at a lower load.)
 
 Each tree (this checkout, then every ``--base``) runs twice under callgrind, with
 400 deliveries of warm-up and then none or ``--deliveries`` more; the difference
