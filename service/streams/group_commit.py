@@ -245,10 +245,14 @@ class GroupCommit:
             payload, count = _payload(batch, wait)
             epoch = guard.epoch if guard is not None else 0
             sent = _Sent(connection, payload, count, wait, epoch)
-        if sent is None or not write_now(connection, sent.payload):
+        if sent is None:
             self._queue = batch
             if not lines.keep(connection, guard.epoch if guard is not None else 0):
                 lines.let_go(connection)
+            return
+        if not write_now(connection, sent.payload):  # its transport is closing
+            self._queue = batch
+            lines.let_go(connection)
             return
         self._launch(batch, sent)
 
