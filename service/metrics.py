@@ -124,7 +124,8 @@ def type_label(type_: str) -> str:
 
 
 # The per-delivery counts (deliveries, completions, failed records, the request
-# duration) are held in plain ints in a single process, and added to their
+# duration) and the per-batch ones (its size, its round trip) are held in plain
+# ints in a single process, and added to their
 # Prometheus children whenever ``REGISTRY`` is read (a scrape, a test: ``_HeldCounts``
 # comes first in it). Each ``inc`` of prometheus_client takes a lock and checks its
 # amount; the three or four per delivery cost 2.4 us against 0.6 us held (timeit,
@@ -140,10 +141,46 @@ _delivery_cells: dict[str, dict[str, _Cell]] = {}
 _completion_cells: dict[str, dict[str, _Cell]] = {}
 _failed_cells: dict[str, _Cell] = {}
 _cells: list[_Cell] = []
-#: Held observations of the request duration: per bucket, and their sum.
-_REQUEST_BOUNDS = tuple(REQUEST_SECONDS._upper_bounds)
-_request_held = [0] * len(_REQUEST_BOUNDS)
-_request_sum = [0.0]
+
+
+class _HeldHistogram:
+    """A histogram's observations held as counts per bucket and a sum (see above); its
+    bucket found by bisection rather than a loop over the bounds in Python (what
+    ``observe`` does; no exemplars here)."""
+
+    __slots__ = ("bounds", "counts", "histogram", "total")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+        self.bounds = tuple(histogram._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        index = bisect.bisect_left(self.bounds, value)
+        if _HOLD:
+            self.total += value
+            self.counts[index] += 1
+        else:
+            self.histogram._sum.inc(value)
+            self.histogram._buckets[index].inc(1)
+
+    def flush(self) -> None:
+        counts = self.counts
+        if not any(counts):
+            return
+        buckets = self.histogram._buckets
+        for index, count in enumerate(counts):
+            if count:
+                buckets[index].inc(count)
+                counts[index] = 0
+        total, self.total = self.total, 0.0
+        self.histogram._sum.inc(total)
+
+
+_request = _HeldHistogram(REQUEST_SECONDS)
+_round_trip = _HeldHistogram(REDIS_SECONDS)
+_batch = _HeldHistogram(BATCH_SIZE)
 
 
 def _cell(inc: Callable[[float], None]) -> _Cell:
@@ -158,14 +195,9 @@ def flush() -> None:
         if cell[0]:
             count, cell[0] = cell[0], 0
             cell[1](count)
-    if any(_request_held):
-        buckets = REQUEST_SECONDS._buckets
-        for index, count in enumerate(_request_held):
-            if count:
-                buckets[index].inc(count)
-                _request_held[index] = 0
-        total, _request_sum[0] = _request_sum[0], 0.0
-        REQUEST_SECONDS._sum.inc(total)
+    _request.flush()
+    _round_trip.flush()
+    _batch.flush()
 
 
 def _count(cell: _Cell, amount: int = 1) -> None:
@@ -206,16 +238,19 @@ def completion(type_: str, status: str, failed_count: int | None) -> None:
 
 
 def request_seconds(seconds: float) -> None:
-    """``REQUEST_SECONDS.observe(seconds)``, held (see above), its bucket found by
-    bisection rather than a loop over the 14 bounds in Python (what ``observe`` does;
-    no exemplars here). A test (``tests/http/test_metrics.py``) holds it to ``observe``."""
-    index = bisect.bisect_left(_REQUEST_BOUNDS, seconds)
-    if _HOLD:
-        _request_sum[0] += seconds
-        _request_held[index] += 1
-    else:
-        REQUEST_SECONDS._sum.inc(seconds)
-        REQUEST_SECONDS._buckets[index].inc(1)
+    """``REQUEST_SECONDS.observe(seconds)``, held (see above). A test
+    (``tests/http/test_metrics.py``) holds it to ``observe``."""
+    _request.observe(seconds)
+
+
+def batch(size: int) -> None:
+    """``BATCH_SIZE.observe(size)``, held: once per group-commit batch."""
+    _batch.observe(size)
+
+
+def round_trip(seconds: float) -> None:
+    """``REDIS_SECONDS.observe(seconds)``, held: once per group-commit batch answered."""
+    _round_trip.observe(seconds)
 
 
 def schema_drift(type_: str) -> None:

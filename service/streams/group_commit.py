@@ -298,12 +298,12 @@ class GroupCommit:
             batch = [call for call in batch if not call.future.done()]
             if not batch:
                 return
-        metrics.BATCH_SIZE.observe(len(batch))
+        metrics.batch(len(batch))
         started = time.perf_counter()
         try:
             async with asyncio.timeout_at(min(call.deadline for call in batch)):
                 replies, unconfirmed = await self._round_trip(batch, sent)
-            metrics.REDIS_SECONDS.observe(time.perf_counter() - started)
+            metrics.round_trip(time.perf_counter() - started)
         except Exception as exc:  # the round trip failed: every call fails with it
             for call in batch:
                 call.settle(exc)
