@@ -127,6 +127,15 @@ class _Call:
 _ASKING = pack(("ASKING",))
 
 
+def _due(batch: list[_Call]) -> list[_Call]:
+    """The calls of ``batch`` to send; those past their deadline fail unsent (TimeoutError)."""
+    now = asyncio.get_running_loop().time()
+    for call in batch:
+        if call.deadline <= now:
+            call.settle(TimeoutError("no reply from Redis in time"))
+    return [call for call in batch if not call.future.done()]
+
+
 def _payload(batch: list[_Call], wait: Wait | None) -> tuple[bytes, int]:
     """A batch's bytes, its wait last, and how many replies they get."""
     payload = b"".join(_ASKING + c.command if c.asking else c.command for c in batch)
@@ -154,19 +163,17 @@ class GroupCommit:
     durability wait on the same connection: at the end of the loop turn, or at once when
     ``EARLY_BATCH`` calls are queued and a kept connection is free (``_send_early``).
 
-    The hot path drives redis-py's pooled connection directly: commands are
-    packed once into one buffer, written once, and the replies read back in
-    order. Measured against redis-py's own ``pipeline(transaction=False)`` with
-    ``evalsha`` (``python -m bench.pipeline``, COMPLETE_LUA with a real event,
-    local Redis, best of 3): 58,900 vs 39,200 calls/s in batches of 256 (1.50x),
-    43,100 vs 23,400 in batches of 16 (1.84x), 7,300 vs 5,700 one at a time
-    (1.27x). The pipeline builds a command object per call and re-packs it at
-    execute; that client-side CPU is what the hand-packed path saves.
+    The hot path drives redis-py's connections directly: commands are packed once into
+    one buffer, written once, and the replies read back in order. Measured against
+    redis-py's own ``pipeline(transaction=False)`` with ``evalsha`` (``python -m
+    bench.pipeline``, COMPLETE_LUA with a real event, local Redis, best of 3): 58,900 vs
+    39,200 calls/s in batches of 256 (1.50x), 43,100 vs 23,400 in batches of 16 (1.84x),
+    7,300 vs 5,700 one at a time (1.27x): the pipeline builds a command object per call
+    and re-packs it at execute.
 
-    Every call gets an answer within ``timeout`` seconds of being
-    queued: a batch is bounded by the earliest deadline among its calls, and
-    calls whose deadline passed while they waited for a free slot fail with
-    ``TimeoutError`` without being sent.
+    Every call gets an answer within ``timeout`` seconds of being queued: a batch is
+    bounded by the earliest deadline among its calls, and calls whose deadline passed
+    while they waited for a free slot fail with ``TimeoutError`` without being sent.
     """
 
     #: A single server's client (its pool is used), or a cluster node's connections.
@@ -221,21 +228,20 @@ class GroupCommit:
         """Write the queued calls at once, on a connection this lane holds open, and read
         their replies in a task: the server works on them while this loop turn goes on.
 
-        A burst of deliveries (every connection answered together, each sending its
-        next request) is handled in one loop turn; flushed at its end, the batch held
-        the whole burst, the server's work began only after all of the receiver's,
-        and the loop then waited idle for it (1 ms of every 2.5-3 ms round trip, 32
-        connections). Sent in batches of ``EARLY_BATCH``, the server's work overlaps
-        the receiver's. Measured (``fanout serve``, wrk -c32, the mixed load, Valkey
-        with ``appendfsync always``, 4 interleaved rounds against the commit before):
-        1.40-1.59x the deliveries per second, 0.82-0.95x the CPU per delivery. Batches
-        of 4, 6, 12 or 16 did the same as 8 within this machine's noise (3-4 rounds).
+        A burst (every connection answered together sends again together) is handled
+        in one turn; flushed at its end, the server began only after the whole burst
+        and the loop then waited for it (26-42% idle at 32 connections). Measured
+        against that (docs/performance.md): 1.40-1.59x the deliveries per second,
+        0.82-0.95x the CPU per delivery; batches of 4 to 16 did the same as 8.
         """
         lines = self._lines
         connection = lines.take_idle()
         if connection is None:
             return
-        batch, self._queue = self._queue, []
+        batch, self._queue = _due(self._queue[:MAX_BATCH]), self._queue[MAX_BATCH:]
+        if not batch:
+            lines.keep(connection, self.guard.epoch if self.guard is not None else 0)
+            return
         guard = self.guard
         try:
             wait = self.wait(self.name) if self.wait is not None else None
@@ -246,12 +252,12 @@ class GroupCommit:
             epoch = guard.epoch if guard is not None else 0
             sent = _Sent(connection, payload, count, wait, epoch)
         if sent is None:
-            self._queue = batch
+            self._queue[:0] = batch
             if not lines.keep(connection, guard.epoch if guard is not None else 0):
                 lines.let_go(connection)
             return
         if not write_now(connection, sent.payload):  # its transport is closing
-            self._queue = batch
+            self._queue[:0] = batch
             lines.let_go(connection)
             return
         self._launch(batch, sent)
@@ -290,12 +296,8 @@ class GroupCommit:
         return queued
 
     async def _flush(self, batch: list[_Call], sent: _Sent | None = None) -> None:
-        if sent is None:  # (a batch written already was queued in this very turn)
-            now = asyncio.get_running_loop().time()
-            for call in batch:
-                if call.deadline <= now:
-                    call.settle(TimeoutError("no reply from Redis in time"))
-            batch = [call for call in batch if not call.future.done()]
+        if sent is None:  # (a batch written already was taken through ``_due``)
+            batch = _due(batch)
             if not batch:
                 return
         metrics.batch(len(batch))
@@ -340,9 +342,8 @@ class GroupCommit:
             else:
                 replies = await self._lines.read(sent.connection, count, sent.epoch)
         except ConnectionError:
-            # A connection that died with a restarted server fails on first use (and
-            # so would the others this lane holds); the scripts are idempotent, so
-            # one more try, on a connection the pool checks, is safe.
+            # A connection that died with a restarted server fails on first use (as would the
+            # lane's other kept ones); the scripts are idempotent: one more try, pool-checked.
             self._lines.drop_idle()
             replies = await self._exchange(payload, count)
         unconfirmed = None
