@@ -43,6 +43,9 @@ class LossReport:
     seconds_to_kill: float
     delayed_fsyncs: int
     lost_ids: list[str] = field(default_factory=list)
+    #: With ``when_buffered``: whether the kill found the server holding AOF data it had
+    #: not written yet (False: the moment did not come in time; the kill came anyway).
+    buffered: bool | None = None
 
     @property
     def rate(self) -> float:
@@ -53,6 +56,7 @@ class LossReport:
             f"{self.acknowledged} acknowledged of {self.offered} offered in "
             f"{self.seconds_to_kill:.1f}s ({self.rate:.0f}/s), lost after restart: {self.lost}; "
             f"answers {dict(sorted(self.answers.items()))}, fsyncs delayed {self.delayed_fsyncs}"
+            + ("" if self.buffered is None else f", killed while buffered: {self.buffered}")
         )
 
 
@@ -108,8 +112,7 @@ async def kill_under_load(
             if all(sender.done() for sender in senders):
                 break
             await asyncio.sleep(0.005)
-        if when_buffered:
-            await _until_buffered(server, when_buffered)
+        buffered = await _until_buffered(server, when_buffered) if when_buffered else None
         killed = time.monotonic()
         await asyncio.to_thread(server.kill)
         await asyncio.sleep(0.5)  # answers already on the wire still arrive
@@ -134,6 +137,7 @@ async def kill_under_load(
         seconds_to_kill=killed - started,
         delayed_fsyncs=delayed,
         lost_ids=lost,
+        buffered=buffered,
     )
 
 
@@ -161,15 +165,18 @@ async def _send(
         await connection.close()
 
 
-async def _until_buffered(server: ValkeyProcess, within: float) -> None:
+async def _until_buffered(server: ValkeyProcess, within: float) -> bool:
+    """Wait up to ``within`` seconds for the server to hold unwritten AOF data; whether
+    it did."""
     client = Redis.from_url(server.url, socket_timeout=within)
     try:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             info = await client.info("persistence")
             if int(info.get("aof_buffer_length", 0)) > 0:
-                return
+                return True
             await asyncio.sleep(0.002)
+        return False
     finally:
         await client.aclose()
 
