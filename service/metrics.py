@@ -132,6 +132,8 @@ def type_label(type_: str) -> str:
 # mixed outcomes). With several workers (``PROMETHEUS_MULTIPROC_DIR``, set before
 # they import this) each ``inc`` goes to the worker's file at once, as before: a
 # scrape of one worker reads the others' files, which it cannot make them flush.
+# Counting and flushing both run on the event loop's thread (the scrape and the
+# dashboard read the registry there), so no lock is needed between them.
 _HOLD = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 
 #: Per label values (two dict lookups, no key tuple per delivery), a cell
