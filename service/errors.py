@@ -13,7 +13,7 @@ Where each one is defined, and what a user sees::
     ├── streams.errors.DurabilityRefused the server cannot give FANOUT_DURABILITY: no start
     ├── streams.server.ServerRefused     an evicting maxmemory-policy, protected mode, auth,
     │                                    ACL: ``fanout serve`` exits 2, one line
-    ├── streams.group_commit.NotConfirmed  (TimeoutError) WAIT/WAITAOF short: RedisUnavailable
+    ├── streams.waits.NotConfirmed  (TimeoutError) WAIT/WAITAOF short: RedisUnavailable
     │   └── durability.ReplicasMissing   the primary has fewer replicas online than a 2xx
     │                                    waits for: 503 at once, nothing sent
     ├── streams.follow.Fenced            (redis ConnectionError) the primary a batch went to

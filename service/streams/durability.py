@@ -38,9 +38,9 @@ from ..config import Durability
 from . import promise, replies
 from .connection import Client
 from .errors import DurabilityRefused
-from .group_commit import NotConfirmed, Wait
 from .promise import Promise, Survival
 from .replication import Replication
+from .waits import NotConfirmed, Wait
 
 logger = logging.getLogger("service.publish")
 

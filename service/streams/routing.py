@@ -41,7 +41,8 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from .group_commit import GroupCommit, Wait, _Call
+from .group_commit import GroupCommit, _Call
+from .waits import Wait
 
 logger = logging.getLogger("service.publish")
 
