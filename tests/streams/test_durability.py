@@ -242,18 +242,20 @@ async def test_slow_disk_kill_loses_nothing_acknowledged_with_the_defaults(
     # fsync 2.5 s late, SIGKILL under load at a moment the server holds unwritten AOF.
     default = await _kill_run(tmp_path / "auto", None, count=3000, after=2000, seconds=6)
     # The control: the old default, killed while the server holds AOF data it has not
-    # written. On a loaded machine that moment may not come within the wait, and a kill
-    # outside it tests nothing: such a run is made again (at most three in all).
+    # written. On a loaded machine that data may not hold any entry (the refusal counts of
+    # the 503s of a stalled moment, say: seen in full CI runs, buffered and nothing lost),
+    # and a kill that destroys no entry tests nothing: such a run is made again (at most
+    # three in all).
     for attempt in range(3):
         old = await _kill_run(
             tmp_path / f"none{attempt}", "none", count=6000, after=4000, seconds=6
         )
-        if old.buffered:
+        if old.destroyed:
             break
     print(f"\ndefault (auto): {default.line()}\nnone:           {old.line()}")
     assert default.acknowledged > 0
     assert default.lost == 0, default.lost_ids[:5]
-    assert old.buffered, "the server never held unwritten AOF data in three runs"
+    assert old.destroyed, "no kill destroyed an entry the server held, in three runs"
     assert old.lost > 0, "the fault is real: the old default loses acknowledged deliveries"
 
 

@@ -46,6 +46,10 @@ class LossReport:
     #: With ``when_buffered``: whether the kill found the server holding AOF data it had
     #: not written yet (False: the moment did not come in time; the kill came anyway).
     buffered: bool | None = None
+    #: With ``when_buffered``: entries the server held just before the kill and not after
+    #: its restart (at least; more came meanwhile). 0: the kill destroyed no entry, and a
+    #: mode that answers before the disk could not show a loss in this run.
+    destroyed: int | None = None
 
     @property
     def rate(self) -> float:
@@ -57,6 +61,7 @@ class LossReport:
             f"{self.seconds_to_kill:.1f}s ({self.rate:.0f}/s), lost after restart: {self.lost}; "
             f"answers {dict(sorted(self.answers.items()))}, fsyncs delayed {self.delayed_fsyncs}"
             + ("" if self.buffered is None else f", killed while buffered: {self.buffered}")
+            + ("" if self.destroyed is None else f", entries destroyed: {self.destroyed}")
         )
 
 
@@ -97,6 +102,7 @@ async def kill_under_load(
     before the data is safe shows its loss on every run, not by chance.
     """
     tally = Tally()
+    types = sorted({d.type for d in deliveries})
     disk = SlowDisk(server.pid, slow_disk) if slow_disk else None
     if disk is not None:
         await asyncio.to_thread(disk.start)
@@ -113,6 +119,7 @@ async def kill_under_load(
                 break
             await asyncio.sleep(0.005)
         buffered = await _until_buffered(server, when_buffered) if when_buffered else None
+        held = await _entries(server.url, keys, types) if when_buffered else None
         killed = time.monotonic()
         await asyncio.to_thread(server.kill)
         await asyncio.sleep(0.5)  # answers already on the wire still arrive
@@ -123,7 +130,6 @@ async def kill_under_load(
         if disk is not None:
             await asyncio.to_thread(disk.stop)
     await asyncio.to_thread(server.start)
-    types = sorted({d.type for d in deliveries})
     seen = await ids_in_streams(server.url, keys, types)
     acked = [d for d in deliveries if d.status is not None and 200 <= d.status < 300]
     lost = [d.id for d in acked if seen[d.id] == 0]
@@ -138,6 +144,7 @@ async def kill_under_load(
         delayed_fsyncs=delayed,
         lost_ids=lost,
         buffered=buffered,
+        destroyed=None if held is None else max(0, held - sum(seen.values())),
     )
 
 
@@ -163,6 +170,15 @@ async def _send(
                 await asyncio.sleep(0.05)
     finally:
         await connection.close()
+
+
+async def _entries(url: str, keys: Keys, types: Sequence[str]) -> int:
+    """Entries in the completed streams of ``types`` now."""
+    client = Redis.from_url(url, socket_timeout=5)
+    try:
+        return sum([await client.xlen(keys.completed(type_)) for type_ in types])
+    finally:
+        await client.aclose()
 
 
 async def _until_buffered(server: ValkeyProcess, within: float) -> bool:
