@@ -181,16 +181,28 @@ async def _entries(url: str, keys: Keys, types: Sequence[str]) -> int:
         await client.aclose()
 
 
+#: Seconds the server must keep holding unwritten AOF data before the kill: long enough
+#: for the answers of what it holds to reach their senders (a loaded machine is slow to
+#: pass them on), well inside the server's 2 s of postponed writes.
+SETTLE = 0.2
+
+
 async def _until_buffered(server: ValkeyProcess, within: float) -> bool:
-    """Wait up to ``within`` seconds for the server to hold unwritten AOF data; whether
-    it did."""
+    """Wait up to ``within`` seconds for the server to hold unwritten AOF data, and to
+    still hold some ``SETTLE`` seconds later; whether it did."""
     client = Redis.from_url(server.url, socket_timeout=within)
+
+    async def buffered() -> bool:
+        info = await client.info("persistence")
+        return int(info.get("aof_buffer_length", 0)) > 0
+
     try:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            info = await client.info("persistence")
-            if int(info.get("aof_buffer_length", 0)) > 0:
-                return True
+            if await buffered():
+                await asyncio.sleep(SETTLE)
+                if await buffered():
+                    return True
             await asyncio.sleep(0.002)
         return False
     finally:
