@@ -218,10 +218,7 @@ def delivery(type_: str, outcome: str) -> None:
     cell = by_outcome.get(outcome)
     if cell is None:
         cell = by_outcome[outcome] = _cell(DELIVERIES.labels(label, outcome).inc)
-    if _HOLD:
-        cell[0] += 1
-    else:
-        cell[1](1)
+    _count(cell)
 
 
 def completion(type_: str, status: str, failed_count: int | None) -> None:
@@ -314,7 +311,6 @@ def _registry() -> CollectorRegistry:
 
 def exposition(stream_stats: Collector | None = None) -> bytes:
     """The text a scrape gets: this process's metrics, or every worker's."""
-    flush()
     output = generate_latest(_registry())
     if stream_stats is not None:
         extra = CollectorRegistry(auto_describe=False)

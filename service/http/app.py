@@ -227,7 +227,6 @@ def create_app(
             if reloads:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             gc.unfreeze()
-            metrics.flush()  # the counts still held, into this worker's files
             publisher.memory.stop()
             await _stop([*tasks, sampler], settings.redis_timeout)
             if redis is None:

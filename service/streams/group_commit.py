@@ -182,28 +182,22 @@ class GroupCommit:
         if connection is None:
             return
         batch, self._queue = _due(self._queue[:MAX_BATCH]), self._queue[MAX_BATCH:]
+        epoch = lines.epoch()  # (just taken out of the kept ones: there is room to keep it)
         if not batch:
-            lines.keep(connection, self.guard.epoch if self.guard is not None else 0)
+            lines.keep(connection, epoch)
             return
-        guard = self.guard
         try:
             wait = self.wait(self.name) if self.wait is not None else None
         except Exception:  # the batch fails unsent: the usual path says why
-            sent = None
-        else:
-            payload, count = _payload(batch, wait)
-            epoch = guard.epoch if guard is not None else 0
-            sent = _Sent(connection, payload, count, wait, epoch)
-        if sent is None:
             self._queue[:0] = batch
-            if not lines.keep(connection, guard.epoch if guard is not None else 0):
-                lines.let_go(connection)
+            lines.keep(connection, epoch)
             return
-        if not write_now(connection, sent.payload):  # its transport is closing
+        payload, count = _payload(batch, wait)
+        if not write_now(connection, payload):  # its transport is closing
             self._queue[:0] = batch
             lines.let_go(connection)
             return
-        self._launch(batch, sent)
+        self._launch(batch, _Sent(connection, payload, count, wait, epoch))
 
     def put(self, call: _Call) -> None:
         """Queue a call made elsewhere (one redirected here from another lane)."""

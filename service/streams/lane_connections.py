@@ -38,6 +38,10 @@ class LaneConnections:
         self._idle: list[tuple[AbstractConnection, int]] = []
         self._closing: set[asyncio.Task[None]] = set()
 
+    def epoch(self) -> int:
+        """The guard's epoch now (0 without Sentinel): what a batch is checked against."""
+        return self.guard.epoch if self.guard is not None else 0
+
     def keep(self, connection: AbstractConnection, epoch: int) -> bool:
         """Keep ``connection`` open for a next batch; False when enough are kept."""
         if len(self._idle) >= KEPT:
@@ -46,7 +50,7 @@ class LaneConnections:
         return True
 
     def drop_idle(self) -> None:
-        """Close every kept connection (one of them was found dead)."""
+        """Close every kept connection (one was found dead, or the lane retired)."""
         while self._idle:
             self.let_go(self._idle.pop()[0])
 
@@ -75,8 +79,7 @@ class LaneConnections:
         connection = self.take_idle()
         if connection is None:
             connection = await self.source.get_connection()
-        guard = self.guard
-        epoch = guard.epoch if guard is not None else 0
+        epoch = self.epoch()
         try:
             if not write_now(connection, payload):
                 await connection.send_packed_command(payload, check_health=False)
