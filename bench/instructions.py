@@ -101,11 +101,12 @@ def counted(tree: Path, url: str, path: Path, count: int) -> int:
     return int(found.group(1))
 
 
-def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--child":
-        asyncio.run(deliver_all(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])))
-        return
-    parser = argparse.ArgumentParser(description=__doc__)
+def trees_to_count(
+    doc: str | None, program: str, tools: tuple[str, ...]
+) -> tuple[int, dict[str, Path]]:
+    """``--deliveries`` and the trees to count (this checkout as ``this``, then each
+    ``--base NAME=DIR``), from the command line; exits when a tool is missing."""
+    parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument(
         "--base",
@@ -115,25 +116,34 @@ def main() -> None:
         help="another checkout to count, as NAME (repeat for more)",
     )
     args = parser.parse_args()
-    if shutil.which("valgrind") is None:
-        sys.exit("bench.instructions needs valgrind: apt-get install valgrind")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            sys.exit(f"{program} needs {tool}: apt-get install valgrind")
     trees = {"this": HERE.parent} | {
         name: Path(folder).resolve() for name, folder in (item.split("=", 1) for item in args.base)
     }
+    return int(args.deliveries), trees
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        asyncio.run(deliver_all(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])))
+        return
+    deliveries, trees = trees_to_count(__doc__, "bench.instructions", ("valgrind",))
     with tempfile.TemporaryDirectory() as folder:
-        path = corpus.write(Path(folder) / "bodies.txt", WARM_UP + args.deliveries, kind="mixed")
+        path = corpus.write(Path(folder) / "bodies.txt", WARM_UP + deliveries, kind="mixed")
         server = ValkeyProcess(Path(folder) / "valkey", appendonly=True, appendfsync="always")
         server.start()
         try:
             per_delivery = {}
             for name, tree in trees.items():
                 base = counted(tree, server.url, path, 0)
-                total = counted(tree, server.url, path, args.deliveries)
-                per_delivery[name] = (total - base) / args.deliveries
+                total = counted(tree, server.url, path, deliveries)
+                per_delivery[name] = (total - base) / deliveries
                 print(f"{name:>12}: {per_delivery[name]:,.0f} instructions per delivery ({tree})")
         finally:
             server.stop()
-    print(f"\n{args.deliveries} mixed deliveries after {WARM_UP} of warm-up, {WAVE} at once:")
+    print(f"\n{deliveries} mixed deliveries after {WARM_UP} of warm-up, {WAVE} at once:")
     for name, value in per_delivery.items():
         if name != "this":
             print(f"  this / {name}: {per_delivery['this'] / value:.3f}x the instructions")
