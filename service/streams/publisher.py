@@ -136,6 +136,8 @@ class Publisher:
         )
         self._cloudevents_source = cloud_events.source(keys.prefix) if cloudevents else None
         self._health = _Health()
+        #: The background deletion of dedup buckets that left the window, while it runs.
+        self._sweeping: asyncio.Task[None] | None = None
         #: Whether the dedup keys of an older version are still read (``legacy.py``).
         self.legacy = LegacyWindow(redis, keys, timeout)
         self._complete = redis.register_script(COMPLETE_LUA)
@@ -269,10 +271,25 @@ class Publisher:
             self._health.failed(exc)
             raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
         self._health.succeeded()
+        if self._records.due and self._sweeping is None:
+            self._sweeping = asyncio.create_task(self._sweep())
         outcome = of_reply(code, stream, replies.text(entry), self._maxlen)
         if publication.unknown_type and isinstance(outcome, Accepted):
             await self._note_other_type(type_)
         return outcome
+
+    async def _sweep(self) -> None:
+        """Delete the dedup buckets that left the window (``records.py``), beside the
+        deliveries; what fails now is tried again after a later delivery."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._records.sweep(self._redis)
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning(
+                "old dedup buckets not deleted yet", extra={"fields": {"error": repr(exc)}}
+            )
+        finally:
+            self._sweeping = None
 
     async def _note_other_type(self, type_: str) -> None:
         """Remember a stream of an event type the service does not know, for the gauges

@@ -13,9 +13,11 @@ seconds (a quarter of the window, at least 1 s); the records of one hash tag
 (one type, or ``dead``) written in one bucket go into one hash,
 ``<P>:{<tag>}:dedup:<bucket>``. A lookup asks the ``count`` newest buckets,
 which cover the whole window, so "exactly once" holds for at least
-``FANOUT_DEDUP_TTL``; the script that opens a new bucket deletes those that
-fell out of the window (UNLINK: freed in the background), so a record is held
-at most ``1.25 x FANOUT_DEDUP_TTL``.
+``FANOUT_DEDUP_TTL``; the first write of a process into a new bucket deletes
+those that fell out of the window (UNLINK: freed in the background), so a record
+is held at most ``1.25 x FANOUT_DEDUP_TTL``. The publisher does that for the
+publish scripts, beside them (``due``, ``sweep``: one command per type and
+bucket, none per delivery); the dead-letter scripts do it themselves.
 
 Field names are a 12-byte BLAKE2b digest of the record's kind and identity
 (96 bits: for 10^9 records a collision chance below 10^-10); values are the
@@ -65,7 +67,7 @@ def field(kind: str, *identity: str) -> bytes:
 class Records:
     """Which bucket hashes hold the records of the window, newest first."""
 
-    __slots__ = ("_cache", "_keys", "count", "width")
+    __slots__ = ("_cache", "_keys", "count", "due", "width")
 
     def __init__(self, keys: Keys, ttl: int) -> None:
         self._keys = keys
@@ -73,6 +75,9 @@ class Records:
         #: Buckets a lookup asks: together they cover at least ``ttl`` seconds.
         self.count = -(-ttl // self.width) + 1
         self._cache: dict[str, tuple[int, tuple[str, ...]]] = {}
+        #: Tags whose newest bucket changed for this process, and its number: the
+        #: buckets that fell out of the window are still to be deleted (``sweep``).
+        self.due: dict[str, int] = {}
 
     def buckets(self, tag: str, now: float | None = None) -> tuple[str, ...]:
         """The bucket keys of ``tag`` (a type, or ``dead``) to read, newest (the one
@@ -83,7 +88,28 @@ class Records:
             return cached[1]
         keys = tuple(self._keys.dedup(tag, number - i) for i in range(self.count))
         self._cache[tag] = (number, keys)
+        self.due[tag] = number
         return keys
+
+    def stale(self, tag: str, number: int) -> tuple[str, ...]:
+        """The buckets of ``tag`` that left the window when bucket ``number`` opened: the
+        ``SWEEP`` newest of them (a type idle longer keeps older ones)."""
+        newest_stale = number - self.count
+        return tuple(self._keys.dedup(tag, newest_stale - i) for i in range(SWEEP))
+
+    async def sweep(self, client: Client) -> None:
+        """Delete the buckets that left the window of every ``due`` tag: one UNLINK per
+        tag (its keys share its hash slot), all in one pipeline. Tags stay due until
+        it succeeds; an error propagates."""
+        due = list(self.due.items())
+        async with client.pipeline(transaction=False) as pipe:
+            for tag, number in due:
+                # execute_command: a cluster pipeline's ``unlink`` is a coroutine.
+                pipe.execute_command("UNLINK", *self.stale(tag, number))
+            await pipe.execute()
+        for tag, number in due:
+            if self.due.get(tag) == number:
+                del self.due[tag]
 
     async def holds(self, client: Client, tag: str, name: bytes, legacy: str) -> bool:
         """Whether a record is kept (in a bucket, or in an older version's key)."""

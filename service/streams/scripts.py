@@ -34,62 +34,65 @@ class Reply(IntEnum):
     FULL = 4
 
 
-# Entry ids are "<ms>-<seq>"; compared as numbers, part by part.
+# Append one entry (field/value pairs) and keep the stream at most maxlen long,
+# removing only entries no group still needs, a few (1 %) at a time. The removal
+# is XADD's own MINID, so the receiver's Redis user needs no XTRIM or XDEL.
+# cutoff (ms since the epoch, 0: not this time) is FANOUT_RETENTION: entries
+# older than it that no group still needs go too, whole stream nodes at a time
+# (MINID ~ with LIMIT: bounded work per call; the publisher asks about once a
+# second per stream).
+# Returns the new entry id, or false when the needed entries fill the cap.
+# Only ``append`` is made on every call: the helpers of the trimming paths are
+# made when a call takes one. Every function a script defines is a closure made
+# on every call: the publish scripts with five fewer of them (these four, and the
+# bucket helpers a script does not use) took 146.9k -> 142.4k instructions of
+# server time per call (``python -m bench.script_cost``, Valkey 9.1.2).
 APPEND_PRELUDE = """
-local function id_parts(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-
-local function id_less(a, b)
-  local am, as = id_parts(a)
-  local bm, bs = id_parts(b)
-  return am < bm or (am == bm and as < bs)
-end
-
-local function successor(id)
-  local ms, seq = id_parts(id)
-  return string.format('%d-%d', ms, seq + 1)
-end
-
--- The oldest entry id some group still needs: its oldest pending entry, or the
--- one after its last delivered entry. Entries before it every group has
--- acknowledged. nil when the stream has no group.
-local function needed_from(stream)
-  local floor = nil
-  for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-    local info = {}
-    for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
-    local need = successor(info['last-delivered-id'])
-    if tonumber(info['pending']) > 0 then
-      need = redis.call('XPENDING', stream, info['name'])[2]
-    end
-    if floor == nil or id_less(need, floor) then floor = need end
-  end
-  return floor
-end
-
--- Append one entry (field/value pairs) and keep the stream at most maxlen long,
--- removing only entries no group still needs, a few (1 %) at a time. The removal
--- is XADD's own MINID, so the receiver's Redis user needs no XTRIM or XDEL.
--- cutoff (ms since the epoch, 0: not this time) is FANOUT_RETENTION: entries
--- older than it that no group still needs go too, whole stream nodes at a time
--- (MINID ~ with LIMIT: bounded work per call; the publisher asks about once a
--- second per stream).
--- Returns the new entry id, or false when the needed entries fill the cap.
 local function append(stream, maxlen, cutoff, ...)
   local length = redis.call('XLEN', stream)
-  if length < maxlen then
-    if cutoff > 0 and length > 0 then
-      local keep = string.format('%d-0', cutoff)
-      local floor = needed_from(stream)
-      if floor and id_less(floor, keep) then keep = floor end
-      return redis.call('XADD', stream, 'MINID', '~', keep, 'LIMIT', 1000, '*', ...)
-    end
+  if length < maxlen and (cutoff == 0 or length == 0) then
     return redis.call('XADD', stream, '*', ...)
   end
+
+  -- Entry ids are "<ms>-<seq>"; compared as numbers, part by part.
+  local function id_parts(id)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    return tonumber(ms), tonumber(seq)
+  end
+  local function id_less(a, b)
+    local am, as = id_parts(a)
+    local bm, bs = id_parts(b)
+    return am < bm or (am == bm and as < bs)
+  end
+  local function successor(id)
+    local ms, seq = id_parts(id)
+    return string.format('%d-%d', ms, seq + 1)
+  end
+  -- The oldest entry id some group still needs: its oldest pending entry, or the
+  -- one after its last delivered entry. Entries before it every group has
+  -- acknowledged. nil when the stream has no group.
+  local function needed_from()
+    local floor = nil
+    for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+      local info = {}
+      for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+      local need = successor(info['last-delivered-id'])
+      if tonumber(info['pending']) > 0 then
+        need = redis.call('XPENDING', stream, info['name'])[2]
+      end
+      if floor == nil or id_less(need, floor) then floor = need end
+    end
+    return floor
+  end
+
+  if length < maxlen then
+    local keep = string.format('%d-0', cutoff)
+    local floor = needed_from()
+    if floor and id_less(floor, keep) then keep = floor end
+    return redis.call('XADD', stream, 'MINID', '~', keep, 'LIMIT', 1000, '*', ...)
+  end
   local slack = math.min(100, math.floor(maxlen / 100))
-  local floor = needed_from(stream)
+  local floor = needed_from()
   local upto = floor and ('(' .. floor) or '+'
   local old = redis.call('XRANGE', stream, '-', upto, 'COUNT', length - maxlen + 1 + slack)
   if length - #old >= maxlen then return false end
@@ -116,9 +119,7 @@ end
 # KEYS[first..#KEYS] are the buckets of the window, newest first.
 # ``recall_record`` answers from a record and rewrites it unchanged (HSET), as
 # ``recall`` does for a key, so a duplicate answer is covered by WAIT/WAITAOF too.
-RECORDS_PRELUDE = (
-    RECALL_PRELUDE
-    + """
+RECALL_RECORD = """
 local function recall_record(first, field)
   for i = first, #KEYS do
     local value = redis.call('HGET', KEYS[i], field)
@@ -129,22 +130,38 @@ local function recall_record(first, field)
   end
   return nil
 end
+"""
 
--- A record and its action's done marker, one HMGET per bucket, newest first:
--- each value (false when absent) and the index of the bucket that holds it.
+# A record and its action's done marker, one HMGET per bucket, newest first:
+# each value (false when absent) and the index of the bucket that holds it.
+RECALL_PAIR = """
 local function recall_pair(first, field, done)
   local value, at, marker, marker_at = false, nil, false, nil
   for i = first, #KEYS do
     local got = redis.call('HMGET', KEYS[i], field, done)
     if got[1] and not value then value, at = got[1], i end
     if got[2] and not marker then marker, marker_at = got[2], i end
+    if value and marker then break end
   end
   return value, at, marker, marker_at
 end
+"""
 
--- Into the newest bucket (field/value pairs); the write that opens a bucket
--- deletes the buckets that fell out of the window (UNLINK frees them in the
--- background).
+# Into the newest bucket (field/value pairs). The publish scripts leave the
+# buckets that fell out of the window to the publisher, which deletes them beside
+# the deliveries when it first writes into a new bucket (``records.Records.sweep``):
+# one EXISTS less on every call, 142.4k -> 137.0k instructions of server time per
+# call (``python -m bench.script_cost``).
+REMEMBER = """
+local function remember(first, ...)
+  redis.call('HSET', KEYS[first], ...)
+end
+"""
+
+# As ``remember``, for the dead letters' rare writes: the write that opens a
+# bucket deletes the buckets that fell out of the window (UNLINK frees them in
+# the background).
+REMEMBER_SWEEPING = """
 local function remember(first, ...)
   local newest = KEYS[first]
   if redis.call('EXISTS', newest) == 0 then
@@ -157,7 +174,6 @@ local function remember(first, ...)
   redis.call('HSET', newest, ...)
 end
 """.replace("SWEEP", str(SWEEP))
-)
 
 # Completions and webhook events keep "<entry id> <digest>": the same digest
 # answers {0, first entry}, another {2, first entry} (a conflict). An older
@@ -177,7 +193,9 @@ end
 # ARGV: digest, maxlen, retention cutoff, seen field, done field, then the entry's pairs.
 COMPLETE_LUA = (
     APPEND_PRELUDE
-    + RECORDS_PRELUDE
+    + RECALL_PRELUDE
+    + RECALL_PAIR
+    + REMEMBER
     + SEEN_PRELUDE
     + """
 local seen, at, done = recall_pair(4, ARGV[4], ARGV[5])
@@ -200,7 +218,9 @@ return {1, entry}
 # ARGV: digest (unused), maxlen, retention cutoff, step field, done field, then the pairs.
 PROGRESS_LUA = (
     APPEND_PRELUDE
-    + RECORDS_PRELUDE
+    + RECALL_PRELUDE
+    + RECALL_PAIR
+    + REMEMBER
     + """
 local seen, at, done, done_at = recall_pair(4, ARGV[4], ARGV[5])
 if done then
@@ -226,7 +246,9 @@ return {1, entry}
 # KEYS: stream, legacy seen, buckets.  ARGV: digest, maxlen, cutoff, field, then the pairs.
 EVENT_LUA = (
     APPEND_PRELUDE
-    + RECORDS_PRELUDE
+    + RECALL_PRELUDE
+    + RECALL_RECORD
+    + REMEMBER
     + SEEN_PRELUDE
     + """
 local seen = recall_record(3, ARGV[4]) or recall(KEYS[2])
@@ -243,7 +265,9 @@ return {1, entry}
 # KEYS: dead stream, legacy seen, buckets.  ARGV: maxlen, cutoff, field, the letter's pairs.
 DEAD_LETTER_LUA = (
     APPEND_PRELUDE
-    + RECORDS_PRELUDE
+    + RECALL_PRELUDE
+    + RECALL_RECORD
+    + REMEMBER_SWEEPING
     + """
 local seen = recall_record(3, ARGV[3]) or recall(KEYS[2])
 if seen then return {0, seen} end
@@ -260,7 +284,7 @@ return {1, entry}
 # KEYS: dead stream, legacy seen, buckets.  ARGV: old entry id, maxlen, field, pairs.
 REPLACE_LETTER_LUA = (
     APPEND_PRELUDE
-    + RECORDS_PRELUDE
+    + REMEMBER_SWEEPING
     + """
 local entry = append(KEYS[1], tonumber(ARGV[2]) + 1, 0, unpack(ARGV, 4))
 if not entry then return {4, ''} end
