@@ -64,6 +64,9 @@ async def deliver_all(url: str, path: Path, count: int) -> None:
     try:
         publisher = Publisher.from_settings(client, settings)
         await publisher.check_durability()
+        # As the app does at start: no older version's keys here, so none are read.
+        if hasattr(getattr(publisher, "legacy", None), "watch"):
+            await publisher.legacy.watch()
         app = Receiver(settings, publisher)
         scopes = [(_scope(body, signed), body) for signed, body in lines]
         for start in range(0, len(scopes), WAVE):

@@ -45,7 +45,7 @@ class Reply(IntEnum):
 # Only ``append`` is made on every call: the helpers of the trimming paths are
 # made when a call takes one. Every function a script defines is a closure made
 # on every call: the publish scripts with five fewer of them (these four, and the
-# bucket helpers a script does not use) took 146.9k -> 142.4k instructions of
+# bucket helpers a script does not use) took 135.0k -> 129.5k instructions of
 # server time per call (``python -m bench.script_cost``, Valkey 9.1.2).
 APPEND_PRELUDE = """
 local function append(stream, maxlen, cutoff, ...)
@@ -150,7 +150,7 @@ end
 # Into the newest bucket (field/value pairs). The publish scripts leave the
 # buckets that fell out of the window to the publisher, which deletes them beside
 # the deliveries when it first writes into a new bucket (``records.Records.sweep``):
-# one EXISTS less on every call, 142.4k -> 137.0k instructions of server time per
+# one EXISTS less on every call, 129.5k -> 124.4k instructions of server time per
 # call (``python -m bench.script_cost``).
 REMEMBER = """
 local function remember(first, ...)
