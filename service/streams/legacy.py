@@ -9,7 +9,10 @@ SCAN (stopping at the first found) when the app starts and every
 ``LEGACY_SCAN_EVERY`` seconds until none is left, then closes the window for this
 process, and the publisher names no legacy key any more (the scripts read none).
 The window closes a dedup window after the last older instance stopped writing.
-A scan that fails leaves the window open and is tried again later.
+A scan that fails leaves the window open and is tried again later; a scan the
+server refuses (a Redis user without ``+scan``, ``NOPERM``) is logged once at
+warning, as it keeps every delivery reading those keys (one or two calls more
+per script) for as long as the process runs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from .connection import Client
 from .keys import Keys
@@ -42,10 +45,20 @@ class LegacyWindow:
 
     async def watch(self, every: float = LEGACY_SCAN_EVERY) -> None:
         """Look for a legacy key now and every ``every`` seconds until none is left."""
+        refused = False
         while self.open:
             try:
                 async with asyncio.timeout(max(self._timeout, 60.0)):
                     left = await self.left()
+            except NoPermissionError as exc:
+                left = True
+                if not refused:
+                    refused = True
+                    logger.warning(
+                        "cannot look for dedup keys of an older version, so they are still "
+                        "read on every delivery: give the Redis user +scan",
+                        extra={"fields": {"error": str(exc)}},
+                    )
             except (RedisError, OSError, TimeoutError):
                 left = True
             if not left:

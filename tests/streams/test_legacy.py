@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 
 import msgspec
+import pytest
 from redis.asyncio import Redis
 
 from service.config import Settings
@@ -48,6 +49,30 @@ async def test_a_completion_an_older_version_kept_is_a_duplicate_while_its_key_i
     watching.cancel()
     outcome = await publisher.publish(_publication("aa_legacy_1"))
     assert outcome == Duplicate(entry_id)
+
+
+async def test_a_user_that_may_not_scan_keeps_the_window_open_and_says_why(
+    redis: Redis, keys: Keys, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = f"noscan-{keys.prefix}"
+    rules = ["on", ">pw", f"~{keys.prefix}:*", "+@all", "-scan"]
+    await redis.execute_command("ACL", "SETUSER", user, *rules)
+    host, port = (
+        redis.connection_pool.connection_kwargs["host"],
+        redis.connection_pool.connection_kwargs["port"],
+    )
+    client = Redis(host=host, port=port, username=user, password="pw")
+    try:
+        publisher = Publisher.from_settings(client, settings)
+        watching = asyncio.create_task(publisher.legacy.watch(every=0.01))
+        await asyncio.sleep(0.1)  # several looks, each refused
+        assert publisher.legacy.open and not watching.done()
+        watching.cancel()
+    finally:
+        await client.aclose()
+        await redis.execute_command("ACL", "DELUSER", user)
+    warnings = [r for r in caplog.records if "give the Redis user +scan" in r.getMessage()]
+    assert len(warnings) == 1  # once, not at every look
 
 
 async def test_with_no_older_key_left_the_window_closes_and_none_is_read(

@@ -34,6 +34,8 @@ def service_acl(prefix: str, password: str, *, cluster: bool = False) -> list[st
         "+hincrby",
         # start-up and the memory sampler read the server (memory, persistence, ...)
         "+info",
+        # looking for an older version's dedup keys, until none is left (streams/legacy.py)
+        "+scan",
         # /readyz, the client's health check, and FANOUT_DURABILITY=aof|replicas:N
         "+ping",
         "+waitaof",
