@@ -138,6 +138,7 @@ class Publisher:
         self._health = _Health()
         #: The background deletion of dedup buckets that left the window, while it runs.
         self._sweeping: asyncio.Task[None] | None = None
+        self._sweep_failing = False
         #: Whether the dedup keys of an older version are still read (``legacy.py``).
         self.legacy = LegacyWindow(redis, keys, timeout)
         self._complete = redis.register_script(COMPLETE_LUA)
@@ -280,14 +281,20 @@ class Publisher:
 
     async def _sweep(self) -> None:
         """Delete the dedup buckets that left the window (``records.py``), beside the
-        deliveries; what fails now is tried again after a later delivery."""
+        deliveries; what fails now is tried again after a later delivery (logged once
+        until a sweep succeeds: a user without ``+unlink`` would otherwise log it on
+        every delivery)."""
         try:
             async with asyncio.timeout(self._timeout):
                 await self._records.sweep(self._redis)
         except (RedisError, OSError, TimeoutError) as exc:
-            logger.warning(
-                "old dedup buckets not deleted yet", extra={"fields": {"error": repr(exc)}}
-            )
+            if not self._sweep_failing:
+                self._sweep_failing = True
+                logger.warning(
+                    "old dedup buckets not deleted yet", extra={"fields": {"error": repr(exc)}}
+                )
+        else:
+            self._sweep_failing = False
         finally:
             self._sweeping = None
 

@@ -133,3 +133,25 @@ async def test_a_dead_letter_into_a_new_bucket_deletes_the_dead_buckets_out_of_t
     await asyncio.sleep(max(0.0, (number + 1) * records.width - time.time() + 0.05))
     await publisher.dead_letter("malformed_json", "not JSON", b"{", datetime.now(UTC))
     assert not await redis.exists(stale)  # by the script itself, in the same call
+
+
+async def test_a_sweep_the_server_refuses_is_logged_once_and_deliveries_go_on(
+    redis: Redis, keys: Keys, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = f"nounlink-{keys.prefix}"
+    rules = ["on", ">pw", f"~{keys.prefix}:*", "+@all", "-unlink"]
+    await redis.execute_command("ACL", "SETUSER", user, *rules)
+    kwargs = redis.connection_pool.connection_kwargs
+    client = Redis(host=kwargs["host"], port=kwargs["port"], username=user, password="pw")
+    try:
+        # Buckets of 1 s: every second a new one, and a sweep due.
+        publisher = Publisher.from_settings(client, dataclasses.replace(settings, dedup_ttl=4))
+        for n in range(6):
+            assert isinstance(await publisher.publish(_publication(f"aa_refused_{n}")), Accepted)
+            publisher.records.due["ORDERS.IMPORT"] = 1  # due again: another refused sweep
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+        await redis.execute_command("ACL", "DELUSER", user)
+    warnings = [r for r in caplog.records if r.getMessage() == "old dedup buckets not deleted yet"]
+    assert len(warnings) == 1
