@@ -234,7 +234,9 @@ class DeliveryLog:
 
     def info(self, msg: str, fields: dict[str, Any]) -> None:
         """Write ``msg`` with ``fields`` at info (the caller checked ``enabled``)."""
-        handler = self._direct()
+        self._info(self._direct(), msg, fields)
+
+    def _info(self, handler: BatchingHandler | None, msg: str, fields: dict[str, Any]) -> None:
         if handler is None:
             self.logger.info(msg, extra={"fields": fields})
             return
@@ -250,11 +252,18 @@ class DeliveryLog:
         except RecursionError:
             raise
         except Exception:
-            handler.handleError(
-                self.logger.makeRecord(
-                    self.logger.name, logging.INFO, "", 0, msg, (), None, extra={"fields": fields}
-                )
+            self._failed(handler, msg, fields)
+
+    def _failed(
+        self, handler: BatchingHandler, msg: str, fields: dict[str, Any] | None = None
+    ) -> None:
+        """What ``logging`` does with a record its handler could not write."""
+        extra = None if fields is None else {"fields": fields}
+        handler.handleError(
+            self.logger.makeRecord(
+                self.logger.name, logging.INFO, "", 0, msg, (), None, extra=extra
             )
+        )
 
     def delivery(
         self,
@@ -288,7 +297,7 @@ class DeliveryLog:
                 "request_id": request_id,
                 "ms": ms,
             }
-            self.info(msg, fields)
+            self._info(handler, msg, fields)  # the handlers walked once, not again
             return
         line = _DeliveryLine(
             iso_utc(time.time()),
@@ -309,9 +318,7 @@ class DeliveryLog:
         except RecursionError:
             raise
         except Exception:
-            handler.handleError(
-                self.logger.makeRecord(self.logger.name, logging.INFO, "", 0, msg, (), None)
-            )
+            self._failed(handler, msg)
 
     def _direct(self) -> BatchingHandler | None:
         """The one handler a record of this logger would reach, when the line can be

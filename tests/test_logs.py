@@ -197,3 +197,28 @@ def test_a_delivery_line_goes_through_logging_where_other_handlers_listen(
 def test_log_times_are_written_as_datetime_writes_them(moment: float) -> None:
     expected = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
     assert logs.iso_utc(moment) == expected
+
+
+@pytest.mark.parametrize("formatter", [logs.JsonFormatter, logs.TextFormatter])
+@pytest.mark.parametrize("how", ["delivery", "info"])
+def test_a_line_that_cannot_be_written_is_handled_as_logging_handles_a_record(
+    formatter: type[logging.Formatter], how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_end, write_end = os.pipe()
+    stream = io.TextIOWrapper(io.FileIO(write_end, "wb"), line_buffering=True)
+    handler, access = handler_on(stream)
+    handler.setFormatter(formatter())
+    stream.close()  # the collector went away: every write fails
+    os.close(read_end)
+    failed: list[logging.LogRecord] = []
+    monkeypatch.setattr(handler, "handleError", failed.append)
+    log = logs.DeliveryLog(access)
+    if how == "delivery":
+        # raises nothing
+        log.delivery("webhook accepted", "POST", "/", 202, "accepted", "T", "i", None, 1.5)
+    else:
+        log.info("webhook accepted", FIELDS)
+    [record] = failed
+    assert record.getMessage() == "webhook accepted" and record.levelno == logging.INFO
+    if how == "info":
+        assert record.fields == FIELDS  # type: ignore[attr-defined]
