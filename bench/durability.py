@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -97,6 +98,33 @@ class Setup:
             self.server.stop()
 
 
+def rounds(
+    setups: Sequence[Setup], corpus_path: Path, runs: int, duration: float, connections: int
+) -> dict[str, list[Result]]:
+    """Start each setup and warm it up, then ``runs`` rounds of one measurement each, the
+    order rotating every round (so the machine's drift falls on each in turn), Valkey
+    emptied before each; every result printed as it comes. The caller stops them."""
+    results: dict[str, list[Result]] = {setup.name: [] for setup in setups}
+    width = max(len(setup.name) for setup in setups)
+    for setup in setups:
+        setup.start()
+        wrk(setup.url, corpus_path, 2, connections)  # warm-up
+    for run in range(runs):
+        turn = run % len(setups)
+        for setup in [*setups[turn:], *setups[:turn]]:
+            setup.flush()
+            assert setup.process is not None
+            result = measure(setup.url, setup.process.pid, corpus_path, duration, connections)
+            results[setup.name].append(result)
+            print(
+                f"run {run + 1} {setup.name:<{width}} {result.rps:7.0f}/s  "
+                f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+                f"non-2xx {result.bad_status}  socket errors {result.socket_errors}",
+                flush=True,
+            )
+    return results
+
+
 def main() -> int:
     args = parser(__doc__).parse_args()
     if not has_wrk():
@@ -109,25 +137,8 @@ def main() -> int:
         Setup("auto on everysec", workdir, appendfsync="everysec", durability=None),
         Setup("embedded", workdir, appendfsync=None, durability=None),
     ]
-    results: dict[str, list[Result]] = {setup.name: [] for setup in setups}
     try:
-        for setup in setups:
-            setup.start()
-            wrk(setup.url, corpus_path, 2, args.connections)  # warm-up
-        for run in range(args.runs):
-            for setup in setups[run % 4 :] + setups[: run % 4]:
-                setup.flush()
-                assert setup.process is not None
-                result = measure(
-                    setup.url, setup.process.pid, corpus_path, args.duration, args.connections
-                )
-                results[setup.name].append(result)
-                print(
-                    f"run {run + 1} {setup.name:<17} {result.rps:7.0f}/s  "
-                    f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
-                    f"non-2xx {result.bad_status}  socket errors {result.socket_errors}",
-                    flush=True,
-                )
+        results = rounds(setups, corpus_path, args.runs, args.duration, args.connections)
     finally:
         for setup in setups:
             setup.stop()

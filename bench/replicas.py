@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 
 from bench import corpus
-from bench.durability import Setup
-from bench.run import Result, has_wrk, measure, parser, wrk
+from bench.durability import Setup, rounds
+from bench.run import has_wrk, parser
 from tests.support.servers import ValkeyProcess
 
 
@@ -63,25 +63,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-replicas-"))
     corpus_path = corpus.write(workdir / "corpus.txt", args.bodies)
     setups = [Replicated(name, workdir, n) for n, name in enumerate(("no replica", "one", "two"))]
-    results: dict[str, list[Result]] = {setup.name: [] for setup in setups}
     try:
-        for setup in setups:
-            setup.start()
-            wrk(setup.url, corpus_path, 2, args.connections)  # warm-up
-        for run in range(args.runs):
-            for setup in setups[run % 3 :] + setups[: run % 3]:
-                setup.flush()
-                assert setup.process is not None
-                result = measure(
-                    setup.url, setup.process.pid, corpus_path, args.duration, args.connections
-                )
-                results[setup.name].append(result)
-                print(
-                    f"run {run + 1} {setup.name:<11} {result.rps:7.0f}/s  "
-                    f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
-                    f"non-2xx {result.bad_status}",
-                    flush=True,
-                )
+        results = rounds(setups, corpus_path, args.runs, args.duration, args.connections)
         for setup in setups:  # that the waits were made: WAIT calls on each primary
             assert setup.server is not None
             with setup.server.client() as client:
