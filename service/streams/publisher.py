@@ -136,8 +136,8 @@ class Publisher:
         )
         self._cloudevents_source = cloud_events.source(keys.prefix) if cloudevents else None
         self._health = _Health()
-        #: The background deletion of dedup buckets that left the window, while it runs.
-        self._sweeping: asyncio.Task[None] | None = None
+        #: Whether a delivery is deleting dedup buckets that left the window (``_sweep``).
+        self._sweeping = False
         self._sweep_failing = False
         #: Whether the dedup keys of an older version are still read (``legacy.py``).
         self.legacy = LegacyWindow(redis, keys, timeout)
@@ -272,18 +272,22 @@ class Publisher:
             self._health.failed(exc)
             raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
         self._health.succeeded()
-        if self._records.due and self._sweeping is None:
-            self._sweeping = asyncio.create_task(self._sweep())
+        if self._records.due and not self._sweeping:
+            await self._sweep()
         outcome = of_reply(code, stream, replies.text(entry), self._maxlen)
         if publication.unknown_type and isinstance(outcome, Accepted):
             await self._note_other_type(type_)
         return outcome
 
     async def _sweep(self) -> None:
-        """Delete the dedup buckets that left the window (``records.py``), beside the
-        deliveries; what fails now is tried again after a later delivery (logged once
-        until a sweep succeeds: a user without ``+unlink`` would otherwise log it on
-        every delivery)."""
+        """Delete the dedup buckets that left the window (``records.py``): after the
+        script call of the delivery that found one due, once per type and bucket (and
+        once per type after start). Not a task beside the deliveries: one that outlived
+        its client took a connection nothing closed. A failure does not touch the
+        delivery (its entry is stored): it is tried again after a later one, and logged
+        once until a sweep succeeds (a user without ``+unlink`` would otherwise log it
+        on every delivery)."""
+        self._sweeping = True
         try:
             async with asyncio.timeout(self._timeout):
                 await self._records.sweep(self._redis)
@@ -296,7 +300,7 @@ class Publisher:
         else:
             self._sweep_failing = False
         finally:
-            self._sweeping = None
+            self._sweeping = False
 
     async def _note_other_type(self, type_: str) -> None:
         """Remember a stream of an event type the service does not know, for the gauges

@@ -16,8 +16,8 @@ which cover the whole window, so "exactly once" holds for at least
 ``FANOUT_DEDUP_TTL``; the first write of a process into a new bucket deletes
 those that fell out of the window (UNLINK: freed in the background), so a record
 is held at most ``1.25 x FANOUT_DEDUP_TTL``. The publisher does that for the
-publish scripts, beside them (``due``, ``sweep``: one command per type and
-bucket, none per delivery); the dead-letter scripts do it themselves.
+publish scripts, after them (``due``, ``sweep``: one command per type and bucket,
+none per delivery); the dead-letter scripts do it themselves.
 
 Field names are a 12-byte BLAKE2b digest of the record's kind and identity
 (96 bits: for 10^9 records a collision chance below 10^-10); values are the

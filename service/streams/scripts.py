@@ -148,8 +148,8 @@ end
 """
 
 # Into the newest bucket (field/value pairs). The publish scripts leave the
-# buckets that fell out of the window to the publisher, which deletes them beside
-# the deliveries when it first writes into a new bucket (``records.Records.sweep``):
+# buckets that fell out of the window to the publisher, which deletes them after
+# its first write into a new bucket (``records.Records.sweep``):
 # one EXISTS less on every call, 129.5k -> 124.4k instructions of server time per
 # call (``python -m bench.script_cost``).
 REMEMBER = """

@@ -67,7 +67,7 @@ async def test_concurrent_publishes_share_round_trips(
         batch = some_actions(200)
         await publisher.publish(batch[0])  # connects and loads the scripts
         # Each type's first write of this process also deletes its buckets that left the
-        # window (one UNLINK per type, beside the scripts): done here, not counted.
+        # window (one UNLINK per type, after its script): done here, not counted.
         for type_ in actions.TYPES:
             publisher.records.buckets(type_)
         await publisher.records.sweep(client)
