@@ -13,7 +13,10 @@ Faults: ``kill`` (SIGKILL of the master), ``planned`` (``SENTINEL FAILOVER``, th
 old master left for Sentinel to demote), ``lag`` (each replica behind a TCP proxy
 that delays the replication stream by 50 ms; master and proxy killed together: a
 host crash), ``blackhole`` (5 s in which nothing passes between the receiver and
-Valkey, connections left open).
+Valkey, connections left open), ``deaf`` (the receiver reaches Sentinel through a
+proxy that black-holes it for 6 s, and a planned failover runs in those 6 s: the
+receiver hears no event and no answer of Sentinel's until it is over). ``deaf`` is
+not in ``FAULTS``, the suite's set; ``test_sentinel_faults`` runs it on its own.
 
     python -m tests.support.failover_runs --topology sentinel --replicas 2 --fault planned --runs 3
 """
@@ -35,11 +38,16 @@ from service.domain import actions
 from service.streams.keys import Keys
 from tests.support.http import SECRET
 from tests.support.load import make_deliveries
+from tests.support.redis_servers import HOST
 from tests.support.senders import Senders, first_2xx_after, longest_pause
 from tests.support.sentinel import ReplicatedSet
 from tests.support.servers import FanoutProcess
 
 FAULTS = ("kill", "planned", "lag", "blackhole")
+#: Every fault this harness can run.
+ALL_FAULTS = (*FAULTS, "deaf")
+#: Seconds the receiver hears nothing from Sentinel in a ``deaf`` run.
+DEAF_SECONDS = 6.0
 PREFIX = "fo"
 
 
@@ -109,13 +117,14 @@ async def run_fault(
     before: float = 1.5,
     settle: float = 40.0,
     link_proxies: Sequence[object] = (),
+    sentinel_fronts: Sequence[object] = (),
 ) -> FaultReport:
     """The fault ``before`` seconds into the load at ``receiver``; the set must run.
 
     Deliveries are offered for ``offered_seconds``, and at least 1 s after the fault
     is in place (a planned failover returns once the replica is promoted; a black
     hole once it ends), so the load always meets it."""
-    assert fault in FAULTS, fault
+    assert fault in ALL_FAULTS, fault
     most = int(rate * (before + offered_seconds + 10.0))
     senders = Senders(receiver, make_deliveries(most, actions.TYPES), rate, concurrency)
     started = time.monotonic()
@@ -135,6 +144,13 @@ async def run_fault(
         promoted = asyncio.create_task(_calls_at_promotion(group, old))
         await asyncio.to_thread(group.sentinel.failover, demote=False)
         old_calls = await promoted
+    elif fault == "deaf":
+        for proxy in sentinel_fronts:
+            proxy.hold()  # type: ignore[attr-defined]
+        await asyncio.to_thread(group.sentinel.failover, demote=False)
+        await asyncio.sleep(max(0.0, at + DEAF_SECONDS - time.monotonic()))
+        for proxy in sentinel_fronts:
+            proxy.release()  # type: ignore[attr-defined]
     elif fault == "blackhole":
         for proxy in group.fronts:
             proxy.hold()
@@ -247,8 +263,14 @@ async def measure(
         binary=binary,
     )
     await asyncio.to_thread(group.start)  # each step in a thread: runs may go side by side
+    env = receiver_env(group, durability)
+    fronts: list[DelayProxy] = []
+    if fault == "deaf":  # the receiver's only way to Sentinel, which hears it directly
+        fronts = [DelayProxy(sentinel.port, hole_from=HOST) for sentinel in group.sentinels]
+        hosts = ",".join(f"{HOST}:{proxy.start()}" for proxy in fronts)
+        env["FANOUT_REDIS_URL"] = f"redis+sentinel://{hosts}/{group.sentinel.name}"
     try:
-        receiver = FanoutProcess(root / "fanout.log", env=receiver_env(group, durability))
+        receiver = FanoutProcess(root / "fanout.log", env=env)
         # Bounded generously: eight runs start side by side in the suite, on a shared machine.
         await asyncio.to_thread(receiver.start, 90.0)
         try:
@@ -258,13 +280,14 @@ async def measure(
                 fault,
                 durability=durability,
                 link_proxies=proxies,
+                sentinel_fronts=fronts,
                 **load,  # type: ignore[arg-type]
             )
         finally:
             await asyncio.to_thread(receiver.stop)
     finally:
         await asyncio.to_thread(group.stop)
-        for proxy in proxies:
+        for proxy in [*proxies, *fronts]:
             proxy.kill()
 
 
@@ -272,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--topology", default="sentinel", choices=["sentinel", "cluster"])
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--fault", choices=FAULTS, default="planned")
+    parser.add_argument("--fault", choices=ALL_FAULTS, default="planned")
     parser.add_argument("--durability", default="default", help="FANOUT_DURABILITY, or default")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sentinels", type=int, default=1, help="Sentinels (quorum a majority)")
