@@ -49,7 +49,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = usage.add_command(
         commands,
         "dlq",
-        help="list, show and replay dead letters",
+        help=usage.COMMANDS["dlq"],
         description="Dead letters are authenticated bodies that could not be decoded, "
         "conflicts (same id, different content) and events a consumer group gave up on "
         "(poison). Replay sends a letter through decode and publish again.",

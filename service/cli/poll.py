@@ -48,7 +48,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     poll = usage.add_command(
         commands,
         "poll",
-        help="fetch async actions from the Voucherify API and publish what is missing",
+        help=usage.COMMANDS["poll"],
         description="Reconcile from the Voucherify API: list the async actions, fetch the "
         "detail of finished ones not published yet, and publish them through the same dedup "
         "as the webhook. Needs FANOUT_VOUCHERIFY_APP_ID and FANOUT_VOUCHERIFY_APP_TOKEN "

@@ -29,7 +29,6 @@ from ..http import signature
 from ..streams import local
 from . import flags, usage
 from .errors import CommandError
-from .serve import SECRET_FILE
 
 #: Types ``--sample`` takes: every kind's (``sample_bodies``, shared with ``service.testing``),
 #: webhook event types in either spelling.
@@ -59,7 +58,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     send = usage.add_command(
         commands,
         "send",
-        help="sign and post a webhook body to the receiver",
+        help=usage.COMMANDS["send"],
         description="Sign a body as Voucherify does (x-voucherify-signature) and post it to "
         "the running `fanout serve` (or --url). Prints each answer's status and body; exit "
         "status 1 unless every answer is 2xx and no body was dead-lettered.",
@@ -104,10 +103,10 @@ def _secret(args: argparse.Namespace, search: local.Search) -> bytes:
         return configured[0].key
     folders = [search.server.data_dir] if search.server else [path.parent for path in search.looked]
     for folder in folders:
-        path = folder / SECRET_FILE
+        path = folder / local.SECRET_FILE
         if path.exists():
             return path.read_text().strip().encode()
-    where = ", ".join(str(folder / SECRET_FILE) for folder in folders)
+    where = ", ".join(str(folder / local.SECRET_FILE) for folder in folders)
     raise CommandError(
         f"no secret to sign with: --secret and FANOUT_SECRETS are not set and there is no "
         f"local secret (looked for {where}); run `fanout serve` first, point --data-dir "

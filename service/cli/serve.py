@@ -32,7 +32,6 @@ from ..streams.server import ServerRefused
 from . import flags, usage
 from .errors import CommandError
 
-SECRET_FILE = "webhook-secret"
 ADMIN_TOKEN_FILE = "admin-token"
 
 
@@ -40,7 +39,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve = usage.add_command(
         commands,
         "serve",
-        help="receive webhooks and publish to Redis Streams",
+        help=usage.COMMANDS["serve"],
         description="Receive webhooks on POST /webhooks/voucherify and publish them to Redis "
         "Streams. With nothing configured: an embedded Valkey and a generated secret, both "
         "kept in the data folder (.fanout), and a record there that the other commands and "
@@ -183,9 +182,9 @@ def _serve(
     from . import workers
 
     if not settings.secrets and settings.secrets_file is None:
-        value, created = _local_secret(settings.data_dir, SECRET_FILE, "FANOUT_SECRETS")
+        value, created = _local_secret(settings.data_dir, local.SECRET_FILE, "FANOUT_SECRETS")
         settings = dataclasses.replace(settings, secrets=(Secret(value),))
-        where = settings.data_dir / SECRET_FILE
+        where = settings.data_dir / local.SECRET_FILE
         if created:
             print(f"FANOUT_SECRETS is not set; generated a webhook secret: {value}")
             print(f"  kept in {where}. For local use only: set FANOUT_SECRETS in production.")

@@ -35,7 +35,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = usage.add_command(
         commands,
         "stats",
-        help="streams by consumer group: lengths, pending, lag, dead",
+        help=usage.COMMANDS["stats"],
         description="Each consumer group with its totals and the streams it reads that hold "
         "something (length, pending, lag, first and last entry), the streams no group reads, "
         "the dead letters and the dedup keys held. Empty streams are left out unless --all.",

@@ -42,7 +42,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = usage.add_command(
         commands,
         "tail",
-        help="show recent stream entries, optionally follow",
+        help=usage.COMMANDS["tail"],
         description="Show the latest completions and webhook events (and with --progress, "
         "progress updates) over all types, oldest first; --follow keeps printing new ones, "
         "and waits out a Redis restart. The table fits the terminal (or COLUMNS); --json "

@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = usage.add_command(
         commands,
         "url",
-        help="print the Redis URL of the local server, for other tools",
+        help=usage.COMMANDS["url"],
         description="Print the Redis URL the other commands use (the running `fanout serve` "
         "of this folder, else FANOUT_REDIS_URL or --redis-url) on one line: without its "
         "password, or with --password for a client to connect with.",

@@ -7,6 +7,20 @@ from importlib.metadata import PackageNotFoundError, version
 
 EXIT_STATUS = "exit status: 0 ok, 1 failure (one line on stderr), 2 usage or configuration error"
 
+#: The commands in the order ``fanout --help`` lists them, each with its line there:
+#: written once, here, so the list needs none of their modules (each imports what its
+#: command runs: redis-py, httpx, uvicorn; ``cli.build_parser`` imports only the one
+#: the command line names). Each module's ``register`` passes its line to ``add_command``.
+COMMANDS = {
+    "serve": "receive webhooks and publish to Redis Streams",
+    "send": "sign and post a webhook body to the receiver",
+    "tail": "show recent stream entries, optionally follow",
+    "stats": "streams by consumer group: lengths, pending, lag, dead",
+    "dlq": "list, show and replay dead letters",
+    "poll": "fetch async actions from the Voucherify API and publish what is missing",
+    "url": "print the Redis URL of the local server, for other tools",
+}
+
 
 def package_version() -> str:
     try:

@@ -34,6 +34,9 @@ from ..config import discovery
 from ..errors import FanoutError
 
 RECORD_NAME = "server.json"
+#: The webhook secret ``fanout serve`` makes for itself when none is configured, in its
+#: data folder, where ``fanout send`` reads it.
+SECRET_FILE = "webhook-secret"
 LOCK_NAME = "serve.lock"
 DATA_DIR = Path(".fanout")
 _VERSION = 1
