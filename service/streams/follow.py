@@ -54,9 +54,13 @@ _STARTS = (
     "+failover-state-reconf-slaves",
 )
 _ABORTED = "-failover-abort-"
+#: Sentinel learned of a replica of a master (at its INFO of the master, every 10 s):
+#: one it may promote from now on.
+_REPLICA = "+slave"
 _CHANNELS = (
     *_STARTS,
     "+switch-master",
+    _REPLICA,
     "-failover-abort-not-elected",
     "-failover-abort-no-good-slave",
     "-failover-abort-slave-timeout",
@@ -104,6 +108,7 @@ class Follower:
         self._config_epoch = -1
         self.switched_at: float | None = None  # monotonic time of the last new primary
         self._on_switch: list[Callable[[], None]] = []
+        self._on_replica: list[Callable[[], None]] = []
         self._stopping = False
 
     @property
@@ -159,6 +164,11 @@ class Follower:
     def on_switch(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (in the loop, not awaited) whenever a new primary is named."""
         self._on_switch.append(callback)
+
+    def on_replica(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (in the loop, not awaited) when a Sentinel says it learned of
+        a replica of the primary: one it could promote from then on."""
+        self._on_replica.append(callback)
 
     # --- what changes it ------------------------------------------------------
 
@@ -219,6 +229,9 @@ class Follower:
             await self._switch(named, channel)
         elif master != self.address:
             return  # about a primary we no longer write to
+        elif channel == _REPLICA:
+            for callback in self._on_replica:
+                callback()
         elif channel == "+promoted-slave" and named is not None:
             # From this step on Sentinel names the promoted replica, and the
             # failover is past the point where it could be abandoned.

@@ -18,7 +18,7 @@ from service.config import Durability, Settings
 from service.consumer import Consumer
 from service.domain import samples
 from service.domain.completion import CompletionEvent
-from service.streams import connection
+from service.streams import connection, memory
 from service.streams.keys import Keys
 from service.streams.promise import Promise
 from service.streams.publisher import Publisher
@@ -194,3 +194,39 @@ async def _append_retrying(writer: Redis, keys: Keys) -> list[str]:
         except Exception:
             await asyncio.sleep(0.1)
     raise AssertionError("could not write to the new master")
+
+
+async def test_a_replica_sentinel_learns_of_is_waited_for_without_the_next_sample(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sentinel may promote a replica from the moment it learns of it (its INFO of the
+    # master, every 10 s), and says so: +slave. A 2xx must wait for that replica from
+    # then on, not from the sampler's next round (1 s; 60 s here, so that only the
+    # event can explain the count).
+    monkeypatch.setattr(memory, "EVERY", 60.0)
+    with ReplicatedSet(tmp_path) as group:
+        await asyncio.to_thread(group.sentinel.wait_replicas, 1)
+        own = dataclasses.replace(settings, redis_url=group.sentinel.url, redis_timeout=1.0)
+        async with serving(own) as http:
+            assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
+            assert _waited_for(await http.get("/metrics")) == 1
+            late = ValkeyProcess(tmp_path / "late", appendonly=True, replicaof=group.master)
+            await asyncio.to_thread(late.start)
+            try:
+                await asyncio.to_thread(group.sentinel.wait_replicas, 2, 15.0)
+                for _ in range(50):  # the event's count, at most 5 s after Sentinel knew it
+                    if _waited_for(await http.get("/metrics")) == 2:
+                        break
+                    await asyncio.sleep(0.1)
+                assert _waited_for(await http.get("/metrics")) == 2
+                assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
+            finally:
+                await asyncio.to_thread(late.stop)
+
+
+def _waited_for(metrics: httpx.Response) -> int:
+    """``fanout_durability_replicas`` of the one primary, from ``/metrics``."""
+    for line in metrics.text.splitlines():
+        if line.startswith('fanout_durability_replicas{primary="primary"}'):
+            return int(float(line.split()[-1]))
+    raise AssertionError("no fanout_durability_replicas in /metrics")
