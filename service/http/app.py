@@ -228,7 +228,7 @@ def create_app(
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             gc.unfreeze()
             publisher.memory.stop()
-            await _stop([*tasks, sampler], settings.redis_timeout)
+            await _stop([*tasks, sampler, *publisher.memory.pending()], settings.redis_timeout)
             if redis is None:
                 await client.aclose()
             if owned_provider is not None:  # exports what its batches still hold

@@ -135,7 +135,7 @@ class MemoryWatch:
     def replica_announced(self) -> None:
         """A Sentinel learned of a replica of the primary: from now on it may promote it,
         so a 2xx must wait for it too. Count the primary's replicas now, and every 0.1 s
-        until one more is online (it may still be in its first sync), for 5 s at most;
+        until one more is online (it may still be in its first sync), for 2 s at most;
         then the once-a-second sample. Without this, a replica that attached was waited
         for only from the next sample, up to a second after Sentinel could know it
         (Sentinel learns replicas at its INFO of the primary, every 10 s: measured
@@ -143,7 +143,7 @@ class MemoryWatch:
         if self.replication is None or self._announced is not None:
             return  # each Sentinel says it; one count at a time
         before = self.replication.online("") or 0
-        self._announced = self._resample(lambda online: (online or 0) > before)
+        self._announced = self._resample(lambda online: (online or 0) > before, within=2.0)
         self._announced.add_done_callback(self._counted)
 
     def _counted(self, _: asyncio.Task[None]) -> None:
@@ -183,8 +183,12 @@ class MemoryWatch:
 
     def stop(self) -> None:
         self._stopped = True
-        for task in self._resampling:  # none outlives the app's client
-            task.cancel()
+
+    def pending(self) -> list[asyncio.Task[None]]:
+        """The counts ``primary_switched`` and ``replica_announced`` started that still
+        run: the app stops them with the sampler, before it closes the client (a Redis
+        call after that, under Sentinel, would start its follower again)."""
+        return [task for task in self._resampling if not task.done()]
 
 
 def _ratio(node: dict[str, Any]) -> float:

@@ -18,6 +18,7 @@ from service.config import Durability, Settings
 from service.consumer import Consumer
 from service.domain import samples
 from service.domain.completion import CompletionEvent
+from service.http.app import create_app
 from service.streams import connection, memory
 from service.streams.keys import Keys
 from service.streams.promise import Promise
@@ -25,7 +26,7 @@ from service.streams.publisher import Publisher
 from tests.support.feed import append, running, until
 from tests.support.http import post, serving
 from tests.support.sentinel import ReplicatedSet
-from tests.support.servers import ValkeyProcess, has_binary
+from tests.support.servers import ValkeyProcess, has_binary, running_uvicorn
 
 pytestmark = pytest.mark.spawns
 
@@ -204,10 +205,17 @@ async def test_a_replica_sentinel_learns_of_is_waited_for_without_the_next_sampl
     # then on, not from the sampler's next round (1 s; 60 s here, so that only the
     # event can explain the count).
     monkeypatch.setattr(memory, "EVERY", 60.0)
+    publishers: list[Publisher] = []
+
+    async def hold(publisher: Publisher) -> None:
+        publishers.append(publisher)
+        await asyncio.Event().wait()
+
     with ReplicatedSet(tmp_path) as group:
         await asyncio.to_thread(group.sentinel.wait_replicas, 1)
         own = dataclasses.replace(settings, redis_url=group.sentinel.url, redis_timeout=1.0)
-        async with serving(own) as http:
+        app = create_app(own, background=[hold])
+        async with running_uvicorn(app) as url, httpx.AsyncClient(base_url=url) as http:
             assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
             assert _waited_for(await http.get("/metrics")) == 1
             late = ValkeyProcess(tmp_path / "late", appendonly=True, replicaof=group.master)
@@ -220,8 +228,15 @@ async def test_a_replica_sentinel_learns_of_is_waited_for_without_the_next_sampl
                     await asyncio.sleep(0.1)
                 assert _waited_for(await http.get("/metrics")) == 2
                 assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
+                # A count still running when the app stops (none more comes online now).
+                publishers[0].memory.replica_announced()
+                assert publishers[0].memory.pending()
             finally:
                 await asyncio.to_thread(late.stop)
+        # Nothing of it outlives the app: no count, and no Sentinel follower that a
+        # Redis call after the client closed would have started again.
+        left = {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}
+        assert not left & {"MemoryWatch._until", "Follower._run"}, left
 
 
 def _waited_for(metrics: httpx.Response) -> int:
