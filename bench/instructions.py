@@ -59,6 +59,10 @@ async def deliver_all(url: str, path: Path, count: int) -> None:
         secrets=(Secret(corpus.SECRET.decode()),),
         stream_prefix=f"bench-instr-{secrets.token_hex(4)}",
         durability=Durability("auto"),
+        # Under callgrind everything here runs some 50 times slower: the default 2 s made
+        # the first wave's first calls (scripts loaded, Structs built) 503 in about half
+        # the runs on 2026-12-07 evening, which failed the run.
+        redis_timeout=60.0,
     )
     client = connection.from_settings(settings)
     try:
