@@ -23,6 +23,7 @@ from service.streams import connection, memory
 from service.streams.keys import Keys
 from service.streams.promise import Promise
 from service.streams.publisher import Publisher
+from tests.http.test_metrics import scrape, value
 from tests.support.feed import append, running, until
 from tests.support.http import post, serving
 from tests.support.sentinel import ReplicatedSet
@@ -217,16 +218,16 @@ async def test_a_replica_sentinel_learns_of_is_waited_for_without_the_next_sampl
         app = create_app(own, background=[hold])
         async with running_uvicorn(app) as url, httpx.AsyncClient(base_url=url) as http:
             assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
-            assert _waited_for(await http.get("/metrics")) == 1
+            assert await _waited_for(http) == 1
             late = ValkeyProcess(tmp_path / "late", appendonly=True, replicaof=group.master)
             await asyncio.to_thread(late.start)
             try:
                 await asyncio.to_thread(group.sentinel.wait_replicas, 2, 15.0)
                 for _ in range(50):  # the event's count, at most 5 s after Sentinel knew it
-                    if _waited_for(await http.get("/metrics")) == 2:
+                    if await _waited_for(http) == 2:
                         break
                     await asyncio.sleep(0.1)
-                assert _waited_for(await http.get("/metrics")) == 2
+                assert await _waited_for(http) == 2
                 assert (await post(http, samples.sample("ORDERS.IMPORT"))).status_code == 202
                 # A count still running when the app stops (none more comes online now).
                 publishers[0].memory.replica_announced()
@@ -239,9 +240,6 @@ async def test_a_replica_sentinel_learns_of_is_waited_for_without_the_next_sampl
         assert not left & {"MemoryWatch._until", "Follower._run"}, left
 
 
-def _waited_for(metrics: httpx.Response) -> int:
+async def _waited_for(http: httpx.AsyncClient) -> float:
     """``fanout_durability_replicas`` of the one primary, from ``/metrics``."""
-    for line in metrics.text.splitlines():
-        if line.startswith('fanout_durability_replicas{primary="primary"}'):
-            return int(float(line.split()[-1]))
-    raise AssertionError("no fanout_durability_replicas in /metrics")
+    return value(await scrape(http), "fanout_durability_replicas", primary="primary")
